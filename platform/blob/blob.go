@@ -1,0 +1,43 @@
+// Package blob defines VRSky's object store: claim-check payloads and Wasm
+// modules. The embedded default is the NATS Object Store (NewNATS);
+// production deployments use S3-compatible storage. Every implementation
+// passes the same contract suite in package blobtest.
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+var (
+	// ErrNotFound: no object under that key.
+	ErrNotFound = errors.New("object not found")
+	// ErrUnavailable: the backend cannot be reached right now; retry later.
+	ErrUnavailable = errors.New("object store unavailable")
+)
+
+// Info describes a stored object.
+type Info struct {
+	// Key is the object's name within the store.
+	Key string
+	// Size in bytes.
+	Size int64
+	// SHA256 is the hex SHA-256 digest of the content, computed on Put.
+	SHA256 string
+}
+
+// Store keeps opaque objects by key. Keys are slash-separated paths of
+// [A-Za-z0-9._-] segments, e.g. "payloads/acme/orders/<id>".
+// Implementations are safe for concurrent use.
+type Store interface {
+	// Put streams r into the object named key, replacing any previous one,
+	// and returns its size and digest. It never buffers the whole object.
+	Put(ctx context.Context, key string, r io.Reader) (Info, error)
+	// Get opens the object for streaming; the caller closes the reader.
+	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
+	// Stat returns the object's Info without reading it.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Delete removes the object; deleting a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+}

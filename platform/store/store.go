@@ -1,0 +1,123 @@
+// Package store defines VRSky's control-plane store: tenants, API keys and
+// integrations. The embedded default keeps them in NATS KV buckets
+// (NewNATS); production deployments use PostgreSQL. Every implementation
+// passes the same contract suite in package storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every implementation returns (wrapped) so callers can use errors.Is.
+var (
+	// ErrNotFound: the named record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a create met a record with the same name.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: an update carried a revision that is no longer current.
+	ErrConflict = errors.New("revision conflict")
+	// ErrUnavailable: the backend cannot be reached right now; retry later.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Tenant is one customer of the platform. Everything else belongs to a tenant.
+type Tenant struct {
+	// Name is the tenant's unique, DNS-label-like identifier.
+	Name string `json:"name"`
+	// DisplayName is free text for humans.
+	DisplayName string `json:"display_name,omitempty"`
+	// Quotas bound what the tenant may use; zero means the platform default.
+	Quotas Quotas `json:"quotas"`
+	// CreatedAt is set by the store on create.
+	CreatedAt time.Time `json:"created_at"`
+	// Revision is set by the store; pass it back to Update for optimistic locking.
+	Revision uint64 `json:"-"`
+}
+
+// Quotas bound a tenant's usage. Zero values mean "platform default".
+type Quotas struct {
+	// MaxIntegrations caps how many integrations the tenant may define.
+	MaxIntegrations int `json:"max_integrations,omitempty"`
+	// MaxMessagesPerSecond caps the tenant's ingest rate.
+	MaxMessagesPerSecond int `json:"max_messages_per_second,omitempty"`
+	// MaxStorageBytes caps the JetStream storage the tenant's streams may hold.
+	MaxStorageBytes int64 `json:"max_storage_bytes,omitempty"`
+}
+
+// APIKey is a tenant's credential. Only a hash of the secret is stored.
+type APIKey struct {
+	// ID is the public part of the key, unique across the platform.
+	ID string `json:"id"`
+	// Tenant owns the key.
+	Tenant string `json:"tenant"`
+	// Hash is SHA-256 of the full key text.
+	Hash []byte `json:"hash"`
+	// Name is an optional label.
+	Name string `json:"name,omitempty"`
+	// CreatedAt is set by the store on create.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Integration is a tenant's integration definition and its desired state.
+type Integration struct {
+	// Tenant owns the integration.
+	Tenant string `json:"tenant"`
+	// Name is unique within the tenant.
+	Name string `json:"name"`
+	// Spec is the validated integration spec, as canonical JSON.
+	Spec []byte `json:"spec"`
+	// Desired is the state the operator asked for: "running" or "stopped".
+	Desired string `json:"desired"`
+	// CreatedAt and UpdatedAt are set by the store.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Revision is set by the store; pass it back to UpdateIntegration for
+	// optimistic locking.
+	Revision uint64 `json:"-"`
+}
+
+// Desired states of an integration.
+const (
+	StateRunning = "running"
+	StateStopped = "stopped"
+)
+
+// Store is the control-plane store. Implementations are safe for concurrent use.
+type Store interface {
+	// CreateTenant stores a new tenant; ErrExists if the name is taken.
+	CreateTenant(ctx context.Context, t Tenant) (Tenant, error)
+	// GetTenant returns ErrNotFound when the tenant does not exist.
+	GetTenant(ctx context.Context, name string) (Tenant, error)
+	// ListTenants returns all tenants sorted by name.
+	ListTenants(ctx context.Context) ([]Tenant, error)
+	// UpdateTenant replaces the tenant if t.Revision is current (ErrConflict otherwise).
+	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
+	// DeleteTenant removes the tenant, its keys and its integrations.
+	DeleteTenant(ctx context.Context, name string) error
+
+	// CreateKey stores a key; ErrExists if the ID is taken, ErrNotFound if the tenant is missing.
+	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
+	// GetKey returns a key by ID, whatever its tenant (for authentication).
+	GetKey(ctx context.Context, id string) (APIKey, error)
+	// ListKeys returns the tenant's keys sorted by ID.
+	ListKeys(ctx context.Context, tenant string) ([]APIKey, error)
+	// DeleteKey removes the tenant's key; ErrNotFound if it is not the tenant's.
+	DeleteKey(ctx context.Context, tenant, id string) error
+
+	// CreateIntegration stores a new integration; ErrExists if the name is taken in the tenant.
+	CreateIntegration(ctx context.Context, in Integration) (Integration, error)
+	// GetIntegration returns ErrNotFound when the tenant has no such integration.
+	GetIntegration(ctx context.Context, tenant, name string) (Integration, error)
+	// ListIntegrations returns the tenant's integrations sorted by name;
+	// tenant "" lists every tenant's (for the runtime on start).
+	ListIntegrations(ctx context.Context, tenant string) ([]Integration, error)
+	// UpdateIntegration replaces the integration if in.Revision is current.
+	UpdateIntegration(ctx context.Context, in Integration) (Integration, error)
+	// DeleteIntegration removes it; ErrNotFound if missing.
+	DeleteIntegration(ctx context.Context, tenant, name string) error
+
+	// Ping reports whether the backend is reachable (ErrUnavailable otherwise).
+	Ping(ctx context.Context) error
+}
