@@ -1,0 +1,581 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket names of the NATS KV store.
+const (
+	BucketTenants      = "vrsky_tenants"
+	BucketKeys         = "vrsky_apikeys"
+	BucketIntegrations = "vrsky_integrations"
+)
+
+// defaultOpTimeout bounds one store operation when the caller's context has
+// no deadline, so a lost NATS connection surfaces as ErrUnavailable instead
+// of a hang.
+const defaultOpTimeout = 5 * time.Second
+
+// NATSStore keeps the control plane in three NATS KV buckets:
+//
+//	vrsky_tenants       <tenant>                → Tenant (JSON)
+//	vrsky_apikeys       <key id>                → APIKey (JSON)
+//	vrsky_integrations  <tenant>.<integration>  → Integration (JSON)
+//
+// Names that are not plain [A-Za-z0-9_-] are stored base64url-encoded behind
+// a "=" marker, so any name maps to a valid KV key. Revisions are KV
+// revisions (JetStream sequences): they grow on every write, and Create and
+// Update are compare-and-set on them. Listing a tenant's keys scans the key
+// bucket, which suits the embedded default's scale.
+//
+// Cascading deletes are not atomic: DeleteTenant removes the tenant first
+// (so no new key or integration can be created under it) and then its keys
+// and integrations; a failure half way is repaired by calling it again.
+type NATSStore struct {
+	tenants      jetstream.KeyValue
+	keys         jetstream.KeyValue
+	integrations jetstream.KeyValue
+	js           jetstream.JetStream
+}
+
+var _ Store = (*NATSStore)(nil)
+
+// NewNATS opens the control-plane buckets on js, creating any that are
+// missing with the given replication factor (0 means 1).
+func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSStore, error) {
+	s := &NATSStore{js: js}
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+		desc string
+	}{
+		{BucketTenants, &s.tenants, "VRSky tenants"},
+		{BucketKeys, &s.keys, "VRSky API keys (hashed)"},
+		{BucketIntegrations, &s.integrations, "VRSky integrations"},
+	} {
+		kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
+			Bucket:      b.name,
+			Description: b.desc,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: open bucket %s: %w", b.name, mapErr(ctx, err))
+		}
+		*b.kv = kv
+	}
+	return s, nil
+}
+
+// openBucket binds to an existing bucket without touching its config, or
+// creates it; two processes creating it together both succeed.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	return kv, err
+}
+
+// Ping implements Store.
+func (s *NATSStore) Ping(ctx context.Context) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	if _, err := s.tenants.Status(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", mapErr(ctx, err))
+	}
+	return nil
+}
+
+// ---- tenants ----
+
+// CreateTenant implements Store.
+func (s *NATSStore) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
+	if err := checkName("tenant name", t.Name); err != nil {
+		return Tenant{}, err
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	t.CreatedAt = now()
+	rev, err := create(ctx, s.tenants, seg(t.Name), t)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: create tenant %q: %w", t.Name, err)
+	}
+	t.Revision = rev
+	return t, nil
+}
+
+// GetTenant implements Store.
+func (s *NATSStore) GetTenant(ctx context.Context, name string) (Tenant, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var t Tenant
+	rev, err := get(ctx, s.tenants, seg(name), &t)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: get tenant %q: %w", name, err)
+	}
+	t.Revision = rev
+	return t, nil
+}
+
+// ListTenants implements Store.
+func (s *NATSStore) ListTenants(ctx context.Context) ([]Tenant, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	out := []Tenant{}
+	err := scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
+		var t Tenant
+		if err := json.Unmarshal(e.Value(), &t); err != nil {
+			return fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		t.Revision = e.Revision()
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list tenants: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Tenant) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// UpdateTenant implements Store. CreatedAt is kept from the stored tenant.
+func (s *NATSStore) UpdateTenant(ctx context.Context, t Tenant) (Tenant, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var old Tenant
+	if _, err := get(ctx, s.tenants, seg(t.Name), &old); err != nil {
+		return Tenant{}, fmt.Errorf("store: update tenant %q: %w", t.Name, err)
+	}
+	t.CreatedAt = old.CreatedAt
+	rev, err := update(ctx, s.tenants, seg(t.Name), t, t.Revision)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("store: update tenant %q: %w", t.Name, err)
+	}
+	t.Revision = rev
+	return t, nil
+}
+
+// DeleteTenant implements Store.
+func (s *NATSStore) DeleteTenant(ctx context.Context, name string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var t Tenant
+	rev, err := get(ctx, s.tenants, seg(name), &t)
+	if err != nil {
+		return fmt.Errorf("store: delete tenant %q: %w", name, err)
+	}
+	if err := del(ctx, s.tenants, seg(name), rev); err != nil {
+		return fmt.Errorf("store: delete tenant %q: %w", name, err)
+	}
+	if err := s.deleteTenantChildren(ctx, name); err != nil {
+		return fmt.Errorf("store: delete tenant %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string) error {
+	var keys []string
+	err := scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
+		var k APIKey
+		if err := json.Unmarshal(e.Value(), &k); err == nil && k.Tenant == tenant {
+			keys = append(keys, e.Key())
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list keys: %w", err)
+	}
+	for _, k := range keys {
+		if err := del(ctx, s.keys, k, 0); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("delete key: %w", err)
+		}
+	}
+	var ints []string
+	err = scan(ctx, s.integrations, seg(tenant)+".*", func(e jetstream.KeyValueEntry) error {
+		ints = append(ints, e.Key())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list integrations: %w", err)
+	}
+	for _, k := range ints {
+		if err := del(ctx, s.integrations, k, 0); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("delete integration: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *NATSStore) requireTenant(ctx context.Context, name string) error {
+	_, err := s.tenants.Get(ctx, seg(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("tenant %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("tenant %q: %w", name, mapErr(ctx, err))
+	}
+	return nil
+}
+
+// ---- API keys ----
+
+// CreateKey implements Store.
+func (s *NATSStore) CreateKey(ctx context.Context, k APIKey) (APIKey, error) {
+	if err := checkName("key id", k.ID); err != nil {
+		return APIKey{}, err
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	if err := s.requireTenant(ctx, k.Tenant); err != nil {
+		return APIKey{}, fmt.Errorf("store: create key: %w", err)
+	}
+	k.CreatedAt = now()
+	if _, err := create(ctx, s.keys, seg(k.ID), k); err != nil {
+		return APIKey{}, fmt.Errorf("store: create key %q: %w", k.ID, err)
+	}
+	return k, nil
+}
+
+// GetKey implements Store.
+func (s *NATSStore) GetKey(ctx context.Context, id string) (APIKey, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var k APIKey
+	if _, err := get(ctx, s.keys, seg(id), &k); err != nil {
+		return APIKey{}, fmt.Errorf("store: get key %q: %w", id, err)
+	}
+	return k, nil
+}
+
+// ListKeys implements Store.
+func (s *NATSStore) ListKeys(ctx context.Context, tenant string) ([]APIKey, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	out := []APIKey{}
+	err := scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
+		var k APIKey
+		if err := json.Unmarshal(e.Value(), &k); err != nil {
+			return fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		if k.Tenant == tenant {
+			out = append(out, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list keys of %q: %w", tenant, err)
+	}
+	slices.SortFunc(out, func(a, b APIKey) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// DeleteKey implements Store.
+func (s *NATSStore) DeleteKey(ctx context.Context, tenant, id string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var k APIKey
+	rev, err := get(ctx, s.keys, seg(id), &k)
+	if err == nil && k.Tenant != tenant {
+		err = ErrNotFound
+	}
+	if err == nil {
+		err = del(ctx, s.keys, seg(id), rev)
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete key %q of %q: %w", id, tenant, err)
+	}
+	return nil
+}
+
+// ---- integrations ----
+
+func integrationKey(tenant, name string) string { return seg(tenant) + "." + seg(name) }
+
+// CreateIntegration implements Store.
+func (s *NATSStore) CreateIntegration(ctx context.Context, in Integration) (Integration, error) {
+	if err := checkName("integration name", in.Name); err != nil {
+		return Integration{}, err
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	if err := s.requireTenant(ctx, in.Tenant); err != nil {
+		return Integration{}, fmt.Errorf("store: create integration %q: %w", in.Name, err)
+	}
+	in.CreatedAt = now()
+	in.UpdatedAt = in.CreatedAt
+	rev, err := create(ctx, s.integrations, integrationKey(in.Tenant, in.Name), in)
+	if err != nil {
+		return Integration{}, fmt.Errorf("store: create integration %s/%s: %w", in.Tenant, in.Name, err)
+	}
+	in.Revision = rev
+	return in, nil
+}
+
+// GetIntegration implements Store.
+func (s *NATSStore) GetIntegration(ctx context.Context, tenant, name string) (Integration, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var in Integration
+	rev, err := get(ctx, s.integrations, integrationKey(tenant, name), &in)
+	if err != nil {
+		return Integration{}, fmt.Errorf("store: get integration %s/%s: %w", tenant, name, err)
+	}
+	in.Revision = rev
+	return in, nil
+}
+
+// ListIntegrations implements Store.
+func (s *NATSStore) ListIntegrations(ctx context.Context, tenant string) ([]Integration, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	filter := ""
+	if tenant != "" {
+		filter = seg(tenant) + ".*"
+	}
+	out := []Integration{}
+	err := scan(ctx, s.integrations, filter, func(e jetstream.KeyValueEntry) error {
+		var in Integration
+		if err := json.Unmarshal(e.Value(), &in); err != nil {
+			return fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		in.Revision = e.Revision()
+		out = append(out, in)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list integrations of %q: %w", tenant, err)
+	}
+	slices.SortFunc(out, func(a, b Integration) int {
+		if c := strings.Compare(a.Tenant, b.Tenant); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// UpdateIntegration implements Store. CreatedAt is kept, UpdatedAt set.
+func (s *NATSStore) UpdateIntegration(ctx context.Context, in Integration) (Integration, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	key := integrationKey(in.Tenant, in.Name)
+	var old Integration
+	if _, err := get(ctx, s.integrations, key, &old); err != nil {
+		return Integration{}, fmt.Errorf("store: update integration %s/%s: %w", in.Tenant, in.Name, err)
+	}
+	in.CreatedAt = old.CreatedAt
+	in.UpdatedAt = now()
+	rev, err := update(ctx, s.integrations, key, in, in.Revision)
+	if err != nil {
+		return Integration{}, fmt.Errorf("store: update integration %s/%s: %w", in.Tenant, in.Name, err)
+	}
+	in.Revision = rev
+	return in, nil
+}
+
+// DeleteIntegration implements Store.
+func (s *NATSStore) DeleteIntegration(ctx context.Context, tenant, name string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	key := integrationKey(tenant, name)
+	var in Integration
+	rev, err := get(ctx, s.integrations, key, &in)
+	if err == nil {
+		err = del(ctx, s.integrations, key, rev)
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete integration %s/%s: %w", tenant, name, err)
+	}
+	return nil
+}
+
+// ---- KV helpers ----
+
+func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := kv.Create(ctx, key, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, mapErr(ctx, err)
+	}
+	return rev, nil
+}
+
+func update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) (uint64, error) {
+	if rev == 0 {
+		return 0, fmt.Errorf("no revision given: %w", ErrConflict)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	nrev, err := kv.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("revision %d: %w", rev, ErrConflict)
+	}
+	if err != nil {
+		return 0, mapErr(ctx, err)
+	}
+	return nrev, nil
+}
+
+func get(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, mapErr(ctx, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// del deletes key, only at revision rev when rev is not 0. A concurrent
+// write or delete in between reports ErrNotFound for a deleted key and
+// ErrConflict otherwise.
+func del(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := kv.Purge(ctx, key, opts...)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		if _, gerr := kv.Get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		return ErrConflict
+	}
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	return nil
+}
+
+// scan calls fn for the current value of every live key matching filter
+// ("" for all keys).
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	var (
+		w   jetstream.KeyWatcher
+		err error
+	)
+	if filter == "" {
+		w, err = kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	} else {
+		w, err = kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	}
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return nil
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return mapErr(ctx, ctx.Err())
+		}
+	}
+}
+
+// mapErr turns transport failures into ErrUnavailable, keeping the cause.
+// A context the caller cancelled stays a cancellation.
+func mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return err
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) &&
+		!errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) && apiErr.Code != 503 {
+		// The server answered: not an availability problem.
+		return err
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.As(err, &apiErr):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultOpTimeout)
+}
+
+// now is the store's clock: UTC with microsecond precision, so timestamps
+// compare equal across backends (PostgreSQL keeps microseconds).
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+var plainSeg = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// seg maps a name to one KV key token: plain names as they are, anything
+// else base64url-encoded behind "=" (which plain names never contain).
+func seg(name string) string {
+	if plainSeg.MatchString(name) {
+		return name
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+func checkName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("store: %s is empty", what)
+	}
+	return nil
+}
