@@ -1,0 +1,189 @@
+package blob
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// defaultOpTimeout bounds metadata operations (Stat, Delete, opening a Get)
+// when the caller's context has no deadline.
+const defaultOpTimeout = 10 * time.Second
+
+// NATSStore keeps objects in one NATS Object Store bucket. Objects are
+// streamed in 128 KiB chunks both ways; NATS computes the SHA-256 digest on
+// Put and Get verifies it at the end of the stream.
+type NATSStore struct {
+	obs    jetstream.ObjectStore
+	bucket string
+}
+
+var _ Store = (*NATSStore)(nil)
+
+// NewNATS opens the object-store bucket on js, creating it with the given
+// replication factor (0 means 1) if it is missing.
+func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*NATSStore, error) {
+	octx, cancel := opContext(ctx)
+	defer cancel()
+	obs, err := js.ObjectStore(octx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obs, err = js.CreateObjectStore(octx, jetstream.ObjectStoreConfig{
+			Bucket:      bucket,
+			Description: "VRSky objects",
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			obs, err = js.ObjectStore(octx, bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
+	}
+	return &NATSStore{obs: obs, bucket: bucket}, nil
+}
+
+// Put implements Store.
+func (s *NATSStore) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
+	if err := ValidateKey(key); err != nil {
+		return Info{}, fmt.Errorf("blob: put: %w", err)
+	}
+	oi, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: key}, r)
+	if err != nil {
+		return Info{}, fmt.Errorf("blob: put %s: %w", key, mapErr(ctx, err))
+	}
+	info, err := toInfo(oi)
+	if err != nil {
+		return Info{}, fmt.Errorf("blob: put %s: %w", key, err)
+	}
+	return info, nil
+}
+
+// Get implements Store. The reader fails with an error at the end of the
+// stream if the content does not match the stored digest.
+func (s *NATSStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, Info{}, fmt.Errorf("blob: get: %w", err)
+	}
+	res, err := s.obs.Get(ctx, key)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(ctx, err))
+	}
+	oi, err := res.Info()
+	if err != nil {
+		_ = res.Close()
+		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(ctx, err))
+	}
+	info, err := toInfo(oi)
+	if err != nil {
+		_ = res.Close()
+		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, err)
+	}
+	return &natsReader{res: res, key: key}, info, nil
+}
+
+// natsReader wraps errors from the chunk stream like the rest of the store.
+type natsReader struct {
+	res jetstream.ObjectResult
+	key string
+}
+
+func (r *natsReader) Read(p []byte) (int, error) {
+	n, err := r.res.Read(p)
+	if err != nil && err != io.EOF {
+		if errors.Is(err, jetstream.ErrDigestMismatch) {
+			return n, fmt.Errorf("blob: read %s: %w", r.key, err)
+		}
+		return n, fmt.Errorf("blob: read %s: %w", r.key, mapErr(context.Background(), err))
+	}
+	return n, err
+}
+
+func (r *natsReader) Close() error { return r.res.Close() }
+
+// Stat implements Store.
+func (s *NATSStore) Stat(ctx context.Context, key string) (Info, error) {
+	if err := ValidateKey(key); err != nil {
+		return Info{}, fmt.Errorf("blob: stat: %w", err)
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	oi, err := s.obs.GetInfo(ctx, key)
+	if err != nil {
+		return Info{}, fmt.Errorf("blob: stat %s: %w", key, mapErr(ctx, err))
+	}
+	info, err := toInfo(oi)
+	if err != nil {
+		return Info{}, fmt.Errorf("blob: stat %s: %w", key, err)
+	}
+	return info, nil
+}
+
+// Delete implements Store.
+func (s *NATSStore) Delete(ctx context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return fmt.Errorf("blob: delete: %w", err)
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	err := s.obs.Delete(ctx, key)
+	if err == nil || errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
+	return fmt.Errorf("blob: delete %s: %w", key, mapErr(ctx, err))
+}
+
+func toInfo(oi *jetstream.ObjectInfo) (Info, error) {
+	sum, err := jetstream.DecodeObjectDigest(oi.Digest)
+	if err != nil && oi.Size == 0 && oi.Digest == "" {
+		sum, err = emptySHA256, nil
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("digest %q: %w", oi.Digest, err)
+	}
+	return Info{Key: oi.Name, Size: int64(oi.Size), SHA256: hex.EncodeToString(sum)}, nil
+}
+
+var emptySHA256, _ = hex.DecodeString("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+
+// mapErr maps "no such object" to ErrNotFound and transport failures to
+// ErrUnavailable, keeping the cause.
+func mapErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return err
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, jetstream.ErrBucketNotFound):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultOpTimeout)
+}
