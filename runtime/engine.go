@@ -1,0 +1,284 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
+	"github.com/vrsky/vrsky/platform/store"
+)
+
+// Config wires an Engine. Conn, Store and Catalog are required.
+type Config struct {
+	// Conn is the NATS connection the pipelines run on.
+	Conn *natsx.Conn
+	// Store holds the integrations and their desired state.
+	Store store.Store
+	// Catalog resolves the connectors that specs name.
+	Catalog *Catalog
+	// Metrics receives the data-plane series; nil creates unregistered ones.
+	Metrics *Metrics
+	// ReconcileInterval is how often the engine compares what runs here
+	// with the store (other nodes may have changed it). Zero means 5s.
+	ReconcileInterval time.Duration
+	// Logger; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine runs the integrations whose desired state is "running" on this
+// node. Several nodes may run the same integration: they share its durable
+// consumers, so each message is handled once.
+type Engine struct {
+	conn     *natsx.Conn
+	store    store.Store
+	catalog  *Catalog
+	hooks    *Hooks
+	metrics  *Metrics
+	log      *slog.Logger
+	interval time.Duration
+
+	mu    sync.Mutex
+	pipes map[string]*entry // by tenant/name
+}
+
+// entry is an integration this node runs or failed to start.
+type entry struct {
+	rev  uint64
+	pipe *pipeline // nil when start failed
+	err  error
+}
+
+// NewEngine returns an engine; Run starts its reconcile loop.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Conn == nil || cfg.Store == nil || cfg.Catalog == nil {
+		return nil, errors.New("runtime: Conn, Store and Catalog are required")
+	}
+	e := &Engine{
+		conn:     cfg.Conn,
+		store:    cfg.Store,
+		catalog:  cfg.Catalog,
+		hooks:    NewHooks(),
+		metrics:  cfg.Metrics,
+		log:      cfg.Logger,
+		interval: cfg.ReconcileInterval,
+		pipes:    map[string]*entry{},
+	}
+	if e.metrics == nil {
+		e.metrics = NewMetrics(nil)
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.interval == 0 {
+		e.interval = 5 * time.Second
+	}
+	return e, nil
+}
+
+// Hooks is the webhook router the API serves /hooks from.
+func (e *Engine) Hooks() *Hooks { return e.hooks }
+
+// Catalog is the connector catalogue specs are checked against.
+func (e *Engine) Catalog() *Catalog { return e.catalog }
+
+// ParseSpec parses and validates a spec against the engine's catalogue.
+func (e *Engine) ParseSpec(doc []byte) (*Spec, error) { return ParseSpec(doc, e.catalog) }
+
+// Run reconciles at once (restarting what was running before a restart),
+// then periodically, until ctx ends; then it stops every pipeline,
+// draining in-flight work.
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(e.interval)
+	defer t.Stop()
+	for {
+		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("reconcile", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			e.StopAll()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reconcile brings this node in line with the store: start what should run,
+// restart what changed, stop what should not run or is gone.
+func (e *Engine) Reconcile(ctx context.Context) error {
+	list, err := e.store.ListIntegrations(ctx, "")
+	if err != nil {
+		return fmt.Errorf("list integrations: %w", err)
+	}
+	want := make(map[string]bool, len(list))
+	for _, in := range list {
+		want[key(in.Tenant, in.Name)] = in.Desired == store.StateRunning
+		e.Apply(in)
+	}
+	e.mu.Lock()
+	var gone []string
+	for k := range e.pipes {
+		if !want[k] {
+			gone = append(gone, k)
+		}
+	}
+	e.mu.Unlock()
+	for _, k := range gone {
+		e.stopKey(k)
+	}
+	return nil
+}
+
+func key(tenant, name string) string { return tenant + "/" + name }
+
+// Apply starts, restarts or stops one integration to match its stored
+// state. A start that fails is recorded and retried at the next reconcile.
+func (e *Engine) Apply(in store.Integration) {
+	k := key(in.Tenant, in.Name)
+	e.mu.Lock()
+	cur := e.pipes[k]
+	e.mu.Unlock()
+	if in.Desired != store.StateRunning {
+		e.stopKey(k)
+		return
+	}
+	if cur != nil && cur.rev == in.Revision && cur.pipe != nil && cur.pipe.srcErr.Load() == nil {
+		return // running the current spec
+	}
+	e.stopKey(k)
+	spec, err := ParseSpec(in.Spec, e.catalog)
+	var p *pipeline
+	if err == nil {
+		p, err = e.startPipeline(in.Tenant, spec, in.Revision)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		if cur == nil || cur.err == nil || cur.err.Error() != err.Error() {
+			e.log.Error("integration failed to start", "tenant", in.Tenant, "integration", in.Name, "err", err)
+		}
+		e.pipes[k] = &entry{rev: in.Revision, err: err}
+		return
+	}
+	e.log.Info("integration running", "tenant", in.Tenant, "integration", in.Name, "revision", in.Revision)
+	e.pipes[k] = &entry{rev: in.Revision, pipe: p}
+}
+
+func (e *Engine) stopKey(k string) {
+	e.mu.Lock()
+	cur := e.pipes[k]
+	delete(e.pipes, k)
+	e.mu.Unlock()
+	if cur != nil && cur.pipe != nil {
+		cur.pipe.stop()
+		e.log.Info("integration stopped", "integration", k)
+	}
+}
+
+// Stop stops the integration on this node, draining in-flight work.
+func (e *Engine) Stop(tenant, name string) { e.stopKey(key(tenant, name)) }
+
+// StopAll stops every pipeline on this node.
+func (e *Engine) StopAll() {
+	e.mu.Lock()
+	keys := make([]string, 0, len(e.pipes))
+	for k := range e.pipes {
+		keys = append(keys, k)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() { e.stopKey(k) })
+	}
+	wg.Wait()
+}
+
+// Remove stops the integration and deletes its stream and consumers, and
+// with them every message still waiting in it. Its dead letters stay in the
+// tenant's DLQ until they expire.
+func (e *Engine) Remove(ctx context.Context, tenant, name string) error {
+	e.Stop(tenant, name)
+	err := e.conn.JS.DeleteStream(ctx, streamName(tenant, name))
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delete stream of %s/%s: %w", tenant, name, err)
+	}
+	return nil
+}
+
+// Status is what an integration is doing, as this node sees it.
+type Status struct {
+	// State is "running", "stopped" or "error".
+	State string `json:"state"`
+	// Error says why the integration is in state "error".
+	Error string `json:"error,omitempty"`
+	// Ingested counts messages this node's source made durable since it started.
+	Ingested uint64 `json:"ingested"`
+	// Pending counts messages waiting for the steps (input subject).
+	Pending uint64 `json:"pending"`
+	// Sinks has one entry per sink.
+	Sinks []SinkStatus `json:"sinks"`
+}
+
+// SinkStatus counts one sink's work.
+type SinkStatus struct {
+	Name string `json:"name"`
+	// Delivered, Failures and DeadLettered count since this node started it.
+	Delivered    uint64 `json:"delivered"`
+	Failures     uint64 `json:"failures"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Pending counts messages waiting for this sink, cluster-wide.
+	Pending uint64 `json:"pending"`
+	// InFlight counts messages handed out but not yet acknowledged.
+	InFlight uint64 `json:"in_flight"`
+}
+
+// Status reports an integration's state and counters. Pending counts come
+// from JetStream and are cluster-wide.
+func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
+	e.mu.Lock()
+	cur := e.pipes[key(tenant, spec.Name)]
+	e.mu.Unlock()
+	st := Status{State: store.StateStopped}
+	var p *pipeline
+	switch {
+	case cur == nil:
+	case cur.err != nil:
+		st.State, st.Error = "error", cur.err.Error()
+	default:
+		p = cur.pipe
+		st.State = store.StateRunning
+		if msg := p.srcErr.Load(); msg != nil {
+			st.State, st.Error = "error", "source: "+*msg
+		}
+		st.Ingested = p.ingested.Load()
+	}
+	stream := streamName(tenant, spec.Name)
+	if ci, err := e.conn.JS.Consumer(ctx, stream, inConsumerName); err == nil {
+		if info, err := ci.Info(ctx); err == nil {
+			st.Pending = info.NumPending + uint64(info.NumAckPending)
+		}
+	}
+	for _, sk := range spec.Sinks {
+		ss := SinkStatus{Name: sk.Name}
+		if p != nil {
+			for _, r := range p.sinks {
+				if r.spec.Name == sk.Name {
+					ss.Delivered, ss.Failures, ss.DeadLettered = r.delivered.Load(), r.failures.Load(), r.deadLettered.Load()
+				}
+			}
+		}
+		if ci, err := e.conn.JS.Consumer(ctx, stream, sinkConsumerName(sk.Name)); err == nil {
+			if info, err := ci.Info(ctx); err == nil {
+				ss.Pending, ss.InFlight = info.NumPending, uint64(info.NumAckPending)
+			}
+		}
+		st.Sinks = append(st.Sinks, ss)
+	}
+	return st
+}

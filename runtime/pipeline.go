@@ -1,0 +1,528 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Pipeline tuning. Batches spread the fixed cost of a step call and of
+// waiting for publish acknowledgements.
+const (
+	stepBatchMax    = 128
+	inWorkers       = 4
+	defaultSinkConc = 16
+	ackWait         = 60 * time.Second
+	maxAckPending   = 8192
+)
+
+// pipeline runs one integration on this node.
+type pipeline struct {
+	e      *Engine
+	tenant string
+	spec   *Spec
+	rev    uint64
+	log    *slog.Logger
+
+	ctx    context.Context // cancelled on stop: sources end, retries stop waiting
+	cancel context.CancelFunc
+
+	source    Source
+	srcDone   chan struct{}
+	steps     []Step
+	sinks     []*sinkRunner
+	routes    []*vm.Program // per sink; nil means every message
+	inConsume jetstream.ConsumeContext
+	inWG      sync.WaitGroup
+
+	ingested atomic.Uint64
+	srcErr   atomic.Pointer[string]
+}
+
+type sinkRunner struct {
+	p       *pipeline
+	spec    SinkSpec
+	sink    Sink
+	consume jetstream.ConsumeContext
+	wg      sync.WaitGroup
+
+	delivered    atomic.Uint64
+	failures     atomic.Uint64
+	deadLettered atomic.Uint64
+}
+
+// startPipeline creates the integration's stream and consumers, builds its
+// connectors and starts consuming, sinks first so nothing waits on a stage
+// that is not running yet.
+func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeline, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pipeline{
+		e: e, tenant: tenant, spec: spec, rev: rev,
+		log:    e.log.With("tenant", tenant, "integration", spec.Name),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	setup, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	if err := p.ensureStreams(setup); err != nil {
+		return nil, err
+	}
+	env := func(name string) Env {
+		return Env{Tenant: tenant, Integration: spec.Name, Name: name, Hooks: e.hooks, Logger: p.log.With("connector", name)}
+	}
+	for _, st := range spec.Steps {
+		c, ok := e.catalog.Lookup(st.Connector)
+		if !ok {
+			return nil, fmt.Errorf("step %s: unknown connector %q", st.Name, st.Connector)
+		}
+		s, err := c.NewStep(st.Config, env(st.Name))
+		if err != nil {
+			return nil, fmt.Errorf("step %s: %w", st.Name, err)
+		}
+		p.steps = append(p.steps, s)
+	}
+	for _, sk := range spec.Sinks {
+		var prog *vm.Program
+		if sk.When != "" {
+			if prog, err = compileWhen(sk.When); err != nil {
+				return nil, fmt.Errorf("sink %s: when: %w", sk.Name, err)
+			}
+		}
+		p.routes = append(p.routes, prog)
+		c, ok := e.catalog.Lookup(sk.Connector)
+		if !ok {
+			return nil, fmt.Errorf("sink %s: unknown connector %q", sk.Name, sk.Connector)
+		}
+		s, err := c.NewSink(sk.Config, env(sk.Name))
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", sk.Name, err)
+		}
+		r := &sinkRunner{p: p, spec: sk, sink: s}
+		p.sinks = append(p.sinks, r)
+		if err := r.start(setup); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.startIn(setup); err != nil {
+		return nil, err
+	}
+	c, ok := e.catalog.Lookup(spec.Source.Connector)
+	if !ok {
+		return nil, fmt.Errorf("source: unknown connector %q", spec.Source.Connector)
+	}
+	src, err := c.NewSource(spec.Source.Config, env(""))
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	p.source = src
+	p.srcDone = make(chan struct{})
+	go func() {
+		defer close(p.srcDone)
+		if err := src.Run(p.ctx, p); err != nil && p.ctx.Err() == nil {
+			msg := err.Error()
+			p.srcErr.Store(&msg)
+			p.log.Error("source stopped", "err", err)
+		}
+	}()
+	return p, nil
+}
+
+func (p *pipeline) ensureStreams(ctx context.Context) error {
+	js := p.e.conn.JS
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        streamName(p.tenant, p.spec.Name),
+		Description: "VRSky integration " + p.tenant + "/" + p.spec.Name,
+		Subjects:    []string{subjectBase(p.tenant, p.spec.Name) + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    p.e.conn.Replicas,
+		Duplicates:  2 * time.Minute,
+		Discard:     jetstream.DiscardNew,
+	})
+	if err != nil {
+		return fmt.Errorf("stream for %s/%s: %w", p.tenant, p.spec.Name, err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        dlqStreamName(p.tenant),
+		Description: "VRSky dead letters of tenant " + p.tenant,
+		Subjects:    []string{"vrsky." + p.tenant + ".dlq.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    p.e.conn.Replicas,
+		MaxAge:      DLQRetention,
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter stream of %s: %w", p.tenant, err)
+	}
+	return nil
+}
+
+// consume runs handle on workers goroutines fed by a durable pull consumer.
+// Stopping drains: the consumer stops pulling, buffered messages are
+// handled, then the workers exit and wg is done.
+func (p *pipeline) consume(ctx context.Context, durable, subject string, workers int, wg *sync.WaitGroup, handle func(<-chan jetstream.Msg)) (jetstream.ConsumeContext, error) {
+	stream := streamName(p.tenant, p.spec.Name)
+	cons, err := p.e.conn.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       durable,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1, // attempts are counted by the pipeline, which dead-letters
+		MaxAckPending: maxAckPending,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", durable, stream, err)
+	}
+	ch := make(chan jetstream.Msg, 256)
+	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
+		jetstream.PullMaxMessages(512),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				p.log.Debug("consume", "consumer", durable, "err", err)
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s on %s: %w", durable, stream, err)
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			handle(ch)
+		}()
+	}
+	go func() {
+		<-cc.Closed()
+		close(ch)
+	}()
+	return cc, nil
+}
+
+func (p *pipeline) startIn(ctx context.Context) error {
+	cc, err := p.consume(ctx, inConsumerName, SubjectIn(p.tenant, p.spec.Name), inWorkers, &p.inWG, func(ch <-chan jetstream.Msg) {
+		batch := make([]jetstream.Msg, 0, stepBatchMax)
+		for m := range ch {
+			batch = append(batch[:0], m)
+		gather:
+			for len(batch) < stepBatchMax {
+				select {
+				case m, ok := <-ch:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, m)
+				default:
+					break gather
+				}
+			}
+			p.processIn(batch)
+		}
+	})
+	p.inConsume = cc
+	return err
+}
+
+// Emit implements Emitter for the pipeline's source.
+func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
+	if msg.ID == "" {
+		msg.ID = NewID()
+	}
+	if msg.Header == nil {
+		msg.Header = Header{}
+	}
+	msg.Header.Set(HeaderNatsMsgID, msg.ID)
+	msg.Header.Set(HeaderMsgID, msg.ID)
+	msg.Header.Set(HeaderTenant, p.tenant)
+	msg.Header.Set(HeaderIntegration, p.spec.Name)
+	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{
+		Subject: SubjectIn(p.tenant, p.spec.Name),
+		Header:  nats.Header(msg.Header),
+		Data:    msg.Data,
+	})
+	if err != nil {
+		return fmt.Errorf("make message durable: %w", err)
+	}
+	p.ingested.Add(1)
+	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+	return nil
+}
+
+// item follows one input message through the steps.
+type item struct {
+	src  jetstream.Msg
+	msgs []*Message // current outputs
+	err  error      // set when a step failed
+	step string     // the step that failed
+}
+
+func toMessage(m jetstream.Msg) *Message {
+	h := Header(m.Headers())
+	id := h.Get(HeaderMsgID)
+	if id == "" {
+		id = h.Get(HeaderNatsMsgID)
+	}
+	return &Message{ID: id, Header: h, Data: m.Data()}
+}
+
+// processIn runs a batch from the input subject through the steps and
+// publishes every output to each sink whose route matches. An input is
+// acknowledged only after all its outputs are durable.
+func (p *pipeline) processIn(batch []jetstream.Msg) {
+	items := make([]*item, len(batch))
+	for i, m := range batch {
+		items[i] = &item{src: m, msgs: []*Message{toMessage(m)}}
+	}
+	for si, step := range p.steps {
+		p.runStep(si, step, items)
+	}
+	type pending struct {
+		it  *item
+		fut jetstream.PubAckFuture
+	}
+	var futs []pending
+	for _, it := range items {
+		if it.err != nil {
+			continue
+		}
+		for _, out := range it.msgs {
+			var env map[string]any
+			for i, r := range p.sinks {
+				if prog := p.routes[i]; prog != nil {
+					if env == nil {
+						env = routeEnv(out)
+					}
+					ok, err := expr.Run(prog, env)
+					if err != nil {
+						r.deadLetter(out, 0, fmt.Errorf("when %q: %w", r.spec.When, err), "route:"+r.spec.Name)
+						continue
+					}
+					if ok != true {
+						continue
+					}
+				}
+				f, err := p.e.conn.JS.PublishMsgAsync(r.outMsg(out))
+				if err != nil {
+					it.err = err
+					break
+				}
+				futs = append(futs, pending{it, f})
+			}
+		}
+	}
+	for _, f := range futs {
+		select {
+		case <-f.fut.Ok():
+		case err := <-f.fut.Err():
+			if f.it.err == nil {
+				f.it.err = err
+			}
+		}
+	}
+	for _, it := range items {
+		switch {
+		case it.err == nil:
+			_ = it.src.Ack()
+		case it.step == "":
+			// Publishing downstream failed: the input stays and comes back soon.
+			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
+			_ = it.src.NakWithDelay(time.Second)
+		default:
+			p.retryOrDeadLetter(it.src, it.step, it.err, nil)
+		}
+	}
+}
+
+// runStep applies one step to every live item.
+func (p *pipeline) runStep(si int, step Step, items []*item) {
+	var in []*Message
+	var owner []*item
+	for _, it := range items {
+		if it.err != nil {
+			continue
+		}
+		for _, m := range it.msgs {
+			in = append(in, m)
+			owner = append(owner, it)
+		}
+		it.msgs = it.msgs[:0]
+	}
+	if len(in) == 0 {
+		return
+	}
+	name := p.spec.Steps[si].Name
+	res, err := step.Process(p.ctx, in)
+	if err == nil && len(res) != len(in) {
+		err = fmt.Errorf("step returned %d results for %d messages", len(res), len(in))
+	}
+	for i, it := range owner {
+		if it.err != nil {
+			continue
+		}
+		switch {
+		case err != nil:
+			it.err, it.step = err, name
+		case res[i].Err != nil:
+			it.err, it.step = res[i].Err, name
+		default:
+			outs := res[i].Out
+			if len(outs) == 0 {
+				p.e.metrics.dropped.WithLabelValues(p.tenant, p.spec.Name, name).Inc()
+			}
+			for k, o := range outs {
+				if o.ID == "" {
+					o.ID = in[i].ID
+					if len(outs) > 1 {
+						o.ID += "." + strconv.Itoa(k)
+					}
+				}
+				if o.Header == nil {
+					o.Header = in[i].Header.Clone()
+				}
+			}
+			it.msgs = append(it.msgs, outs...)
+		}
+	}
+}
+
+// retryOrDeadLetter naks m with backoff or, after the last attempt or a
+// permanent error, copies it to the DLQ and terminates it. r is the sink
+// that failed, or nil for a step.
+func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r *sinkRunner) {
+	attempt := 1
+	if md, mdErr := m.Metadata(); mdErr == nil {
+		attempt = int(md.NumDelivered)
+	}
+	p.e.metrics.failures.WithLabelValues(p.tenant, p.spec.Name, stage).Inc()
+	if r != nil {
+		r.failures.Add(1)
+	}
+	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
+		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
+		return
+	}
+	if dlErr := p.publishDeadLetter(toMessage(m), attempt, err, stage); dlErr != nil {
+		// Not in the DLQ: keep it in the stream and try again later.
+		p.log.Error("dead-letter write failed; redelivering", "stage", stage, "err", dlErr)
+		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
+		return
+	}
+	if r != nil {
+		r.deadLettered.Add(1)
+	}
+	_ = m.Term()
+}
+
+func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, stage string) error {
+	h := msg.Header.Clone()
+	h.Set(HeaderNatsMsgID, "dlq:"+stage+":"+msg.ID)
+	h.Set(HeaderStage, stage)
+	h.Set(HeaderError, cause.Error())
+	h.Set(HeaderAttempts, strconv.Itoa(attempts))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
+	if err != nil {
+		return err
+	}
+	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage).Inc()
+	p.log.Warn("message dead-lettered", "id", msg.ID, "stage", stage, "attempts", attempts, "err", cause)
+	return nil
+}
+
+// routeEnv exposes a JSON object's fields to `when` expressions; anything
+// else gives an empty environment.
+func routeEnv(m *Message) map[string]any {
+	var env map[string]any
+	if json.Unmarshal(m.Data, &env) != nil || env == nil {
+		env = map[string]any{}
+	}
+	return env
+}
+
+func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
+	h := m.Header.Clone()
+	h.Set(HeaderMsgID, m.ID)
+	h.Set(HeaderNatsMsgID, m.ID+":"+r.spec.Name)
+	return &nats.Msg{Subject: SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), Header: nats.Header(h), Data: m.Data}
+}
+
+func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage string) {
+	if dlErr := r.p.publishDeadLetter(m, attempts, err, stage); dlErr != nil {
+		r.p.log.Error("dead-letter write failed", "stage", stage, "err", dlErr)
+		return
+	}
+	r.deadLettered.Add(1)
+}
+
+func (r *sinkRunner) start(ctx context.Context) error {
+	conc := defaultSinkConc
+	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), conc, &r.wg, func(ch <-chan jetstream.Msg) {
+		for m := range ch {
+			r.handle(m)
+		}
+	})
+	r.consume = cc
+	return err
+}
+
+func (r *sinkRunner) handle(m jetstream.Msg) {
+	p := r.p
+	msg := toMessage(m)
+	start := time.Now()
+	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
+	labels := []string{p.tenant, p.spec.Name, r.spec.Name}
+	p.e.metrics.deliverTime.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+	if err == nil {
+		_ = m.Ack()
+		r.delivered.Add(1)
+		p.e.metrics.delivered.WithLabelValues(labels...).Inc()
+		return
+	}
+	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msg.ID, "err", err)
+	p.retryOrDeadLetter(m, "sink:"+r.spec.Name, err, r)
+}
+
+// stop ends the source, then drains the input stage and each sink so that
+// nothing in flight is abandoned half-way, then closes the connectors.
+func (p *pipeline) stop() {
+	p.cancel()
+	if p.srcDone != nil {
+		<-p.srcDone
+	}
+	if p.inConsume != nil {
+		p.inConsume.Drain()
+	}
+	p.inWG.Wait()
+	for _, r := range p.sinks {
+		if r.consume != nil {
+			r.consume.Drain()
+		}
+	}
+	for _, r := range p.sinks {
+		r.wg.Wait()
+		if err := r.sink.Close(); err != nil {
+			p.log.Warn("close sink", "sink", r.spec.Name, "err", err)
+		}
+	}
+	for i, s := range p.steps {
+		if err := s.Close(); err != nil {
+			p.log.Warn("close step", "step", p.spec.Steps[i].Name, "err", err)
+		}
+	}
+}
