@@ -1,0 +1,93 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
+	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/store/storetest"
+)
+
+func openNATS(t *testing.T) *store.NATSStore {
+	t.Helper()
+	conn := natsxtest.Start(t)
+	s, err := store.NewNATS(context.Background(), conn.JS, conn.Replicas)
+	if err != nil {
+		t.Fatalf("NewNATS: %v", err)
+	}
+	return s
+}
+
+func TestNATSContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openNATS(t) })
+}
+
+// TestNATSReopen checks that a second NewNATS binds to the existing buckets
+// and sees the data.
+func TestNATSReopen(t *testing.T) {
+	ctx := context.Background()
+	conn := natsxtest.Start(t)
+	s1, err := store.NewNATS(ctx, conn.JS, 1)
+	if err != nil {
+		t.Fatalf("NewNATS: %v", err)
+	}
+	if _, err := s1.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	s2, err := store.NewNATS(ctx, conn.JS, 1)
+	if err != nil {
+		t.Fatalf("NewNATS again: %v", err)
+	}
+	if _, err := s2.GetTenant(ctx, "acme"); err != nil {
+		t.Fatalf("GetTenant through the second store: %v", err)
+	}
+}
+
+// TestNATSUnavailable checks that every method reports ErrUnavailable once
+// the connection is gone.
+func TestNATSUnavailable(t *testing.T) {
+	conn := natsxtest.Start(t)
+	s, err := store.NewNATS(context.Background(), conn.JS, 1)
+	if err != nil {
+		t.Fatalf("NewNATS: %v", err)
+	}
+	conn.NC.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Ping", func() error { return s.Ping(ctx) }},
+		{"CreateTenant", func() error { _, err := s.CreateTenant(ctx, store.Tenant{Name: "a"}); return err }},
+		{"GetTenant", func() error { _, err := s.GetTenant(ctx, "a"); return err }},
+		{"ListTenants", func() error { _, err := s.ListTenants(ctx); return err }},
+		{"UpdateTenant", func() error { _, err := s.UpdateTenant(ctx, store.Tenant{Name: "a", Revision: 1}); return err }},
+		{"DeleteTenant", func() error { return s.DeleteTenant(ctx, "a") }},
+		{"CreateKey", func() error { _, err := s.CreateKey(ctx, store.APIKey{ID: "k", Tenant: "a"}); return err }},
+		{"GetKey", func() error { _, err := s.GetKey(ctx, "k"); return err }},
+		{"ListKeys", func() error { _, err := s.ListKeys(ctx, "a"); return err }},
+		{"DeleteKey", func() error { return s.DeleteKey(ctx, "a", "k") }},
+		{"CreateIntegration", func() error {
+			_, err := s.CreateIntegration(ctx, store.Integration{Tenant: "a", Name: "i", Spec: []byte(`{}`)})
+			return err
+		}},
+		{"GetIntegration", func() error { _, err := s.GetIntegration(ctx, "a", "i"); return err }},
+		{"ListIntegrations", func() error { _, err := s.ListIntegrations(ctx, ""); return err }},
+		{"UpdateIntegration", func() error {
+			_, err := s.UpdateIntegration(ctx, store.Integration{Tenant: "a", Name: "i", Revision: 1})
+			return err
+		}},
+		{"DeleteIntegration", func() error { return s.DeleteIntegration(ctx, "a", "i") }},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.call(); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s on a closed connection: %v, want ErrUnavailable", c.name, err)
+			}
+		})
+	}
+}
