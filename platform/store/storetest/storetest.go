@@ -608,7 +608,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 func mustTenant(t *testing.T) func(store.Tenant, error) store.Tenant { return must[store.Tenant](t) }
-func mustKey(t *testing.T) func(store.APIKey, error) store.APIKey   { return must[store.APIKey](t) }
+func mustKey(t *testing.T) func(store.APIKey, error) store.APIKey    { return must[store.APIKey](t) }
 func mustIntegration(t *testing.T) func(store.Integration, error) store.Integration {
 	return must[store.Integration](t)
 }
