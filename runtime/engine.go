@@ -44,7 +44,8 @@ type Engine struct {
 	interval time.Duration
 
 	mu    sync.Mutex
-	pipes map[string]*entry // by tenant/name
+	pipes map[string]*entry     // by tenant/name
+	locks map[string]*sync.Mutex // serialise Apply/stop per integration
 }
 
 // entry is an integration this node runs or failed to start.
@@ -68,6 +69,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		interval: cfg.ReconcileInterval,
 		pipes:    map[string]*entry{},
+		locks:    map[string]*sync.Mutex{},
 	}
 	if e.metrics == nil {
 		e.metrics = NewMetrics(nil)
@@ -137,21 +139,36 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 
 func key(tenant, name string) string { return tenant + "/" + name }
 
+// lock serialises changes to one integration: the reconcile loop and API
+// calls may race to start or stop it.
+func (e *Engine) lock(k string) func() {
+	e.mu.Lock()
+	l := e.locks[k]
+	if l == nil {
+		l = &sync.Mutex{}
+		e.locks[k] = l
+	}
+	e.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
 // Apply starts, restarts or stops one integration to match its stored
 // state. A start that fails is recorded and retried at the next reconcile.
 func (e *Engine) Apply(in store.Integration) {
 	k := key(in.Tenant, in.Name)
+	defer e.lock(k)()
 	e.mu.Lock()
 	cur := e.pipes[k]
 	e.mu.Unlock()
 	if in.Desired != store.StateRunning {
-		e.stopKey(k)
+		e.stopLocked(k)
 		return
 	}
 	if cur != nil && cur.rev == in.Revision && cur.pipe != nil && cur.pipe.srcErr.Load() == nil {
 		return // running the current spec
 	}
-	e.stopKey(k)
+	e.stopLocked(k)
 	spec, err := ParseSpec(in.Spec, e.catalog)
 	var p *pipeline
 	if err == nil {
@@ -171,6 +188,11 @@ func (e *Engine) Apply(in store.Integration) {
 }
 
 func (e *Engine) stopKey(k string) {
+	defer e.lock(k)()
+	e.stopLocked(k)
+}
+
+func (e *Engine) stopLocked(k string) {
 	e.mu.Lock()
 	cur := e.pipes[k]
 	delete(e.pipes, k)

@@ -1,0 +1,158 @@
+package http
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+//go:embed webhook.schema.json
+var webhookSchema []byte
+
+// Webhook is the http-webhook source connector.
+var Webhook = runtime.Connector{
+	Name:         "http-webhook",
+	Version:      "1.0.0",
+	Kind:         runtime.KindSource,
+	Description:  "Receives messages as HTTP POSTs to /hooks/{tenant}/{path}; answers 202 once they are durable.",
+	ConfigSchema: webhookSchema,
+	Builtin:      true,
+	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+		var c WebhookConfig
+		if err := json.Unmarshal(cfg, &c); err != nil {
+			return nil, fmt.Errorf("http-webhook config: %w", err)
+		}
+		return newWebhook(c, env)
+	},
+}
+
+// WebhookConfig configures the http-webhook source.
+type WebhookConfig struct {
+	// Path is the hook's path under /hooks/{tenant}/.
+	Path string `json:"path"`
+	// SecretEnv names an environment variable holding an HMAC-SHA256
+	// secret. When set, requests must carry X-Hub-Signature-256:
+	// sha256=<hex HMAC of the body> (GitHub's form).
+	SecretEnv string `json:"secret_env,omitempty"`
+	// ContentTypes, when set, lists the media types accepted.
+	ContentTypes []string `json:"content_types,omitempty"`
+}
+
+type webhook struct {
+	cfg    WebhookConfig
+	secret []byte
+	env    runtime.Env
+}
+
+func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
+	w := &webhook{cfg: c, env: env}
+	if c.SecretEnv != "" {
+		s := os.Getenv(c.SecretEnv)
+		if s == "" {
+			return nil, fmt.Errorf("http-webhook: secret_env %s is not set in vrsky's environment", c.SecretEnv)
+		}
+		w.secret = []byte(s)
+	}
+	return w, nil
+}
+
+// Run serves the hook until ctx ends.
+func (w *webhook) Run(ctx context.Context, emit runtime.Emitter) error {
+	if w.env.Hooks == nil {
+		return fmt.Errorf("http-webhook: no hook router in this process")
+	}
+	unregister, err := w.env.Hooks.Register(w.env.Tenant, w.cfg.Path, func(rctx context.Context, req *runtime.HookRequest) (*runtime.HookResponse, error) {
+		return w.serve(rctx, emit, req)
+	})
+	if err != nil {
+		return err
+	}
+	defer unregister()
+	<-ctx.Done()
+	return nil
+}
+
+func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.HookRequest) (*runtime.HookResponse, error) {
+	if req.Method != http.MethodPost && req.Method != http.MethodPut {
+		return errorResponse(http.StatusMethodNotAllowed, "method_not_allowed", "method", "webhooks accept POST or PUT"), nil
+	}
+	ct := req.Header.Get("Content-Type")
+	if len(w.cfg.ContentTypes) > 0 {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if !slices.Contains(w.cfg.ContentTypes, mt) {
+			return errorResponse(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type",
+				fmt.Sprintf("content type %q is not accepted; accepted: %s", mt, strings.Join(w.cfg.ContentTypes, ", "))), nil
+		}
+	}
+	if w.secret != nil && !validSignature(w.secret, req.Body, req.Header.Get("X-Hub-Signature-256")) {
+		return errorResponse(http.StatusUnauthorized, "bad_signature", "X-Hub-Signature-256",
+			"missing or wrong HMAC-SHA256 signature of the body"), nil
+	}
+	h := runtime.Header{}
+	if ct != "" {
+		h.Set("Content-Type", ct)
+	}
+	if tp := req.Header.Get("Traceparent"); tp != "" {
+		h.Set("Traceparent", tp)
+	}
+	msg := &runtime.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
+	if err := emit.Emit(ctx, msg); err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]string{"id": msg.ID})
+	rh := runtime.Header{}
+	rh.Set("Content-Type", "application/json")
+	rh.Set(runtime.HeaderMsgID, msg.ID)
+	return &runtime.HookResponse{Status: http.StatusAccepted, Header: rh, Body: body}, nil
+}
+
+// idempotencyKey makes a client's Idempotency-Key usable as a message id
+// (a NATS header value and a KV key): anything outside [A-Za-z0-9._-] is
+// hashed.
+func idempotencyKey(k string) string {
+	if k == "" {
+		return ""
+	}
+	ok := len(k) <= 128
+	for i := 0; ok && i < len(k); i++ {
+		c := k[i]
+		ok = c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+	}
+	if ok {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "k-" + hex.EncodeToString(sum[:16])
+}
+
+func validSignature(secret, body []byte, header string) bool {
+	sig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+func errorResponse(status int, code, field, message string) *runtime.HookResponse {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": message, "field": field}})
+	h := runtime.Header{}
+	h.Set("Content-Type", "application/json")
+	return &runtime.HookResponse{Status: status, Header: h, Body: body}
+}
