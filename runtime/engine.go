@@ -44,7 +44,7 @@ type Engine struct {
 	interval time.Duration
 
 	mu    sync.Mutex
-	pipes map[string]*entry     // by tenant/name
+	pipes map[string]*entry      // by tenant/name
 	locks map[string]*sync.Mutex // serialise Apply/stop per integration
 }
 

@@ -56,7 +56,9 @@ func newHarness(t *testing.T, conn *natsx.Conn) *harness {
 	return h
 }
 
-func isExists(err error) bool { return err != nil && strings.Contains(err.Error(), store.ErrExists.Error()) }
+func isExists(err error) bool {
+	return err != nil && strings.Contains(err.Error(), store.ErrExists.Error())
+}
 
 // create stores and starts an integration from a YAML spec.
 func (h *harness) create(t *testing.T, yaml string) *runtime.Spec {
