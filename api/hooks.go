@@ -1,0 +1,54 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// hook hands POST /hooks/{tenant}/{path} to the running webhook source of
+// that tenant and path, and writes its answer back as it is.
+func (s *Server) hook(c *fiber.Ctx) error {
+	tenant, path := c.Params("tenant"), c.Params("+")
+	req := &runtime.HookRequest{
+		Method: c.Method(),
+		Header: runtime.Header{},
+		// The source may keep the body past this handler; fasthttp reuses it.
+		Body: bytes.Clone(c.BodyRaw()),
+	}
+	c.Request().Header.VisitAll(func(k, v []byte) {
+		key := textproto.CanonicalMIMEHeaderKey(string(k))
+		req.Header[key] = append(req.Header[key], string(v))
+	})
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.hookWait)
+	defer cancel()
+	resp, err := s.eng.Hooks().Serve(ctx, tenant, path, req)
+	if errors.Is(err, runtime.ErrNoHook) {
+		return notFound("no running integration of tenant %q serves webhook path %q", tenant, path)
+	}
+	if err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "the message could not be made durable; retry later", cause: fmt.Errorf("hook %s/%s: %w", tenant, path, err)}
+	}
+	for k, vs := range resp.Header {
+		for i, v := range vs {
+			if i == 0 {
+				c.Set(k, v)
+			} else {
+				c.Append(k, v)
+			}
+		}
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	return c.Status(status).Send(resp.Body)
+}

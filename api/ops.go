@@ -1,0 +1,112 @@
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// readyTimeout bounds each readiness check.
+const readyTimeout = 2 * time.Second
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok", "version": s.version})
+}
+
+// readyBody is /readyz's answer: each check "ok" or why it failed.
+type readyBody struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+	Error  *errorDetail      `json:"error,omitempty"`
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	checks := map[string]Pinger{"store": s.store}
+	if s.nats != nil {
+		checks["nats"] = s.nats
+	}
+	body := readyBody{Status: "ready", Checks: map[string]string{}}
+	var failed []string
+	for _, name := range []string{"nats", "store"} {
+		p, ok := checks[name]
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
+		err := p.Ping(ctx)
+		cancel()
+		if err != nil {
+			body.Checks[name] = err.Error()
+			failed = append(failed, name)
+			continue
+		}
+		body.Checks[name] = "ok"
+	}
+	if len(failed) == 0 {
+		return c.JSON(body)
+	}
+	body.Status = "unavailable"
+	msg := "not ready: " + failed[0]
+	for _, f := range failed[1:] {
+		msg += ", " + f
+	}
+	body.Error = &errorDetail{Code: CodeNotReady, Message: msg + " unavailable"}
+	c.Set(fiber.HeaderRetryAfter, "5")
+	return c.Status(http.StatusServiceUnavailable).JSON(body)
+}
+
+func (s *Server) metrics() fiber.Handler {
+	return adaptor.HTTPHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+}
+
+func (s *Server) openapi(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Send(openapiDoc)
+}
+
+// connectorView is a catalogue entry as the API shows it.
+type connectorView struct {
+	Name         string          `json:"name"`
+	Version      string          `json:"version"`
+	Kind         runtime.Kind    `json:"kind"`
+	Description  string          `json:"description,omitempty"`
+	Builtin      bool            `json:"builtin"`
+	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
+}
+
+func viewConnector(x *runtime.Connector, withSchema bool) connectorView {
+	v := connectorView{Name: x.Name, Version: x.Version, Kind: x.Kind, Description: x.Description, Builtin: x.Builtin}
+	if withSchema {
+		v.ConfigSchema = x.ConfigSchema
+	}
+	return v
+}
+
+func (s *Server) listConnectors(c *fiber.Ctx) error {
+	list := s.eng.Catalog().List()
+	out := make([]connectorView, 0, len(list))
+	for _, x := range list {
+		out = append(out, viewConnector(x, false))
+	}
+	return c.JSON(fiber.Map{"connectors": out})
+}
+
+func (s *Server) getConnector(c *fiber.Ctx) error {
+	name := c.Params("name")
+	x, ok := s.eng.Catalog().Lookup(name)
+	if !ok {
+		return notFound("connector %q not found", name)
+	}
+	return c.JSON(viewConnector(x, true))
+}

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// Engine is what the API needs from the data plane. *runtime.Engine
+// implements it.
+type Engine interface {
+	// ParseSpec parses and validates a YAML or JSON integration spec; a
+	// validation failure is a *runtime.SpecError naming the field.
+	ParseSpec(doc []byte) (*runtime.Spec, error)
+	// Apply makes this node converge at once on the stored integration.
+	Apply(in store.Integration)
+	// Remove stops the integration and deletes its streams and consumers.
+	Remove(ctx context.Context, tenant, name string) error
+	// Status reports the integration's state and counters.
+	Status(ctx context.Context, tenant string, spec *runtime.Spec) runtime.Status
+	// Hooks routes webhook requests to the sources that serve them.
+	Hooks() *runtime.Hooks
+	// Catalog lists the connectors specs may name.
+	Catalog() *runtime.Catalog
+}
+
+var _ Engine = (*runtime.Engine)(nil)
+
+// Pinger is a backend /readyz checks. *natsx.Conn implements it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultBodyLimit     = 1 << 20  // 1 MiB
+	DefaultHookBodyLimit = 64 << 20 // 64 MiB
+	DefaultHookTimeout   = 30 * time.Second
+)
+
+// Config configures a Server. Store, Engine and AdminKey are required.
+type Config struct {
+	// Store is the control-plane store: tenants, keys, integrations.
+	Store store.Store
+	// Engine is the data plane the API drives.
+	Engine Engine
+	// NATS is pinged by /readyz (with Store); nil leaves it out.
+	NATS Pinger
+	// AdminKey is the platform admin's key, in plain text. Only its
+	// SHA-256 is kept; requests are compared against it in constant time.
+	AdminKey string
+	// Logger receives request failures; nil uses slog.Default().
+	Logger *slog.Logger
+	// Gatherer is what /metrics exposes; nil uses prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// BodyLimit caps request bodies on /api routes, in bytes (default 1 MiB).
+	BodyLimit int
+	// HookBodyLimit caps webhook bodies on /hooks, in bytes (default 64 MiB).
+	HookBodyLimit int
+	// HookTimeout bounds how long a webhook request may wait for its
+	// message to become durable (default 30s).
+	HookTimeout time.Duration
+	// Version is reported by /healthz.
+	Version string
+}
+
+// Server is the REST API. Create it with New; serve it with Listen or
+// ListenOn, or use App directly (e.g. app.Test in tests).
+type Server struct {
+	store     store.Store
+	eng       Engine
+	nats      Pinger
+	log       *slog.Logger
+	gatherer  prometheus.Gatherer
+	adminHash [sha256.Size]byte
+	bodyLimit int
+	hookLimit int
+	hookWait  time.Duration
+	version   string
+	app       *fiber.App
+}
+
+// New validates cfg and builds the server with every route registered.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("api: Config.Store is required")
+	case cfg.Engine == nil:
+		return nil, errors.New("api: Config.Engine is required")
+	case cfg.AdminKey == "":
+		return nil, errors.New("api: Config.AdminKey is required")
+	case cfg.BodyLimit < 0, cfg.HookBodyLimit < 0, cfg.HookTimeout < 0:
+		return nil, errors.New("api: limits must not be negative")
+	}
+	s := &Server{
+		store:     cfg.Store,
+		eng:       cfg.Engine,
+		nats:      cfg.NATS,
+		log:       cfg.Logger,
+		gatherer:  cfg.Gatherer,
+		adminHash: sha256.Sum256([]byte(cfg.AdminKey)),
+		bodyLimit: orDefault(cfg.BodyLimit, DefaultBodyLimit),
+		hookLimit: orDefault(cfg.HookBodyLimit, DefaultHookBodyLimit),
+		hookWait:  orDefault(cfg.HookTimeout, DefaultHookTimeout),
+		version:   cfg.Version,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.gatherer == nil {
+		s.gatherer = prometheus.DefaultGatherer
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "vrsky",
+		DisableStartupMessage: true,
+		// fasthttp enforces one limit for the whole server: the larger
+		// one. API routes apply their own smaller limit (limitBody).
+		BodyLimit:    max(s.bodyLimit, s.hookLimit),
+		ErrorHandler: s.handleError,
+		// Params and headers are stored and handed to the engine, which
+		// may keep them: make them safe to retain.
+		Immutable:     true,
+		CaseSensitive: true,
+		IdleTimeout:   2 * time.Minute,
+	})
+	s.app.Use(recover.New())
+	s.routes()
+	return s, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// App returns the fiber app, for tests (app.Test) and for mounting.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves on addr ("host:port") until Shutdown.
+func (s *Server) Listen(addr string) error {
+	if err := s.app.Listen(addr); err != nil {
+		return fmt.Errorf("api: listen %s: %w", addr, err)
+	}
+	return nil
+}
+
+// ListenOn serves on ln until Shutdown.
+func (s *Server) ListenOn(ln net.Listener) error {
+	if err := s.app.Listener(ln); err != nil {
+		return fmt.Errorf("api: serve on %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.app.ShutdownWithContext(ctx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	return nil
+}
+
+// routes registers every route. Keep openapi.json in step (a test checks).
+func (s *Server) routes() {
+	a := s.app
+	// Operations: no key needed.
+	a.Get("/healthz", s.healthz)
+	a.Get("/readyz", s.readyz)
+	a.Get("/metrics", s.metrics())
+	a.Get("/api/v1/openapi.json", s.openapi)
+
+	// Webhook ingress: sources authenticate their callers themselves
+	// (HMAC), so no API key.
+	a.Post("/hooks/:tenant/+", s.hook)
+
+	api := a.Group("/api/v1")
+	lim := s.limitBody
+	auth := s.authenticate
+
+	// Tenants: admin; a tenant's own key may read its tenant and manage its keys.
+	api.Post("/tenants", lim, auth, requireAdmin, s.createTenant)
+	api.Get("/tenants", auth, requireAdmin, s.listTenants)
+	api.Get("/tenants/:tenant", auth, ownTenant, s.getTenant)
+	api.Patch("/tenants/:tenant", lim, auth, ownTenant, requireAdmin, s.patchTenant)
+	api.Delete("/tenants/:tenant", auth, ownTenant, requireAdmin, s.deleteTenant)
+	api.Post("/tenants/:tenant/keys", lim, auth, ownTenant, s.createKey)
+	api.Get("/tenants/:tenant/keys", auth, ownTenant, s.listKeys)
+	api.Delete("/tenants/:tenant/keys/:id", auth, ownTenant, s.deleteKey)
+
+	// Integrations of the caller's tenant.
+	api.Post("/integrations", lim, auth, s.createIntegration)
+	api.Get("/integrations", auth, s.listIntegrations)
+	api.Get("/integrations/:name", auth, s.getIntegration)
+	api.Put("/integrations/:name", lim, auth, s.updateIntegration)
+	api.Delete("/integrations/:name", auth, s.deleteIntegration)
+	api.Post("/integrations/:name/start", auth, s.setDesired(store.StateRunning))
+	api.Post("/integrations/:name/stop", auth, s.setDesired(store.StateStopped))
+
+	// The connector catalogue.
+	api.Get("/connectors", auth, s.listConnectors)
+	api.Get("/connectors/:name", auth, s.getConnector)
+}
+
+// limitBody enforces the API body limit (the server's own limit is the
+// larger webhook one).
+func (s *Server) limitBody(c *fiber.Ctx) error {
+	if n := len(c.BodyRaw()); n > s.bodyLimit {
+		return &Error{Status: fiber.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body",
+			Message: fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, s.bodyLimit)}
+	}
+	return c.Next()
+}
