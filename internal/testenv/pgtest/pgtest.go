@@ -1,0 +1,449 @@
+// Package pgtest runs throwaway PostgreSQL clusters for tests, from the
+// system's binaries (initdb, postgres): one cluster per test binary, started
+// on first use, and one fresh database per test.
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) } // stops the shared cluster at the end
+//
+//	func TestSomething(t *testing.T) {
+//		dsn := pgtest.New(t) // a new, empty database; dropped by t.Cleanup
+//		...
+//	}
+//
+// The cluster lives in a temp dir, listens on a free loopback port and on a
+// unix socket in that dir, and runs with wal_level=logical and replication
+// slots, so CDC tests can use it too. fsync is off: it is for tests only.
+// As root (CI), initdb and postgres run as the "postgres" system user, since
+// both refuse to run as root; as any other user they run as that user.
+//
+// A test that needs to stop and start the server (outage tests) starts a
+// private cluster with Start and calls its Stop and Start methods.
+//
+// Missing binaries fail the test (never skip) with a message that says how
+// to install them: `make test` (scripts/test-deps.sh) or
+// `apt-get install postgresql`.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// InstallHint tells a developer how to get the PostgreSQL binaries.
+const InstallHint = "install PostgreSQL 15+ server binaries: run `make test` (it calls scripts/test-deps.sh), " +
+	"or `apt-get install postgresql` (Debian/Ubuntu); pgtest looks in PATH and /usr/lib/postgresql/*/bin"
+
+// Cluster is one running (or stopped) throwaway PostgreSQL cluster.
+type Cluster struct {
+	dir     string // owns everything below; removed by Close
+	dataDir string
+	port    int
+	bin     string // directory of initdb and postgres
+	cred    *syscall.Credential
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd exited
+	log  *os.File
+
+	dbSeq atomic.Int64
+}
+
+// Start initialises and starts a private cluster for t, closed by t.Cleanup.
+// Most tests want New instead, which shares one cluster per test binary.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := StartCluster()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return c
+}
+
+// StartCluster initialises and starts a cluster; the caller must Close it.
+func StartCluster() (*Cluster, error) {
+	bin, err := findBinaries()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{bin: bin}
+	if os.Geteuid() == 0 {
+		cred, err := postgresUser()
+		if err != nil {
+			return nil, err
+		}
+		c.cred = cred
+	}
+	c.dir, err = os.MkdirTemp("", "vrsky-pg-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	if c.cred != nil {
+		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			_ = os.RemoveAll(c.dir)
+			return nil, fmt.Errorf("chown %s to postgres: %w", c.dir, err)
+		}
+	}
+	c.dataDir = filepath.Join(c.dir, "data")
+	if err := c.initdb(); err != nil {
+		_ = os.RemoveAll(c.dir)
+		return nil, err
+	}
+	// A free port can be taken between our probe and postgres' bind: retry.
+	for attempt := 0; ; attempt++ {
+		c.port, err = freePort()
+		if err == nil {
+			err = c.Start()
+		}
+		if err == nil {
+			return c, nil
+		}
+		if attempt == 2 {
+			_ = os.RemoveAll(c.dir)
+			return nil, err
+		}
+	}
+}
+
+func (c *Cluster) initdb() error {
+	cmd := exec.Command(filepath.Join(c.bin, "initdb"),
+		"-D", c.dataDir, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8", "--no-sync")
+	c.prepare(cmd)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb %s: %w\n%s", c.dataDir, err, out)
+	}
+	return nil
+}
+
+// prepare runs cmd in the cluster dir, as the postgres user when we are root.
+func (c *Cluster) prepare(cmd *exec.Cmd) {
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if c.cred != nil {
+		cmd.Env = append(cmd.Env, "HOME="+c.dir, "USER=postgres", "LOGNAME=postgres")
+	}
+}
+
+// Start starts the server (again, after Stop) on the same port and data, and
+// waits until it accepts connections.
+func (c *Cluster) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd != nil {
+		return errors.New("pgtest: cluster already running")
+	}
+	logf, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("pgtest: log file: %w", err)
+	}
+	cmd := exec.Command(filepath.Join(c.bin, "postgres"),
+		"-D", c.dataDir,
+		"-p", strconv.Itoa(c.port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+c.dir,
+		"-c", "wal_level=logical",
+		"-c", "max_replication_slots=20",
+		"-c", "max_wal_senders=20",
+		"-c", "max_connections=300",
+		"-c", "fsync=off",
+		"-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off",
+		"-c", "log_min_messages=warning",
+	)
+	c.prepare(cmd)
+	// If the test binary dies without cleaning up, the postmaster gets
+	// SIGQUIT (immediate shutdown) instead of outliving it.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	c.cmd, c.done, c.log = cmd, done, logf
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+		if err == nil {
+			_ = conn.Close(ctx)
+			return nil
+		}
+		select {
+		case <-done:
+			c.cmd, c.done = nil, nil
+			logf.Close()
+			return fmt.Errorf("pgtest: postgres exited at start: %s\n%s", cmd.ProcessState, c.logTail())
+		case <-ctx.Done():
+			c.stopLocked()
+			return fmt.Errorf("pgtest: postgres not ready after 60s: %v\n%s", err, c.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Stop shuts the server down (fast shutdown: clients are disconnected) and
+// waits for it; the data stays for a later Start.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopLocked()
+}
+
+func (c *Cluster) stopLocked() error {
+	if c.cmd == nil {
+		return nil
+	}
+	defer func() {
+		c.cmd, c.done = nil, nil
+		c.log.Close()
+	}()
+	for _, step := range []struct {
+		sig  os.Signal
+		wait time.Duration
+	}{
+		{syscall.SIGINT, 30 * time.Second},  // fast shutdown
+		{syscall.SIGQUIT, 10 * time.Second}, // immediate shutdown
+		{syscall.SIGKILL, 10 * time.Second},
+	} {
+		_ = c.cmd.Process.Signal(step.sig)
+		select {
+		case <-c.done:
+			return nil
+		case <-time.After(step.wait):
+		}
+	}
+	return fmt.Errorf("pgtest: postgres (pid %d) did not stop", c.cmd.Process.Pid)
+}
+
+// Close stops the server and removes its files.
+func (c *Cluster) Close() error {
+	err := c.Stop()
+	if rerr := os.RemoveAll(c.dir); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Port is the server's TCP port on 127.0.0.1.
+func (c *Cluster) Port() int { return c.port }
+
+// SocketDir is the directory of the server's unix socket.
+func (c *Cluster) SocketDir() string { return c.dir }
+
+// DSN is a connection URL for database db as the superuser "postgres", over
+// TCP on loopback.
+func (c *Cluster) DSN(db string) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.User("postgres"),
+		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)),
+		Path:     "/" + db,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// CreateDatabase creates a new, empty database and returns its DSN.
+func (c *Cluster) CreateDatabase(ctx context.Context) (name, dsn string, err error) {
+	name = fmt.Sprintf("t%d_%d", os.Getpid(), c.dbSeq.Add(1))
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", "", fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+	}
+	return name, c.DSN(name), nil
+}
+
+// DropDatabase drops a database, disconnecting its clients.
+func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("pgtest: drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// NewDatabase creates a fresh database on c for t, dropped by t.Cleanup, and
+// returns its DSN.
+func (c *Cluster) NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name, dsn, err := c.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		running := c.cmd != nil
+		c.mu.Unlock()
+		if !running {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.DropDatabase(ctx, name); err != nil {
+			t.Logf("%v", err)
+		}
+	})
+	return dsn
+}
+
+func (c *Cluster) logTail() string {
+	b, err := os.ReadFile(filepath.Join(c.dir, "postgres.log"))
+	if err != nil {
+		return ""
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// ---- the shared cluster ----
+
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Shared returns the test binary's cluster, starting it on first use.
+func Shared() (*Cluster, error) {
+	shared.once.Do(func() {
+		start := time.Now()
+		shared.c, shared.err = StartCluster()
+		if shared.err == nil {
+			slog.Debug("pgtest: cluster started", "dir", shared.c.dir, "port", shared.c.port, "took", time.Since(start))
+		}
+	})
+	return shared.c, shared.err
+}
+
+// New returns the DSN of a fresh, empty database on the shared cluster,
+// dropped when t ends.
+func New(t testing.TB) string {
+	t.Helper()
+	c, err := Shared()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return c.NewDatabase(t)
+}
+
+// Main runs the tests and then stops the shared cluster, if one was started.
+// Use it as the package's TestMain:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// Without it the postmaster still dies with the test binary (it gets
+// SIGQUIT when its parent goes), but its temp dir is left behind.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Cleanup stops and removes the shared cluster, if one was started. Main
+// calls it; call it yourself from a TestMain that does more.
+func Cleanup() error {
+	if shared.c == nil {
+		return nil
+	}
+	return shared.c.Close()
+}
+
+// ---- discovery ----
+
+func findBinaries() (string, error) {
+	var dirs []string
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			dirs = append(dirs, filepath.Dir(real))
+		}
+		dirs = append(dirs, filepath.Dir(p))
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(matches, func(a, b string) int { return versionOf(b) - versionOf(a) }) // newest first
+	dirs = append(dirs, matches...)
+	for _, d := range dirs {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("PostgreSQL binaries (initdb, postgres) not found on %s/%s: %s", runtime.GOOS, runtime.GOARCH, InstallHint)
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+func postgresUser() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, initdb must run as the \"postgres\" user, which does not exist (%v): %s", err, InstallHint)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("postgres uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("postgres gid %q: %w", u.Gid, err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
