@@ -1,0 +1,54 @@
+# VRSky's build. `make run` starts the product on its embedded defaults;
+# `make test` is what CI runs (.ci/run). Both install what they need.
+
+GO       ?= go
+BIN      := bin/vrsky
+DATA     ?= ./data
+LISTEN   ?= 127.0.0.1:8080
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# The concurrent core runs under the race detector.
+RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build wasm run test test-deps bench lint clean
+
+all: build
+
+wasm: ## build the Wasm connectors that ship inside the binary
+	@echo "==> building the shipped Wasm connectors (wasm-connectors/build.sh)"
+	@bash wasm-connectors/build.sh
+
+build: wasm ## build bin/vrsky
+	@echo "==> go build $(BIN)"
+	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vrsky
+
+run: build ## start vrsky serve on the embedded defaults
+	@echo "==> starting VRSky on http://$(LISTEN) (data in $(DATA); Ctrl-C stops it)"
+	@if [ -f $(DATA)/admin.key ]; then echo "==> admin API key: $$(cat $(DATA)/admin.key)"; fi
+	@./$(BIN) serve --data $(DATA) --listen $(LISTEN)
+
+test-deps: ## install what the tests start: PostgreSQL, the S3 server, chromium
+	@bash scripts/test-deps.sh
+
+test: test-deps wasm ## everything CI runs
+	@echo "==> go vet"
+	@$(GO) vet ./...
+	@echo "==> go test -race (core packages)"
+	@$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
+	@echo "==> go test (everything else)"
+	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api)(/|$$)')
+
+bench: build ## performance figures (not pass/fail): Go benchmarks and the load driver
+	@echo "==> Go benchmarks"
+	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/...
+	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream reference"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s
+
+lint: ## go vet, gofmt, staticcheck
+	@$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin wasm-connectors/build

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/vrsky/vrsky/api"
+	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/platform/natsx"
+	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// serveFlags are `vrsky serve`'s settings; each is also VRSKY_<NAME>.
+type serveFlags struct {
+	data       string
+	listen     string
+	adminKey   string
+	natsURL    string
+	natsListen string
+	natsSync   string
+	logFormat  string
+	logLevel   string
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the platform: embedded NATS, control plane, data plane and REST API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			envDefaults(cmd)
+			return serve(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", "./data", "data directory (embedded NATS files, generated admin key)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of the REST API and webhooks")
+	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
+	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
+	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
+	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
+
+func serve(ctx context.Context, f serveFlags) error {
+	log, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	if f.natsSync != "interval" && f.natsSync != "always" {
+		return fmt.Errorf("--nats-sync %q: want interval or always", f.natsSync)
+	}
+	if err := os.MkdirAll(f.data, 0o750); err != nil {
+		return fmt.Errorf("--data %s: %w", f.data, err)
+	}
+	adminKey, generated, err := loadAdminKey(f.data, f.adminKey)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	conn, err := natsx.Connect(ctx, natsx.Options{
+		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen,
+		SyncAlways: f.natsSync == "always", Name: "vrsky", Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if conn.Embedded() {
+		log.Info("embedded NATS running", "url", conn.ClientURL(), "sync", f.natsSync)
+	}
+	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
+	if err != nil {
+		return fmt.Errorf("control-plane store: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cat, err := runtime.NewCatalog(httpconn.Webhook, httpconn.Sink)
+	if err != nil {
+		return err
+	}
+	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{
+		Store: st, Engine: eng, NATS: conn, AdminKey: adminKey,
+		Logger: log, Gatherer: reg, Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", f.listen, err)
+	}
+
+	engDone := make(chan error, 1)
+	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { engDone <- eng.Run(engCtx) }()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- srv.ListenOn(ln) }()
+
+	url := "http://" + ln.Addr().String()
+	log.Info("VRSky is running", "url", url, "version", version)
+	if generated {
+		fmt.Fprintf(os.Stderr, "\nAdmin API key (generated, kept in %s):\n\n    %s\n\n", filepath.Join(f.data, "admin.key"), adminKey)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-apiDone:
+		if err != nil {
+			log.Error("API server stopped", "err", err)
+		}
+	}
+	log.Info("shutting down: no new requests, draining pipelines")
+	shCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		log.Warn("API shutdown", "err", err)
+	}
+	stopEngine()
+	<-engDone
+	return nil
+}
+
+// loadAdminKey returns the key from the flag, else the one kept in the data
+// dir, else a new one it keeps there (0600). generated is true the first time.
+func loadAdminKey(dataDir, flag string) (key string, generated bool, err error) {
+	if flag != "" {
+		return flag, false, nil
+	}
+	path := filepath.Join(dataDir, "admin.key")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(b)), false, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", false, fmt.Errorf("read admin key: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	key = "vrsk_admin_" + base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("keep admin key: %w", err)
+	}
+	return key, true, nil
+}

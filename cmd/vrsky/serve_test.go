@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real `vrsky serve` binary as a subprocess and talk to
+// it over HTTP, the way a user does.
+
+var vrskyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vrsky-bin")
+	if err != nil {
+		panic(err)
+	}
+	vrskyBin = filepath.Join(dir, "vrsky")
+	out, err := exec.Command("go", "build", "-o", vrskyBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build vrsky: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const adminKey = "test-admin-key"
+
+// instance is one `vrsky serve` process.
+type instance struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	data string
+	log  *bytes.Buffer
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe runs vrsky serve on data and addr and waits until /readyz answers 200.
+func startServe(t *testing.T, data, addr string) *instance {
+	t.Helper()
+	in := &instance{t: t, url: "http://" + addr, data: data, log: &bytes.Buffer{}}
+	in.cmd = exec.Command(vrskyBin, "serve", "--data", data, "--listen", addr, "--admin-key", adminKey, "--log-level", "warn")
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if in.cmd.ProcessState == nil {
+			_ = in.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = in.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = in.cmd.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			t.Logf("vrsky serve output:\n%s", in.log.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(in.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return in
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vrsky serve not ready after 60s:\n%s", in.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill9 kills the process without letting it clean up.
+func (in *instance) kill9() {
+	_ = in.cmd.Process.Signal(syscall.SIGKILL)
+	_ = in.cmd.Wait()
+}
+
+// call sends a request and decodes the JSON answer; it fails the test on
+// an unexpected status.
+func (in *instance) call(method, path, key, contentType, body string, wantStatus int, out any) {
+	in.t.Helper()
+	req, _ := http.NewRequest(method, in.url+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		in.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != wantStatus {
+		in.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, wantStatus, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			in.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// setup creates tenant "acme" and an integration webhook → http sink at
+// sinkURL, started; it returns the tenant's key.
+func (in *instance) setup(sinkURL string) string {
+	in.t.Helper()
+	var tenant struct {
+		Name   string `json:"name"`
+		APIKey string `json:"api_key"`
+	}
+	in.call("POST", "/api/v1/tenants", adminKey, "application/json", `{"name":"acme"}`, http.StatusCreated, &tenant)
+	spec := fmt.Sprintf(`name: orders
+source: {connector: http-webhook, config: {path: orders}}
+sinks:
+  - name: api
+    connector: http
+    config: {url: %q}
+retry: {max_attempts: 50, initial_backoff: 100ms, max_backoff: 1s}
+`, sinkURL)
+	in.call("POST", "/api/v1/integrations", tenant.APIKey, "application/yaml", spec, http.StatusCreated, nil)
+	in.call("POST", "/api/v1/integrations/orders/start", tenant.APIKey, "", "", http.StatusOK, nil)
+	return tenant.APIKey
+}
+
+// post sends one webhook message and returns its id.
+func (in *instance) post(body string) string {
+	in.t.Helper()
+	var out struct {
+		ID string `json:"id"`
+	}
+	in.call("POST", "/hooks/acme/orders", "", "application/json", body, http.StatusAccepted, &out)
+	if out.ID == "" {
+		in.t.Fatal("webhook answered 202 without a message id")
+	}
+	return out.ID
+}
+
+// gatedSink records deliveries; while closed it holds requests and then
+// fails them, as a sink that is down would.
+type gatedSink struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	open bool
+	got  map[string]int
+}
+
+func newGatedSink(t *testing.T, open bool) *gatedSink {
+	s := &gatedSink{open: open, got: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.open {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		s.got[r.Header.Get("Idempotency-Key")]++
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *gatedSink) setOpen(v bool) { s.mu.Lock(); s.open = v; s.mu.Unlock() }
+
+func (s *gatedSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.got) }
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	sink := newGatedSink(t, true)
+	in := startServe(t, t.TempDir(), freeAddr(t))
+	key := in.setup(sink.srv.URL)
+	id := in.post(`{"order_id": 1}`)
+	waitFor(t, 15*time.Second, "delivery", func() bool { return sink.count() == 1 })
+	sink.mu.Lock()
+	n := sink.got[id]
+	sink.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("message %s delivered %d times, want 1", id, n)
+	}
+	var got struct {
+		Status struct {
+			State string `json:"state"`
+		} `json:"status"`
+	}
+	in.call("GET", "/api/v1/integrations/orders", key, "", "", http.StatusOK, &got)
+	if got.Status.State != "running" {
+		t.Fatalf("state = %q, want running", got.Status.State)
+	}
+}
+
+// TestKill9LosesNothing accepts messages while the sink is down, kills
+// vrsky serve with SIGKILL, restarts it on the same data and checks that
+// every accepted message is delivered.
+func TestKill9LosesNothing(t *testing.T) {
+	sink := newGatedSink(t, false)
+	data, addr := t.TempDir(), freeAddr(t)
+	in := startServe(t, data, addr)
+	in.setup(sink.srv.URL)
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = in.post(fmt.Sprintf(`{"order_id": %d}`, i))
+	}
+	in.kill9()
+
+	sink.setOpen(true)
+	startServe(t, data, addr)
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d deliveries after restart", n), func() bool { return sink.count() == n })
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, id := range ids {
+		if sink.got[id] == 0 {
+			t.Errorf("accepted message %s was never delivered", id)
+		}
+	}
+}
