@@ -156,7 +156,8 @@ var AllowedWASI = map[string]bool{
 	"poll_oneoff":         true,
 	"sched_yield":         true,
 	"proc_exit":           true,
-	"fd_write":            true,
+	"fd_read":             true, // stdin only, which is always empty
+	"fd_write":            true, // stdout and stderr, sent to the log
 	"fd_close":            true,
 	"fd_fdstat_get":       true,
 	"fd_fdstat_set_flags": true,

@@ -19,18 +19,18 @@ func hostHeaderGet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 func hostHeaderSet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 	return abi.ErrUnavailable
 }
-func hostEmit(unsafe.Pointer, uint32) int32                 { return abi.ErrUnavailable }
-func hostForward() int32                                    { return abi.ErrUnavailable }
-func hostStatus(int32, unsafe.Pointer, uint32) int32        { return abi.ErrUnavailable }
-func hostConfig(unsafe.Pointer, uint32) int32               { return abi.ErrUnavailable }
-func hostLog(int32, unsafe.Pointer, uint32)                 {}
-func hostResult(unsafe.Pointer, uint32) int32               { return abi.ErrUnavailable }
-func hostObjectOpen(unsafe.Pointer, uint32) int32           { return abi.ErrUnavailable }
-func hostObjectCreate(unsafe.Pointer, uint32) int32         { return abi.ErrUnavailable }
-func hostObjectRead(int32, unsafe.Pointer, uint32) int32    { return abi.ErrUnavailable }
-func hostObjectWrite(int32, unsafe.Pointer, uint32) int32   { return abi.ErrUnavailable }
-func hostObjectClose(int32) int32                           { return abi.ErrUnavailable }
-func hostKVDelete(unsafe.Pointer, uint32) int32             { return abi.ErrUnavailable }
+func hostEmit(unsafe.Pointer, uint32) int32               { return abi.ErrUnavailable }
+func hostForward() int32                                  { return abi.ErrUnavailable }
+func hostStatus(int32, unsafe.Pointer, uint32) int32      { return abi.ErrUnavailable }
+func hostConfig(unsafe.Pointer, uint32) int32             { return abi.ErrUnavailable }
+func hostLog(int32, unsafe.Pointer, uint32)               {}
+func hostResult(unsafe.Pointer, uint32) int32             { return abi.ErrUnavailable }
+func hostObjectOpen(unsafe.Pointer, uint32) int32         { return abi.ErrUnavailable }
+func hostObjectCreate(unsafe.Pointer, uint32) int32       { return abi.ErrUnavailable }
+func hostObjectRead(int32, unsafe.Pointer, uint32) int32  { return abi.ErrUnavailable }
+func hostObjectWrite(int32, unsafe.Pointer, uint32) int32 { return abi.ErrUnavailable }
+func hostObjectClose(int32) int32                         { return abi.ErrUnavailable }
+func hostKVDelete(unsafe.Pointer, uint32) int32           { return abi.ErrUnavailable }
 func hostNATSPublish(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 	return abi.ErrUnavailable
 }

@@ -1,0 +1,270 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/vrsky/vrsky/abi"
+)
+
+// stateKey carries the *callState of the instance being called in the
+// context handed to wazero, where host functions find it.
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *callState {
+	st, _ := ctx.Value(stateKey{}).(*callState)
+	return st
+}
+
+// callState is what the host functions work on during one guest call. Each
+// instance owns one and reuses it from call to call.
+type callState struct {
+	pool *Pool
+	ctx  context.Context // the call's context, for capability calls
+
+	msgs    []Message
+	results []Result
+	cur     int // index of the current message; -1 before input()
+
+	headers       map[string]string // output headers of the current message
+	headersShared bool              // headers is referenced by an output or the input
+	outBytes      int
+	overflow      bool
+
+	last []byte // the held result (see the "result" host function)
+
+	handles    map[int32]*objHandle
+	nextHandle int32
+}
+
+func newCallState(p *Pool) *callState { return &callState{pool: p, cur: -1} }
+
+func (st *callState) begin(msgs []Message, results []Result) {
+	st.msgs, st.results, st.cur = msgs, results, -1
+	st.last = nil
+}
+
+// selectMessage makes msgs[i] current.
+func (st *callState) selectMessage(i int) {
+	if i == st.cur {
+		return
+	}
+	st.cur = i
+	st.headers = st.msgs[i].Headers
+	st.headersShared = true
+	st.outBytes = 0
+	st.overflow = false
+}
+
+// failRest marks the current message and those after it retryable after
+// the instance broke.
+func (st *callState) failRest(err error) {
+	from := max(st.cur, 0)
+	for i := from; i < len(st.results); i++ {
+		st.results[i] = Result{Status: StatusRetryable, Error: err.Error()}
+	}
+}
+
+// finish closes what the guest left open and settles each result.
+func (st *callState) finish() {
+	st.closeHandles()
+	for i := range st.results {
+		r := &st.results[i]
+		if r.Status != StatusOK {
+			r.Out = nil
+		}
+	}
+	st.msgs, st.results, st.last, st.headers = nil, nil, nil, nil
+	st.ctx = nil
+}
+
+func (st *callState) current() (int, bool) {
+	if st.cur < 0 || st.cur >= len(st.msgs) {
+		return 0, false
+	}
+	return st.cur, true
+}
+
+// addOutput appends an output to the current message, enforcing the
+// output size limit.
+func (st *callState) addOutput(data []byte) int32 {
+	i, ok := st.current()
+	if !ok {
+		return abi.ErrInvalid
+	}
+	r := &st.results[i]
+	if st.overflow || st.outBytes+len(data) > st.pool.limits.MaxOutputBytes {
+		st.overflow = true
+		r.Status = StatusPermanent
+		r.Error = fmt.Sprintf("output limit exceeded (%d bytes)", st.pool.limits.MaxOutputBytes)
+		return abi.ErrTooLarge
+	}
+	st.outBytes += len(data)
+	id := st.msgs[i].ID
+	if k := len(r.Out); k > 0 {
+		id += "-" + strconv.Itoa(k)
+	}
+	r.Out = append(r.Out, Message{ID: id, Headers: st.headers, Data: data})
+	st.headersShared = true
+	return 0
+}
+
+// guest memory helpers: every pointer and length from the guest is
+// checked against the memory's size; a bad one is abi.ErrInvalid.
+
+func memRead(m api.Module, ptr, n uint32) ([]byte, bool) {
+	if n == 0 {
+		return nil, true
+	}
+	mem := m.Memory()
+	if mem == nil {
+		return nil, false
+	}
+	return mem.Read(ptr, n)
+}
+
+func memString(m api.Module, ptr, n uint32, limit uint32) (string, bool) {
+	if n > limit {
+		return "", false
+	}
+	b, ok := memRead(m, ptr, n)
+	return string(b), ok
+}
+
+// putResult hands a variable-size value to the guest: copied to buf when
+// it fits in capacity, else held for "result". Returns the size or an error.
+func (st *callState) putResult(m api.Module, buf, capacity uint32, data []byte) int32 {
+	if len(data) > math.MaxInt32 {
+		return abi.ErrTooLarge
+	}
+	st.last = data
+	if uint32(len(data)) <= capacity && len(data) > 0 {
+		mem := m.Memory()
+		if mem == nil || !mem.Write(buf, data) {
+			return abi.ErrInvalid
+		}
+	}
+	return int32(len(data))
+}
+
+// abiInstance is one instance of an ABI v1 module.
+type abiInstance struct {
+	pool    *Pool
+	mod     api.Module
+	process api.Function
+	st      *callState
+	stack   [1]uint64
+}
+
+func (p *Pool) newABIInstance(ctx context.Context) (*abiInstance, error) {
+	m := p.mod
+	st := newCallState(p)
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // _initialize is called below, under the deadline
+		WithStdout(logWriter{p.log, slog.LevelInfo, "stdout"}).
+		WithStderr(logWriter{p.log, slog.LevelWarn, "stderr"}).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	cctx, cancel := p.callContext(ctx, st)
+	defer cancel()
+	mod, err := m.wz.InstantiateModule(cctx, m.compiled, mc)
+	if err != nil {
+		return nil, fmt.Errorf("host: module %s: instantiate: %w", m.spec.Name, err)
+	}
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		if _, err := init.Call(cctx); err != nil {
+			mod.Close(context.Background())
+			return nil, fmt.Errorf("host: module %s: _initialize: %w", m.spec.Name, callError(cctx, err))
+		}
+	}
+	return &abiInstance{pool: p, mod: mod, process: mod.ExportedFunction(abi.ExportProcess), st: st}, nil
+}
+
+// callContext gives the guest call its context: the state for host
+// functions and, for untrusted modules, the deadline.
+func (p *Pool) callContext(ctx context.Context, st *callState) (context.Context, context.CancelFunc) {
+	ctx = context.WithValue(ctx, stateKey{}, st)
+	cancel := context.CancelFunc(func() {})
+	if !p.mod.spec.Trusted {
+		ctx, cancel = context.WithTimeout(ctx, p.limits.Timeout)
+	}
+	st.ctx = ctx
+	return ctx, cancel
+}
+
+func (i *abiInstance) run(ctx context.Context, st *callState) error {
+	cctx, cancel := i.pool.callContext(ctx, st)
+	defer cancel()
+	i.stack[0] = uint64(len(st.msgs))
+	if err := i.process.CallWithStack(cctx, i.stack[:]); err != nil {
+		return callError(cctx, err)
+	}
+	if rc := int32(i.stack[0]); rc != 0 {
+		// The guest reports the batch failed: messages it did not settle
+		// are retried.
+		for k := range st.results {
+			if st.results[k].Status == StatusOK && st.results[k].Out == nil {
+				st.results[k] = Result{Status: StatusRetryable, Error: fmt.Sprintf("guest returned %d", rc)}
+			}
+		}
+	}
+	return nil
+}
+
+func (i *abiInstance) memoryPages() uint32 {
+	if mem := i.mod.Memory(); mem != nil {
+		return mem.Size() / 65536
+	}
+	return 0
+}
+
+func (i *abiInstance) close(ctx context.Context) { i.mod.Close(ctx) }
+
+// callError names why a guest call failed.
+func callError(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("guest deadline exceeded: %w", err)
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return fmt.Errorf("guest deadline exceeded: %w", err)
+		case sys.ExitCodeContextCanceled:
+			return fmt.Errorf("guest call canceled: %w", err)
+		}
+		return fmt.Errorf("guest exited (code %d; a Go guest exits 2 when out of memory or on a fatal error): %w", exit.ExitCode(), err)
+	}
+	return fmt.Errorf("guest trapped: %w", err)
+}
+
+// logWriter sends a guest's stdout or stderr to the log, one record per
+// write.
+type logWriter struct {
+	log    *slog.Logger
+	level  slog.Level
+	stream string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	if s := strings.TrimRight(string(p), "\n"); s != "" {
+		w.log.Log(context.Background(), w.level, s, "stream", w.stream)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}

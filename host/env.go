@@ -1,0 +1,74 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/vrsky/vrsky/platform/blob"
+)
+
+// Env gives a pool the capabilities behind the ABI's I/O functions. The
+// runtime implements them (NATS, object store, KV); a nil field makes its
+// functions answer abi.ErrUnavailable. The host enforces scoping (tenant
+// subjects, tenant keys, integration KV prefix, manifest hosts) before it
+// calls them, so implementations need not.
+type Env struct {
+	// Messaging publishes and requests on NATS.
+	Messaging Messaging
+	// Objects reads and writes the object store; blob.Store satisfies it.
+	Objects Objects
+	// KV is a key-value store; keys arrive already scoped to the
+	// integration.
+	KV KV
+	// HTTP performs outbound HTTP. Nil uses a client that does not follow
+	// redirects (a redirect could leave the allowed hosts).
+	HTTP HTTPDoer
+}
+
+// Messaging is NATS as the guest sees it. Subjects are already checked to
+// be the tenant's own.
+type Messaging interface {
+	// Publish sends data on subject.
+	Publish(ctx context.Context, subject string, data []byte) error
+	// Request sends data on subject and returns the first reply, waiting up
+	// to timeout.
+	Request(ctx context.Context, subject string, data []byte, timeout time.Duration) ([]byte, error)
+}
+
+// Objects is the part of blob.Store the host uses: streaming get and put by
+// key. Keys are already checked to belong to the tenant.
+type Objects interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error)
+	Put(ctx context.Context, key string, r io.Reader) (blob.Info, error)
+}
+
+var _ Objects = blob.Store(nil)
+
+// KV is a key-value store. Keys arrive as "<tenant>.<integration>.<key>".
+type KV interface {
+	// Get returns the value, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores value under key.
+	Put(ctx context.Context, key string, value []byte) error
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// HTTPDoer performs an HTTP request (http.Client satisfies it).
+type HTTPDoer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// ErrNotFound is what KV implementations wrap for a missing key
+// (blob.ErrNotFound is recognised for objects too).
+var ErrNotFound = errors.New("not found")
+
+var defaultHTTP = &http.Client{
+	Timeout: 30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}

@@ -1,0 +1,337 @@
+// Package host runs VRSky's WebAssembly steps under wazero, behind ABI v1
+// (abi/ABI.md). It owns the compilation cache, compiles each module once,
+// keeps a bounded pool of warm instances per (module, config), enforces
+// limits (deadline, memory pages, output size), and implements the ABI's
+// host functions, one file per group (fn_*.go). Modules that import the
+// Extism kernel run through extism/go-sdk with the same capabilities.
+//
+// Typical use by the runtime:
+//
+//	rt, err := host.New(ctx, host.Config{CacheDir: dir, Logger: log})
+//	mod, err := rt.Load(ctx, host.ModuleSpec{Name: "jq", Version: "1.0.0", Wasm: wasm, Trusted: true})
+//	pool, err := mod.NewPool(host.PoolConfig{Config: cfg, Tenant: "acme", Integration: "orders", Env: env})
+//	results, err := pool.Process(ctx, []host.Message{{ID: "1", Data: data}})
+//	pool.Close()
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/vrsky/vrsky/abi"
+)
+
+// DefaultMaxMemoryPages bounds a guest's linear memory (64 KiB pages) when
+// Config.MaxMemoryPages is zero: 4096 pages, 256 MiB.
+const DefaultMaxMemoryPages = 4096
+
+// Config configures a Runtime. It is read once by New.
+type Config struct {
+	// CacheDir holds wazero's compilation cache, so a restart does not
+	// recompile modules. Empty keeps the cache in memory only.
+	CacheDir string
+	// Logger receives guest logs and stdout/stderr. Nil discards them.
+	Logger *slog.Logger
+	// MaxMemoryPages is the hard ceiling on any instance's memory, in
+	// 64 KiB pages; memory.grow past it fails inside the guest. Zero means
+	// DefaultMaxMemoryPages.
+	MaxMemoryPages uint32
+}
+
+// Runtime compiles and runs modules. It holds two wazero runtimes: a
+// trusted one for first-party modules (no context watcher, fastest) and
+// an untrusted one that closes an instance when its call's deadline
+// passes. Safe for concurrent use.
+type Runtime struct {
+	cfg       Config
+	log       *slog.Logger
+	cache     wazero.CompilationCache
+	trusted   wazero.Runtime
+	untrusted wazero.Runtime
+
+	mu      sync.Mutex
+	modules map[moduleKey]*Module
+	closed  bool
+}
+
+type moduleKey struct {
+	sum     [32]byte
+	trusted bool
+}
+
+// New creates a Runtime: the compilation cache, both wazero runtimes, and
+// on each the WASI and "vrsky" host modules.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if cfg.MaxMemoryPages == 0 {
+		cfg.MaxMemoryPages = DefaultMaxMemoryPages
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &Runtime{cfg: cfg, log: log, modules: map[moduleKey]*Module{}}
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("host: cache dir: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		r.cache = c
+	} else {
+		r.cache = wazero.NewCompilationCache()
+	}
+	base := wazero.NewRuntimeConfig().
+		WithCompilationCache(r.cache).
+		WithMemoryLimitPages(cfg.MaxMemoryPages).
+		WithCoreFeatures(api.CoreFeaturesV2)
+	var err error
+	if r.trusted, err = newWazero(ctx, base); err != nil {
+		return nil, err
+	}
+	if r.untrusted, err = newWazero(ctx, base.WithCloseOnContextDone(true)); err != nil {
+		r.trusted.Close(ctx)
+		return nil, err
+	}
+	return r, nil
+}
+
+func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+	w := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, w); err != nil {
+		w.Close(ctx)
+		return nil, fmt.Errorf("host: wasi: %w", err)
+	}
+	if err := instantiateVRSky(ctx, w); err != nil {
+		w.Close(ctx)
+		return nil, fmt.Errorf("host: vrsky host module: %w", err)
+	}
+	return w, nil
+}
+
+// Close releases both runtimes and every module and pool made from them.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	mods := r.modules
+	r.modules = nil
+	r.mu.Unlock()
+	var errs []error
+	for _, m := range mods {
+		if m.extism != nil {
+			errs = append(errs, m.extism.Close(ctx))
+		}
+	}
+	errs = append(errs, r.trusted.Close(ctx), r.untrusted.Close(ctx), r.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// Capabilities are what a module's manifest declares it needs. Anything
+// not granted here is denied at call time with abi.ErrDenied.
+type Capabilities struct {
+	// NATS allows publish and request on the tenant's own subjects
+	// ("vrsky.<tenant>.…").
+	NATS bool
+	// Objects allows object get/put by reference under the tenant's keys.
+	Objects bool
+	// KV allows the key-value store, scoped to the integration.
+	KV bool
+	// HTTPHosts lists the hosts HTTP calls may reach: "api.example.com",
+	// "api.example.com:8443", or "*.example.com" for any subdomain.
+	HTTPHosts []string
+}
+
+// ModuleSpec describes a module to load.
+type ModuleSpec struct {
+	// Name and Version identify the module in logs and errors.
+	Name    string
+	Version string
+	// Wasm is the module's binary.
+	Wasm []byte
+	// Trusted marks a first-party module (shipped with VRSky): it runs
+	// without a deadline watcher. Uploaded modules must leave it false.
+	Trusted bool
+	// Capabilities are those the manifest declares.
+	Capabilities Capabilities
+}
+
+// Module is a validated, compiled module. Pools made from it share the
+// compiled code.
+type Module struct {
+	rt       *Runtime
+	spec     ModuleSpec
+	wz       wazero.Runtime
+	compiled wazero.CompiledModule
+	extism   *extismModule // non-nil for Extism plugins
+}
+
+// Spec returns the spec the module was loaded with (Wasm omitted).
+func (m *Module) Spec() ModuleSpec {
+	s := m.spec
+	s.Wasm = nil
+	return s
+}
+
+// IsExtism reports whether the module runs through the Extism path.
+func (m *Module) IsExtism() bool { return m.extism != nil }
+
+// Load validates a module against ABI v1 (exports, and imports limited to
+// the ABI and allowed WASI; or the Extism kernel) and compiles it. Loading
+// the same bytes twice returns the same Module; compiled code is also kept
+// in the compilation cache across restarts.
+func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
+	key := moduleKey{sum: sha256.Sum256(spec.Wasm), trusted: spec.Trusted}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errors.New("host: runtime closed")
+	}
+	if m, ok := r.modules[key]; ok {
+		r.mu.Unlock()
+		return m, nil
+	}
+	r.mu.Unlock()
+
+	name := spec.Name
+	if spec.Version != "" {
+		name += "@" + spec.Version
+	}
+	wz := r.untrusted
+	if spec.Trusted {
+		wz = r.trusted
+	}
+	compiled, err := wz.CompileModule(ctx, spec.Wasm)
+	if err != nil {
+		return nil, fmt.Errorf("host: module %s: compile: %w", name, err)
+	}
+	kind, err := validate(compiled)
+	if err != nil {
+		compiled.Close(ctx)
+		return nil, fmt.Errorf("host: module %s: %w", name, err)
+	}
+	m := &Module{rt: r, spec: spec, wz: wz, compiled: compiled}
+	if kind == kindExtism {
+		compiled.Close(ctx)
+		m.compiled = nil
+		if m.extism, err = r.loadExtism(ctx, spec); err != nil {
+			return nil, fmt.Errorf("host: module %s: %w", name, err)
+		}
+	}
+	m.spec.Wasm = nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errors.New("host: runtime closed")
+	}
+	if prev, ok := r.modules[key]; ok {
+		return prev, nil
+	}
+	r.modules[key] = m
+	return m, nil
+}
+
+// moduleKind tells the two guest flavours apart.
+type moduleKind int
+
+const (
+	kindABI moduleKind = iota
+	kindExtism
+)
+
+// ImportError reports an import outside what ABI v1 allows.
+type ImportError struct {
+	// Module and Name are the refused import.
+	Module, Name string
+	// Reason says why it is refused.
+	Reason string
+}
+
+func (e *ImportError) Error() string {
+	return fmt.Sprintf("import %s.%s refused: %s", e.Module, e.Name, e.Reason)
+}
+
+// validate checks exports and imports and returns the module's kind.
+func validate(c wazero.CompiledModule) (moduleKind, error) {
+	imports := c.ImportedFunctions()
+	kind := kindABI
+	for _, f := range imports {
+		if mod, _, _ := f.Import(); mod == abi.ExtismEnvModule {
+			kind = kindExtism
+		}
+	}
+	for _, f := range imports {
+		mod, name, _ := f.Import()
+		switch {
+		case mod == abi.WASIModule:
+			if !abi.AllowedWASI[name] {
+				return 0, &ImportError{Module: mod, Name: name, Reason: "WASI offers clocks, random and stdout/stderr only (no files, directories or sockets)"}
+			}
+		case mod == abi.ModuleName && kind == kindABI:
+			if !vrskyFunctionNames[name] {
+				return 0, &ImportError{Module: mod, Name: name, Reason: "not a function of ABI v1"}
+			}
+			if want := vrskyFunction(name); !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
+				return 0, &ImportError{Module: mod, Name: name, Reason: "signature differs from ABI v1 (see abi/ABI.md)"}
+			}
+		case mod == abi.ExtismEnvModule && kind == kindExtism:
+		case mod == abi.ExtismUserModule && kind == kindExtism:
+			if !extismUserNames[name] {
+				return 0, &ImportError{Module: mod, Name: name, Reason: "not a VRSky capability for Extism plugins"}
+			}
+		default:
+			return 0, &ImportError{Module: mod, Name: name, Reason: "module outside the ABI"}
+		}
+	}
+	for _, m := range c.ImportedMemories() {
+		mod, name, _ := m.Import()
+		return 0, &ImportError{Module: mod, Name: name, Reason: "guests must define their own memory"}
+	}
+	exports := c.ExportedFunctions()
+	if kind == kindExtism {
+		if _, ok := exports[abi.ExportProcess]; !ok {
+			return 0, fmt.Errorf("extism plugin lacks export %q", abi.ExportProcess)
+		}
+		return kind, nil
+	}
+	if _, ok := exports[abi.ExportMarker]; !ok {
+		return 0, fmt.Errorf("not an ABI v1 module: export %q missing", abi.ExportMarker)
+	}
+	p, ok := exports[abi.ExportProcess]
+	if !ok {
+		return 0, fmt.Errorf("export %q missing", abi.ExportProcess)
+	}
+	if !sameTypes(p.ParamTypes(), []api.ValueType{api.ValueTypeI32}) || !sameTypes(p.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
+		return 0, fmt.Errorf("export %q must have type (i32) -> i32", abi.ExportProcess)
+	}
+	if _, ok := c.ExportedMemories()[abi.ExportMemory]; !ok {
+		return 0, fmt.Errorf("export %q (linear memory) missing", abi.ExportMemory)
+	}
+	return kind, nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
