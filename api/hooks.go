@@ -17,6 +17,11 @@ import (
 // that tenant and path, and writes its answer back as it is.
 func (s *Server) hook(c *fiber.Ctx) error {
 	tenant, path := c.Params("tenant"), c.Params("+")
+	// The server's own limit is the larger of the API's and the hooks'.
+	if n := len(c.BodyRaw()); n > s.hookLimit {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body",
+			Message: fmt.Sprintf("the request body is %d bytes, over the webhook limit of %d", n, s.hookLimit)}
+	}
 	req := &runtime.HookRequest{
 		Method: c.Method(),
 		Header: runtime.Header{},

@@ -118,6 +118,7 @@ func TestIsolation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
 			ct := ""
 			if tc.body != "" {
 				ct = "application/json"

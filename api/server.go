@@ -217,7 +217,7 @@ func (s *Server) routes() {
 }
 
 // limitBody enforces the API body limit (the server's own limit is the
-// larger webhook one).
+// larger of the API's and the hooks').
 func (s *Server) limitBody(c *fiber.Ctx) error {
 	if n := len(c.BodyRaw()); n > s.bodyLimit {
 		return &Error{Status: fiber.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body",

@@ -117,6 +117,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
 			h := map[string]string{}
 			if tc.header != "" {
 				h["Authorization"] = tc.header
