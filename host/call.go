@@ -70,9 +70,9 @@ func (st *callState) selectMessage(i int) {
 // failRest marks the current message and those after it retryable after
 // the instance broke.
 func (st *callState) failRest(err error) {
-	from := max(st.cur, 0)
-	for i := from; i < len(st.results); i++ {
-		st.results[i] = Result{Status: StatusRetryable, Error: err.Error()}
+	msg, _, _ := strings.Cut(err.Error(), "\n") // drop the wasm stack trace
+	for i := max(st.cur, 0); i < len(st.results); i++ {
+		st.results[i] = Result{Status: StatusRetryable, Error: msg}
 	}
 }
 

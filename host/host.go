@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -259,10 +260,16 @@ type ImportError struct {
 	Module, Name string
 	// Reason says why it is refused.
 	Reason string
+	// Others lists further refused imports ("module.name").
+	Others []string
 }
 
 func (e *ImportError) Error() string {
-	return fmt.Sprintf("import %s.%s refused: %s", e.Module, e.Name, e.Reason)
+	msg := fmt.Sprintf("import %s.%s refused: %s", e.Module, e.Name, e.Reason)
+	if len(e.Others) > 0 {
+		msg += "; also refused: " + strings.Join(e.Others, ", ")
+	}
+	return msg
 }
 
 // validate checks exports and imports and returns the module's kind.
@@ -274,28 +281,40 @@ func validate(c wazero.CompiledModule) (moduleKind, error) {
 			kind = kindExtism
 		}
 	}
+	var refused *ImportError
 	for _, f := range imports {
 		mod, name, _ := f.Import()
+		reason := ""
 		switch {
 		case mod == abi.WASIModule:
 			if !abi.AllowedWASI[name] {
-				return 0, &ImportError{Module: mod, Name: name, Reason: "WASI offers clocks, random and stdout/stderr only (no files, directories or sockets)"}
+				reason = "WASI offers clocks, random and stdout/stderr only (no files, directories or sockets)"
 			}
 		case mod == abi.ModuleName && kind == kindABI:
 			if !vrskyFunctionNames[name] {
-				return 0, &ImportError{Module: mod, Name: name, Reason: "not a function of ABI v1"}
-			}
-			if want := vrskyFunction(name); !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
-				return 0, &ImportError{Module: mod, Name: name, Reason: "signature differs from ABI v1 (see abi/ABI.md)"}
+				reason = "not a function of ABI v1"
+			} else if want := vrskyFunction(name); !sameTypes(f.ParamTypes(), want.params) || !sameTypes(f.ResultTypes(), want.results) {
+				reason = "signature differs from ABI v1 (see abi/ABI.md)"
 			}
 		case mod == abi.ExtismEnvModule && kind == kindExtism:
 		case mod == abi.ExtismUserModule && kind == kindExtism:
 			if !extismUserNames[name] {
-				return 0, &ImportError{Module: mod, Name: name, Reason: "not a VRSky capability for Extism plugins"}
+				reason = "not a VRSky capability for Extism plugins"
 			}
 		default:
-			return 0, &ImportError{Module: mod, Name: name, Reason: "module outside the ABI"}
+			reason = "module outside the ABI"
 		}
+		if reason == "" {
+			continue
+		}
+		if refused == nil {
+			refused = &ImportError{Module: mod, Name: name, Reason: reason}
+		} else {
+			refused.Others = append(refused.Others, mod+"."+name)
+		}
+	}
+	if refused != nil {
+		return 0, refused
 	}
 	for _, m := range c.ImportedMemories() {
 		mod, name, _ := m.Import()
