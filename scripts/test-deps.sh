@@ -1,0 +1,61 @@
+#!/bin/sh
+# test-deps.sh installs what VRSky's tests need on a Debian/Ubuntu machine:
+#   - PostgreSQL server binaries (initdb, postgres), with apt-get, only when
+#     initdb is found neither in PATH nor in /usr/lib/postgresql/*/bin;
+#   - Versity's S3 gateway, built with `go install` into the user's cache
+#     (outside the checkout), only when that binary is missing.
+# It is idempotent and returns at once when everything is there.
+# Override the gateway location with VRSKY_VERSITYGW=/path/to/versitygw.
+set -eu
+
+VERSITYGW_VERSION=v1.8.0
+VERSITYGW_MODULE=github.com/versity/versitygw/cmd/versitygw
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}
+VERSITYGW_BIN=${VRSKY_VERSITYGW:-$CACHE_DIR/vrsky/tools/versitygw-$VERSITYGW_VERSION/versitygw}
+
+say() { printf 'test-deps: %s\n' "$*"; }
+
+have_initdb() {
+	command -v initdb >/dev/null 2>&1 && return 0
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0
+	done
+	return 1
+}
+
+if have_initdb; then
+	say "PostgreSQL binaries: present"
+else
+	say "PostgreSQL binaries missing: installing the postgresql package with apt-get"
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "apt-get not found: install PostgreSQL 15+ server binaries (initdb, postgres) yourself" >&2
+		exit 1
+	fi
+	SUDO=
+	if [ "$(id -u)" -ne 0 ]; then
+		SUDO=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	# The package's own cluster is not needed: tests start their own.
+	$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+	if command -v pg_ctlcluster >/dev/null 2>&1; then
+		$SUDO sh -c 'for c in /etc/postgresql/*/main; do [ -d "$c" ] || continue; v=$(basename "$(dirname "$c")"); pg_ctlcluster "$v" main stop 2>/dev/null || true; done'
+	fi
+	have_initdb || { say "postgresql installed but initdb still not found" >&2; exit 1; }
+	say "PostgreSQL binaries: installed"
+fi
+
+if [ -x "$VERSITYGW_BIN" ]; then
+	say "versitygw $VERSITYGW_VERSION: present ($VERSITYGW_BIN)"
+else
+	say "versitygw $VERSITYGW_VERSION missing: building it into $(dirname "$VERSITYGW_BIN") (about a minute, once)"
+	mkdir -p "$(dirname "$VERSITYGW_BIN")"
+	# Build outside the checkout so its go.mod is not touched.
+	(cd "${TMPDIR:-/tmp}" && GOBIN="$(dirname "$VERSITYGW_BIN")" GOFLAGS=-mod=mod GOWORK=off \
+		go install "$VERSITYGW_MODULE@$VERSITYGW_VERSION")
+	if [ "$(basename "$VERSITYGW_BIN")" != versitygw ]; then
+		mv "$(dirname "$VERSITYGW_BIN")/versitygw" "$VERSITYGW_BIN"
+	fi
+	say "versitygw $VERSITYGW_VERSION: built ($VERSITYGW_BIN)"
+fi
