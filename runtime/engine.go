@@ -29,6 +29,8 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger
+	// DisableTracking turns message tracking off (GET .../messages/{id}).
+	DisableTracking bool
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -42,6 +44,7 @@ type Engine struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	interval time.Duration
+	tracker  *tracker // nil when tracking is off
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -80,6 +83,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.interval == 0 {
 		e.interval = 5 * time.Second
 	}
+	if !cfg.DisableTracking {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		t, err := newTracker(ctx, cfg.Conn.JS, cfg.Conn.Replicas, e.log)
+		if err != nil {
+			return nil, err
+		}
+		e.tracker = t
+	}
 	return e, nil
 }
 
@@ -105,6 +117,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			e.StopAll()
+			e.tracker.close()
 			return nil
 		case <-t.C:
 		}

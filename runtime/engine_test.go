@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -254,6 +255,45 @@ func TestRetryThenSuccess(t *testing.T) {
 	if first < 40*time.Millisecond || second < 80*time.Millisecond {
 		t.Fatalf("backoff delays %v, %v; want ≥ 50ms then ≥ 100ms (exponential)", first, second)
 	}
+	tr := waitTrace(t, h, "flaky", id, runtime.StatusDelivered)
+	var failed []int
+	for _, s := range tr.Stages {
+		if s.Stage == "sink:api" && s.Status == runtime.StatusFailed {
+			failed = append(failed, s.Attempt)
+		}
+	}
+	if fmt.Sprint(failed) != "[1 2]" {
+		t.Fatalf("tracked failed attempts %v, want [1 2]; trace %+v", failed, tr)
+	}
+}
+
+// waitTrace polls the message's trace until it reaches state.
+func waitTrace(t *testing.T, h *harness, integration, id, state string) *runtime.MessageTrace {
+	t.Helper()
+	var tr *runtime.MessageTrace
+	waitFor(t, 10*time.Second, "trace state "+state, func() bool {
+		var err error
+		tr, err = h.eng.Trace(context.Background(), "acme", integration, id)
+		return err == nil && tr.State == state
+	})
+	return tr
+}
+
+func TestTraceUnknownAndFiltered(t *testing.T) {
+	h := newHarness(t, natsxtest.Start(t))
+	rec := newRecorder(t, nil)
+	h.create(t, specYAML("tr", "tr", sinkYAML("big", rec.srv.URL, "total > 10")))
+	if _, err := h.eng.Trace(context.Background(), "acme", "tr", "no-such-id"); err != runtime.ErrUnknownMessage {
+		t.Fatalf("unknown id: err = %v, want ErrUnknownMessage", err)
+	}
+	small := h.post(t, "tr", `{"total": 1}`)
+	big := h.post(t, "tr", `{"total": 100}`)
+	waitTrace(t, h, "tr", small, runtime.StatusFiltered)
+	waitTrace(t, h, "tr", big, runtime.StatusDelivered)
+	// Another tenant's view of the same id knows nothing.
+	if _, err := h.eng.Trace(context.Background(), "other", "tr", big); err != runtime.ErrUnknownMessage {
+		t.Fatalf("other tenant: err = %v, want ErrUnknownMessage", err)
+	}
 }
 
 // dlqMessages reads the tenant's dead letters for an integration.
@@ -312,6 +352,19 @@ func TestDeadLetterAfterLastAttempt(t *testing.T) {
 			if string(dl.Data()) != `{"x":1}` {
 				t.Fatalf("dead letter payload = %q", dl.Data())
 			}
+			var log []struct {
+				Attempt int
+				Error   string
+			}
+			if err := json.Unmarshal([]byte(hd.Get(runtime.HeaderAttemptLog)), &log); err != nil || len(log) != tc.attempts {
+				t.Fatalf("attempt log %q (err %v), want %d entries", hd.Get(runtime.HeaderAttemptLog), err, tc.attempts)
+			}
+			for i, a := range log {
+				if a.Attempt != i+1 || !strings.Contains(a.Error, strconv.Itoa(tc.status)) {
+					t.Fatalf("attempt log entry %d = %+v", i, a)
+				}
+			}
+			waitTrace(t, h, "doomed", id, runtime.StatusDeadLettered)
 		})
 	}
 }

@@ -21,6 +21,8 @@ const (
 	HeaderStage    = "Vrsky-Stage"
 	HeaderError    = "Vrsky-Error"
 	HeaderAttempts = "Vrsky-Attempts"
+	// HeaderAttemptLog is a JSON array of every failed attempt's number, time and error.
+	HeaderAttemptLog = "Vrsky-Attempt-Log"
 )
 
 // Header holds message headers; keys are canonical MIME header keys. It has

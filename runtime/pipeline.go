@@ -260,15 +260,18 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 	}
 	p.ingested.Add(1)
 	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+	p.track(msg.ID, StageRecord{Stage: stageAccepted, Status: StatusAccepted})
 	return nil
 }
 
 // item follows one input message through the steps.
 type item struct {
-	src  jetstream.Msg
-	msgs []*Message // current outputs
-	err  error      // set when a step failed
-	step string     // the step that failed
+	src    jetstream.Msg
+	id     string     // the input's message id
+	msgs   []*Message // current outputs
+	err    error      // set when a step failed
+	step   string     // the step that failed
+	routes []string   // where the outputs went: sink, or <output id>@<sink>
 }
 
 func toMessage(m jetstream.Msg) *Message {
@@ -286,7 +289,8 @@ func toMessage(m jetstream.Msg) *Message {
 func (p *pipeline) processIn(batch []jetstream.Msg) {
 	items := make([]*item, len(batch))
 	for i, m := range batch {
-		items[i] = &item{src: m, msgs: []*Message{toMessage(m)}}
+		in := toMessage(m)
+		items[i] = &item{src: m, id: in.ID, msgs: []*Message{in}}
 	}
 	for si, step := range p.steps {
 		p.runStep(si, step, items)
@@ -322,6 +326,11 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 					break
 				}
 				futs = append(futs, pending{it, f})
+				route := r.spec.Name
+				if out.ID != it.id {
+					route = out.ID + "@" + r.spec.Name
+				}
+				it.routes = append(it.routes, route)
 			}
 		}
 	}
@@ -338,12 +347,17 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 		switch {
 		case it.err == nil:
 			_ = it.src.Ack()
+			status := StatusPassed
+			if len(it.routes) == 0 {
+				status = StatusFiltered
+			}
+			p.track(it.id, StageRecord{Stage: stageRoute, Status: status, Outputs: it.routes})
 		case it.step == "":
 			// Publishing downstream failed: the input stays and comes back soon.
 			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
 			_ = it.src.NakWithDelay(time.Second)
 		default:
-			p.retryOrDeadLetter(it.src, it.step, it.err, nil)
+			p.retryOrDeadLetter(it.src, "step:"+it.step, it.err, nil)
 		}
 	}
 }
@@ -412,11 +426,13 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r
 	if r != nil {
 		r.failures.Add(1)
 	}
+	msg := toMessage(m)
+	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusFailed, Attempt: attempt, Error: err.Error()})
 	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
 		return
 	}
-	if dlErr := p.publishDeadLetter(toMessage(m), attempt, err, stage); dlErr != nil {
+	if dlErr := p.publishDeadLetter(msg, attempt, err, stage); dlErr != nil {
 		// Not in the DLQ: keep it in the stream and try again later.
 		p.log.Error("dead-letter write failed; redelivering", "stage", stage, "err", dlErr)
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
@@ -428,21 +444,60 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r
 	_ = m.Term()
 }
 
+// publishDeadLetter copies msg to the tenant's DLQ with the stage, the
+// attempt count and every attempt's time and error.
 func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, stage string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log := attemptLog(p.e.tracker.attempts(ctx, p.tenant, p.spec.Name, msg.ID, stage), attempts, cause)
 	h := msg.Header.Clone()
 	h.Set(HeaderNatsMsgID, "dlq:"+stage+":"+msg.ID)
 	h.Set(HeaderStage, stage)
 	h.Set(HeaderError, cause.Error())
 	h.Set(HeaderAttempts, strconv.Itoa(attempts))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	h.Set(HeaderAttemptLog, log)
 	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
 	if err != nil {
 		return err
 	}
 	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage).Inc()
+	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusDeadLettered, Attempt: attempts, Error: cause.Error()})
 	p.log.Warn("message dead-lettered", "id", msg.ID, "stage", stage, "attempts", attempts, "err", cause)
 	return nil
+}
+
+// Stages that are not a step or a sink.
+const (
+	stageAccepted = "accepted"
+	stageRoute    = "route"
+)
+
+func (p *pipeline) track(id string, rec StageRecord) {
+	p.e.tracker.record(p.tenant, p.spec.Name, id, rec)
+}
+
+// attemptLog renders the failed attempts of a stage as JSON, completing
+// the record with the attempt that just failed (its write may still be
+// queued).
+func attemptLog(recs []StageRecord, attempt int, cause error) string {
+	type entry struct {
+		Attempt int       `json:"attempt"`
+		At      time.Time `json:"at"`
+		Error   string    `json:"error"`
+	}
+	var out []entry
+	seen := map[int]bool{}
+	for _, r := range recs {
+		if r.Status == StatusFailed && !seen[r.Attempt] {
+			seen[r.Attempt] = true
+			out = append(out, entry{r.Attempt, r.At, r.Error})
+		}
+	}
+	if !seen[attempt] {
+		out = append(out, entry{attempt, time.Now().UTC(), cause.Error()})
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
 }
 
 // routeEnv exposes a JSON object's fields to `when` expressions; anything
@@ -481,6 +536,26 @@ func (r *sinkRunner) start(ctx context.Context) error {
 	return err
 }
 
+// ack confirms a delivery. The double ack waits for the server's
+// confirmation, so a delivery is counted only once JetStream will not
+// redeliver it; sinks get the message id as an idempotency key for the
+// rare redelivery that still meets a late ack.
+func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
+	p := r.p
+	attempt := 1
+	if md, err := m.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.DoubleAck(ctx); err != nil {
+		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "id", msg.ID, "err", err)
+	}
+	r.delivered.Add(1)
+	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, r.spec.Name).Inc()
+	p.track(msg.ID, StageRecord{Stage: "sink:" + r.spec.Name, Status: StatusDelivered, Attempt: attempt})
+}
+
 func (r *sinkRunner) handle(m jetstream.Msg) {
 	p := r.p
 	msg := toMessage(m)
@@ -489,9 +564,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	labels := []string{p.tenant, p.spec.Name, r.spec.Name}
 	p.e.metrics.deliverTime.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
 	if err == nil {
-		_ = m.Ack()
-		r.delivered.Add(1)
-		p.e.metrics.delivered.WithLabelValues(labels...).Inc()
+		r.ack(m, msg)
 		return
 	}
 	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msg.ID, "err", err)
