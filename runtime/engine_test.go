@@ -401,3 +401,77 @@ func TestRestartResumesPendingWork(t *testing.T) {
 		t.Fatalf("after restart: state %s", st.State)
 	}
 }
+
+func TestDeadLetterReplay(t *testing.T) {
+	h := newHarness(t, natsxtest.Start(t))
+	var mu sync.Mutex
+	up := false
+	rec := newRecorder(t, func(string, int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			return 0
+		}
+		return http.StatusServiceUnavailable
+	})
+	spec := h.create(t, specYAML("replay", "replay", sinkYAML("api", rec.srv.URL, "")))
+	ids := []string{h.post(t, "replay", `{"n":1}`), h.post(t, "replay", `{"n":2}`), h.post(t, "replay", `{"n":3}`)}
+	dlqMessages(t, h, "replay", 3)
+	ctx := context.Background()
+
+	page, next, err := h.eng.ListDeadLetters(ctx, "acme", "replay", runtime.DLQFilter{Limit: 2})
+	if err != nil || len(page) != 2 || next == "" {
+		t.Fatalf("first page: %d entries, next %q, err %v", len(page), next, err)
+	}
+	if a, b := page[0].ID, page[1].ID; len(a) < len(b) || (len(a) == len(b) && a <= b) {
+		t.Fatalf("not newest first: ids %s, %s", a, b)
+	}
+	rest, next2, err := h.eng.ListDeadLetters(ctx, "acme", "replay", runtime.DLQFilter{Before: next})
+	if err != nil || len(rest) != 1 || next2 != "" {
+		t.Fatalf("second page: %+v, next %q, err %v", rest, next2, err)
+	}
+	listed := map[string]bool{page[0].MessageID: true, page[1].MessageID: true, rest[0].MessageID: true}
+	for _, id := range ids {
+		if !listed[id] {
+			t.Fatalf("message %s missing from the pages", id)
+		}
+	}
+	if other, _, _ := h.eng.ListDeadLetters(ctx, "acme", "replay", runtime.DLQFilter{Stage: "sink:other"}); len(other) != 0 {
+		t.Fatalf("stage filter kept %d entries", len(other))
+	}
+	if _, err := h.eng.GetDeadLetter(ctx, "other-tenant", "replay", page[0].ID); err != runtime.ErrNoDeadLetter {
+		t.Fatalf("another tenant read a dead letter: %v", err)
+	}
+	bodies := map[string]string{ids[0]: `{"n":1}`, ids[1]: `{"n":2}`, ids[2]: `{"n":3}`}
+	full, err := h.eng.GetDeadLetter(ctx, "acme", "replay", page[0].ID)
+	if err != nil || string(full.Payload) != bodies[page[0].MessageID] || full.Attempts != 3 || full.Stage != "sink:api" {
+		t.Fatalf("get: %+v, err %v", full, err)
+	}
+
+	// Delete one, then the sink recovers and the others are replayed, twice.
+	if err := h.eng.DeleteDeadLetter(ctx, "acme", "replay", rest[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	if err := h.eng.ReplayDeadLetter(ctx, "acme", spec, page[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.eng.ReplayDeadLetter(ctx, "acme", spec, page[0].ID); err != runtime.ErrNoDeadLetter {
+		t.Fatalf("second replay of one entry: err = %v, want ErrNoDeadLetter", err)
+	}
+	n, err := h.eng.ReplayDeadLetters(ctx, "acme", spec, "")
+	if err != nil || n != 1 {
+		t.Fatalf("replay all: %d, %v; want 1", n, err)
+	}
+	waitFor(t, 10*time.Second, "two replayed deliveries", func() bool { return len(rec.delivered()) == 2 })
+	got := rec.delivered()
+	if _, ok := got[rest[0].MessageID]; ok {
+		t.Fatal("the deleted dead letter was delivered")
+	}
+	if left, _, _ := h.eng.ListDeadLetters(ctx, "acme", "replay", runtime.DLQFilter{}); len(left) != 0 {
+		t.Fatalf("%d dead letters left after replay", len(left))
+	}
+	waitTrace(t, h, "replay", page[0].MessageID, runtime.StatusDelivered)
+}

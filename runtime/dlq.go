@@ -1,0 +1,257 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The dead-letter queue of a tenant is the stream VRSKY_DLQ_<tenant>, one
+// subject per integration. An entry's id is its stream sequence. Replay
+// publishes the message back into the stage that failed, as a new message
+// with a fresh attempt count, and then removes the entry, so replaying an
+// entry twice delivers it once.
+
+// ErrNoDeadLetter: no such entry in this integration's dead-letter queue.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// DeadLetter is one entry of the dead-letter queue.
+type DeadLetter struct {
+	// ID identifies the entry (its DLQ stream sequence).
+	ID string `json:"id"`
+	// MessageID is the id the message had in the pipeline.
+	MessageID string `json:"message_id"`
+	// Stage is where it failed: "step:<name>", "sink:<name>" or "route:<sink>".
+	Stage string `json:"stage"`
+	// Error is the last attempt's error.
+	Error string `json:"error"`
+	// Attempts is how many attempts were made.
+	Attempts int `json:"attempts"`
+	// AttemptLog lists every failed attempt: number, time, error.
+	AttemptLog json.RawMessage `json:"attempt_log,omitempty"`
+	// At is when it was dead-lettered.
+	At time.Time `json:"at"`
+	// Size is the payload's size in bytes.
+	Size int `json:"size"`
+	// Headers are the message's headers (transport headers included).
+	Headers map[string]string `json:"headers,omitempty"`
+	// Payload is the message body; only Get fills it.
+	Payload []byte `json:"payload,omitempty"`
+}
+
+// DLQFilter narrows a listing.
+type DLQFilter struct {
+	// Stage keeps only entries of that stage ("sink:api").
+	Stage string
+	// Before lists entries older than this id (paging); empty starts at the newest.
+	Before string
+	// Limit caps the page; zero means 50, at most 1000.
+	Limit int
+}
+
+func (e *Engine) dlqStream(ctx context.Context, tenant string) (jetstream.Stream, error) {
+	s, err := e.conn.JS.Stream(ctx, dlqStreamName(tenant))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// ListDeadLetters returns an integration's dead letters, newest first, and
+// the id to pass as Before for the next page ("" when there is none).
+func (e *Engine) ListDeadLetters(ctx context.Context, tenant, integration string, f DLQFilter) ([]DeadLetter, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	s, err := e.dlqStream(ctx, tenant)
+	if err != nil || s == nil {
+		return nil, "", err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("dead-letter stream: %w", err)
+	}
+	seq := info.State.LastSeq
+	if f.Before != "" {
+		b, err := strconv.ParseUint(f.Before, 10, 64)
+		if err != nil || b == 0 {
+			return nil, "", fmt.Errorf("before %q: not a dead-letter id", f.Before)
+		}
+		seq = min(seq, b-1)
+	}
+	subject := SubjectDLQ(tenant, integration)
+	var out []DeadLetter
+	for ; seq >= info.State.FirstSeq && seq > 0; seq-- {
+		if len(out) == limit {
+			return out, strconv.FormatUint(seq+1, 10), nil
+		}
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("read dead letter %d: %w", seq, err)
+		}
+		if m.Subject != subject {
+			continue
+		}
+		dl := deadLetterOf(m, false)
+		if f.Stage != "" && dl.Stage != f.Stage {
+			continue
+		}
+		out = append(out, dl)
+	}
+	return out, "", nil
+}
+
+// GetDeadLetter returns one entry with its payload.
+func (e *Engine) GetDeadLetter(ctx context.Context, tenant, integration, id string) (*DeadLetter, error) {
+	m, err := e.getDeadLetter(ctx, tenant, integration, id)
+	if err != nil {
+		return nil, err
+	}
+	dl := deadLetterOf(m, true)
+	return &dl, nil
+}
+
+func (e *Engine) getDeadLetter(ctx context.Context, tenant, integration, id string) (*jetstream.RawStreamMsg, error) {
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || seq == 0 {
+		return nil, ErrNoDeadLetter
+	}
+	s, err := e.dlqStream(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, ErrNoDeadLetter
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNoDeadLetter
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read dead letter %s: %w", id, err)
+	}
+	if m.Subject != SubjectDLQ(tenant, integration) {
+		return nil, ErrNoDeadLetter
+	}
+	return m, nil
+}
+
+func deadLetterOf(m *jetstream.RawStreamMsg, withPayload bool) DeadLetter {
+	h := Header(m.Header)
+	attempts, _ := strconv.Atoi(h.Get(HeaderAttempts))
+	dl := DeadLetter{
+		ID:        strconv.FormatUint(m.Sequence, 10),
+		MessageID: h.Get(HeaderMsgID),
+		Stage:     h.Get(HeaderStage),
+		Error:     h.Get(HeaderError),
+		Attempts:  attempts,
+		At:        m.Time.UTC(),
+		Size:      len(m.Data),
+		Headers:   map[string]string{},
+	}
+	if log := h.Get(HeaderAttemptLog); json.Valid([]byte(log)) {
+		dl.AttemptLog = json.RawMessage(log)
+	}
+	for k, v := range h {
+		switch k {
+		case HeaderAttemptLog, HeaderNatsMsgID:
+		default:
+			if len(v) > 0 {
+				dl.Headers[k] = v[0]
+			}
+		}
+	}
+	if withPayload {
+		dl.Payload = m.Data
+	}
+	return dl
+}
+
+// DeleteDeadLetter removes one entry without replaying it.
+func (e *Engine) DeleteDeadLetter(ctx context.Context, tenant, integration, id string) error {
+	m, err := e.getDeadLetter(ctx, tenant, integration, id)
+	if err != nil {
+		return err
+	}
+	s, err := e.dlqStream(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("delete dead letter %s: %w", id, err)
+	}
+	return nil
+}
+
+// ReplayDeadLetter sends the entry back into the stage that failed and
+// removes it from the DLQ. The message starts a new attempt count.
+func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec, id string) error {
+	m, err := e.getDeadLetter(ctx, tenant, spec.Name, id)
+	if err != nil {
+		return err
+	}
+	h := Header(m.Header).Clone()
+	stage := h.Get(HeaderStage)
+	kind, name, _ := strings.Cut(stage, ":")
+	var subject string
+	switch kind {
+	case "sink", "route":
+		found := false
+		for _, sk := range spec.Sinks {
+			found = found || sk.Name == name
+		}
+		if !found {
+			return fmt.Errorf("dead letter %s: sink %q is no longer in the integration", id, name)
+		}
+		subject = SubjectOut(tenant, spec.Name, name)
+	case "step":
+		subject = SubjectIn(tenant, spec.Name)
+	default:
+		return fmt.Errorf("dead letter %s: unknown stage %q", id, stage)
+	}
+	for _, k := range []string{HeaderStage, HeaderError, HeaderAttempts, HeaderAttemptLog} {
+		delete(h, k)
+	}
+	// A fixed dedup id: two replays racing within the dedup window store one message.
+	h.Set(HeaderNatsMsgID, "replay:"+tenant+":"+strconv.FormatUint(m.Sequence, 10))
+	if _, err := e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
+		return fmt.Errorf("replay dead letter %s: %w", id, err)
+	}
+	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage, Status: StatusReplayed})
+	return e.DeleteDeadLetter(ctx, tenant, spec.Name, id)
+}
+
+// ReplayDeadLetters replays every entry of the integration (of one stage
+// when stage is not empty) and returns how many it replayed.
+func (e *Engine) ReplayDeadLetters(ctx context.Context, tenant string, spec *Spec, stage string) (int, error) {
+	n := 0
+	before := ""
+	for {
+		page, next, err := e.ListDeadLetters(ctx, tenant, spec.Name, DLQFilter{Stage: stage, Before: before, Limit: 1000})
+		if err != nil {
+			return n, err
+		}
+		for _, dl := range page {
+			if err := e.ReplayDeadLetter(ctx, tenant, spec, dl.ID); err != nil && !errors.Is(err, ErrNoDeadLetter) {
+				return n, err
+			}
+			n++
+		}
+		if next == "" {
+			return n, nil
+		}
+		before = next
+	}
+}
