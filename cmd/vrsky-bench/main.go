@@ -1,0 +1,171 @@
+// Command vrsky-bench is VRSky's end-to-end load driver (`make bench`).
+//
+// It starts `vrsky serve` as a subprocess on a temp data dir, creates a
+// tenant and an integration (http-webhook → [jq → filter] → http sink)
+// through the REST API, drives the webhook with concurrent keep-alive
+// clients posting unique 200-byte JSON orders, and receives the deliveries on
+// an HTTP sink of its own. It reports the ingest rate and latency, the
+// delivered rate, the end-to-end latency, and lost and duplicated messages,
+// next to two references measured in the same run on the same machine: the
+// raw JetStream publish+consume rate of an embedded nats-server configured
+// like VRSky's, and a plain HTTP hop (the same clients against a trivial
+// net/http handler). The targets come from DESIGN.md ("Benchmarks").
+//
+// Usage:
+//
+//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-steps] [-nats-sync interval|always]
+//	    [-vrsky bin/vrsky] [-json] [-skip-reference] [-v]
+//
+// The figures are not pass/fail; the exit status is 1 when the run failed or
+// lost an accepted message, 2 when the integration could not be created
+// (for example -steps without the jq and filter connectors).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// config holds the flags.
+type config struct {
+	duration      time.Duration
+	warmup        time.Duration
+	drain         time.Duration
+	refDuration   time.Duration
+	clients       int
+	steps         bool
+	natsSync      string
+	vrsky         string
+	jsonOut       bool
+	skipReference bool
+	keep          bool
+	verbose       bool
+}
+
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("vrsky-bench", flag.ContinueOnError)
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "measured load window")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "load before the measured window (its messages count for lost, not for rates)")
+	fs.DurationVar(&c.drain, "drain", 45*time.Second, "how long to wait after the window for the sink to receive every accepted message")
+	fs.DurationVar(&c.refDuration, "ref-duration", 5*time.Second, "length of each reference measurement")
+	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
+	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration")
+	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
+	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
+	fs.BoolVar(&c.jsonOut, "json", false, "also print one machine-readable JSON line")
+	fs.BoolVar(&c.skipReference, "skip-reference", false, "skip the JetStream and HTTP hop references")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (vrsky's data and log)")
+	fs.BoolVar(&c.verbose, "v", false, "print a per-second timeline and the server's counters")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0 || c.refDuration <= 0:
+		return nil, errors.New("-duration, -drain and -ref-duration must be positive, -warmup not negative")
+	case c.clients < 1:
+		return nil, errors.New("-clients must be at least 1")
+	case c.natsSync != "interval" && c.natsSync != "always":
+		return nil, fmt.Errorf("-nats-sync %q: want interval or always", c.natsSync)
+	}
+	return c, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Nothing may hang: a watchdog bounds the whole run.
+	budget := cfg.warmup + cfg.duration + cfg.drain + 2*cfg.refDuration + 2*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+
+	tmp, err := os.MkdirTemp("", "vrsky-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+		return 1
+	}
+	if cfg.keep {
+		fmt.Fprintln(os.Stderr, "vrsky-bench: keeping", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+
+	bin, err := resolveVrsky(ctx, cfg.vrsky, tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+		return 1
+	}
+	rep := &report{cfg: cfg, bin: bin, cores: numCPU(), loadBefore: loadAvg()}
+	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, load avg %s",
+		bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, rep.loadBefore)
+
+	code := 0
+	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {
+		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+		if errors.Is(err, errUnknownConnector) {
+			fmt.Fprintln(os.Stderr, "vrsky-bench: the catalogue of this vrsky build lacks a connector the bench needs"+
+				" (-steps needs the Wasm jq and filter connectors; build them with `make build`), so nothing was measured")
+			return 2
+		}
+		if rep.vrsky == nil {
+			return 1
+		}
+		code = 1 // report what was measured anyway
+	}
+	rep.loadAfter = loadAvg()
+
+	if !cfg.skipReference && ctx.Err() == nil {
+		logf("vrsky-bench: reference: raw JetStream publish+consume (%v)", cfg.refDuration)
+		js, err := jsReference(ctx, tmp, cfg.natsSync == "always", cfg.refDuration, 10*time.Second, 4096)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			code = 1
+		}
+		rep.js = js
+		logf("vrsky-bench: reference: plain HTTP hop (%v)", cfg.refDuration)
+		var seq atomic.Int64
+		hop, err := httpHopReference(ctx, newClock(), cfg.clients, cfg.refDuration, &seq)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			code = 1
+		}
+		rep.hop = hop
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintf(os.Stderr, "vrsky-bench: stopped early: %v\n", context.Cause(ctx))
+		code = 1
+	}
+	rep.print(os.Stdout)
+	if cfg.jsonOut {
+		rep.printJSON(os.Stdout)
+	}
+	if rep.vrsky != nil && rep.vrsky.Lost > 0 {
+		code = 1
+	}
+	return code
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// jsRefResult is the raw JetStream reference: publish and consume on one
+// stream of an embedded server, without VRSky.
+type jsRefResult struct {
+	Published, Consumed, PubErrors int64
+	PubRate, ConsumeRate           float64 // msgs/s
+	Elapsed                        time.Duration
+}
+
+// jsReference starts an embedded nats-server configured like VRSky's
+// default (JetStream, file storage in a temp dir, the same fsync policy),
+// and for d publishes 200-byte messages asynchronously (at most window
+// unacknowledged, each with a Nats-Msg-Id as VRSky sets) to a work-queue
+// stream, while a durable pull consumer consumes and acks them. The consume
+// rate is consumed messages over the time from the first publish to the last
+// ack (waiting at most drain for the consumer to catch up).
+func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time.Duration, window int) (*jsRefResult, error) {
+	dir := filepath.Join(tmp, "jsref")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("jetstream reference: %w", err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName:         "vrsky-bench-ref",
+		Host:               "127.0.0.1",
+		Port:               -1,
+		JetStream:          true,
+		StoreDir:           filepath.Join(dir, "jetstream"),
+		SyncAlways:         syncAlways,
+		NoSigs:             true,
+		NoLog:              true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: -1,
+		JetStreamMaxStore:  -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: server: %w", err)
+	}
+	go srv.Start()
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return nil, errors.New("jetstream reference: server not ready in 30s")
+	}
+	// In-process connections, as VRSky's engine uses for its embedded server.
+	var ackErrs atomic.Int64
+	connect := func(name string) (*nats.Conn, jetstream.JetStream, error) {
+		nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name(name))
+		if err != nil {
+			return nil, nil, fmt.Errorf("jetstream reference: connect: %w", err)
+		}
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
+			jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { ackErrs.Add(1) }))
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("jetstream reference: %w", err)
+		}
+		return nc, js, nil
+	}
+	pnc, pjs, err := connect("ref-pub")
+	if err != nil {
+		return nil, err
+	}
+	defer pnc.Close()
+	cnc, cjs, err := connect("ref-sub")
+	if err != nil {
+		return nil, err
+	}
+	defer cnc.Close()
+
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := pjs.CreateStream(sctx, jetstream.StreamConfig{
+		Name:       "REF",
+		Subjects:   []string{"ref.>"},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: 2 * time.Minute,
+		Discard:    jetstream.DiscardNew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: stream: %w", err)
+	}
+	cons, err := cjs.CreateOrUpdateConsumer(sctx, stream.CachedInfo().Config.Name, jetstream.ConsumerConfig{
+		Durable:       "ref",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       60 * time.Second,
+		MaxAckPending: 8192,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: consumer: %w", err)
+	}
+
+	clk := newClock()
+	var consumed, lastAck atomic.Int64
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if m.Ack() == nil {
+			consumed.Add(1)
+			lastAck.Store(clk.now())
+		}
+	}, jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: consume: %w", err)
+	}
+	defer cc.Stop()
+
+	res := &jsRefResult{}
+	body := make([]byte, 0, bodySize)
+	id := make([]byte, 0, 32)
+	deadline := int64(d)
+	for n := int64(1); clk.now() < deadline && ctx.Err() == nil; n++ {
+		body = appendOrder(body[:0], n)
+		id = append(strconv.AppendInt(id[:0], n, 10), "-ref"...)
+		// PublishAsync copies the data; it blocks while window acks are pending.
+		if _, err := pjs.PublishAsync("ref.in", body, jetstream.WithMsgID(string(id))); err != nil {
+			res.PubErrors++
+			continue
+		}
+		res.Published++
+	}
+	select {
+	case <-pjs.PublishAsyncComplete():
+	case <-time.After(drain):
+		return nil, fmt.Errorf("jetstream reference: %d publishes not acknowledged after %v", pjs.PublishAsyncPending(), drain)
+	}
+	pubEnd := clk.now()
+	// Publishes whose ack reported an error do not count.
+	res.PubErrors += ackErrs.Load()
+	res.Published -= ackErrs.Load()
+	stop := time.Now().Add(drain)
+	for consumed.Load() < res.Published && time.Now().Before(stop) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	res.Consumed = consumed.Load()
+	res.Elapsed = time.Duration(lastAck.Load())
+	if pubEnd > 0 {
+		res.PubRate = float64(res.Published) / time.Duration(pubEnd).Seconds()
+	}
+	if res.Elapsed > 0 {
+		res.ConsumeRate = float64(res.Consumed) / res.Elapsed.Seconds()
+	}
+	return res, nil
+}
+
+// httpHopReference drives a trivial net/http handler that reads the body and
+// answers 202 with the same load clients as the VRSky run.
+func httpHopReference(ctx context.Context, clk *clock, clients int, d time.Duration, seq *atomic.Int64) (*loadResult, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("http hop reference: %w", err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Vrsky-Msg-Id", "ref")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"id":"ref"}`)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-served
+	}()
+	return runLoad(ctx, clk, loadTarget{
+		url: "http://" + ln.Addr().String() + "/hook", clients: clients, timeout: 10 * time.Second,
+	}, d, seq)
+}

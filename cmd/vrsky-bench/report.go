@@ -1,0 +1,259 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The targets of DESIGN.md ("Benchmarks") for webhook → … → HTTP sink.
+const (
+	targetDelivered = 25000.0
+	targetIngestP99 = 25 * time.Millisecond
+	targetLost      = 0
+)
+
+// report gathers a run's figures and prints them.
+type report struct {
+	cfg                   *config
+	bin                   string
+	cores                 int
+	loadBefore, loadAfter string
+	vrsky                 *vrskyResult
+	js                    *jsRefResult
+	hop                   *loadResult
+}
+
+func (r *report) print(w io.Writer) {
+	c := r.cfg
+	steps := "webhook → JetStream → http sink"
+	if c.steps {
+		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
+	}
+	fmt.Fprintf(w, "\nVRSky end-to-end bench: %s\n", steps)
+	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s\n",
+		r.bin, c.clients, c.duration, c.warmup, c.natsSync)
+	fmt.Fprintf(w, "  machine: %d cores, load average %s before, %s after\n\n", r.cores, r.loadBefore, r.loadAfter)
+
+	if v := r.vrsky; v != nil {
+		l := v.Load
+		fmt.Fprintf(w, "  %-14s %s (%s/s)   rejected %s   transport errors %s   2xx without id %d\n",
+			"accepted", num(l.accepted), num(int64(l.Rate())), l.RejectedString(), num(l.transportErrs), l.noID)
+		for _, e := range l.errSamples {
+			fmt.Fprintf(w, "  %-14s %s\n", "  error", e)
+		}
+		fmt.Fprintf(w, "  %-14s %s msg/s   (%s in %.1fs from first accept to last delivery)   target ≥ %s  %s\n",
+			"delivered", num(int64(v.DeliveredRate)), num(v.Delivered), v.DeliverySpan.Seconds(), num(int64(targetDelivered)), mark(v.DeliveredRate >= targetDelivered))
+		fmt.Fprintf(w, "  %-14s %s msg/s during the window; backlog at its end %s, drained in %.1fs\n",
+			"", num(int64(v.InWindowRate)), num(v.BacklogAtEnd), v.DrainTime.Seconds())
+		fmt.Fprintf(w, "  %-14s p50 %s  p90 %s  p99 %s  max %s   target p99 ≤ %s  %s\n",
+			"ingest", ms(l.latency.Quantile(.5)), ms(l.latency.Quantile(.9)), ms(l.latency.Quantile(.99)), ms(l.latency.Max()),
+			ms(targetIngestP99), mark(l.latency.Count() > 0 && l.latency.Quantile(.99) <= targetIngestP99))
+		fmt.Fprintf(w, "  %-14s p50 %s  p90 %s  p99 %s  max %s   (accept → sink)\n",
+			"end-to-end", ms(v.E2E.Quantile(.5)), ms(v.E2E.Quantile(.9)), ms(v.E2E.Quantile(.99)), ms(v.E2E.Max()))
+		fmt.Fprintf(w, "  %-14s %s   target %d  %s   duplicates %s   delivered but not seen accepted %s\n",
+			"lost", num(v.Lost), targetLost, mark(v.Lost == targetLost), num(v.Duplicates), num(v.Unknown))
+		if v.MissingID > 0 {
+			fmt.Fprintf(w, "  %-14s %d deliveries without Idempotency-Key or Vrsky-Msg-Id\n", "", v.MissingID)
+		}
+		win := l.Elapsed().Seconds()
+		fmt.Fprintf(w, "  %-14s vrsky serve %.2f cores, bench (clients + sink) %.2f cores\n", "cpu", v.CPUVrsky/win, v.CPUBench/win)
+		if c.verbose || v.Lost > 0 {
+			fmt.Fprintf(w, "  %-14s %s\n", "server", v.Status)
+		}
+		if c.verbose {
+			fmt.Fprintf(w, "  %-14s", "per second")
+			for i, t := range v.Timeline {
+				if i%6 == 0 {
+					fmt.Fprintf(w, "\n    ")
+				}
+				fmt.Fprintf(w, "%3ds %6d→%-6d ", i, t[0], t[1])
+			}
+			fmt.Fprintf(w, "\n                 (accepted→delivered per second)\n")
+		}
+	} else {
+		fmt.Fprintf(w, "  vrsky: no figures (the run failed; see above)\n")
+	}
+
+	if r.js != nil || r.hop != nil {
+		fmt.Fprintf(w, "\n  reference, same machine, same run:\n")
+	}
+	var delivered float64
+	if r.vrsky != nil {
+		delivered = r.vrsky.DeliveredRate
+	}
+	if j := r.js; j != nil {
+		fmt.Fprintf(w, "  %-26s %s msg/s consumed+acked (published %s/s, %s msgs, %d errors)   vrsky delivered = %s of it\n",
+			"jetstream pub+consume", num(int64(j.ConsumeRate)), num(int64(j.PubRate)), num(j.Published), j.PubErrors, pct(delivered, j.ConsumeRate))
+	}
+	if h := r.hop; h != nil {
+		fmt.Fprintf(w, "  %-26s %s req/s  p50 %s  p99 %s (%s rejected, %s errors)   vrsky delivered = %s of it\n",
+			"http hop (net/http, 202)", num(int64(h.Rate())), ms(h.latency.Quantile(.5)), ms(h.latency.Quantile(.99)),
+			num(h.Rejected()), num(h.transportErrs), pct(delivered, h.Rate()))
+	}
+
+	if v := r.vrsky; v != nil {
+		fmt.Fprintf(w, "\n%s  delivered %s msg/s  ingest p50 %s p99 %s  lost %d dup %d",
+			summaryName(c), num(int64(v.DeliveredRate)), ms(v.Load.latency.Quantile(.5)), ms(v.Load.latency.Quantile(.99)), v.Lost, v.Duplicates)
+		if r.js != nil {
+			fmt.Fprintf(w, "  | jetstream %s msg/s", num(int64(r.js.ConsumeRate)))
+		}
+		if r.hop != nil {
+			fmt.Fprintf(w, "  | http hop %s req/s", num(int64(r.hop.Rate())))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func summaryName(c *config) string {
+	if c.steps {
+		return "vrsky webhook→jq→filter→http"
+	}
+	return "vrsky webhook→http"
+}
+
+// jsonReport is the -json line.
+type jsonReport struct {
+	Pipeline          string  `json:"pipeline"`
+	Clients           int     `json:"clients"`
+	DurationS         float64 `json:"duration_s"`
+	NATSSync          string  `json:"nats_sync"`
+	Cores             int     `json:"cores"`
+	LoadBefore        string  `json:"load_before"`
+	LoadAfter         string  `json:"load_after"`
+	Accepted          int64   `json:"accepted"`
+	Rejected          int64   `json:"rejected"`
+	TransportErrors   int64   `json:"transport_errors"`
+	IngestRate        float64 `json:"ingest_rate"`
+	DeliveredRate     float64 `json:"delivered_rate"`
+	InWindowRate      float64 `json:"delivered_rate_in_window"`
+	IngestP50Ms       float64 `json:"ingest_p50_ms"`
+	IngestP90Ms       float64 `json:"ingest_p90_ms"`
+	IngestP99Ms       float64 `json:"ingest_p99_ms"`
+	E2EP50Ms          float64 `json:"e2e_p50_ms"`
+	E2EP99Ms          float64 `json:"e2e_p99_ms"`
+	Lost              int64   `json:"lost"`
+	Duplicates        int64   `json:"duplicates"`
+	CPUVrsky          float64 `json:"cpu_vrsky_cores"`
+	CPUBench          float64 `json:"cpu_bench_cores"`
+	RefJetStreamRate  float64 `json:"ref_jetstream_rate,omitempty"`
+	RefHTTPHopRate    float64 `json:"ref_http_hop_rate,omitempty"`
+	RefHTTPHopP99Ms   float64 `json:"ref_http_hop_p99_ms,omitempty"`
+	TargetDelivered   float64 `json:"target_delivered_rate"`
+	TargetIngestP99Ms float64 `json:"target_ingest_p99_ms"`
+}
+
+func (r *report) printJSON(w io.Writer) {
+	c := r.cfg
+	j := jsonReport{
+		Pipeline: summaryName(c), Clients: c.clients, DurationS: c.duration.Seconds(), NATSSync: c.natsSync,
+		Cores: r.cores, LoadBefore: r.loadBefore, LoadAfter: r.loadAfter,
+		TargetDelivered: targetDelivered, TargetIngestP99Ms: msf(targetIngestP99),
+	}
+	if v := r.vrsky; v != nil {
+		l := v.Load
+		win := l.Elapsed().Seconds()
+		j.Accepted, j.Rejected, j.TransportErrors = l.accepted, l.Rejected(), l.transportErrs
+		j.IngestRate, j.DeliveredRate, j.InWindowRate = l.Rate(), v.DeliveredRate, v.InWindowRate
+		j.IngestP50Ms, j.IngestP90Ms, j.IngestP99Ms = msf(l.latency.Quantile(.5)), msf(l.latency.Quantile(.9)), msf(l.latency.Quantile(.99))
+		j.E2EP50Ms, j.E2EP99Ms = msf(v.E2E.Quantile(.5)), msf(v.E2E.Quantile(.99))
+		j.Lost, j.Duplicates = v.Lost, v.Duplicates
+		j.CPUVrsky, j.CPUBench = v.CPUVrsky/win, v.CPUBench/win
+	}
+	if r.js != nil {
+		j.RefJetStreamRate = r.js.ConsumeRate
+	}
+	if r.hop != nil {
+		j.RefHTTPHopRate, j.RefHTTPHopP99Ms = r.hop.Rate(), msf(r.hop.latency.Quantile(.99))
+	}
+	b, _ := json.Marshal(j)
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+// num formats n with thousands separators.
+func num(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, ch := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", msf(d))
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1fms", msf(d))
+	default:
+		return fmt.Sprintf("%.0fms", msf(d))
+	}
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func pct(a, b float64) string {
+	if b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", 100*a/b)
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✓"
+	}
+	return "✗ below target"
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// procCPU is the user+system CPU seconds process pid has used (Linux
+// /proc/PID/stat, in clock ticks of 1/100 s); 0 when unknown.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; count from its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
