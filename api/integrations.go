@@ -135,6 +135,8 @@ func (s *Server) createIntegration(c *fiber.Ctx) error {
 		return err
 	}
 	ctx := c.UserContext()
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
 	t, err := s.store.GetTenant(ctx, tenant)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", tenant))
@@ -218,6 +220,8 @@ func (s *Server) updateIntegration(c *fiber.Ctx) error {
 		return badRequest("name", "the spec's name %q does not match the path's %q; an integration cannot be renamed", spec.Name, name)
 	}
 	ctx := c.UserContext()
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
 	cur, err := s.store.GetIntegration(ctx, tenant, name)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("integration %q", name))

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -62,7 +63,7 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		msg += ", " + f
 	}
 	body.Error = &errorDetail{Code: CodeNotReady, Message: msg + " unavailable"}
-	c.Set(fiber.HeaderRetryAfter, "5")
+	c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfter))
 	return c.Status(http.StatusServiceUnavailable).JSON(body)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -89,6 +90,12 @@ type Server struct {
 	hookWait  time.Duration
 	version   string
 	app       *fiber.App
+
+	// specMu serialises integration creates and updates on this node, so
+	// that the quota and webhook-path checks and the write that follows
+	// them are not interleaved with another request's. (Across nodes the
+	// checks stay best effort; see RATIONALE.md.)
+	specMu sync.Mutex
 }
 
 // New validates cfg and builds the server with every route registered.
