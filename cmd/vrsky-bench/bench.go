@@ -76,6 +76,21 @@ func resolveVrsky(ctx context.Context, path, tmp string) (string, error) {
 	return out, nil
 }
 
+// describeBinary says which build bin is: its --version and modification time.
+func describeBinary(ctx context.Context, bin string) string {
+	desc := bin
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, bin, "--version").Output(); err == nil {
+		desc += " (" + strings.TrimSpace(string(out))
+		if st, err := os.Stat(bin); err == nil {
+			desc += ", built " + st.ModTime().UTC().Format("2006-01-02 15:04 UTC")
+		}
+		desc += ")"
+	}
+	return desc
+}
+
 // benchVrsky runs the end-to-end measurement and fills rep.vrsky.
 func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) (err error) {
 	clk := newClock()
@@ -101,7 +116,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 				err = serr
 			}
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errUnknownConnector) {
 			res.ServerLogTail = proc.tail(40)
 			fmt.Fprintf(os.Stderr, "vrsky-bench: last lines of vrsky serve's log (%s):\n%s\n", logPath, res.ServerLogTail)
 		}
@@ -124,7 +139,10 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 		if err != nil {
 			return err
 		}
+		t0 := time.Now()
 		waitSink(ctx, snk, proc, int64(len(res.Warmup.accepts)), 10*time.Second)
+		logf("vrsky-bench: warm-up: %d accepted (%.0f/s, p99 %s), %d delivered %.1fs after it",
+			len(res.Warmup.accepts), res.Warmup.Rate(), ms(res.Warmup.latency.Quantile(.99)), snk.Unique(), time.Since(t0).Seconds())
 	}
 
 	logf("vrsky-bench: driving %s for %v", hookURL, cfg.duration)

@@ -116,9 +116,9 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 		return 1
 	}
-	rep := &report{cfg: cfg, bin: bin, cores: numCPU(), loadBefore: loadAvg()}
+	rep := &report{cfg: cfg, bin: describeBinary(ctx, bin), cores: numCPU(), loadBefore: loadAvg()}
 	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, load avg %s",
-		bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, rep.loadBefore)
+		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, rep.loadBefore)
 
 	code := 0
 	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {

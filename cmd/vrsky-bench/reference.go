@@ -24,6 +24,7 @@ type jsRefResult struct {
 	Published, Consumed, PubErrors int64
 	PubRate, ConsumeRate           float64 // msgs/s
 	Elapsed                        time.Duration
+	ErrSample                      string // one publish error, if any
 }
 
 // jsReference starts an embedded nats-server configured like VRSky's
@@ -64,13 +65,17 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 	}
 	// In-process connections, as VRSky's engine uses for its embedded server.
 	var ackErrs atomic.Int64
+	var ackErr atomic.Value
 	connect := func(name string) (*nats.Conn, jetstream.JetStream, error) {
 		nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name(name))
 		if err != nil {
 			return nil, nil, fmt.Errorf("jetstream reference: connect: %w", err)
 		}
 		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
-			jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { ackErrs.Add(1) }))
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+				ackErrs.Add(1)
+				ackErr.CompareAndSwap(nil, err.Error())
+			}))
 		if err != nil {
 			nc.Close()
 			return nil, nil, fmt.Errorf("jetstream reference: %w", err)
@@ -134,6 +139,7 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 		// PublishAsync copies the data; it blocks while window acks are pending.
 		if _, err := pjs.PublishAsync("ref.in", body, jetstream.WithMsgID(string(id))); err != nil {
 			res.PubErrors++
+			ackErr.CompareAndSwap(nil, err.Error())
 			continue
 		}
 		res.Published++
@@ -152,6 +158,9 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.Consumed = consumed.Load()
+	if e, ok := ackErr.Load().(string); ok {
+		res.ErrSample = e
+	}
 	res.Elapsed = time.Duration(lastAck.Load())
 	if pubEnd > 0 {
 		res.PubRate = float64(res.Published) / time.Duration(pubEnd).Seconds()

@@ -88,8 +88,11 @@ func (r *report) print(w io.Writer) {
 		delivered = r.vrsky.DeliveredRate
 	}
 	if j := r.js; j != nil {
-		fmt.Fprintf(w, "  %-26s %s msg/s consumed+acked (published %s/s, %s msgs, %d errors)   vrsky delivered = %s of it\n",
-			"jetstream pub+consume", num(int64(j.ConsumeRate)), num(int64(j.PubRate)), num(j.Published), j.PubErrors, pct(delivered, j.ConsumeRate))
+		fmt.Fprintf(w, "  %-26s %s msg/s consumed+acked (%s of %s published at %s/s, %d publish errors)   vrsky delivered = %s of it\n",
+			"jetstream pub+consume", num(int64(j.ConsumeRate)), num(j.Consumed), num(j.Published), num(int64(j.PubRate)), j.PubErrors, pct(delivered, j.ConsumeRate))
+		if j.ErrSample != "" {
+			fmt.Fprintf(w, "  %-26s %s\n", "  publish error", j.ErrSample)
+		}
 	}
 	if h := r.hop; h != nil {
 		fmt.Fprintf(w, "  %-26s %s req/s  p50 %s  p99 %s (%s rejected, %s errors)   vrsky delivered = %s of it\n",
