@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func newTestEnv(t *testing.T, tune ...func(*Config)) *testEnv {
 	}
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if os.Getenv("VRSKY_TEST_LOG") != "" { // request and engine logs, in the test's output
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -164,6 +165,7 @@ func (s *Server) createIntegration(c *fiber.Ctx) error {
 		return storeError(err, fmt.Sprintf("integration %q", spec.Name))
 	}
 	s.eng.Apply(in)
+	c.Location("/api/v1/integrations/" + url.PathEscape(in.Name))
 	return c.Status(http.StatusCreated).JSON(s.view(ctx, in))
 }
 

@@ -17,6 +17,9 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if created.str("name") != "orders" || created.str("desired") != store.StateStopped || created.str("status", "state") != "stopped" {
 		t.Fatalf("create answered %s", created.raw)
 	}
+	if loc := created.header.Get("Location"); loc != "/api/v1/integrations/orders" {
+		t.Fatalf("Location %q", loc)
+	}
 	if created.str("spec", "source", "connector") != "http-webhook" {
 		t.Fatalf("spec not shown: %s", created.raw)
 	}

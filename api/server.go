@@ -141,7 +141,7 @@ func New(cfg Config) (*Server, error) {
 		CaseSensitive: true,
 		IdleTimeout:   2 * time.Minute,
 	})
-	s.app.Use(recover.New())
+	s.app.Use(s.logRequests, recover.New())
 	s.routes()
 	return s, nil
 }
@@ -231,4 +231,21 @@ func (s *Server) limitBody(c *fiber.Ctx) error {
 			Message: fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, s.bodyLimit)}
 	}
 	return c.Next()
+}
+
+// logRequests logs each request at debug level, once its answer (error
+// answers included) is written.
+func (s *Server) logRequests(c *fiber.Ctx) error {
+	if !s.log.Enabled(c.UserContext(), slog.LevelDebug) {
+		return c.Next()
+	}
+	start := time.Now()
+	if err := c.Next(); err != nil {
+		if herr := s.handleError(c, err); herr != nil {
+			return herr
+		}
+	}
+	s.log.Debug("request", "method", c.Method(), "path", c.Path(),
+		"status", c.Response().StatusCode(), "duration", time.Since(start))
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -80,6 +81,7 @@ func (s *Server) createTenant(c *fiber.Ctx) error {
 		}
 		return err
 	}
+	c.Location("/api/v1/tenants/" + url.PathEscape(t.Name))
 	return c.Status(http.StatusCreated).JSON(tenantCreated{Tenant: t, APIKey: text, KeyID: k.ID})
 }
 
