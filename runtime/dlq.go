@@ -179,18 +179,37 @@ func deadLetterOf(m *jetstream.RawStreamMsg, withPayload bool) DeadLetter {
 	return dl
 }
 
-// DeleteDeadLetter removes one entry without replaying it.
-func (e *Engine) DeleteDeadLetter(ctx context.Context, tenant, integration, id string) error {
-	m, err := e.getDeadLetter(ctx, tenant, integration, id)
-	if err != nil {
-		return err
-	}
+// removeEntry deletes a DLQ entry (the message itself lives on elsewhere,
+// e.g. replayed).
+func (e *Engine) removeEntry(ctx context.Context, tenant string, m *jetstream.RawStreamMsg) error {
+	id := strconv.FormatUint(m.Sequence, 10)
 	s, err := e.dlqStream(ctx, tenant)
 	if err != nil {
 		return err
 	}
 	if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("delete dead letter %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteDeadLetter removes one entry without replaying it, and lets go of
+// its claim-checked payload: the message has left the pipeline for good.
+func (e *Engine) DeleteDeadLetter(ctx context.Context, tenant, integration, id string) error {
+	m, err := e.getDeadLetter(ctx, tenant, integration, id)
+	if err != nil {
+		return err
+	}
+	if err := e.removeEntry(ctx, tenant, m); err != nil {
+		return err
+	}
+	h := Header(m.Header)
+	if ref := h.Get(HeaderPayloadRef); ref != "" && e.claims != nil {
+		kind, name, _ := strings.Cut(h.Get(HeaderStage), ":")
+		if kind == "step" {
+			return e.claims.blobs.Delete(ctx, ref)
+		}
+		return e.claims.release(ctx, ref, name)
 	}
 	return nil
 }
@@ -230,7 +249,7 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage, Status: StatusReplayed})
-	return e.DeleteDeadLetter(ctx, tenant, spec.Name, id)
+	return e.removeEntry(ctx, tenant, m)
 }
 
 // ReplayDeadLetters replays every entry of the integration (of one stage

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
 )
@@ -31,6 +32,12 @@ type Config struct {
 	Logger *slog.Logger
 	// DisableTracking turns message tracking off (GET .../messages/{id}).
 	DisableTracking bool
+	// Blobs stores claim-checked payloads; nil keeps every payload inline
+	// (and bounded by the NATS max payload).
+	Blobs blob.Store
+	// ClaimThreshold is the largest payload that travels inline; zero
+	// means DefaultClaimThreshold (256 KiB).
+	ClaimThreshold int
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -45,6 +52,7 @@ type Engine struct {
 	log      *slog.Logger
 	interval time.Duration
 	tracker  *tracker // nil when tracking is off
+	claims   *claims  // nil without an object store
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -91,6 +99,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 		e.tracker = t
+	}
+	if cfg.Blobs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := newClaims(ctx, cfg.Conn.JS, cfg.Conn.Replicas, cfg.Blobs, cfg.ClaimThreshold)
+		if err != nil {
+			return nil, err
+		}
+		e.claims = c
 	}
 	return e, nil
 }

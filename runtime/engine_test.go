@@ -30,7 +30,7 @@ type harness struct {
 	stop  func()
 }
 
-func newHarness(t *testing.T, conn *natsx.Conn) *harness {
+func newHarness(t *testing.T, conn *natsx.Conn, opts ...func(*runtime.Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.NewNATS(ctx, conn.JS, 1)
@@ -41,7 +41,11 @@ func newHarness(t *testing.T, conn *natsx.Conn) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat, ReconcileInterval: time.Hour})
+	cfg := runtime.Config{Conn: conn, Store: st, Catalog: cat, ReconcileInterval: time.Hour}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	eng, err := runtime.NewEngine(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,9 +401,9 @@ func TestRestartResumesPendingWork(t *testing.T) {
 	// A new engine on the same NATS and store restarts what was running.
 	h2 := newHarness(t, conn)
 	waitFor(t, 10*time.Second, "pending messages delivered after restart", func() bool { return len(rec.delivered()) == 2 })
-	if st := h2.eng.Status(context.Background(), "acme", spec); st.State != store.StateRunning {
-		t.Fatalf("after restart: state %s", st.State)
-	}
+	waitFor(t, 10*time.Second, "state running after restart", func() bool {
+		return h2.eng.Status(context.Background(), "acme", spec).State == store.StateRunning
+	})
 }
 
 func TestDeadLetterReplay(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"net/textproto"
 
 	"github.com/google/uuid"
+
+	"github.com/vrsky/vrsky/platform/blob"
 )
 
 // Standard message headers (DESIGN.md, Transport).
@@ -56,8 +58,11 @@ type Message struct {
 	ID string
 	// Header carries transport and user headers.
 	Header Header
-	// Data is the payload.
+	// Data is the payload when it travels inline; nil when it is
+	// claim-checked (see Claimed, Body).
 	Data []byte
+
+	blobs blob.Store // where a claim-checked payload lives
 }
 
 // NewID returns a new message id: a UUIDv7, so ids sort by creation time.

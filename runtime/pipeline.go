@@ -250,6 +250,9 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 	msg.Header.Set(HeaderMsgID, msg.ID)
 	msg.Header.Set(HeaderTenant, p.tenant)
 	msg.Header.Set(HeaderIntegration, p.spec.Name)
+	if err := p.e.claims.checkIn(ctx, p.tenant, p.spec.Name, msg); err != nil {
+		return err
+	}
 	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{
 		Subject: SubjectIn(p.tenant, p.spec.Name),
 		Header:  nats.Header(msg.Header),
@@ -271,16 +274,24 @@ type item struct {
 	msgs   []*Message // current outputs
 	err    error      // set when a step failed
 	step   string     // the step that failed
-	routes []string   // where the outputs went: sink, or <output id>@<sink>
+	routes   []string // where the outputs went: sink, or <output id>@<sink>
+	claimRef string   // the claim-checked input the steps read, if any
 }
 
-func toMessage(m jetstream.Msg) *Message {
+func (p *pipeline) toMessage(m jetstream.Msg) *Message {
 	h := Header(m.Headers())
+	if h == nil {
+		h = Header{}
+	}
 	id := h.Get(HeaderMsgID)
 	if id == "" {
 		id = h.Get(HeaderNatsMsgID)
 	}
-	return &Message{ID: id, Header: h, Data: m.Data()}
+	msg := &Message{ID: id, Header: h, Data: m.Data()}
+	if p.e.claims != nil {
+		msg.blobs = p.e.claims.blobs
+	}
+	return msg
 }
 
 // processIn runs a batch from the input subject through the steps and
@@ -289,8 +300,11 @@ func toMessage(m jetstream.Msg) *Message {
 func (p *pipeline) processIn(batch []jetstream.Msg) {
 	items := make([]*item, len(batch))
 	for i, m := range batch {
-		in := toMessage(m)
+		in := p.toMessage(m)
 		items[i] = &item{src: m, id: in.ID, msgs: []*Message{in}}
+		if len(p.steps) > 0 && in.Claimed() {
+			p.loadClaimed(items[i], in)
+		}
 	}
 	for si, step := range p.steps {
 		p.runStep(si, step, items)
@@ -305,21 +319,15 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			continue
 		}
 		for _, out := range it.msgs {
-			var env map[string]any
-			for i, r := range p.sinks {
-				if prog := p.routes[i]; prog != nil {
-					if env == nil {
-						env = routeEnv(out)
-					}
-					ok, err := expr.Run(prog, env)
-					if err != nil {
-						r.deadLetter(out, 0, fmt.Errorf("when %q: %w", r.spec.When, err), "route:"+r.spec.Name)
-						continue
-					}
-					if ok != true {
-						continue
-					}
-				}
+			targets := p.route(out)
+			if len(targets) == 0 {
+				continue
+			}
+			if err := p.claimOutput(out, it, targets); err != nil {
+				it.err = err
+				break
+			}
+			for _, r := range targets {
 				f, err := p.e.conn.JS.PublishMsgAsync(r.outMsg(out))
 				if err != nil {
 					it.err = err
@@ -352,6 +360,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 				status = StatusFiltered
 			}
 			p.track(it.id, StageRecord{Stage: stageRoute, Status: status, Outputs: it.routes})
+			p.dropInputObject(it)
 		case it.step == "":
 			// Publishing downstream failed: the input stays and comes back soon.
 			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
@@ -359,6 +368,92 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 		default:
 			p.retryOrDeadLetter(it.src, "step:"+it.step, it.err, nil)
 		}
+	}
+}
+
+// route returns the sinks whose `when` holds for out. A condition that
+// cannot be evaluated dead-letters the message for that sink.
+func (p *pipeline) route(out *Message) []*sinkRunner {
+	var env map[string]any
+	var targets []*sinkRunner
+	for i, r := range p.sinks {
+		if prog := p.routes[i]; prog != nil {
+			if env == nil {
+				env = routeEnv(out)
+			}
+			ok, err := expr.Run(prog, env)
+			if err != nil {
+				if out.Claimed() {
+					_ = p.e.claims.hold(p.ctx, out.Header.Get(HeaderPayloadRef), []string{r.spec.Name})
+				}
+				r.deadLetter(out, 0, fmt.Errorf("when %q: %w", r.spec.When, err), "route:"+r.spec.Name)
+				continue
+			}
+			if ok != true {
+				continue
+			}
+		}
+		targets = append(targets, r)
+	}
+	return targets
+}
+
+// loadClaimed reads a claim-checked input into memory for the steps.
+func (p *pipeline) loadClaimed(it *item, in *Message) {
+	data, err := in.Bytes(p.ctx)
+	if err != nil {
+		it.err, it.step = err, p.spec.Steps[0].Name
+		return
+	}
+	it.claimRef = in.Header.Get(HeaderPayloadRef)
+	in.Data = data
+	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
+		delete(in.Header, k)
+	}
+}
+
+// claimOutput makes sure a large output travels by reference and that each
+// target sink holds the object until it has delivered it.
+func (p *pipeline) claimOutput(out *Message, it *item, targets []*sinkRunner) error {
+	c := p.e.claims
+	if c == nil {
+		return nil
+	}
+	if !out.Claimed() {
+		if err := c.checkIn(p.ctx, p.tenant, p.spec.Name, out); err != nil {
+			return err
+		}
+		if !out.Claimed() {
+			return nil
+		}
+	}
+	names := make([]string, len(targets))
+	for i, r := range targets {
+		names[i] = r.spec.Name
+	}
+	return c.hold(p.ctx, out.Header.Get(HeaderPayloadRef), names)
+}
+
+// dropInputObject deletes a claim-checked input that the steps replaced
+// (or filtered out): nothing downstream refers to it once the input is
+// acknowledged.
+func (p *pipeline) dropInputObject(it *item) {
+	ref := it.claimRef
+	if ref == "" && len(it.routes) == 0 {
+		if h := Header(it.src.Headers()); h != nil {
+			ref = h.Get(HeaderPayloadRef)
+		}
+	}
+	if ref == "" || p.e.claims == nil {
+		return
+	}
+	for _, out := range it.msgs {
+		if out.Header.Get(HeaderPayloadRef) == ref {
+			return // passed through unchanged; the sinks hold it
+		}
+	}
+	if err := p.e.claims.blobs.Delete(p.ctx, ref); err != nil {
+		p.log.Warn("delete claim-checked input", "ref", ref, "err", err)
 	}
 }
 
@@ -426,7 +521,7 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r
 	if r != nil {
 		r.failures.Add(1)
 	}
-	msg := toMessage(m)
+	msg := p.toMessage(m)
 	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusFailed, Attempt: attempt, Error: err.Error()})
 	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
@@ -553,12 +648,17 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 	}
 	r.delivered.Add(1)
 	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, r.spec.Name).Inc()
+	if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
+		if err := p.e.claims.release(ctx, ref, r.spec.Name); err != nil {
+			p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
+		}
+	}
 	p.track(msg.ID, StageRecord{Stage: "sink:" + r.spec.Name, Status: StatusDelivered, Attempt: attempt})
 }
 
 func (r *sinkRunner) handle(m jetstream.Msg) {
 	p := r.p
-	msg := toMessage(m)
+	msg := p.toMessage(m)
 	start := time.Now()
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
 	labels := []string{p.tenant, p.spec.Name, r.spec.Name}

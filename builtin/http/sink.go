@@ -71,10 +71,16 @@ func newSink(c SinkConfig) (*sink, error) {
 // Deliver sends msg. It carries the message id as Idempotency-Key so an
 // idempotent receiver can drop a redelivery.
 func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
-	req, err := http.NewRequestWithContext(ctx, s.cfg.Method, s.cfg.URL, bytes.NewReader(msg.Data))
+	body, err := msg.Body(ctx) // streams a claim-checked payload from the object store
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	req, err := http.NewRequestWithContext(ctx, s.cfg.Method, s.cfg.URL, body)
 	if err != nil {
 		return runtime.Permanent(fmt.Errorf("build request: %w", err))
 	}
+	req.ContentLength = msg.Size()
 	ct := msg.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"

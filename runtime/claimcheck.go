@@ -1,0 +1,196 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/blob"
+)
+
+// Claim-check: a payload larger than the threshold (256 KiB by default)
+// is written to the object store before the publish, and the message
+// carries Vrsky-Payload-Ref, -Size and -Sha256 instead of the bytes.
+// Connectors read payloads through Message.Body, which streams the object
+// and checks its digest at the end.
+//
+// An object is deleted once every sink it was routed to has delivered it:
+// each routed sink holds a marker key in the KV bucket vrsky_claims; a sink
+// that delivers removes its marker and, finding none left, deletes the
+// object. A dead-lettered message keeps its marker until it is replayed
+// and delivered, or deleted from the DLQ.
+
+// DefaultClaimThreshold is the largest payload that travels inline.
+const DefaultClaimThreshold = 256 << 10
+
+const claimBucket = "vrsky_claims"
+
+var (
+	// ErrPayloadStore: the object store could not take or give a payload.
+	ErrPayloadStore = errors.New("payload object store unavailable")
+	// ErrPayloadCorrupt: a claim-checked payload does not match its digest.
+	ErrPayloadCorrupt = errors.New("payload does not match its SHA-256")
+)
+
+type claims struct {
+	blobs     blob.Store
+	markers   jetstream.KeyValue
+	threshold int
+}
+
+func newClaims(ctx context.Context, js jetstream.JetStream, replicas int, blobs blob.Store, threshold int) (*claims, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      claimBucket,
+		Description: "VRSky claim-check markers: which sinks still need a payload object",
+		TTL:         DLQRetention + 24*time.Hour,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim-check bucket: %w", err)
+	}
+	if threshold <= 0 {
+		threshold = DefaultClaimThreshold
+	}
+	return &claims{blobs: blobs, markers: kv, threshold: threshold}, nil
+}
+
+func claimKey(tenant, integration, id string) string {
+	return "payloads/" + tenant + "/" + integration + "/" + id
+}
+
+// markerKey names a sink's hold on an object.
+func markerKey(ref, sink string) string {
+	return strings.ReplaceAll(ref, "/", ".") + "." + sink
+}
+
+// checkIn moves msg's payload to the object store when it is over the
+// threshold. msg.Data is then nil and the headers carry the reference.
+func (c *claims) checkIn(ctx context.Context, tenant, integration string, msg *Message) error {
+	if c == nil || len(msg.Data) <= c.threshold {
+		return nil
+	}
+	key := claimKey(tenant, integration, strings.ReplaceAll(msg.ID, "/", "_"))
+	info, err := c.blobs.Put(ctx, key, bytes.NewReader(msg.Data))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPayloadStore, err)
+	}
+	msg.Header.Set(HeaderPayloadRef, info.Key)
+	msg.Header.Set(HeaderPayloadSize, strconv.FormatInt(info.Size, 10))
+	msg.Header.Set(HeaderPayloadSHA256, info.SHA256)
+	msg.Data = nil
+	msg.blobs = c.blobs
+	return nil
+}
+
+// hold records that each sink needs the object ref.
+func (c *claims) hold(ctx context.Context, ref string, sinks []string) error {
+	for _, s := range sinks {
+		if _, err := c.markers.Put(ctx, markerKey(ref, s), nil); err != nil {
+			return fmt.Errorf("claim-check marker: %w", err)
+		}
+	}
+	return nil
+}
+
+// release drops sink's hold on ref and deletes the object when no sink
+// holds it any more.
+func (c *claims) release(ctx context.Context, ref, sink string) error {
+	if err := c.markers.Purge(ctx, markerKey(ref, sink)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	lister, err := c.markers.ListKeysFiltered(ctx, strings.ReplaceAll(ref, "/", ".")+".*")
+	if err != nil {
+		return err
+	}
+	for range lister.Keys() {
+		_ = lister.Stop()
+		return nil // another sink still needs it
+	}
+	return c.blobs.Delete(ctx, ref)
+}
+
+// Size is the payload's size in bytes, inline or claim-checked.
+func (m *Message) Size() int64 {
+	if ref := m.Header.Get(HeaderPayloadRef); ref != "" {
+		n, _ := strconv.ParseInt(m.Header.Get(HeaderPayloadSize), 10, 64)
+		return n
+	}
+	return int64(len(m.Data))
+}
+
+// Claimed reports whether the payload lives in the object store.
+func (m *Message) Claimed() bool { return m.Header.Get(HeaderPayloadRef) != "" }
+
+// Body opens the payload for reading: the inline bytes, or the
+// claim-checked object streamed from the object store. A streamed payload
+// whose digest does not match fails at EOF with a Permanent
+// ErrPayloadCorrupt; an object store that cannot be reached fails with
+// ErrPayloadStore, which is worth retrying.
+func (m *Message) Body(ctx context.Context) (io.ReadCloser, error) {
+	ref := m.Header.Get(HeaderPayloadRef)
+	if ref == "" {
+		return io.NopCloser(bytes.NewReader(m.Data)), nil
+	}
+	if m.blobs == nil {
+		return nil, fmt.Errorf("%w: no object store for payload %s", ErrPayloadStore, ref)
+	}
+	r, _, err := m.blobs.Get(ctx, ref)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, Permanent(fmt.Errorf("payload %s: %w", ref, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload %s: %w", ErrPayloadStore, ref, err)
+	}
+	return &verifyingReader{rc: r, h: sha256.New(), want: m.Header.Get(HeaderPayloadSHA256), left: m.Size()}, nil
+}
+
+// Bytes reads the whole payload into memory.
+func (m *Message) Bytes(ctx context.Context) ([]byte, error) {
+	if !m.Claimed() {
+		return m.Data, nil
+	}
+	r, err := m.Body(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := bytes.NewBuffer(make([]byte, 0, m.Size()))
+	if _, err := b.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+type verifyingReader struct {
+	rc   io.ReadCloser
+	h    hash.Hash
+	want string
+	left int64
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.rc.Read(p)
+	v.h.Write(p[:n])
+	v.left -= int64(n)
+	if err == io.EOF {
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want || v.left != 0 {
+			return n, Permanent(fmt.Errorf("%w: got %s, want %s", ErrPayloadCorrupt, got, v.want))
+		}
+	} else if err != nil {
+		err = fmt.Errorf("%w: %w", ErrPayloadStore, err)
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.rc.Close() }

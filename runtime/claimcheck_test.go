@@ -1,0 +1,139 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+func withBlobs(t *testing.T, bs blob.Store) func(*runtime.Config) {
+	return func(c *runtime.Config) { c.Blobs = bs }
+}
+
+func newBlobHarness(t *testing.T) (*harness, blob.Store) {
+	conn := natsxtest.Start(t)
+	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, conn, withBlobs(t, bs)), bs
+}
+
+func payloadKey(integration, id string) string { return "payloads/acme/" + integration + "/" + id }
+
+func objectExists(t *testing.T, bs blob.Store, key string) bool {
+	_, err := bs.Stat(context.Background(), key)
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("stat %s: %v", key, err)
+	}
+	return err == nil
+}
+
+// switchable is a sink that answers 503 until it is switched on.
+func switchable(t *testing.T) (*recorder, func()) {
+	var mu sync.Mutex
+	on := false
+	rec := newRecorder(t, func(string, int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if on {
+			return 0
+		}
+		return http.StatusServiceUnavailable
+	})
+	return rec, func() { mu.Lock(); on = true; mu.Unlock() }
+}
+
+func TestClaimCheckThreshold(t *testing.T) {
+	h, bs := newBlobHarness(t)
+	rec, turnOn := switchable(t)
+	h.create(t, strings.Replace(specYAML("big", "big", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+
+	atLimit := `"` + strings.Repeat("a", runtime.DefaultClaimThreshold-2) + `"`
+	overLimit := `"` + strings.Repeat("b", runtime.DefaultClaimThreshold-1) + `"`
+	inline := h.post(t, "big", atLimit)
+	claimed := h.post(t, "big", overLimit)
+	if objectExists(t, bs, payloadKey("big", inline)) {
+		t.Fatal("a payload of exactly 256 KiB was claim-checked")
+	}
+	if !objectExists(t, bs, payloadKey("big", claimed)) {
+		t.Fatal("a payload of 256 KiB + 1 byte was not claim-checked")
+	}
+	turnOn()
+	waitFor(t, 15*time.Second, "both delivered", func() bool { return len(rec.delivered()) == 2 })
+	got := rec.delivered()
+	if got[inline] != atLimit || got[claimed] != overLimit {
+		t.Fatalf("sink got %d and %d bytes, want %d and %d", len(got[inline]), len(got[claimed]), len(atLimit), len(overLimit))
+	}
+	waitFor(t, 5*time.Second, "the object deleted after delivery", func() bool {
+		return !objectExists(t, bs, payloadKey("big", claimed))
+	})
+}
+
+func TestClaimCheckTenMiBTwoSinks(t *testing.T) {
+	h, bs := newBlobHarness(t)
+	fast := newRecorder(t, nil)
+	slow, turnOn := switchable(t)
+	h.create(t, strings.Replace(specYAML("tenmib", "tenmib", sinkYAML("fast", fast.srv.URL, ""), sinkYAML("slow", slow.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+
+	payload := make([]byte, 10<<20)
+	_, _ = rand.Read(payload)
+	id := h.post(t, "tenmib", string(payload))
+	waitFor(t, 15*time.Second, "the fast sink's delivery", func() bool { return len(fast.delivered()) == 1 })
+	if !bytes.Equal([]byte(fast.delivered()[id]), payload) {
+		t.Fatal("the fast sink got a different payload")
+	}
+	if !objectExists(t, bs, payloadKey("tenmib", id)) {
+		t.Fatal("the object was deleted while a sink still needed it")
+	}
+	turnOn()
+	waitFor(t, 15*time.Second, "the slow sink's delivery", func() bool { return len(slow.delivered()) == 1 })
+	if !bytes.Equal([]byte(slow.delivered()[id]), payload) {
+		t.Fatal("the slow sink got a different payload")
+	}
+	waitFor(t, 5*time.Second, "the object deleted after both deliveries", func() bool {
+		return !objectExists(t, bs, payloadKey("tenmib", id))
+	})
+}
+
+func TestClaimCheckCorruptObjectIsPermanent(t *testing.T) {
+	h, bs := newBlobHarness(t)
+	rec, _ := switchable(t) // never on: the message must fail on its digest, not on the sink
+	h.create(t, strings.Replace(specYAML("corrupt", "corrupt", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+	body := strings.Repeat("x", runtime.DefaultClaimThreshold+100)
+	id := h.post(t, "corrupt", body)
+	if _, err := bs.Put(context.Background(), payloadKey("corrupt", id), strings.NewReader(strings.Repeat("y", len(body)))); err != nil {
+		t.Fatal(err)
+	}
+	dl := dlqMessages(t, h, "corrupt", 1)[0]
+	hd := runtime.Header(dl.Headers())
+	if !strings.Contains(hd.Get(runtime.HeaderError), "SHA-256") {
+		t.Fatalf("dead letter error %q does not name the digest", hd.Get(runtime.HeaderError))
+	}
+	// The first attempt may have met the 503 before the object was
+	// corrupted; exactly one attempt may meet the bad digest.
+	var log []struct{ Error string }
+	if err := json.Unmarshal([]byte(hd.Get(runtime.HeaderAttemptLog)), &log); err != nil {
+		t.Fatal(err)
+	}
+	digestFailures := 0
+	for _, a := range log {
+		if strings.Contains(a.Error, "SHA-256") {
+			digestFailures++
+		}
+	}
+	if digestFailures != 1 || !strings.Contains(log[len(log)-1].Error, "SHA-256") {
+		t.Fatalf("attempt log %s: want the last and only digest failure to end it", hd.Get(runtime.HeaderAttemptLog))
+	}
+}
