@@ -269,13 +269,13 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 
 // item follows one input message through the steps.
 type item struct {
-	src    jetstream.Msg
-	id     string     // the input's message id
-	msgs   []*Message // current outputs
-	err    error      // set when a step failed
-	step   string     // the step that failed
-	routes   []string // where the outputs went: sink, or <output id>@<sink>
-	claimRef string   // the claim-checked input the steps read, if any
+	src      jetstream.Msg
+	id       string     // the input's message id
+	msgs     []*Message // current outputs
+	err      error      // set when a step failed
+	step     string     // the step that failed
+	routes   []string   // where the outputs went: sink, or <output id>@<sink>
+	claimRef string     // the claim-checked input the steps read, if any
 }
 
 func (p *pipeline) toMessage(m jetstream.Msg) *Message {
