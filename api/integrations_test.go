@@ -136,6 +136,21 @@ func TestIsolation(t *testing.T) {
 		})
 	}
 
+	// Every tenant-scoped route is in the table above.
+	covered := map[string]bool{}
+	for _, tc := range tests {
+		covered[tc.method+" "+routeOf(e, tc.method, tc.path)] = true
+	}
+	for _, r := range e.srv.App().GetRoutes(true) {
+		if r.Method == http.MethodHead || strings.HasPrefix(r.Path, "/api/v1/connectors") ||
+			!(strings.HasPrefix(r.Path, "/api/v1/") || strings.HasPrefix(r.Path, "/hooks/")) || r.Path == "/api/v1/openapi.json" {
+			continue
+		}
+		if !covered[r.Method+" "+r.Path] {
+			t.Errorf("no isolation case for %s %s", r.Method, r.Path)
+		}
+	}
+
 	// B's own list is empty.
 	list := e.must(http.StatusOK, req{method: "GET", path: "/api/v1/integrations", key: b})
 	if items, _ := list.body["integrations"].([]any); len(items) != 0 {
@@ -189,4 +204,30 @@ func TestQuota(t *testing.T) {
 	// Deleting one frees a slot.
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/api/v1/integrations/i0", key: key})
 	e.createIntegration(key, webhookSpec("i2", "p2", "http://127.0.0.1:1/"))
+}
+
+// routeOf returns the registered route pattern that method and path match.
+func routeOf(e *testEnv, method, path string) string {
+	path, _, _ = strings.Cut(path, "?")
+	segs := strings.Split(path, "/")
+	for _, r := range e.srv.App().GetRoutes(true) {
+		if r.Method != method {
+			continue
+		}
+		pat := strings.Split(r.Path, "/")
+		if len(pat) != len(segs) {
+			continue
+		}
+		ok := true
+		for i := range pat {
+			if pat[i] != segs[i] && !strings.HasPrefix(pat[i], ":") && pat[i] != "+" {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return r.Path
+		}
+	}
+	return ""
 }
