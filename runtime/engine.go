@@ -38,6 +38,11 @@ type Config struct {
 	// ClaimThreshold is the largest payload that travels inline; zero
 	// means DefaultClaimThreshold (256 KiB).
 	ClaimThreshold int
+	// StreamMaxMsgs and StreamMaxBytes bound each integration's stream;
+	// zero means DefaultStreamMaxMsgs and DefaultStreamMaxBytes. A tenant's
+	// MaxStorageBytes quota lowers the byte bound.
+	StreamMaxMsgs  int64
+	StreamMaxBytes int64
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -53,6 +58,7 @@ type Engine struct {
 	interval time.Duration
 	tracker  *tracker // nil when tracking is off
 	claims   *claims  // nil without an object store
+	limits   struct{ maxMsgs, maxBytes int64 }
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -90,6 +96,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.interval == 0 {
 		e.interval = 5 * time.Second
+	}
+	e.limits.maxMsgs, e.limits.maxBytes = cfg.StreamMaxMsgs, cfg.StreamMaxBytes
+	if e.limits.maxMsgs <= 0 {
+		e.limits.maxMsgs = DefaultStreamMaxMsgs
+	}
+	if e.limits.maxBytes <= 0 {
+		e.limits.maxBytes = DefaultStreamMaxBytes
 	}
 	if !cfg.DisableTracking {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -48,6 +48,7 @@ type pipeline struct {
 
 	ingested atomic.Uint64
 	srcErr   atomic.Pointer[string]
+	full     atomic.Bool // the stream is near its limits: refuse new messages
 }
 
 type sinkRunner struct {
@@ -145,6 +146,10 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 
 func (p *pipeline) ensureStreams(ctx context.Context) error {
 	js := p.e.conn.JS
+	maxMsgs, maxBytes := p.e.limits.maxMsgs, p.e.limits.maxBytes
+	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil && t.Quotas.MaxStorageBytes > 0 {
+		maxBytes = min(maxBytes, t.Quotas.MaxStorageBytes)
+	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        streamName(p.tenant, p.spec.Name),
 		Description: "VRSky integration " + p.tenant + "/" + p.spec.Name,
@@ -154,10 +159,13 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 		Replicas:    p.e.conn.Replicas,
 		Duplicates:  2 * time.Minute,
 		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     maxMsgs,
+		MaxBytes:    maxBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("stream for %s/%s: %w", p.tenant, p.spec.Name, err)
 	}
+	go p.watchUsage(maxMsgs, maxBytes)
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        dlqStreamName(p.tenant),
 		Description: "VRSky dead letters of tenant " + p.tenant,
@@ -240,6 +248,9 @@ func (p *pipeline) startIn(ctx context.Context) error {
 
 // Emit implements Emitter for the pipeline's source.
 func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
+	if p.full.Load() {
+		return ErrBackpressure
+	}
 	if msg.ID == "" {
 		msg.ID = NewID()
 	}
@@ -258,6 +269,10 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 		Header:  nats.Header(msg.Header),
 		Data:    msg.Data,
 	})
+	if isStreamFull(err) {
+		p.full.Store(true)
+		return fmt.Errorf("%w: %w", ErrBackpressure, err)
+	}
 	if err != nil {
 		return fmt.Errorf("make message durable: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -108,6 +109,12 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 	}
 	msg := &runtime.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
 	if err := emit.Emit(ctx, msg); err != nil {
+		if errors.Is(err, runtime.ErrBackpressure) {
+			r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
+				"the integration's queue is at its storage limit; retry later")
+			r.Header.Set("Retry-After", "1")
+			return r, nil
+		}
 		return nil, err
 	}
 	body, _ := json.Marshal(map[string]string{"id": msg.ID})

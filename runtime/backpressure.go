@@ -1,0 +1,57 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// Back-pressure: each integration's stream is bounded (messages and
+// bytes). When it is 90% full, sources are refused with ErrBackpressure —
+// the webhook answers 429 with Retry-After — rather than accepting what
+// the stream cannot keep.
+
+// ErrBackpressure: the integration's stream is (nearly) full; retry later.
+var ErrBackpressure = errors.New("integration is at its storage limit; retry later")
+
+// Stream bounds when Config leaves them zero.
+const (
+	DefaultStreamMaxMsgs  = 1_000_000
+	DefaultStreamMaxBytes = 1 << 30
+	backpressureRatio     = 0.9
+	usagePollInterval     = 250 * time.Millisecond
+)
+
+// watchUsage refreshes p.full until the pipeline stops.
+func (p *pipeline) watchUsage(maxMsgs, maxBytes int64) {
+	t := time.NewTicker(usagePollInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+		s, err := p.e.conn.JS.Stream(ctx, streamName(p.tenant, p.spec.Name))
+		if err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				st := info.State
+				p.full.Store(float64(st.Msgs) >= backpressureRatio*float64(maxMsgs) ||
+					float64(st.Bytes) >= backpressureRatio*float64(maxBytes))
+			}
+		}
+		cancel()
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// isStreamFull recognises JetStream refusing a publish on a full stream
+// (discard-new policy).
+func isStreamFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "maximum messages exceeded") || strings.Contains(s, "maximum bytes exceeded")
+}
