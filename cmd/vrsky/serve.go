@@ -22,8 +22,11 @@ import (
 
 	"github.com/vrsky/vrsky/api"
 	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/blob/s3blob"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/store/pgstore"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -37,6 +40,15 @@ type serveFlags struct {
 	natsSync   string
 	logFormat  string
 	logLevel   string
+
+	databaseURL    string
+	s3Endpoint     string
+	s3Bucket       string
+	s3Region       string
+	s3PathStyle    bool
+	tracking       bool
+	claimThreshold int
+	maxPayload     int
 }
 
 func newServeCmd() *cobra.Command {
@@ -59,7 +71,54 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for the control plane (default: NATS KV in the embedded or external NATS)")
+	fl.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3-compatible endpoint for payloads and modules (default: NATS Object Store); credentials from the standard AWS chain")
+	fl.StringVar(&f.s3Bucket, "s3-bucket", "vrsky", "S3 bucket (created if missing)")
+	fl.StringVar(&f.s3Region, "s3-region", "", "S3 signing region (default: AWS_REGION, else us-east-1)")
+	fl.BoolVar(&f.s3PathStyle, "s3-path-style", true, "address buckets as endpoint/bucket (self-hosted S3 servers need it)")
+	fl.BoolVar(&f.tracking, "tracking", true, "record where each message is for 7 days (GET .../messages/{id})")
+	fl.IntVar(&f.claimThreshold, "claim-threshold", runtime.DefaultClaimThreshold, "payloads larger than this many bytes travel through the object store")
+	fl.IntVar(&f.maxPayload, "max-payload", api.DefaultHookBodyLimit, "largest webhook payload accepted, in bytes (413 above)")
 	return cmd
+}
+
+// openStores picks the control-plane store and the object store: the NATS
+// defaults, or PostgreSQL and S3 when configured.
+func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.Logger) (store.Store, blob.Store, func(), error) {
+	var st store.Store
+	closeAll := func() {}
+	if f.databaseURL != "" {
+		pg, err := pgstore.Open(ctx, f.databaseURL, pgstore.WithLogger(log))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--database-url: %w", err)
+		}
+		st, closeAll = pg, pg.Close
+		log.Info("control plane on PostgreSQL")
+	} else {
+		kv, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("control-plane store: %w", err)
+		}
+		st = kv
+	}
+	var bs blob.Store
+	if f.s3Endpoint != "" {
+		s3, err := s3blob.Open(ctx, s3blob.Config{Endpoint: f.s3Endpoint, Bucket: f.s3Bucket, Region: f.s3Region, UsePathStyle: f.s3PathStyle})
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("--s3-endpoint %s: %w", f.s3Endpoint, err)
+		}
+		bs = s3
+		log.Info("object storage on S3", "endpoint", f.s3Endpoint, "bucket", f.s3Bucket)
+	} else {
+		obj, err := blob.NewNATS(ctx, conn.JS, "vrsky-objects", conn.Replicas)
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("object store: %w", err)
+		}
+		bs = obj
+	}
+	return st, bs, closeAll, nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
@@ -108,10 +167,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	if conn.Embedded() {
 		log.Info("embedded NATS running", "url", conn.ClientURL(), "sync", f.natsSync)
 	}
-	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
+	st, bs, closeStores, err := openStores(ctx, f, conn, log)
 	if err != nil {
-		return fmt.Errorf("control-plane store: %w", err)
+		return err
 	}
+	defer closeStores()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,13 +179,16 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log})
+	eng, err := runtime.NewEngine(runtime.Config{
+		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
+		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
+	})
 	if err != nil {
 		return err
 	}
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, AdminKey: adminKey,
-		Logger: log, Gatherer: reg, Version: version,
+		Logger: log, Gatherer: reg, Version: version, HookBodyLimit: f.maxPayload,
 	})
 	if err != nil {
 		return err
