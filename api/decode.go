@@ -33,7 +33,7 @@ func decodeJSON(c *fiber.Ctx, v any, allowEmpty bool) error {
 	if _, ok := doc.(map[string]any); !ok {
 		return badRequest("body", "the body must be a JSON object")
 	}
-	if f := unknownField(doc, reflect.TypeOf(v), ""); f != "" {
+	if f, found := unknownField(doc, reflect.TypeOf(v), ""); found {
 		return badRequest(f, "unknown field %q", f)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
@@ -53,14 +53,15 @@ func isJSON(ct string) bool {
 }
 
 // unknownField returns the dotted path of the first field of doc (decoded
-// JSON) that type t does not declare, or "".
-func unknownField(doc any, t reflect.Type, prefix string) string {
+// JSON) that type t does not declare, if there is one. Names must match
+// the json tags exactly (encoding/json would also take other cases).
+func unknownField(doc any, t reflect.Type, prefix string) (string, bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok || t.Kind() != reflect.Struct {
-		return ""
+		return "", false
 	}
 	fields := map[string]reflect.Type{}
 	for f := range t.Fields() {
@@ -81,13 +82,13 @@ func unknownField(doc any, t reflect.Type, prefix string) string {
 	for _, k := range keys {
 		ft, ok := fields[k]
 		if !ok {
-			return prefix + k
+			return prefix + k, true
 		}
-		if f := unknownField(obj[k], ft, prefix+k+"."); f != "" {
-			return f
+		if f, found := unknownField(obj[k], ft, prefix+k+"."); found {
+			return f, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 func jsonKind(t reflect.Type) string {
