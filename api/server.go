@@ -195,32 +195,32 @@ func (s *Server) routes() {
 	// (HMAC), so no API key.
 	a.Post("/hooks/:tenant/+", s.hook)
 
-	api := a.Group("/api/v1")
+	v1 := a.Group("/api/v1")
 	lim := s.limitBody
 	auth := s.authenticate
 
 	// Tenants: admin; a tenant's own key may read its tenant and manage its keys.
-	api.Post("/tenants", lim, auth, requireAdmin, s.createTenant)
-	api.Get("/tenants", auth, requireAdmin, s.listTenants)
-	api.Get("/tenants/:tenant", auth, ownTenant, s.getTenant)
-	api.Patch("/tenants/:tenant", lim, auth, ownTenant, requireAdmin, s.patchTenant)
-	api.Delete("/tenants/:tenant", auth, ownTenant, requireAdmin, s.deleteTenant)
-	api.Post("/tenants/:tenant/keys", lim, auth, ownTenant, s.createKey)
-	api.Get("/tenants/:tenant/keys", auth, ownTenant, s.listKeys)
-	api.Delete("/tenants/:tenant/keys/:id", auth, ownTenant, s.deleteKey)
+	v1.Post("/tenants", lim, auth, requireAdmin, s.createTenant)
+	v1.Get("/tenants", auth, requireAdmin, s.listTenants)
+	v1.Get("/tenants/:tenant", auth, ownTenant, s.getTenant)
+	v1.Patch("/tenants/:tenant", lim, auth, ownTenant, requireAdmin, s.patchTenant)
+	v1.Delete("/tenants/:tenant", auth, ownTenant, requireAdmin, s.deleteTenant)
+	v1.Post("/tenants/:tenant/keys", lim, auth, ownTenant, s.createKey)
+	v1.Get("/tenants/:tenant/keys", auth, ownTenant, s.listKeys)
+	v1.Delete("/tenants/:tenant/keys/:id", auth, ownTenant, s.deleteKey)
 
 	// Integrations of the caller's tenant.
-	api.Post("/integrations", lim, auth, s.createIntegration)
-	api.Get("/integrations", auth, s.listIntegrations)
-	api.Get("/integrations/:name", auth, s.getIntegration)
-	api.Put("/integrations/:name", lim, auth, s.updateIntegration)
-	api.Delete("/integrations/:name", auth, s.deleteIntegration)
-	api.Post("/integrations/:name/start", auth, s.setDesired(store.StateRunning))
-	api.Post("/integrations/:name/stop", auth, s.setDesired(store.StateStopped))
+	v1.Post("/integrations", lim, auth, s.createIntegration)
+	v1.Get("/integrations", auth, s.listIntegrations)
+	v1.Get("/integrations/:name", auth, s.getIntegration)
+	v1.Put("/integrations/:name", lim, auth, s.updateIntegration)
+	v1.Delete("/integrations/:name", auth, s.deleteIntegration)
+	v1.Post("/integrations/:name/start", auth, s.setDesired(store.StateRunning))
+	v1.Post("/integrations/:name/stop", auth, s.setDesired(store.StateStopped))
 
 	// The connector catalogue.
-	api.Get("/connectors", auth, s.listConnectors)
-	api.Get("/connectors/:name", auth, s.getConnector)
+	v1.Get("/connectors", auth, s.listConnectors)
+	v1.Get("/connectors/:name", auth, s.getConnector)
 }
 
 // limitBody enforces the API body limit (the server's own limit is the
