@@ -27,7 +27,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/vrsky/vrsky/abi"
 )
@@ -110,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 
 func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
 	w := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, w); err != nil {
+	if _, err := instantiateWASI(ctx, w); err != nil {
 		w.Close(ctx)
 		return nil, fmt.Errorf("host: wasi: %w", err)
 	}
@@ -120,6 +119,18 @@ func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, er
 	}
 	return w, nil
 }
+
+// wasiNames returns every WASI preview1 function name.
+var wasiNames = sync.OnceValue(func() map[string]bool {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	names, err := instantiateWASI(ctx, r)
+	if err != nil {
+		panic(err)
+	}
+	return names
+})
 
 // Close releases both runtimes and every module and pool made from them.
 func (r *Runtime) Close(ctx context.Context) error {
@@ -169,6 +180,12 @@ type ModuleSpec struct {
 	Trusted bool
 	// Capabilities are those the manifest declares.
 	Capabilities Capabilities
+	// StubWASIFiles accepts imports of WASI file, directory and socket
+	// functions and links them to stubs that always fail (ENOTCAPABLE).
+	// Go guests that use reflection-heavy packages (text/template,
+	// expr-lang) link such functions without calling them. Without it, Load
+	// refuses those imports. Manifest key: capabilities.wasi_file_stubs.
+	StubWASIFiles bool
 }
 
 // Module is a validated, compiled module. Pools made from it share the
@@ -220,7 +237,7 @@ func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host: module %s: compile: %w", name, err)
 	}
-	kind, err := validate(compiled)
+	kind, err := validate(compiled, spec.StubWASIFiles)
 	if err != nil {
 		compiled.Close(ctx)
 		return nil, fmt.Errorf("host: module %s: %w", name, err)
@@ -273,7 +290,7 @@ func (e *ImportError) Error() string {
 }
 
 // validate checks exports and imports and returns the module's kind.
-func validate(c wazero.CompiledModule) (moduleKind, error) {
+func validate(c wazero.CompiledModule, stubFiles bool) (moduleKind, error) {
 	imports := c.ImportedFunctions()
 	kind := kindABI
 	for _, f := range imports {
@@ -287,7 +304,7 @@ func validate(c wazero.CompiledModule) (moduleKind, error) {
 		reason := ""
 		switch {
 		case mod == abi.WASIModule:
-			if !abi.AllowedWASI[name] {
+			if !abi.AllowedWASI[name] && !(stubFiles && wasiNames()[name]) {
 				reason = "WASI offers clocks, random and stdout/stderr only (no files, directories or sockets)"
 			}
 		case mod == abi.ModuleName && kind == kindABI:

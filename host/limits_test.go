@@ -106,6 +106,12 @@ func TestLoadRefusesImports(t *testing.T) {
 	if !errors.As(err, &ie) || ie.Module != "env" || ie.Name != "evil" {
 		t.Fatalf("not an ImportError: %v", err)
 	}
+	// With StubWASIFiles the same module loads, and its file access fails.
+	spec := host.ModuleSpec{Name: "stubbed", Wasm: hosttest.Build(t, "host/testdata/forbidden"), StubWASIFiles: true}
+	p := hosttest.Pool(t, rt, spec, host.PoolConfig{})
+	if r := process1(t, p, "x", nil); r.Status != host.StatusPermanent || !strings.Contains(r.Error, "Capabilities insufficient") {
+		t.Fatalf("stubbed file read: %v %q", r.Status, r.Error)
+	}
 	// The raw module without imports is valid.
 	if _, err := rt.Load(ctx, host.ModuleSpec{Name: "ok", Wasm: rawModule(nil)}); err != nil {
 		t.Fatal(err)
