@@ -40,8 +40,11 @@ const defaultOpTimeout = 5 * time.Second
 // bucket, which suits the embedded default's scale.
 //
 // Cascading deletes are not atomic: DeleteTenant removes the tenant first
-// (so no new key or integration can be created under it) and then its keys
-// and integrations; a failure half way is repaired by calling it again.
+// and then its keys and integrations. Creates under a tenant check it
+// before and after their write, so a create racing a delete either is
+// swept by the cascade or undoes itself. If DeleteTenant fails half way
+// (NATS unavailable), the tenant is already gone and stray keys or
+// integrations may remain until a tenant of that name is deleted again.
 type NATSStore struct {
 	tenants      jetstream.KeyValue
 	keys         jetstream.KeyValue
@@ -122,6 +125,13 @@ func (s *NATSStore) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) 
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: create tenant %q: %w", t.Name, err)
 	}
+	// A DeleteTenant of an earlier tenant of this name that failed half
+	// way may have left keys or integrations behind: they must not come
+	// back to life under the new tenant.
+	if err := s.deleteTenantChildren(ctx, t.Name, t.CreatedAt); err != nil {
+		_ = del(ctx, s.tenants, seg(t.Name), rev)
+		return Tenant{}, fmt.Errorf("store: create tenant %q: remove leftovers of an earlier tenant: %w", t.Name, err)
+	}
 	t.Revision = rev
 	return t, nil
 }
@@ -189,54 +199,91 @@ func (s *NATSStore) DeleteTenant(ctx context.Context, name string) error {
 	if err := del(ctx, s.tenants, seg(name), rev); err != nil {
 		return fmt.Errorf("store: delete tenant %q: %w", name, err)
 	}
-	if err := s.deleteTenantChildren(ctx, name); err != nil {
+	if err := s.deleteTenantChildren(ctx, name, time.Time{}); err != nil {
 		return fmt.Errorf("store: delete tenant %q: %w", name, err)
 	}
 	return nil
 }
 
-func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string) error {
-	var keys []string
+// deleteTenantChildren deletes the tenant's keys and integrations, only
+// those created before `before` unless it is zero.
+func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string, before time.Time) error {
+	stale := func(created time.Time) bool { return before.IsZero() || created.Before(before) }
+	type victim struct {
+		key string
+		rev uint64
+	}
+	var keys, ints []victim
 	err := scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
 		var k APIKey
-		if err := json.Unmarshal(e.Value(), &k); err == nil && k.Tenant == tenant {
-			keys = append(keys, e.Key())
+		if err := json.Unmarshal(e.Value(), &k); err == nil && k.Tenant == tenant && stale(k.CreatedAt) {
+			keys = append(keys, victim{e.Key(), e.Revision()})
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}
-	for _, k := range keys {
-		if err := del(ctx, s.keys, k, 0); err != nil && !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("delete key: %w", err)
-		}
-	}
-	var ints []string
 	err = scan(ctx, s.integrations, seg(tenant)+".*", func(e jetstream.KeyValueEntry) error {
-		ints = append(ints, e.Key())
+		var in Integration
+		if err := json.Unmarshal(e.Value(), &in); err != nil || stale(in.CreatedAt) {
+			ints = append(ints, victim{e.Key(), e.Revision()})
+		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list integrations: %w", err)
 	}
-	for _, k := range ints {
-		if err := del(ctx, s.integrations, k, 0); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, v := range keys {
+		if err := del(ctx, s.keys, v.key, v.rev); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("delete key: %w", err)
+		}
+	}
+	for _, v := range ints {
+		if err := del(ctx, s.integrations, v.key, v.rev); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrConflict) {
 			return fmt.Errorf("delete integration: %w", err)
 		}
 	}
 	return nil
 }
 
-func (s *NATSStore) requireTenant(ctx context.Context, name string) error {
-	_, err := s.tenants.Get(ctx, seg(name))
+// requireTenant returns the tenant's current revision, ErrNotFound if it
+// does not exist.
+func (s *NATSStore) requireTenant(ctx context.Context, name string) (uint64, error) {
+	e, err := s.tenants.Get(ctx, seg(name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("tenant %q: %w", name, ErrNotFound)
+		return 0, fmt.Errorf("tenant %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("tenant %q: %w", name, mapErr(ctx, err))
+		return 0, fmt.Errorf("tenant %q: %w", name, mapErr(ctx, err))
 	}
-	return nil
+	return e.Revision(), nil
+}
+
+// createChild stores a record that belongs to tenant. A DeleteTenant that
+// runs between the tenant check and the write could miss the new record in
+// its cascade, so the tenant is checked again after the write: if it is
+// gone (or was deleted and created again), the record is removed and the
+// create fails with ErrNotFound, as if the tenant check had failed.
+func (s *NATSStore) createChild(ctx context.Context, tenant string, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	trev, err := s.requireTenant(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := create(ctx, kv, key, v)
+	if err != nil {
+		return 0, err
+	}
+	if after, err := s.requireTenant(ctx, tenant); err != nil || after != trev {
+		if derr := del(ctx, kv, key, rev); derr != nil && !errors.Is(derr, ErrNotFound) {
+			return 0, fmt.Errorf("tenant %q deleted during create; removing the record failed: %w", tenant, derr)
+		}
+		if err == nil {
+			err = fmt.Errorf("tenant %q was deleted during create: %w", tenant, ErrNotFound)
+		}
+		return 0, err
+	}
+	return rev, nil
 }
 
 // ---- API keys ----
@@ -248,11 +295,8 @@ func (s *NATSStore) CreateKey(ctx context.Context, k APIKey) (APIKey, error) {
 	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	if err := s.requireTenant(ctx, k.Tenant); err != nil {
-		return APIKey{}, fmt.Errorf("store: create key: %w", err)
-	}
 	k.CreatedAt = now()
-	if _, err := create(ctx, s.keys, seg(k.ID), k); err != nil {
+	if _, err := s.createChild(ctx, k.Tenant, s.keys, seg(k.ID), k); err != nil {
 		return APIKey{}, fmt.Errorf("store: create key %q: %w", k.ID, err)
 	}
 	return k, nil
@@ -264,6 +308,15 @@ func (s *NATSStore) GetKey(ctx context.Context, id string) (APIKey, error) {
 	defer cancel()
 	var k APIKey
 	if _, err := get(ctx, s.keys, seg(id), &k); err != nil {
+		return APIKey{}, fmt.Errorf("store: get key %q: %w", id, err)
+	}
+	// A key left behind by a DeleteTenant that failed half way must not
+	// authenticate: its tenant is gone, or is a newer tenant of that name.
+	var t Tenant
+	if _, err := get(ctx, s.tenants, seg(k.Tenant), &t); err != nil || t.CreatedAt.After(k.CreatedAt) {
+		if err == nil || errors.Is(err, ErrNotFound) {
+			err = ErrNotFound
+		}
 		return APIKey{}, fmt.Errorf("store: get key %q: %w", id, err)
 	}
 	return k, nil
@@ -320,12 +373,9 @@ func (s *NATSStore) CreateIntegration(ctx context.Context, in Integration) (Inte
 	}
 	ctx, cancel := opContext(ctx)
 	defer cancel()
-	if err := s.requireTenant(ctx, in.Tenant); err != nil {
-		return Integration{}, fmt.Errorf("store: create integration %q: %w", in.Name, err)
-	}
 	in.CreatedAt = now()
 	in.UpdatedAt = in.CreatedAt
-	rev, err := create(ctx, s.integrations, integrationKey(in.Tenant, in.Name), in)
+	rev, err := s.createChild(ctx, in.Tenant, s.integrations, integrationKey(in.Tenant, in.Name), in)
 	if err != nil {
 		return Integration{}, fmt.Errorf("store: create integration %s/%s: %w", in.Tenant, in.Name, err)
 	}
@@ -354,14 +404,29 @@ func (s *NATSStore) ListIntegrations(ctx context.Context, tenant string) ([]Inte
 	if tenant != "" {
 		filter = seg(tenant) + ".*"
 	}
+	// Integrations left behind by a DeleteTenant that failed half way are
+	// not listed: their tenant is gone.
+	live := map[string]time.Time{}
+	err := scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
+		var t Tenant
+		if err := json.Unmarshal(e.Value(), &t); err == nil {
+			live[t.Name] = t.CreatedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list integrations of %q: %w", tenant, err)
+	}
 	out := []Integration{}
-	err := scan(ctx, s.integrations, filter, func(e jetstream.KeyValueEntry) error {
+	err = scan(ctx, s.integrations, filter, func(e jetstream.KeyValueEntry) error {
 		var in Integration
 		if err := json.Unmarshal(e.Value(), &in); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Key(), err)
 		}
 		in.Revision = e.Revision()
-		out = append(out, in)
+		if created, ok := live[in.Tenant]; ok && !created.After(in.CreatedAt) {
+			out = append(out, in)
+		}
 		return nil
 	})
 	if err != nil {

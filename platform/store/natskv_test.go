@@ -91,3 +91,53 @@ func TestNATSUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// TestNATSHalfDeletedTenant simulates a DeleteTenant that removed the tenant
+// and then lost NATS before its cascade: the leftovers must neither
+// authenticate, nor be started, nor reappear under a new tenant of the name.
+func TestNATSHalfDeletedTenant(t *testing.T) {
+	ctx := context.Background()
+	conn := natsxtest.Start(t)
+	s, err := store.NewNATS(ctx, conn.JS, 1)
+	if err != nil {
+		t.Fatalf("NewNATS: %v", err)
+	}
+	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateKey(ctx, store.APIKey{ID: "old-key", Tenant: "acme", Hash: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateIntegration(ctx, store.Integration{Tenant: "acme", Name: "orders", Spec: []byte(`{}`), Desired: store.StateRunning}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := conn.JS.KeyValue(ctx, store.BucketTenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, "old-key"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetKey of a deleted tenant's key: %v, want ErrNotFound", err)
+	}
+	if l, err := s.ListIntegrations(ctx, ""); err != nil || len(l) != 0 {
+		t.Errorf("ListIntegrations lists a deleted tenant's integrations: %v, %v", l, err)
+	}
+	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetKey(ctx, "old-key"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the old tenant's key works for the new tenant: %v", err)
+	}
+	if l, err := s.ListKeys(ctx, "acme"); err != nil || len(l) != 0 {
+		t.Errorf("new tenant has the old keys: %v, %v", l, err)
+	}
+	if l, err := s.ListIntegrations(ctx, "acme"); err != nil || len(l) != 0 {
+		t.Errorf("new tenant has the old integrations: %v, %v", l, err)
+	}
+	// The old key's ID is free again.
+	if _, err := s.CreateKey(ctx, store.APIKey{ID: "old-key", Tenant: "acme", Hash: []byte{2}}); err != nil {
+		t.Errorf("CreateKey with the leftover's ID: %v", err)
+	}
+}

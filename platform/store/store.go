@@ -32,7 +32,9 @@ type Tenant struct {
 	Quotas Quotas `json:"quotas"`
 	// CreatedAt is set by the store on create.
 	CreatedAt time.Time `json:"created_at"`
-	// Revision is set by the store; pass it back to Update for optimistic locking.
+	// Revision is set by the store; pass it back to Update for optimistic
+	// locking. It changes on every write and is never reused, not even by
+	// a tenant deleted and created again under the same name.
 	Revision uint64 `json:"-"`
 }
 
@@ -66,7 +68,8 @@ type Integration struct {
 	Tenant string `json:"tenant"`
 	// Name is unique within the tenant.
 	Name string `json:"name"`
-	// Spec is the validated integration spec, as canonical JSON.
+	// Spec is the validated integration spec, as canonical JSON. Backends
+	// may re-format it (PostgreSQL's jsonb does): compare it as JSON.
 	Spec []byte `json:"spec"`
 	// Desired is the state the operator asked for: "running" or "stopped".
 	Desired string `json:"desired"`
@@ -85,6 +88,10 @@ const (
 )
 
 // Store is the control-plane store. Implementations are safe for concurrent use.
+//
+// Errors wrap the sentinels above, so callers branch with errors.Is. Names
+// are stored as given: validating them is the caller's job. Timestamps are
+// UTC with microsecond precision. Lists are never nil.
 type Store interface {
 	// CreateTenant stores a new tenant; ErrExists if the name is taken.
 	CreateTenant(ctx context.Context, t Tenant) (Tenant, error)
@@ -92,28 +99,35 @@ type Store interface {
 	GetTenant(ctx context.Context, name string) (Tenant, error)
 	// ListTenants returns all tenants sorted by name.
 	ListTenants(ctx context.Context) ([]Tenant, error)
-	// UpdateTenant replaces the tenant if t.Revision is current (ErrConflict otherwise).
+	// UpdateTenant replaces the tenant's display name and quotas if
+	// t.Revision is current: ErrConflict otherwise, ErrNotFound if it does
+	// not exist. CreatedAt is kept; the new Revision is returned.
 	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
 	// DeleteTenant removes the tenant, its keys and its integrations.
 	DeleteTenant(ctx context.Context, name string) error
 
 	// CreateKey stores a key; ErrExists if the ID is taken, ErrNotFound if the tenant is missing.
 	CreateKey(ctx context.Context, k APIKey) (APIKey, error)
-	// GetKey returns a key by ID, whatever its tenant (for authentication).
+	// GetKey returns a key by ID, whatever its tenant (for authentication);
+	// ErrNotFound if there is none or its tenant has been deleted.
 	GetKey(ctx context.Context, id string) (APIKey, error)
 	// ListKeys returns the tenant's keys sorted by ID.
 	ListKeys(ctx context.Context, tenant string) ([]APIKey, error)
 	// DeleteKey removes the tenant's key; ErrNotFound if it is not the tenant's.
 	DeleteKey(ctx context.Context, tenant, id string) error
 
-	// CreateIntegration stores a new integration; ErrExists if the name is taken in the tenant.
+	// CreateIntegration stores a new integration; ErrExists if the name is
+	// taken in the tenant, ErrNotFound if the tenant is missing. CreatedAt,
+	// UpdatedAt and Revision are set.
 	CreateIntegration(ctx context.Context, in Integration) (Integration, error)
 	// GetIntegration returns ErrNotFound when the tenant has no such integration.
 	GetIntegration(ctx context.Context, tenant, name string) (Integration, error)
 	// ListIntegrations returns the tenant's integrations sorted by name;
 	// tenant "" lists every tenant's (for the runtime on start).
 	ListIntegrations(ctx context.Context, tenant string) ([]Integration, error)
-	// UpdateIntegration replaces the integration if in.Revision is current.
+	// UpdateIntegration replaces Spec and Desired if in.Revision is current:
+	// ErrConflict otherwise, ErrNotFound if the tenant has no such
+	// integration. CreatedAt is kept, UpdatedAt set.
 	UpdateIntegration(ctx context.Context, in Integration) (Integration, error)
 	// DeleteIntegration removes it; ErrNotFound if missing.
 	DeleteIntegration(ctx context.Context, tenant, name string) error
