@@ -52,7 +52,8 @@ const InstallHint = "install PostgreSQL 15+ server binaries: run `make test` (it
 
 // Cluster is one running (or stopped) throwaway PostgreSQL cluster.
 type Cluster struct {
-	dir     string // owns everything below; removed by Close
+	dir     string // owns everything below; removed by Close unless keep
+	keep    bool
 	dataDir string
 	port    int
 	bin     string // directory of initdb and postgres
@@ -82,13 +83,29 @@ func Start(t testing.TB) *Cluster {
 	return c
 }
 
-// StartCluster initialises and starts a cluster; the caller must Close it.
-func StartCluster() (*Cluster, error) {
+// StartCluster initialises and starts a cluster in a new temp dir on a
+// free port; the caller must Close it.
+func StartCluster() (*Cluster, error) { return StartClusterWith(ClusterOptions{}) }
+
+// ClusterOptions place a cluster for StartClusterWith.
+type ClusterOptions struct {
+	// Dir keeps the cluster (data, socket, log) across runs: initdb runs
+	// only if Dir/data does not exist yet, and Close leaves Dir in place.
+	// Empty means a new temp dir that Close removes. As root, Dir and its
+	// parents must be reachable by the postgres user.
+	Dir string
+	// Port is the TCP port on 127.0.0.1; 0 picks a free one.
+	Port int
+}
+
+// StartClusterWith initialises (if needed) and starts a cluster; the caller
+// must Close it.
+func StartClusterWith(o ClusterOptions) (*Cluster, error) {
 	bin, err := findBinaries()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bin: bin}
+	c := &Cluster{bin: bin, keep: o.Dir != ""}
 	if os.Geteuid() == 0 {
 		cred, err := postgresUser()
 		if err != nil {
@@ -96,20 +113,44 @@ func StartCluster() (*Cluster, error) {
 		}
 		c.cred = cred
 	}
-	c.dir, err = os.MkdirTemp("", "vrsky-pg-")
+	if c.keep {
+		c.dir, err = filepath.Abs(o.Dir)
+		if err == nil {
+			// Parents 0755: the postgres user must be able to reach Dir.
+			err = os.MkdirAll(c.dir, 0o755)
+		}
+	} else {
+		c.dir, err = os.MkdirTemp("", "vrsky-pg-")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
+		return nil, fmt.Errorf("cluster dir: %w", err)
+	}
+	fail := func(err error) (*Cluster, error) {
+		if !c.keep {
+			_ = os.RemoveAll(c.dir)
+		}
+		return nil, err
 	}
 	if c.cred != nil {
 		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
-			_ = os.RemoveAll(c.dir)
-			return nil, fmt.Errorf("chown %s to postgres: %w", c.dir, err)
+			return fail(fmt.Errorf("chown %s to postgres: %w", c.dir, err))
+		}
+		if err := reachable(c.dir); err != nil {
+			return fail(err)
 		}
 	}
 	c.dataDir = filepath.Join(c.dir, "data")
-	if err := c.initdb(); err != nil {
-		_ = os.RemoveAll(c.dir)
-		return nil, err
+	if _, err := os.Stat(filepath.Join(c.dataDir, "PG_VERSION")); err != nil {
+		if err := c.initdb(); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Port != 0 {
+		c.port = o.Port
+		if err := c.Start(); err != nil {
+			return fail(err)
+		}
+		return c, nil
 	}
 	// A free port can be taken between our probe and postgres' bind: retry.
 	for attempt := 0; ; attempt++ {
@@ -121,8 +162,7 @@ func StartCluster() (*Cluster, error) {
 			return c, nil
 		}
 		if attempt == 2 {
-			_ = os.RemoveAll(c.dir)
-			return nil, err
+			return fail(err)
 		}
 	}
 }
@@ -242,9 +282,13 @@ func (c *Cluster) stopLocked() error {
 	return fmt.Errorf("pgtest: postgres (pid %d) did not stop", c.cmd.Process.Pid)
 }
 
-// Close stops the server and removes its files.
+// Close stops the server and removes its files (unless they were placed
+// with ClusterOptions.Dir).
 func (c *Cluster) Close() error {
 	err := c.Stop()
+	if c.keep {
+		return err
+	}
 	if rerr := os.RemoveAll(c.dir); rerr != nil && err == nil {
 		err = rerr
 	}
@@ -268,6 +312,26 @@ func (c *Cluster) DSN(db string) string {
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
+}
+
+// EnsureDatabase creates database name if it does not exist and returns
+// its DSN.
+func (c *Cluster) EnsureDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("pgtest: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("pgtest: look up database %s: %w", name, err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
+		}
+	}
+	return c.DSN(name), nil
 }
 
 // CreateDatabase creates a new, empty database and returns its DSN.
@@ -437,6 +501,23 @@ func postgresUser() (*syscall.Credential, error) {
 		return nil, fmt.Errorf("postgres gid %q: %w", u.Gid, err)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// reachable checks that every parent of dir lets others through, since
+// initdb and postgres run as the postgres user.
+func reachable(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("the postgres user cannot reach %s: %s is mode %v (needs o+x); choose a directory elsewhere", dir, d, st.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 func freePort() (int, error) {

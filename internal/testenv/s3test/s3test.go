@@ -68,7 +68,8 @@ type Config struct {
 // Server is one versitygw process serving a temp dir.
 type Server struct {
 	bin       string
-	dir       string // owns everything below; removed by Close
+	dir       string // owns everything below; removed by Close unless keep
+	keep      bool
 	dataDir   string
 	port      int
 	accessKey string
@@ -144,23 +145,63 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// StartServer starts a server in a new temp dir; the caller must Close it.
-func StartServer() (*Server, error) {
+// StartServer starts a server in a new temp dir on a free port, with random
+// root keys; the caller must Close it.
+func StartServer() (*Server, error) { return StartServerWith(ServerOptions{}) }
+
+// ServerOptions place a server for StartServerWith.
+type ServerOptions struct {
+	// Dir keeps the buckets across runs (Dir/data, Dir/meta); Close leaves
+	// it in place. Empty means a new temp dir that Close removes.
+	Dir string
+	// Port is the TCP port on 127.0.0.1; 0 picks a free one.
+	Port int
+	// AccessKey and SecretKey are the root credentials; empty means random.
+	AccessKey, SecretKey string
+}
+
+// StartServerWith starts a server; the caller must Close it.
+func StartServerWith(o ServerOptions) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, accessKey: "vrskyroot" + randHex(4), secretKey: randHex(20)}
-	s.dir, err = os.MkdirTemp("", "vrsky-s3-")
+	s := &Server{bin: bin, accessKey: o.AccessKey, secretKey: o.SecretKey, keep: o.Dir != ""}
+	if s.accessKey == "" {
+		s.accessKey = "vrskyroot" + randHex(4)
+	}
+	if s.secretKey == "" {
+		s.secretKey = randHex(20)
+	}
+	if s.keep {
+		s.dir, err = filepath.Abs(o.Dir)
+		if err == nil {
+			err = os.MkdirAll(s.dir, 0o700)
+		}
+	} else {
+		s.dir, err = os.MkdirTemp("", "vrsky-s3-")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
+		return nil, fmt.Errorf("server dir: %w", err)
+	}
+	fail := func(err error) (*Server, error) {
+		if !s.keep {
+			_ = os.RemoveAll(s.dir)
+		}
+		return nil, err
 	}
 	s.dataDir = filepath.Join(s.dir, "data")
 	for _, d := range []string{s.dataDir, filepath.Join(s.dir, "meta")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			_ = os.RemoveAll(s.dir)
-			return nil, fmt.Errorf("mkdir: %w", err)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fail(fmt.Errorf("mkdir: %w", err))
 		}
+	}
+	if o.Port != 0 {
+		s.port = o.Port
+		if err := s.Start(); err != nil {
+			return fail(err)
+		}
+		return s, nil
 	}
 	for attempt := 0; ; attempt++ {
 		s.port, err = freePort()
@@ -171,8 +212,7 @@ func StartServer() (*Server, error) {
 			return s, nil
 		}
 		if attempt == 2 {
-			_ = os.RemoveAll(s.dir)
-			return nil, err
+			return fail(err)
 		}
 	}
 }
@@ -261,9 +301,13 @@ func (s *Server) stopLocked() error {
 	return fmt.Errorf("s3test: versitygw (pid %d) did not stop", s.cmd.Process.Pid)
 }
 
-// Close stops the server and removes its files.
+// Close stops the server and removes its files (unless they were placed
+// with ServerOptions.Dir).
 func (s *Server) Close() error {
 	err := s.Stop()
+	if s.keep {
+		return err
+	}
 	if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
 		err = rerr
 	}
