@@ -1,0 +1,148 @@
+// Package wasmconnectors holds the Wasm converters and filters that ship
+// with VRSky: one folder each (guest source and vrsky-connector.yaml), built
+// by build.sh (make wasm) into build/, and embedded here so that `vrsky
+// serve` has them from its first start.
+//
+// On a checkout where build.sh has not run, List still returns every
+// connector, with its manifest, and Builtin.Err says how to build it.
+package wasmconnectors
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/vrsky/vrsky/host"
+)
+
+// build/ always holds a committed README.md, so the pattern compiles on a
+// clean checkout; the .wasm files appear once build.sh has run.
+//
+//go:embed build */vrsky-connector.yaml
+var files embed.FS
+
+// Manifest describes a connector (vrsky-connector.yaml).
+type Manifest struct {
+	// Name is the connector's name in integration specs ("jq").
+	Name string `json:"name"`
+	// Version is its semantic version.
+	Version string `json:"version"`
+	// Kind is where it goes in a pipeline: "step", "source" or "sink".
+	Kind string `json:"kind"`
+	// Category refines Kind for the catalogue: "converter", "filter", …
+	Category string `json:"category,omitempty"`
+	// Description is shown in the marketplace.
+	Description string `json:"description"`
+	// ABI is the host ABI version the module speaks (1).
+	ABI int `json:"abi"`
+	// Capabilities are what the module may use beyond its messages.
+	Capabilities ManifestCapabilities `json:"capabilities"`
+	// ConfigSchema is the JSON Schema of the step's config.
+	ConfigSchema json.RawMessage `json:"config_schema"`
+}
+
+// ManifestCapabilities is the manifest's capabilities section.
+type ManifestCapabilities struct {
+	// NATS: publish/request on the tenant's subjects.
+	NATS bool `json:"nats,omitempty"`
+	// Objects: object store get/put by reference.
+	Objects bool `json:"objects,omitempty"`
+	// KV: the integration's key-value store.
+	KV bool `json:"kv,omitempty"`
+	// HTTPHosts: hosts HTTP calls may reach.
+	HTTPHosts []string `json:"http_hosts,omitempty"`
+	// WASIFileStubs: link unused WASI file/socket imports to failing stubs.
+	WASIFileStubs bool `json:"wasi_file_stubs,omitempty"`
+}
+
+// ParseManifest reads a vrsky-connector.yaml document strictly (unknown
+// fields are errors) and checks the required fields.
+func ParseManifest(doc []byte) (Manifest, error) {
+	var m Manifest
+	if err := yaml.UnmarshalStrict(doc, &m); err != nil {
+		return m, fmt.Errorf("manifest: %w", err)
+	}
+	switch {
+	case m.Name == "":
+		return m, fmt.Errorf("manifest: name is required")
+	case m.Version == "":
+		return m, fmt.Errorf("manifest %s: version is required", m.Name)
+	case m.ABI != 1:
+		return m, fmt.Errorf("manifest %s: abi %d is not supported (this host speaks 1)", m.Name, m.ABI)
+	case m.Kind != "step" && m.Kind != "source" && m.Kind != "sink":
+		return m, fmt.Errorf("manifest %s: kind %q must be step, source or sink", m.Name, m.Kind)
+	case len(m.ConfigSchema) == 0:
+		return m, fmt.Errorf("manifest %s: config_schema is required", m.Name)
+	}
+	return m, nil
+}
+
+// HostCapabilities converts the manifest's capabilities for host.ModuleSpec.
+func (m Manifest) HostCapabilities() host.Capabilities {
+	return host.Capabilities{NATS: m.Capabilities.NATS, Objects: m.Capabilities.Objects, KV: m.Capabilities.KV, HTTPHosts: m.Capabilities.HTTPHosts}
+}
+
+// ModuleSpec returns the spec to load this connector's module with.
+func (m Manifest) ModuleSpec(wasm []byte, trusted bool) host.ModuleSpec {
+	return host.ModuleSpec{Name: m.Name, Version: m.Version, Wasm: wasm, Trusted: trusted,
+		Capabilities: m.HostCapabilities(), StubWASIFiles: m.Capabilities.WASIFileStubs}
+}
+
+// Builtin is one shipped connector.
+type Builtin struct {
+	// Manifest is the parsed vrsky-connector.yaml.
+	Manifest Manifest
+	// ManifestYAML is the document as written.
+	ManifestYAML []byte
+	// Wasm is the built module; nil when Err is set.
+	Wasm []byte
+	// Err says why the module is missing (not built).
+	Err error
+}
+
+// Spec returns the module spec of a shipped (trusted) connector, or Err.
+func (b Builtin) Spec() (host.ModuleSpec, error) {
+	if b.Err != nil {
+		return host.ModuleSpec{}, b.Err
+	}
+	return b.Manifest.ModuleSpec(b.Wasm, true), nil
+}
+
+// List returns every shipped connector, sorted by name. It panics if a
+// committed manifest is invalid (a build error, caught by the tests).
+func List() []Builtin {
+	manifests, _ := fs.Glob(files, "*/vrsky-connector.yaml")
+	sort.Strings(manifests)
+	out := make([]Builtin, 0, len(manifests))
+	for _, p := range manifests {
+		doc, _ := files.ReadFile(p)
+		m, err := ParseManifest(doc)
+		if err != nil {
+			panic(fmt.Sprintf("wasmconnectors: %s: %v", p, err))
+		}
+		b := Builtin{Manifest: m, ManifestYAML: doc}
+		dir := path.Dir(p)
+		if wasm, err := files.ReadFile("build/" + dir + ".wasm"); err == nil {
+			b.Wasm = wasm
+		} else {
+			b.Err = fmt.Errorf("module %s not built: run `make wasm` (wasm-connectors/build.sh)", dir)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// Lookup returns the shipped connector with that name.
+func Lookup(name string) (Builtin, bool) {
+	for _, b := range List() {
+		if b.Manifest.Name == name {
+			return b, true
+		}
+	}
+	return Builtin{}, false
+}
