@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/vrsky/vrsky/internal/testenv/internal/stale"
 )
 
 // InstallHint tells a developer how to get the PostgreSQL binaries.
@@ -120,7 +122,11 @@ func StartClusterWith(o ClusterOptions) (*Cluster, error) {
 			err = os.MkdirAll(c.dir, 0o755)
 		}
 	} else {
+		stale.Sweep("vrsky-pg-*")
 		c.dir, err = os.MkdirTemp("", "vrsky-pg-")
+		if err == nil {
+			err = stale.Mark(c.dir)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster dir: %w", err)

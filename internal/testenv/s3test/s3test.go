@@ -37,6 +37,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/vrsky/vrsky/internal/testenv/internal/stale"
 )
 
 // Version is the versitygw release the harness runs.
@@ -179,7 +181,11 @@ func StartServerWith(o ServerOptions) (*Server, error) {
 			err = os.MkdirAll(s.dir, 0o700)
 		}
 	} else {
+		stale.Sweep("vrsky-s3-*")
 		s.dir, err = os.MkdirTemp("", "vrsky-s3-")
+		if err == nil {
+			err = stale.Mark(s.dir)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("server dir: %w", err)
