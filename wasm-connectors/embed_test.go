@@ -2,10 +2,12 @@ package wasmconnectors
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/host/hosttest"
 )
 
 func TestListManifests(t *testing.T) {
@@ -34,15 +36,15 @@ func TestListManifests(t *testing.T) {
 // TestEmbeddedModulesLoad loads every embedded module through the host.
 // With CI=true (make test runs build.sh first) every module must be built.
 func TestEmbeddedModulesLoad(t *testing.T) {
-	rt, err := host.New(context.Background(), host.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(context.Background())
+	rt := hosttest.Runtime(t, host.Config{})
 	for _, b := range List() {
 		spec, err := b.Spec()
 		if err != nil {
-			t.Logf("%s: %v", b.Manifest.Name, err)
+			if os.Getenv("CI") == "true" {
+				t.Errorf("%s: %v", b.Manifest.Name, err)
+			} else {
+				t.Logf("%s: %v (fine on a fresh checkout; make test builds them)", b.Manifest.Name, err)
+			}
 			continue
 		}
 		if _, err := rt.Load(context.Background(), spec); err != nil {
