@@ -28,13 +28,18 @@ type Info struct {
 }
 
 // Store keeps opaque objects by key. Keys are slash-separated paths of
-// [A-Za-z0-9._-] segments, e.g. "payloads/acme/orders/<id>".
-// Implementations are safe for concurrent use.
+// [A-Za-z0-9._-] segments, e.g. "payloads/acme/orders/<id>" (ValidateKey;
+// other keys fail with ErrInvalidKey). Implementations are safe for
+// concurrent use; concurrent Puts of one key leave one of them, whole.
+// Errors wrap ErrNotFound, ErrUnavailable and ErrInvalidKey for errors.Is.
 type Store interface {
 	// Put streams r into the object named key, replacing any previous one,
 	// and returns its size and digest. It never buffers the whole object.
 	Put(ctx context.Context, key string, r io.Reader) (Info, error)
 	// Get opens the object for streaming; the caller closes the reader.
+	// The reader returns an error instead of io.EOF if the content does
+	// not match the stored digest. A failed Put leaves the previous
+	// object (or none) in place.
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	// Stat returns the object's Info without reading it.
 	Stat(ctx context.Context, key string) (Info, error)
