@@ -78,7 +78,9 @@ type Config struct {
 	SecretAccessKey string
 	SessionToken    string
 	// PartSize is the multipart part size and the largest object sent in
-	// one request; at least MinPartSize. 0 means DefaultPartSize.
+	// one request; at least MinPartSize. 0 means DefaultPartSize. Each Put
+	// holds one part in memory. Objects above 5 GiB are not supported
+	// (recording a multipart object's digest uses CopyObject).
 	PartSize int64
 	// HTTPClient replaces the SDK's HTTP client (tests, proxies). Optional.
 	HTTPClient *http.Client

@@ -352,8 +352,11 @@ func (s *Store) GetIntegration(ctx context.Context, tenant, name string) (store.
 func (s *Store) ListIntegrations(ctx context.Context, tenant string) ([]store.Integration, error) {
 	var out []store.Integration
 	err := s.do(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `SELECT `+integrationCols+` FROM integrations
-			WHERE $1 = '' OR tenant = $1 ORDER BY tenant COLLATE "C", name COLLATE "C"`, tenant)
+		q, args := `SELECT `+integrationCols+` FROM integrations ORDER BY tenant COLLATE "C", name COLLATE "C"`, []any{}
+		if tenant != "" {
+			q, args = `SELECT `+integrationCols+` FROM integrations WHERE tenant = $1 ORDER BY name COLLATE "C"`, []any{tenant}
+		}
+		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
