@@ -3,12 +3,15 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/vrsky/vrsky/internal/testenv/pgtest"
 	"github.com/vrsky/vrsky/platform/store"
@@ -16,7 +19,20 @@ import (
 	"github.com/vrsky/vrsky/platform/store/storetest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := pgtest.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func open(t *testing.T, dsn string, opts ...pgstore.Option) *pgstore.Store {
 	t.Helper()
