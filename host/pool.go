@@ -178,13 +178,19 @@ type Stats struct {
 	Live int
 	// Idle counts warm instances waiting for work.
 	Idle int
+	// IdleMemoryBytes is the linear memory held by the idle instances.
+	IdleMemoryBytes int64
 }
 
 // Stats returns the current instance counts.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Live: p.live, Idle: len(p.idle)}
+	s := Stats{Live: p.live, Idle: len(p.idle)}
+	for _, pi := range p.idle {
+		s.IdleMemoryBytes += int64(pi.inst.memoryPages()) * 65536
+	}
+	return s
 }
 
 // Process runs the step over msgs and returns one Result per input, in

@@ -9,8 +9,8 @@ import (
 func TestXML(t *testing.T) {
 	connectortest.Run(t, "xml", []connectortest.Case{
 		{Name: "to json", Config: `{}`,
-			In:  `<?xml version="1.0"?><order id="7"><item sku="a">2</item><item sku="b">1</item><note>rush &amp; wrap</note><empty/></order>`,
-			Out: []string{`{"order":{"@id":"7","item":[{"@sku":"a","#text":"2"},{"@sku":"b","#text":"1"}],"note":"rush & wrap","empty":""}}`},
+			In:         `<?xml version="1.0"?><order id="7"><item sku="a">2</item><item sku="b">1</item><note>rush &amp; wrap</note><empty/></order>`,
+			Out:        []string{`{"order":{"@id":"7","item":[{"@sku":"a","#text":"2"},{"@sku":"b","#text":"1"}],"note":"rush & wrap","empty":""}}`},
 			OutHeaders: map[string]string{"Content-Type": "application/json"}},
 		{Name: "malformed", Config: `{}`, In: `<a><b></a>`, Status: connectortest.Permanent, ErrHas: "xml:"},
 		{Name: "not xml", Config: `{}`, In: `just text`, Status: connectortest.Permanent, ErrHas: "no root"},
