@@ -38,6 +38,9 @@ type vrskyResult struct {
 	LostSample                           []string
 	// Timeline is accepted and delivered per second of the window and drain.
 	Timeline [][2]int64
+	// Samples are the integration's counters, polled each second of the
+	// window and drain (with -v).
+	Samples []statusSample
 	// CPU seconds used during the window by vrsky serve and by the bench
 	// process (load clients + sink).
 	CPUVrsky, CPUBench float64
@@ -146,6 +149,10 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	}
 
 	logf("vrsky-bench: driving %s for %v", hookURL, cfg.duration)
+	stopPoll := func() {}
+	if cfg.verbose {
+		stopPoll = pollStatus(ctx, tc, clk, &res.Samples)
+	}
 	cpuV0, cpuB0 := procCPU(proc.cmd.Process.Pid), procCPU(os.Getpid())
 	deliveredBefore := snk.Unique()
 	res.Load, err = runLoad(ctx, clk, target, cfg.duration, &seq)
@@ -167,6 +174,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	drainStart := time.Now()
 	waitSink(ctx, snk, proc, total, cfg.drain)
 	res.DrainTime = time.Since(drainStart)
+	stopPoll()
 
 	if st, serr := getStatus(ctx, tc); serr == nil {
 		res.Status = st.String()
@@ -264,4 +272,42 @@ func analyse(res *vrskyResult, snk *sink, clk *clock) {
 	for len(res.Timeline) > 0 && res.Timeline[len(res.Timeline)-1] == [2]int64{} {
 		res.Timeline = res.Timeline[:len(res.Timeline)-1]
 	}
+}
+
+// statusSample is the integration's counters at one time.
+type statusSample struct {
+	at                                         int64 // clock ns
+	ingested, pending, sinkPending, sinkFlight uint64
+	sinkDelivered                              uint64
+}
+
+// pollStatus polls the integration's counters each second into out until
+// the returned func is called.
+func pollStatus(ctx context.Context, tc *apiClient, clk *clock, out *[]statusSample) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			st, err := getStatus(ctx, tc)
+			if err != nil {
+				continue
+			}
+			s := statusSample{at: clk.now(), ingested: st.Status.Ingested, pending: st.Status.Pending}
+			for _, k := range st.Status.Sinks {
+				s.sinkPending += k.Pending
+				s.sinkFlight += k.InFlight
+				s.sinkDelivered += k.Delivered
+			}
+			*out = append(*out, s)
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -75,6 +75,13 @@ func (r *report) print(w io.Writer) {
 				fmt.Fprintf(w, "%3ds %6d→%-6d ", i, t[0], t[1])
 			}
 			fmt.Fprintf(w, "\n                 (accepted→delivered per second)\n")
+			if len(v.Samples) > 0 {
+				fmt.Fprintf(w, "  %-14s t(s)  ingested  in-pending  sink-pending  sink-in-flight  sink-delivered\n", "server polls")
+				for _, s := range v.Samples {
+					fmt.Fprintf(w, "  %-14s %4.0f  %8d  %10d  %12d  %14d  %14d\n", "",
+						time.Duration(s.at-l.start).Seconds(), s.ingested, s.pending, s.sinkPending, s.sinkFlight, s.sinkDelivered)
+				}
+			}
 		}
 	} else {
 		fmt.Fprintf(w, "  vrsky: no figures (the run failed; see above)\n")
