@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -133,5 +132,3 @@ func BenchmarkCompile(b *testing.B) {
 		})
 	}
 }
-
-var _ = bytes.MinRead

@@ -22,10 +22,18 @@ var payload200 = []byte(`{"order_id":12345,"amount":19.99,"qty":3,"currency":"EU
 func BenchmarkJQ(b *testing.B) {
 	_, spec := connectortest.Load(b, "jq")
 	rt := hosttest.Runtime(b, host.Config{})
-	for _, trusted := range []bool{true, false} {
-		b.Run(fmt.Sprintf("wasm/trusted=%v", trusted), func(b *testing.B) {
-			spec.Trusted = trusted
-			cfg := []byte(fmt.Sprintf(`{"query":%q}`, benchQuery))
+	for _, tc := range []struct {
+		name, query string
+		trusted     bool
+	}{
+		{"wasm/trusted", benchQuery, true},
+		{"wasm/untrusted", benchQuery, false},
+		{"wasm/trusted/identity", ".", true},
+		{"wasm/trusted/gojq-path", benchQuery + " | select(true)", true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			spec.Trusted = tc.trusted
+			cfg := []byte(fmt.Sprintf(`{"query":%q}`, tc.query))
 			p := hosttest.Pool(b, rt, spec, host.PoolConfig{Config: cfg, Limits: host.Limits{MaxInstances: 1}})
 			msgs := make([]host.Message, 256)
 			for i := range msgs {

@@ -16,6 +16,8 @@ import (
 )
 
 var (
+	fast      node // nil when the query is outside the fast subset
+	parser    fastjson.Parser
 	code      *gojq.Code
 	rawOutput bool
 	dec       jsonval.Decoder
@@ -46,13 +48,39 @@ func setup(config []byte) error {
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
+	fast = compileFast(parsed)
 	return nil
 }
 
+// runFast evaluates the fast path; ok=false means gojq must run.
+func runFast(v *fastjson.Value) ([]byte, bool) {
+	r, ok := fast.eval(fromJSON(v))
+	if !ok {
+		return nil, false
+	}
+	if r.k == kStr && rawOutput {
+		return append(out[:0], r.s...), true
+	}
+	return appendVal(out[:0], r)
+}
+
 func process(m *guest.Message) error {
-	in, err := dec.Decode(m.Data())
-	if err != nil {
-		return fmt.Errorf("input is not JSON: %w", err)
+	var in any
+	if fast != nil {
+		v, err := parser.ParseBytes(m.Data())
+		if err != nil {
+			return fmt.Errorf("input is not JSON: %w", err)
+		}
+		var ok bool
+		if out, ok = runFast(v); ok {
+			return m.Emit(out)
+		}
+		in = jsonval.Value(v)
+	} else {
+		var err error
+		if in, err = dec.Decode(m.Data()); err != nil {
+			return fmt.Errorf("input is not JSON: %w", err)
+		}
 	}
 	iter := code.Run(in)
 	n := 0
@@ -75,8 +103,11 @@ func process(m *guest.Message) error {
 		}
 		if s, ok := v.(string); ok && rawOutput {
 			out = append(out[:0], s...)
-		} else if out, err = jsonval.Append(out[:0], v); err != nil {
-			return fmt.Errorf("jq: %w", err)
+		} else {
+			var err error
+			if out, err = jsonval.Append(out[:0], v); err != nil {
+				return fmt.Errorf("jq: %w", err)
+			}
 		}
 		if err := m.Emit(out); err != nil {
 			return err
