@@ -27,11 +27,12 @@ const (
 // of a hang.
 const defaultOpTimeout = 5 * time.Second
 
-// NATSStore keeps the control plane in three NATS KV buckets:
+// NATSStore keeps the control plane in four NATS KV buckets:
 //
-//	vrsky_tenants       <tenant>                → Tenant (JSON)
-//	vrsky_apikeys       <key id>                → APIKey (JSON)
-//	vrsky_integrations  <tenant>.<integration>  → Integration (JSON)
+//	vrsky_tenants       <tenant>                   → Tenant (JSON)
+//	vrsky_apikeys       <key id>                   → APIKey (JSON)
+//	vrsky_integrations  <tenant>.<integration>     → Integration (JSON)
+//	vrsky_connectors    <tenant>.<name>.<version>  → ConnectorVersion (JSON)
 //
 // Names that are not plain [A-Za-z0-9_-] are stored base64url-encoded behind
 // a "=" marker, so any name maps to a valid KV key. Revisions are KV
@@ -49,6 +50,7 @@ type NATSStore struct {
 	tenants      jetstream.KeyValue
 	keys         jetstream.KeyValue
 	integrations jetstream.KeyValue
+	connectors   jetstream.KeyValue
 	js           jetstream.JetStream
 }
 
@@ -66,6 +68,7 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 		{BucketTenants, &s.tenants, "VRSky tenants"},
 		{BucketKeys, &s.keys, "VRSky API keys (hashed)"},
 		{BucketIntegrations, &s.integrations, "VRSky integrations"},
+		{BucketConnectors, &s.connectors, "VRSky connector registry"},
 	} {
 		kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
 			Bucket:      b.name,

@@ -22,7 +22,8 @@ import (
 	"github.com/vrsky/vrsky/platform/store"
 )
 
-// Run runs every contract test against fresh stores from open.
+// Run runs every contract test against fresh stores from open, including
+// the store.ConnectorStore tests when the store implements it.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	groups := []struct {
 		name  string
@@ -33,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Integrations", integrationTests},
 		{"Cascade", cascadeTests},
 		{"Concurrency", concurrencyTests},
+		{"Connectors", connectorTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

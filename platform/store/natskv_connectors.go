@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketConnectors holds the registry's connector versions, keyed
+// <tenant>.<name>.<version> (the platform's tenant "" encodes as "=").
+const BucketConnectors = "vrsky_connectors"
+
+var _ ConnectorStore = (*NATSStore)(nil)
+
+func connectorKey(tenant, name, version string) string {
+	return seg(tenant) + "." + seg(name) + "." + seg(version)
+}
+
+// CreateConnectorVersion implements ConnectorStore.
+func (s *NATSStore) CreateConnectorVersion(ctx context.Context, v ConnectorVersion) (ConnectorVersion, error) {
+	if err := CheckConnectorVersion(&v); err != nil {
+		return ConnectorVersion{}, err
+	}
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	v.CreatedAt = now()
+	key := connectorKey(v.Tenant, v.Name, v.Version)
+	var err error
+	if v.Tenant == "" {
+		_, err = create(ctx, s.connectors, key, v)
+	} else {
+		_, err = s.createChild(ctx, v.Tenant, s.connectors, key, v)
+	}
+	if err != nil {
+		return ConnectorVersion{}, fmt.Errorf("store: create connector %s/%s@%s: %w", v.Tenant, v.Name, v.Version, err)
+	}
+	return v, nil
+}
+
+// GetConnectorVersion implements ConnectorStore.
+func (s *NATSStore) GetConnectorVersion(ctx context.Context, tenant, name, version string) (ConnectorVersion, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	var v ConnectorVersion
+	if _, err := get(ctx, s.connectors, connectorKey(tenant, name, version), &v); err != nil {
+		return ConnectorVersion{}, fmt.Errorf("store: get connector %s/%s@%s: %w", tenant, name, version, err)
+	}
+	return v, nil
+}
+
+type revVersion struct {
+	ConnectorVersion
+	rev uint64
+}
+
+func (s *NATSStore) scanConnectors(ctx context.Context, filter string) ([]revVersion, error) {
+	var out []revVersion
+	err := scan(ctx, s.connectors, filter, func(e jetstream.KeyValueEntry) error {
+		var v ConnectorVersion
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return fmt.Errorf("decode %s: %w", e.Key(), err)
+		}
+		out = append(out, revVersion{v, e.Revision()})
+		return nil
+	})
+	return out, err
+}
+
+// ListConnectorVersions implements ConnectorStore.
+func (s *NATSStore) ListConnectorVersions(ctx context.Context, tenant, name string) ([]ConnectorVersion, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	all, err := s.scanConnectors(ctx, seg(tenant)+"."+seg(name)+".*")
+	if err != nil {
+		return nil, fmt.Errorf("store: list versions of connector %s/%s: %w", tenant, name, err)
+	}
+	slices.SortFunc(all, func(a, b revVersion) int { return cmpUint(a.rev, b.rev) })
+	out := make([]ConnectorVersion, len(all))
+	for i, v := range all {
+		out[i] = v.ConnectorVersion
+	}
+	return out, nil
+}
+
+// ListConnectors implements ConnectorStore.
+func (s *NATSStore) ListConnectors(ctx context.Context, viewer string) ([]ConnectorVersion, error) {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	all, err := s.scanConnectors(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("store: list connectors for %q: %w", viewer, err)
+	}
+	type id struct{ tenant, name string }
+	latest := map[id]revVersion{}
+	for _, v := range all {
+		k := id{v.Tenant, v.Name}
+		if cur, ok := latest[k]; !ok || v.rev > cur.rev {
+			latest[k] = v
+		}
+	}
+	out := []ConnectorVersion{}
+	for _, v := range latest {
+		if v.Tenant == "" || (viewer != "" && v.Tenant == viewer) || v.Visibility == VisibilityPublic {
+			out = append(out, v.ConnectorVersion)
+		}
+	}
+	slices.SortFunc(out, func(a, b ConnectorVersion) int {
+		if c := strings.Compare(a.Tenant, b.Tenant); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// SetConnectorDeprecated implements ConnectorStore.
+func (s *NATSStore) SetConnectorDeprecated(ctx context.Context, tenant, name, version string, deprecated bool) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	key := connectorKey(tenant, name, version)
+	var err error
+	for range 5 { // a concurrent writer makes the update conflict: read again
+		var v ConnectorVersion
+		var rev uint64
+		if rev, err = get(ctx, s.connectors, key, &v); err != nil {
+			break
+		}
+		v.Deprecated = deprecated
+		if _, err = update(ctx, s.connectors, key, v, rev); !errors.Is(err, ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: deprecate connector %s/%s@%s: %w", tenant, name, version, err)
+	}
+	return nil
+}
+
+// DeleteConnectorVersion implements ConnectorStore.
+func (s *NATSStore) DeleteConnectorVersion(ctx context.Context, tenant, name, version string) error {
+	ctx, cancel := opContext(ctx)
+	defer cancel()
+	key := connectorKey(tenant, name, version)
+	var v ConnectorVersion
+	rev, err := get(ctx, s.connectors, key, &v)
+	if err == nil {
+		err = del(ctx, s.connectors, key, rev)
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete connector %s/%s@%s: %w", tenant, name, version, err)
+	}
+	return nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
