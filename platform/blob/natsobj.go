@@ -43,10 +43,35 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replica
 			obs, err = js.ObjectStore(octx, bucket)
 		}
 	}
+	if err == nil {
+		obs, err = consistentReads(octx, js, obs, bucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
 	}
 	return &NATSStore{obs: obs, bucket: bucket}, nil
+}
+
+// consistentReads turns off direct gets on a replicated bucket, so object
+// metadata is read from the stream leader: with direct gets a follower
+// that has not applied a Put yet would answer "not found" to a consumer
+// on another node that just received the claim-check reference. On a
+// single server direct gets are kept.
+func consistentReads(ctx context.Context, js jetstream.JetStream, obs jetstream.ObjectStore, bucket string) (jetstream.ObjectStore, error) {
+	name := "OBJ_" + bucket
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return obs, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("turn off direct gets on %s: %w", name, err)
+	}
+	return js.ObjectStore(ctx, bucket)
 }
 
 // Put implements Store.

@@ -99,9 +99,34 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 	}
 	kv, err = js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return js.KeyValue(ctx, cfg.Bucket)
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
 	}
-	return kv, err
+	if err != nil {
+		return nil, err
+	}
+	return consistentReads(ctx, js, kv, "KV_"+cfg.Bucket)
+}
+
+// consistentReads turns off direct gets on a replicated bucket, so every
+// read is answered by the stream leader. With direct gets any replica may
+// answer, and a follower that has not applied the latest write yet would
+// say "not found" right after a create: the API could not read its own
+// writes. On a single server direct gets are kept (they are faster, and
+// there is no follower).
+func consistentReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, stream string) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("turn off direct gets on %s: %w", stream, err)
+	}
+	return js.KeyValue(ctx, strings.TrimPrefix(stream, "KV_"))
 }
 
 // Ping implements Store.
