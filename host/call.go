@@ -44,6 +44,10 @@ type callState struct {
 
 	last []byte // the held result (see the "result" host function)
 
+	// slab backs the first output of each message: one allocation per
+	// call instead of one per message. Fresh per call (results escape).
+	slab []Message
+
 	handles    map[int32]*objHandle
 	nextHandle int32
 }
@@ -52,7 +56,7 @@ func newCallState(p *Pool) *callState { return &callState{pool: p, cur: -1} }
 
 func (st *callState) begin(msgs []Message, results []Result) {
 	st.msgs, st.results, st.cur = msgs, results, -1
-	st.last = nil
+	st.last, st.slab = nil, nil
 }
 
 // selectMessage makes msgs[i] current.
@@ -85,7 +89,7 @@ func (st *callState) finish() {
 			r.Out = nil
 		}
 	}
-	st.msgs, st.results, st.last, st.headers = nil, nil, nil, nil
+	st.msgs, st.results, st.last, st.headers, st.slab = nil, nil, nil, nil, nil
 	st.ctx = nil
 }
 
@@ -115,7 +119,20 @@ func (st *callState) addOutput(data []byte) int32 {
 	if k := len(r.Out); k > 0 {
 		id += "-" + strconv.Itoa(k)
 	}
-	r.Out = append(r.Out, Message{ID: id, Headers: st.headers, Data: data})
+	out := Message{ID: id, Headers: st.headers, Data: data}
+	if len(r.Out) == 0 {
+		if st.slab == nil {
+			st.slab = make([]Message, 0, len(st.msgs))
+		}
+		if len(st.slab) < cap(st.slab) {
+			st.slab = append(st.slab, out)
+			n := len(st.slab)
+			r.Out = st.slab[n-1 : n : n]
+			st.headersShared = true
+			return 0
+		}
+	}
+	r.Out = append(r.Out, out)
 	st.headersShared = true
 	return 0
 }
