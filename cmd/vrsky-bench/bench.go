@@ -35,6 +35,9 @@ type vrskyResult struct {
 	// delivered that no client saw accepted (a request that timed out after
 	// the message became durable, say).
 	Lost, Duplicates, Unknown, MissingID int64
+	// Interrupted tells that the run stopped before the sink could catch
+	// up, so Lost counts messages not delivered yet rather than lost.
+	Interrupted bool
 	LostSample                           []string
 	// Timeline is accepted and delivered per second of the window and drain.
 	Timeline [][2]int64
@@ -159,7 +162,10 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	if err != nil {
 		return err
 	}
-	res.CPUVrsky, res.CPUBench = procCPU(proc.cmd.Process.Pid)-cpuV0, procCPU(os.Getpid())-cpuB0
+	if v := procCPU(proc.cmd.Process.Pid); v > 0 {
+		res.CPUVrsky = v - cpuV0
+	}
+	res.CPUBench = procCPU(os.Getpid()) - cpuB0
 	deliveredAtEnd := snk.Unique()
 	windowAccepted := int64(len(res.Load.accepts))
 	res.BacklogAtEnd = windowAccepted - (deliveredAtEnd - deliveredBefore)
@@ -182,7 +188,11 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 		res.Status = serr.Error()
 	}
 	analyse(res, snk, clk)
+	res.Interrupted = ctx.Err() != nil
 	rep.vrsky = res
+	if res.Interrupted {
+		return fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
 	if exited, werr := proc.Exited(); exited {
 		return fmt.Errorf("vrsky serve exited during the run: %v", werr)
 	}

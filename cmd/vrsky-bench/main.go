@@ -160,7 +160,7 @@ func run(args []string) int {
 	if cfg.jsonOut {
 		rep.printJSON(os.Stdout)
 	}
-	if rep.vrsky != nil && rep.vrsky.Lost > 0 {
+	if rep.vrsky != nil && (rep.vrsky.Lost > 0 || rep.vrsky.Interrupted) {
 		code = 1
 	}
 	return code

@@ -56,8 +56,13 @@ func (r *report) print(w io.Writer) {
 			ms(targetIngestP99), mark(l.latency.Count() > 0 && l.latency.Quantile(.99) <= targetIngestP99))
 		fmt.Fprintf(w, "  %-14s p50 %s  p90 %s  p99 %s  max %s   (accept → sink)\n",
 			"end-to-end", ms(v.E2E.Quantile(.5)), ms(v.E2E.Quantile(.9)), ms(v.E2E.Quantile(.99)), ms(v.E2E.Max()))
-		fmt.Fprintf(w, "  %-14s %s   target %d  %s   duplicates %s   delivered but not seen accepted %s\n",
-			"lost", num(v.Lost), targetLost, mark(v.Lost == targetLost), num(v.Duplicates), num(v.Unknown))
+		if v.Interrupted {
+			fmt.Fprintf(w, "  %-14s n/a: the run was interrupted with %s accepted messages not delivered yet   duplicates %s\n",
+				"lost", num(v.Lost), num(v.Duplicates))
+		} else {
+			fmt.Fprintf(w, "  %-14s %s   target %d  %s   duplicates %s   delivered but not seen accepted %s\n",
+				"lost", num(v.Lost), targetLost, mark(v.Lost == targetLost), num(v.Duplicates), num(v.Unknown))
+		}
 		if v.MissingID > 0 {
 			fmt.Fprintf(w, "  %-14s %d deliveries without Idempotency-Key or Vrsky-Msg-Id\n", "", v.MissingID)
 		}
@@ -108,8 +113,12 @@ func (r *report) print(w io.Writer) {
 	}
 
 	if v := r.vrsky; v != nil {
-		fmt.Fprintf(w, "\n%s  delivered %s msg/s  ingest p50 %s p99 %s  lost %d dup %d",
-			summaryName(c), num(int64(v.DeliveredRate)), ms(v.Load.latency.Quantile(.5)), ms(v.Load.latency.Quantile(.99)), v.Lost, v.Duplicates)
+		lost := strconv.FormatInt(v.Lost, 10)
+		if v.Interrupted {
+			lost = "n/a (interrupted)"
+		}
+		fmt.Fprintf(w, "\n%s  delivered %s msg/s  ingest p50 %s p99 %s  lost %s dup %d",
+			summaryName(c), num(int64(v.DeliveredRate)), ms(v.Load.latency.Quantile(.5)), ms(v.Load.latency.Quantile(.99)), lost, v.Duplicates)
 		if r.js != nil {
 			fmt.Fprintf(w, "  | jetstream %s msg/s", num(int64(r.js.ConsumeRate)))
 		}
@@ -149,6 +158,7 @@ type jsonReport struct {
 	E2EP99Ms          float64 `json:"e2e_p99_ms"`
 	Lost              int64   `json:"lost"`
 	Duplicates        int64   `json:"duplicates"`
+	Interrupted       bool    `json:"interrupted,omitempty"`
 	CPUVrsky          float64 `json:"cpu_vrsky_cores"`
 	CPUBench          float64 `json:"cpu_bench_cores"`
 	RefJetStreamRate  float64 `json:"ref_jetstream_rate,omitempty"`
@@ -172,7 +182,7 @@ func (r *report) printJSON(w io.Writer) {
 		j.IngestRate, j.DeliveredRate, j.InWindowRate = l.Rate(), v.DeliveredRate, v.InWindowRate
 		j.IngestP50Ms, j.IngestP90Ms, j.IngestP99Ms = msf(l.latency.Quantile(.5)), msf(l.latency.Quantile(.9)), msf(l.latency.Quantile(.99))
 		j.E2EP50Ms, j.E2EP99Ms = msf(v.E2E.Quantile(.5)), msf(v.E2E.Quantile(.99))
-		j.Lost, j.Duplicates = v.Lost, v.Duplicates
+		j.Lost, j.Duplicates, j.Interrupted = v.Lost, v.Duplicates, v.Interrupted
 		j.CPUVrsky, j.CPUBench = v.CPUVrsky/win, v.CPUBench/win
 	}
 	if r.js != nil {
