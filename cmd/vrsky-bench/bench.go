@@ -38,7 +38,7 @@ type vrskyResult struct {
 	// Interrupted tells that the run stopped before the sink could catch
 	// up, so Lost counts messages not delivered yet rather than lost.
 	Interrupted bool
-	LostSample                           []string
+	LostSample  []string
 	// Timeline is accepted and delivered per second of the window and drain.
 	Timeline [][2]int64
 	// Samples are the integration's counters, polled each second of the
