@@ -71,3 +71,29 @@ func BenchmarkJQ(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 }
+
+// BenchmarkJQColdStart: a new instance of the jq module (instantiate,
+// _initialize, then the first message, which compiles the query), and the
+// linear memory it holds once warm.
+func BenchmarkJQColdStart(b *testing.B) {
+	_, spec := connectortest.Load(b, "jq")
+	rt := hosttest.Runtime(b, host.Config{})
+	mod, err := rt.Load(context.Background(), spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := []byte(fmt.Sprintf(`{"query":%q}`, benchQuery))
+	var mem int64
+	for i := 0; i < b.N; i++ {
+		p, err := mod.NewPool(host.PoolConfig{Tenant: "acme", Config: cfg})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Process(context.Background(), []host.Message{{ID: "1", Data: payload200}}); err != nil {
+			b.Fatal(err)
+		}
+		mem = p.Stats().IdleMemoryBytes
+		p.Close()
+	}
+	b.ReportMetric(float64(mem), "guest-bytes/instance")
+}
