@@ -128,7 +128,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 		}
 	}()
 
-	if err := proc.waitReady(ctx, 60*time.Second); err != nil {
+	if err := proc.waitReady(ctx, 30*time.Second); err != nil {
 		return err
 	}
 	hookURL, tc, err := setupIntegration(ctx, proc.base, adminKey, snk.URL(), cfg.steps)

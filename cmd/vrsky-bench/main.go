@@ -93,12 +93,8 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// Nothing may hang: a watchdog bounds the whole run.
-	budget := cfg.warmup + cfg.duration + cfg.drain + 2*cfg.refDuration + 2*time.Minute
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
 
 	tmp, err := os.MkdirTemp("", "vrsky-bench-")
 	if err != nil {
@@ -111,11 +107,15 @@ func run(args []string) int {
 		defer os.RemoveAll(tmp)
 	}
 
-	bin, err := resolveVrsky(ctx, cfg.vrsky, tmp)
+	bin, err := resolveVrsky(sigCtx, cfg.vrsky, tmp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 		return 1
 	}
+	// Nothing may hang: a watchdog bounds the run (the build above aside).
+	budget := cfg.warmup + cfg.duration + cfg.drain + 2*cfg.refDuration + 45*time.Second
+	ctx, cancel := context.WithTimeout(sigCtx, budget)
+	defer cancel()
 	rep := &report{cfg: cfg, bin: describeBinary(ctx, bin), cores: numCPU(), loadBefore: loadAvg()}
 	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, load avg %s",
 		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, rep.loadBefore)
