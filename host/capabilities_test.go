@@ -128,7 +128,13 @@ func TestHTTPCapability(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
-	rt := hosttest.Runtime(t, host.Config{})
+	// Loopback is refused by default, even when the manifest names it.
+	strict := hosttest.Runtime(t, host.Config{})
+	sp := hosttest.Pool(t, strict, probeSpec(t, false, host.Capabilities{HTTPHosts: []string{u.Host}}), host.PoolConfig{})
+	if r := process1(t, sp, "http:"+srv.URL+"/x", nil); r.Status != host.StatusPermanent || !strings.Contains(r.Error, "denied") {
+		t.Fatalf("loopback without AllowPrivateNetworks: %v %q", r.Status, r.Error)
+	}
+	rt := hosttest.Runtime(t, host.Config{AllowPrivateNetworks: true})
 	p := hosttest.Pool(t, rt, probeSpec(t, false, host.Capabilities{HTTPHosts: []string{u.Host}}), host.PoolConfig{})
 	r := process1(t, p, "http:"+srv.URL+"/x", nil)
 	if r.Status != host.StatusOK || outs(r)[0] != "200 probe=1" {

@@ -3,8 +3,12 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/vrsky/vrsky/platform/blob"
@@ -23,8 +27,12 @@ type Env struct {
 	// KV is a key-value store; keys arrive already scoped to the
 	// integration.
 	KV KV
-	// HTTP performs outbound HTTP. Nil uses a client that does not follow
-	// redirects (a redirect could leave the allowed hosts).
+	// HTTP performs outbound HTTP. Nil uses the host's client, which does
+	// not follow redirects (a redirect could leave the allowed hosts) and,
+	// unless Config.AllowPrivateNetworks, refuses to connect to loopback,
+	// private, link-local and unspecified addresses whatever the manifest
+	// says (checked on the resolved address, so DNS cannot smuggle them).
+	// A custom HTTPDoer must make those checks itself.
 	HTTP HTTPDoer
 }
 
@@ -66,9 +74,40 @@ type HTTPDoer interface {
 // (blob.ErrNotFound is recognised for objects too).
 var ErrNotFound = errors.New("not found")
 
-var defaultHTTP = &http.Client{
-	Timeout: 30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
+// ErrPrivateAddress is returned when the host's HTTP client refuses an
+// address that is not public.
+var ErrPrivateAddress = errors.New("address is not public")
+
+func newHTTPClient(allowPrivate bool) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if !allowPrivate {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return err
+			}
+			ip = ip.Unmap()
+			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+				ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+				return fmt.Errorf("%w: %s", ErrPrivateAddress, ip)
+			}
+			return nil
+		}
+	}
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         d.DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -81,10 +82,15 @@ func fnHTTPRequest(ctx context.Context, st *callState, m api.Module, stack []uin
 	}
 	client := st.pool.cfg.Env.HTTP
 	if client == nil {
-		client = defaultHTTP
+		client = st.pool.mod.rt.http
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if errors.Is(err, ErrPrivateAddress) {
+			st.pool.log.Warn("http address denied", "host", u.Host, "error", err)
+			ret(stack, abi.ErrDenied)
+			return
+		}
 		ret(stack, errCode(ctx, err))
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ type Config struct {
 	// 64 KiB pages; memory.grow past it fails inside the guest. Zero means
 	// DefaultMaxMemoryPages.
 	MaxMemoryPages uint32
+	// AllowPrivateNetworks lets the host's HTTP client reach loopback and
+	// private addresses (tests, or an on-premises install that means it).
+	AllowPrivateNetworks bool
 }
 
 // Runtime compiles and runs modules. It holds two wazero runtimes: a
@@ -56,6 +60,7 @@ type Runtime struct {
 	cfg       Config
 	log       *slog.Logger
 	cache     wazero.CompilationCache
+	http      *http.Client
 	trusted   wazero.Runtime
 	untrusted wazero.Runtime
 
@@ -79,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Runtime{cfg: cfg, log: log, modules: map[moduleKey]*Module{}}
+	r := &Runtime{cfg: cfg, log: log, modules: map[moduleKey]*Module{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("host: cache dir: %w", err)
