@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -37,7 +39,7 @@ type callState struct {
 	results []Result
 	cur     int // index of the current message; -1 before input()
 
-	headers       map[string]string // output headers of the current message
+	headers       map[string][]string // output headers of the current message
 	headersShared bool              // headers is referenced by an output or the input
 	outBytes      int
 	overflow      bool
@@ -135,6 +137,31 @@ func (st *callState) addOutput(data []byte) int32 {
 	r.Out = append(r.Out, out)
 	st.headersShared = true
 	return 0
+}
+
+// headerGet returns the first value of a header of the current input: the
+// name as given, else in canonical MIME form.
+func (st *callState) headerGet(name string) (string, bool) {
+	h := st.msgs[st.cur].Headers
+	v, ok := h[name]
+	if !ok {
+		v, ok = h[textproto.CanonicalMIMEHeaderKey(name)]
+	}
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
+}
+
+// headerSet sets a header (canonical MIME form) on the current message's
+// later outputs, copying the map first if an output or the input shares it.
+func (st *callState) headerSet(name, value string) {
+	if st.headersShared {
+		h := make(map[string][]string, len(st.headers)+1)
+		maps.Copy(h, st.headers)
+		st.headers, st.headersShared = h, false
+	}
+	st.headers[textproto.CanonicalMIMEHeaderKey(name)] = []string{value}
 }
 
 // guest memory helpers: every pointer and length from the guest is

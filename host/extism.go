@@ -226,7 +226,7 @@ func xHeaderGet(ctx context.Context, p *extism.CurrentPlugin, stack []uint64) {
 		stack[0] = 0
 		return
 	}
-	v, found := st.msgs[st.cur].Headers[string(name)]
+	v, found := st.headerGet(string(name))
 	if !found {
 		stack[0] = 0
 		return
@@ -242,14 +242,7 @@ func xHeaderSet(ctx context.Context, p *extism.CurrentPlugin, stack []uint64) {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	if st.headersShared {
-		h := make(map[string]string, len(st.headers)+1)
-		for k, v := range st.headers {
-			h[k] = v
-		}
-		st.headers, st.headersShared = h, false
-	}
-	st.headers[string(name)] = string(val)
+	st.headerSet(string(name), string(val))
 	ret(stack, 0)
 }
 

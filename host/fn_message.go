@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"log/slog"
-	"maps"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -31,8 +30,7 @@ func fnInput(_ context.Context, st *callState, m api.Module, stack []uint64) {
 
 // header_get(name, name_len, buf, cap) -> size | ErrNotFound.
 func fnHeaderGet(_ context.Context, st *callState, m api.Module, stack []uint64) {
-	i, ok := st.current()
-	if !ok {
+	if _, ok := st.current(); !ok {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
@@ -41,7 +39,7 @@ func fnHeaderGet(_ context.Context, st *callState, m api.Module, stack []uint64)
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	v, found := st.msgs[i].Headers[name]
+	v, found := st.headerGet(name)
 	if !found {
 		ret(stack, abi.ErrNotFound)
 		return
@@ -62,12 +60,7 @@ func fnHeaderSet(_ context.Context, st *callState, m api.Module, stack []uint64)
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	if st.headersShared {
-		h := make(map[string]string, len(st.headers)+1)
-		maps.Copy(h, st.headers)
-		st.headers, st.headersShared = h, false
-	}
-	st.headers[name] = val
+	st.headerSet(name, val)
 	ret(stack, 0)
 }
 

@@ -119,7 +119,7 @@ func FuzzHostFunctions(f *testing.F) {
 	f.Add(uint8(19), uint32(0xffffffff), uint32(0xffffffff), uint32(0xfffffff0), uint32(0x20), uint32(0), uint32(0), uint32(0))
 	f.Add(uint8(16), uint32(29), uint32(3), uint32(65535), uint32(1), uint32(0), uint32(0), uint32(0))
 
-	msgs := []Message{{ID: "1", Headers: map[string]string{"Content-Type": "x"}, Data: []byte("payload")}}
+	msgs := []Message{{ID: "1", Headers: map[string][]string{"Content-Type": {"x"}}, Data: []byte("payload")}}
 	f.Fuzz(func(t *testing.T, which uint8, a, b, c, d, e, g, h uint32) {
 		fn := vrskyFunctions[int(which)%len(vrskyFunctions)]
 		results := make([]Result, 1)

@@ -15,7 +15,11 @@ func probeSpec(t testing.TB, trusted bool, caps host.Capabilities) host.ModuleSp
 
 func process1(t *testing.T, p *host.Pool, data string, headers map[string]string) host.Result {
 	t.Helper()
-	res, err := p.Process(context.Background(), []host.Message{{ID: "m1", Headers: headers, Data: []byte(data)}})
+	h := map[string][]string{}
+	for k, v := range headers {
+		h[k] = []string{v}
+	}
+	res, err := p.Process(context.Background(), []host.Message{{ID: "m1", Headers: h, Data: []byte(data)}})
 	if err != nil {
 		t.Fatalf("process %q: %v", data, err)
 	}
@@ -53,6 +57,8 @@ func TestProbeMessages(t *testing.T) {
 			{name: "emit many", in: "multi:3", status: host.StatusOK, out: []string{"0", "1", "2"}},
 			{name: "emit none", in: "multi:0", status: host.StatusOK, out: []string{"multi:0"}},
 			{name: "header", in: "header:Content-Type", headers: map[string]string{"Content-Type": "text/x"}, status: host.StatusOK, out: []string{"text/x"}},
+			{name: "header any case", in: "header:content-type", headers: map[string]string{"Content-Type": "text/y"}, status: host.StatusOK, out: []string{"text/y"}},
+			{name: "missing header", in: "header:X-None", status: host.StatusOK, out: []string{""}},
 			{name: "config", in: "config", status: host.StatusOK, out: []string{`{"k":1}`}},
 			{name: "log", in: "log", status: host.StatusOK, out: []string{"log"}},
 			{name: "panic is permanent", in: "panic", status: host.StatusPermanent, errHas: "boom"},
@@ -86,7 +92,7 @@ func TestBatchStatusPerMessage(t *testing.T) {
 	in := []string{"upper:a", "fail:b", "drop", "multi:2", "c", "retry", "header:H"}
 	msgs := make([]host.Message, len(in))
 	for i, s := range in {
-		msgs[i] = host.Message{ID: "id" + s, Headers: map[string]string{"H": "h"}, Data: []byte(s)}
+		msgs[i] = host.Message{ID: "id" + s, Headers: map[string][]string{"H": {"h"}}, Data: []byte(s)}
 	}
 	res, err := p.Process(context.Background(), msgs)
 	if err != nil {
@@ -102,10 +108,10 @@ func TestBatchStatusPerMessage(t *testing.T) {
 		t.Errorf("multi outputs %q ids %q %q", got, res[3].Out[0].ID, res[3].Out[1].ID)
 	}
 	h := res[6].Out[0].Headers
-	if h["X-Seen"] != "yes" || h["H"] != "h" {
+	if len(h["X-Seen"]) != 1 || h["X-Seen"][0] != "yes" || h["H"][0] != "h" {
 		t.Errorf("headers %v", h)
 	}
-	if msgs[6].Headers["X-Seen"] != "" {
+	if _, ok := msgs[6].Headers["X-Seen"]; ok {
 		t.Errorf("input headers modified: %v", msgs[6].Headers)
 	}
 }

@@ -29,9 +29,12 @@ type Message struct {
 	// first and "x-1", "x-2", … for the next ones, so redelivery produces
 	// the same IDs (NATS deduplication holds).
 	ID string
-	// Headers are the message's headers. Outputs may share the input's
-	// map when the guest did not change them: treat maps as read-only.
-	Headers map[string]string
+	// Headers are the message's headers, with the underlying type of
+	// nats.Header, http.Header and runtime.Header (keys in canonical MIME
+	// form, "Content-Type"; guests see the first value). Outputs may share
+	// the input's map when the guest did not change them: treat maps as
+	// read-only.
+	Headers map[string][]string
 	// Data is the payload. A forwarded output shares the input's slice.
 	Data []byte
 }

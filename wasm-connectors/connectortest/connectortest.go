@@ -103,7 +103,11 @@ func Run(t *testing.T, name string, cases []Case) {
 					t.Fatalf("schema validation of %s: %v (SchemaInvalid=%v)", tc.Config, err, tc.SchemaInvalid)
 				}
 				p := hosttest.Pool(t, rt, spec, host.PoolConfig{Config: []byte(tc.Config)})
-				res, err := p.Process(context.Background(), []host.Message{{ID: "m", Headers: tc.Headers, Data: []byte(tc.In)}})
+				h := map[string][]string{}
+				for k, v := range tc.Headers {
+					h[k] = []string{v}
+				}
+				res, err := p.Process(context.Background(), []host.Message{{ID: "m", Headers: h, Data: []byte(tc.In)}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -122,8 +126,8 @@ func Run(t *testing.T, name string, cases []Case) {
 				}
 				for k, v := range tc.OutHeaders {
 					for _, o := range r.Out {
-						if o.Headers[k] != v {
-							t.Fatalf("output header %s = %q, want %q", k, o.Headers[k], v)
+						if got := o.Headers[k]; len(got) != 1 || got[0] != v {
+							t.Fatalf("output header %s = %q, want %q", k, got, v)
 						}
 					}
 				}
