@@ -40,7 +40,7 @@ type callState struct {
 	cur     int // index of the current message; -1 before input()
 
 	headers       map[string][]string // output headers of the current message
-	headersShared bool              // headers is referenced by an output or the input
+	headersShared bool                // headers is referenced by an output or the input
 	outBytes      int
 	overflow      bool
 

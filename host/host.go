@@ -64,9 +64,10 @@ type Runtime struct {
 	trusted   wazero.Runtime
 	untrusted wazero.Runtime
 
-	mu      sync.Mutex
-	modules map[moduleKey]*Module
-	closed  bool
+	mu       sync.Mutex
+	compiled map[moduleKey]*compiledEntry
+	plugins  map[*extismModule]bool
+	closed   bool
 }
 
 type moduleKey struct {
@@ -84,7 +85,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Runtime{cfg: cfg, log: log, modules: map[moduleKey]*Module{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
+	r := &Runtime{cfg: cfg, log: log, compiled: map[moduleKey]*compiledEntry{}, plugins: map[*extismModule]bool{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 			return nil, fmt.Errorf("host: cache dir: %w", err)
@@ -145,14 +146,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
-	mods := r.modules
-	r.modules = nil
+	plugins := r.plugins
+	r.plugins, r.compiled = nil, nil
 	r.mu.Unlock()
 	var errs []error
-	for _, m := range mods {
-		if m.extism != nil {
-			errs = append(errs, m.extism.Close(ctx))
-		}
+	for x := range plugins {
+		errs = append(errs, x.Close(ctx))
 	}
 	errs = append(errs, r.trusted.Close(ctx), r.untrusted.Close(ctx), r.cache.Close(ctx))
 	return errors.Join(errs...)
@@ -193,14 +192,23 @@ type ModuleSpec struct {
 	StubWASIFiles bool
 }
 
-// Module is a validated, compiled module. Pools made from it share the
-// compiled code.
+// compiledEntry is compiled code shared by the Modules loaded from the
+// same bytes on the same runtime.
+type compiledEntry struct {
+	code wazero.CompiledModule
+	refs int
+}
+
+// Module is a validated, compiled module with its spec (capabilities).
+// Pools made from it share the compiled code.
 type Module struct {
 	rt       *Runtime
+	key      moduleKey
 	spec     ModuleSpec
 	wz       wazero.Runtime
 	compiled wazero.CompiledModule
 	extism   *extismModule // non-nil for Extism plugins
+	closed   bool
 }
 
 // Spec returns the spec the module was loaded with (Wasm omitted).
@@ -213,59 +221,104 @@ func (m *Module) Spec() ModuleSpec {
 // IsExtism reports whether the module runs through the Extism path.
 func (m *Module) IsExtism() bool { return m.extism != nil }
 
-// Load validates a module against ABI v1 (exports, and imports limited to
-// the ABI and allowed WASI; or the Extism kernel) and compiles it. Loading
-// the same bytes twice returns the same Module; compiled code is also kept
-// in the compilation cache across restarts.
-func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
-	key := moduleKey{sum: sha256.Sum256(spec.Wasm), trusted: spec.Trusted}
+// Close releases the module's compiled code once no other Module loaded
+// from the same bytes uses it. Close its pools first.
+func (m *Module) Close(ctx context.Context) error {
+	r := m.rt
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, errors.New("host: runtime closed")
+	defer r.mu.Unlock()
+	if m.closed || r.closed {
+		return nil
 	}
-	if m, ok := r.modules[key]; ok {
-		r.mu.Unlock()
-		return m, nil
+	m.closed = true
+	if m.extism != nil {
+		delete(r.plugins, m.extism)
+		return m.extism.Close(ctx)
 	}
-	r.mu.Unlock()
+	e := r.compiled[m.key]
+	if e == nil {
+		return nil
+	}
+	if e.refs--; e.refs == 0 {
+		delete(r.compiled, m.key)
+		return e.code.Close(ctx)
+	}
+	return nil
+}
 
+// Load validates a module against ABI v1 (exports, and imports limited to
+// the ABI and allowed WASI; or the Extism kernel) and compiles it. Every
+// call returns a new Module carrying spec's capabilities; Modules loaded
+// from the same bytes share one compilation, which the compilation cache
+// also keeps across restarts.
+func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
 	name := spec.Name
 	if spec.Version != "" {
 		name += "@" + spec.Version
 	}
+	key := moduleKey{sum: sha256.Sum256(spec.Wasm), trusted: spec.Trusted}
 	wz := r.untrusted
 	if spec.Trusted {
 		wz = r.trusted
 	}
-	compiled, err := wz.CompileModule(ctx, spec.Wasm)
+	code, err := r.compile(ctx, key, wz, spec.Wasm)
 	if err != nil {
 		return nil, fmt.Errorf("host: module %s: compile: %w", name, err)
 	}
-	kind, err := validate(compiled, spec.StubWASIFiles)
+	m := &Module{rt: r, key: key, spec: spec, wz: wz, compiled: code}
+	m.spec.Wasm = nil
+	kind, err := validate(code, spec.StubWASIFiles)
 	if err != nil {
-		compiled.Close(ctx)
+		m.Close(ctx)
 		return nil, fmt.Errorf("host: module %s: %w", name, err)
 	}
-	m := &Module{rt: r, spec: spec, wz: wz, compiled: compiled}
 	if kind == kindExtism {
-		compiled.Close(ctx)
-		m.compiled = nil
+		m.Close(ctx)
+		m = &Module{rt: r, key: key, spec: m.spec}
 		if m.extism, err = r.loadExtism(ctx, spec); err != nil {
 			return nil, fmt.Errorf("host: module %s: %w", name, err)
 		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.closed {
+			m.extism.Close(ctx)
+			return nil, errors.New("host: runtime closed")
+		}
+		r.plugins[m.extism] = true
 	}
-	m.spec.Wasm = nil
+	return m, nil
+}
+
+// compile returns the shared compilation of wasm, taking a reference.
+func (r *Runtime) compile(ctx context.Context, key moduleKey, wz wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errors.New("host: runtime closed")
+	}
+	if e, ok := r.compiled[key]; ok {
+		e.refs++
+		r.mu.Unlock()
+		return e.code, nil
+	}
+	r.mu.Unlock()
+	code, err := wz.CompileModule(ctx, wasm) // outside the lock: seconds for a big module
+	if err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
+		code.Close(ctx)
 		return nil, errors.New("host: runtime closed")
 	}
-	if prev, ok := r.modules[key]; ok {
-		return prev, nil
+	if e, ok := r.compiled[key]; ok { // compiled concurrently
+		code.Close(ctx)
+		e.refs++
+		return e.code, nil
 	}
-	r.modules[key] = m
-	return m, nil
+	r.compiled[key] = &compiledEntry{code: code, refs: 1}
+	return code, nil
 }
 
 // moduleKind tells the two guest flavours apart.

@@ -127,3 +127,39 @@ func TestOutputLimit(t *testing.T) {
 		t.Fatalf("over limit: %v %q", r.Status, r.Error)
 	}
 }
+
+func TestSameBytesKeepTheirOwnCapabilities(t *testing.T) {
+	rt := hosttest.Runtime(t, host.Config{})
+	ctx := context.Background()
+	granted, err := rt.Load(ctx, probeSpec(t, true, host.Capabilities{NATS: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := rt.Load(ctx, probeSpec(t, true, host.Capabilities{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !granted.Spec().Capabilities.NATS || plain.Spec().Capabilities.NATS {
+		t.Fatal("capabilities mixed up between modules of the same bytes")
+	}
+	p, err := plain.NewPool(host.PoolConfig{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := process1(t, p, "publish:vrsky.acme.x", nil); !strings.Contains(r.Error, "denied") {
+		t.Fatalf("ungranted publish: %v %q", r.Status, r.Error)
+	}
+	p.Close()
+	// Closing one Module keeps the shared code for the other.
+	if err := plain.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := granted.NewPool(host.PoolConfig{Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if r := process1(t, p2, "upper:a", nil); r.Status != host.StatusOK {
+		t.Fatalf("%+v", r)
+	}
+}
