@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -223,7 +224,7 @@ func (p *Pool) newABIInstance(ctx context.Context) (*abiInstance, error) {
 		WithSysNanotime().
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
-	cctx, cancel := p.callContext(ctx, st)
+	cctx, cancel := p.callContext(ctx, st, p.limits.InitTimeout)
 	defer cancel()
 	mod, err := m.wz.InstantiateModule(cctx, m.compiled, mc)
 	if err != nil {
@@ -240,18 +241,18 @@ func (p *Pool) newABIInstance(ctx context.Context) (*abiInstance, error) {
 
 // callContext gives the guest call its context: the state for host
 // functions and, for untrusted modules, the deadline.
-func (p *Pool) callContext(ctx context.Context, st *callState) (context.Context, context.CancelFunc) {
+func (p *Pool) callContext(ctx context.Context, st *callState, timeout time.Duration) (context.Context, context.CancelFunc) {
 	ctx = context.WithValue(ctx, stateKey{}, st)
 	cancel := context.CancelFunc(func() {})
 	if !p.mod.spec.Trusted {
-		ctx, cancel = context.WithTimeout(ctx, p.limits.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	st.ctx = ctx
 	return ctx, cancel
 }
 
 func (i *abiInstance) run(ctx context.Context, st *callState) error {
-	cctx, cancel := i.pool.callContext(ctx, st)
+	cctx, cancel := i.pool.callContext(ctx, st, i.pool.limits.Timeout)
 	defer cancel()
 	i.stack[0] = uint64(len(st.msgs))
 	if err := i.process.CallWithStack(cctx, i.stack[:]); err != nil {

@@ -125,7 +125,7 @@ func extismLevel(l extism.LogLevel) slog.Level {
 }
 
 func (i *extismInstance) run(ctx context.Context, st *callState) error {
-	cctx, cancel := i.pool.callContext(ctx, st)
+	cctx, cancel := i.pool.callContext(ctx, st, i.pool.limits.Timeout)
 	defer cancel()
 	for k := range st.msgs {
 		st.selectMessage(k)

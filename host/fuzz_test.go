@@ -125,7 +125,7 @@ func FuzzHostFunctions(f *testing.F) {
 		results := make([]Result, 1)
 		st := inst.st
 		st.begin(msgs, results)
-		cctx, cancel := pool.callContext(ctx, st)
+		cctx, cancel := pool.callContext(ctx, st, time.Second)
 		defer cancel()
 		if which%2 == 0 {
 			st.selectMessage(0)

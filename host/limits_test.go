@@ -154,3 +154,67 @@ func TestPoolGrowsAndReclaims(t *testing.T) {
 		t.Fatal("closed pool processed")
 	}
 }
+
+// TestHammer drives one untrusted pool from many goroutines with a mix of
+// good messages, failures and runaway loops: every result is the right
+// one, and the pool ends consistent.
+func TestHammer(t *testing.T) {
+	rt := hosttest.Runtime(t, host.Config{})
+	p := hosttest.Pool(t, rt, probeSpec(t, false, host.Capabilities{}),
+		host.PoolConfig{Limits: host.Limits{Timeout: 100 * time.Millisecond, MaxInstances: 3, MaxBatch: 4}})
+	inputs := []struct {
+		in     string
+		status host.Status
+		outs   int
+	}{
+		{"upper:x", host.StatusOK, 1}, {"fail:x", host.StatusPermanent, 0}, {"multi:3", host.StatusOK, 3},
+		{"drop", host.StatusDrop, 0}, {"loop", host.StatusRetryable, 0}, {"panic", host.StatusPermanent, 0},
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 12; i++ {
+				var msgs []host.Message
+				for k := 0; k < 5; k++ {
+					in := inputs[(g+i+k)%len(inputs)]
+					if in.in == "loop" && (i%4 != 0) {
+						in = inputs[0]
+					}
+					msgs = append(msgs, host.Message{ID: in.in, Data: []byte(in.in)})
+				}
+				res, err := p.Process(context.Background(), msgs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				loopChunk := -1 // the guest call (batch of 4) a runaway loop broke
+				for k, r := range res {
+					if k/4 == loopChunk { // after the loop in the same guest call
+						if r.Status != host.StatusRetryable {
+							t.Errorf("after loop: %v", r.Status)
+						}
+						continue
+					}
+					var want = inputs[0]
+					for _, in := range inputs {
+						if in.in == msgs[k].ID {
+							want = in
+						}
+					}
+					if r.Status != want.status || len(r.Out) != want.outs {
+						t.Errorf("%s: %v %q outs %d", msgs[k].ID, r.Status, r.Error, len(r.Out))
+					}
+					if msgs[k].ID == "loop" {
+						loopChunk = k / 4
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if s := p.Stats(); s.Live > 3 || s.Idle != s.Live {
+		t.Fatalf("pool after hammer: %+v", s)
+	}
+}

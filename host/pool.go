@@ -51,10 +51,14 @@ type Result struct {
 
 // Limits bound a pool's instances. Zero fields take the defaults shown.
 type Limits struct {
-	// Timeout is the wall-clock deadline of one guest call (one batch, or
-	// an instance's initialisation). Enforced for untrusted modules only:
-	// the instance is closed when it passes. Default 5s.
+	// Timeout is the wall-clock deadline of one guest call (one batch).
+	// Enforced for untrusted modules only: the instance is closed when it
+	// passes. Default 5s.
 	Timeout time.Duration
+	// InitTimeout is the deadline of an instance's initialisation
+	// (_initialize: the Go runtime and package init), untrusted modules
+	// only. Default 10s.
+	InitTimeout time.Duration
 	// MaxMemoryPages is the most memory (64 KiB pages) an instance may
 	// keep; past it the instance is discarded after its call. The runtime's
 	// Config.MaxMemoryPages is the hard ceiling enforced by memory.grow.
@@ -78,6 +82,9 @@ type Limits struct {
 func (l Limits) withDefaults(rtMax uint32) Limits {
 	if l.Timeout <= 0 {
 		l.Timeout = 5 * time.Second
+	}
+	if l.InitTimeout <= 0 {
+		l.InitTimeout = 10 * time.Second
 	}
 	if l.MaxMemoryPages == 0 || l.MaxMemoryPages > rtMax {
 		l.MaxMemoryPages = rtMax
