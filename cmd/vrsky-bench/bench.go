@@ -45,11 +45,11 @@ type vrskyResult struct {
 	// window and drain (with -v).
 	Samples []statusSample
 	// CPU seconds used during the window by vrsky serve and by the bench
-	// process (load clients + sink).
-	CPUVrsky, CPUBench float64
-	Status             string
-	ServerLogTail      string
-	ServerErr          string
+	// process (load clients + sink), and by the whole machine.
+	CPUVrsky, CPUBench, CPUMachine float64
+	Status                         string
+	ServerLogTail                  string
+	ServerErr                      string
 }
 
 // resolveVrsky finds the vrsky binary. When the default bin/vrsky is
@@ -156,7 +156,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	if cfg.verbose {
 		stopPoll = pollStatus(ctx, tc, clk, &res.Samples)
 	}
-	cpuV0, cpuB0 := procCPU(proc.cmd.Process.Pid), procCPU(os.Getpid())
+	cpuV0, cpuB0, cpuM0 := procCPU(proc.cmd.Process.Pid), procCPU(os.Getpid()), machineCPU()
 	deliveredBefore := snk.Unique()
 	res.Load, err = runLoad(ctx, clk, target, cfg.duration, &seq)
 	if err != nil {
@@ -166,6 +166,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 		res.CPUVrsky = v - cpuV0
 	}
 	res.CPUBench = procCPU(os.Getpid()) - cpuB0
+	res.CPUMachine = machineCPU() - cpuM0
 	deliveredAtEnd := snk.Unique()
 	windowAccepted := int64(len(res.Load.accepts))
 	res.BacklogAtEnd = windowAccepted - (deliveredAtEnd - deliveredBefore)

@@ -67,7 +67,8 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-14s %d deliveries without Idempotency-Key or Vrsky-Msg-Id\n", "", v.MissingID)
 		}
 		win := l.Elapsed().Seconds()
-		fmt.Fprintf(w, "  %-14s vrsky serve %.2f cores, bench (clients + sink) %.2f cores\n", "cpu", v.CPUVrsky/win, v.CPUBench/win)
+		fmt.Fprintf(w, "  %-14s vrsky serve %.2f cores, bench (clients + sink) %.2f, other processes %.2f (of %d)\n",
+			"cpu", v.CPUVrsky/win, v.CPUBench/win, max(v.CPUMachine-v.CPUVrsky-v.CPUBench, 0)/win, r.cores)
 		if c.verbose || v.Lost > 0 {
 			fmt.Fprintf(w, "  %-14s %s\n", "server", v.Status)
 		}
@@ -161,6 +162,7 @@ type jsonReport struct {
 	Interrupted       bool    `json:"interrupted,omitempty"`
 	CPUVrsky          float64 `json:"cpu_vrsky_cores"`
 	CPUBench          float64 `json:"cpu_bench_cores"`
+	CPUOthers         float64 `json:"cpu_other_cores"`
 	RefJetStreamRate  float64 `json:"ref_jetstream_rate,omitempty"`
 	RefHTTPHopRate    float64 `json:"ref_http_hop_rate,omitempty"`
 	RefHTTPHopP99Ms   float64 `json:"ref_http_hop_p99_ms,omitempty"`
@@ -184,6 +186,7 @@ func (r *report) printJSON(w io.Writer) {
 		j.E2EP50Ms, j.E2EP99Ms = msf(v.E2E.Quantile(.5)), msf(v.E2E.Quantile(.99))
 		j.Lost, j.Duplicates, j.Interrupted = v.Lost, v.Duplicates, v.Interrupted
 		j.CPUVrsky, j.CPUBench = v.CPUVrsky/win, v.CPUBench/win
+		j.CPUOthers = max(v.CPUMachine-v.CPUVrsky-v.CPUBench, 0) / win
 	}
 	if r.js != nil {
 		j.RefJetStreamRate = r.js.ConsumeRate
@@ -253,6 +256,32 @@ func loadAvg() string {
 		return "n/a"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// machineCPU is the busy CPU seconds of the whole machine (all but idle
+// and iowait in /proc/stat, clock ticks of 1/100 s); 0 when unknown.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is already in user
+			break
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100
 }
 
 // procCPU is the user+system CPU seconds process pid has used (Linux
