@@ -36,6 +36,7 @@ const (
 	FnInput        = "input"         // (index, buf, cap) -> size|err
 	FnHeaderGet    = "header_get"    // (name, name_len, buf, cap) -> size|err
 	FnHeaderSet    = "header_set"    // (name, name_len, val, val_len) -> err
+	FnHeaderList   = "header_list"   // (buf, cap) -> size|err
 	FnEmit         = "emit"          // (buf, len) -> err
 	FnForward      = "forward"       // () -> err
 	FnStatus       = "status"        // (code, msg, msg_len) -> err

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -45,6 +46,29 @@ func fnHeaderGet(_ context.Context, st *callState, m api.Module, stack []uint64)
 		return
 	}
 	ret(stack, st.putResult(m, u32(stack, 2), u32(stack, 3), []byte(v)))
+}
+
+// header_list(buf, cap) -> size: every header of the current input, sorted
+// by name, as "Name: value\n" lines (first value of each).
+func fnHeaderList(_ context.Context, st *callState, m api.Module, stack []uint64) {
+	i, ok := st.current()
+	if !ok {
+		ret(stack, abi.ErrInvalid)
+		return
+	}
+	h := st.msgs[i].Headers
+	names := make([]string, 0, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	var b []byte
+	for _, k := range names {
+		b = append(append(append(append(b, k...), ": "...), h[k][0]...), '\n')
+	}
+	ret(stack, st.putResult(m, u32(stack, 0), u32(stack, 1), b))
 }
 
 // header_set(name, name_len, val, val_len): set a header on the current

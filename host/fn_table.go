@@ -35,6 +35,7 @@ var vrskyFunctions = []hostFn{
 	{abi.FnInput, params(3), one, fnInput},
 	{abi.FnHeaderGet, params(4), one, fnHeaderGet},
 	{abi.FnHeaderSet, params(4), one, fnHeaderSet},
+	{abi.FnHeaderList, params(2), one, fnHeaderList},
 	{abi.FnEmit, params(2), one, fnEmit},
 	{abi.FnForward, nil, one, fnForward},
 	{abi.FnStatus, params(3), one, fnStatus},

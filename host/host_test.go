@@ -59,6 +59,7 @@ func TestProbeMessages(t *testing.T) {
 			{name: "header", in: "header:Content-Type", headers: map[string]string{"Content-Type": "text/x"}, status: host.StatusOK, out: []string{"text/x"}},
 			{name: "header any case", in: "header:content-type", headers: map[string]string{"Content-Type": "text/y"}, status: host.StatusOK, out: []string{"text/y"}},
 			{name: "missing header", in: "header:X-None", status: host.StatusOK, out: []string{""}},
+			{name: "header list", in: "headers", headers: map[string]string{"B": "2", "A": "1"}, status: host.StatusOK, out: []string{"A=1,B=2"}},
 			{name: "config", in: "config", status: host.StatusOK, out: []string{`{"k":1}`}},
 			{name: "log", in: "log", status: host.StatusOK, out: []string{"log"}},
 			{name: "panic is permanent", in: "panic", status: host.StatusPermanent, errHas: "boom"},

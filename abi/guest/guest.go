@@ -22,6 +22,7 @@
 package guest
 
 import (
+	"bytes"
 	"unsafe"
 
 	"github.com/vrsky/vrsky/abi"
@@ -75,6 +76,27 @@ func (m *Message) Header(name string) (string, bool) {
 		return "", false
 	}
 	return string(b), true
+}
+
+// Headers returns every input header (first value of each).
+func (m *Message) Headers() map[string]string {
+	b, code := fetch(hostHeaderList)
+	h := map[string]string{}
+	if code < 0 {
+		return h
+	}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if k, v, ok := bytes.Cut(line, []byte(": ")); ok {
+			h[string(k)] = string(v)
+		}
+	}
+	return h
 }
 
 // SetHeader sets a header on the messages this input emits or forwards

@@ -19,6 +19,7 @@ func hostHeaderGet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 func hostHeaderSet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 {
 	return abi.ErrUnavailable
 }
+func hostHeaderList(unsafe.Pointer, uint32) int32         { return abi.ErrUnavailable }
 func hostEmit(unsafe.Pointer, uint32) int32               { return abi.ErrUnavailable }
 func hostForward() int32                                  { return abi.ErrUnavailable }
 func hostStatus(int32, unsafe.Pointer, uint32) int32      { return abi.ErrUnavailable }

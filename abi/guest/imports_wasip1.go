@@ -15,6 +15,9 @@ func hostHeaderGet(name unsafe.Pointer, nameLen uint32, buf unsafe.Pointer, cap 
 //go:wasmimport vrsky header_set
 func hostHeaderSet(name unsafe.Pointer, nameLen uint32, val unsafe.Pointer, valLen uint32) int32
 
+//go:wasmimport vrsky header_list
+func hostHeaderList(buf unsafe.Pointer, cap uint32) int32
+
 //go:wasmimport vrsky emit
 func hostEmit(buf unsafe.Pointer, n uint32) int32
 

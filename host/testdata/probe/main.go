@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,13 @@ func handle(m *guest.Message) error {
 		v, _ := m.Header(arg)
 		m.SetHeader("X-Seen", "yes")
 		m.SetData([]byte(v))
+	case "headers":
+		var s []string
+		for k, v := range m.Headers() {
+			s = append(s, k+"="+v)
+		}
+		sort.Strings(s)
+		m.SetData([]byte(strings.Join(s, ",")))
 	case "config":
 		m.SetData(guest.Config())
 	case "log":
