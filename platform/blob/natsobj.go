@@ -2,9 +2,11 @@ package blob
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -22,6 +24,9 @@ const defaultOpTimeout = 10 * time.Second
 type NATSStore struct {
 	obs    jetstream.ObjectStore
 	bucket string
+	// leader is the bucket's stream when it is replicated: Get then reads
+	// the chunks from the stream leader (see Get).
+	leader jetstream.Stream
 }
 
 var _ Store = (*NATSStore)(nil)
@@ -49,7 +54,13 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replica
 	if err != nil {
 		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
 	}
-	return &NATSStore{obs: obs, bucket: bucket}, nil
+	s := &NATSStore{obs: obs, bucket: bucket}
+	if replicas > 1 {
+		if s.leader, err = js.Stream(octx, "OBJ_"+bucket); err != nil {
+			return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
+		}
+	}
+	return s, nil
 }
 
 // consistentReads turns off direct gets on a replicated bucket, so object
@@ -96,6 +107,9 @@ func (s *NATSStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, e
 	if err := ValidateKey(key); err != nil {
 		return nil, Info{}, fmt.Errorf("blob: get: %w", err)
 	}
+	if s.leader != nil {
+		return s.getFromLeader(ctx, key)
+	}
 	res, err := s.obs.Get(ctx, key)
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(ctx, err))
@@ -131,6 +145,84 @@ func (r *natsReader) Read(p []byte) (int, error) {
 }
 
 func (r *natsReader) Close() error { return r.res.Close() }
+
+// getFromLeader streams a replicated object chunk by chunk with "next
+// message on subject" requests, which the stream leader answers. The NATS
+// client's own Get reads through a consumer that may sit on a follower
+// still applying the Put, and would see the object end early.
+func (s *NATSStore) getFromLeader(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	octx, cancel := opContext(ctx)
+	oi, err := s.obs.GetInfo(octx, key)
+	cancel()
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(octx, err))
+	}
+	info, err := toInfo(oi)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, err)
+	}
+	return &leaderReader{ctx: ctx, st: s.leader, key: key, subject: "$O." + s.bucket + ".C." + oi.NUID,
+		left: oi.Chunks, want: info, h: sha256.New(), seq: 1}, info, nil
+}
+
+// leaderReader reads an object's chunks from the stream leader in order and
+// checks size and digest at the end.
+type leaderReader struct {
+	ctx     context.Context
+	st      jetstream.Stream
+	key     string
+	subject string
+	seq     uint64
+	left    uint32
+	buf     []byte
+	want    Info
+	h       hash.Hash
+	n       int64
+	err     error
+}
+
+func (r *leaderReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.left == 0 {
+			r.err = io.EOF
+			if got := hex.EncodeToString(r.h.Sum(nil)); r.n != r.want.Size || got != r.want.SHA256 {
+				r.err = fmt.Errorf("blob: read %s: %w: %d bytes with sha256 %s, want %d bytes with %s",
+					r.key, jetstream.ErrDigestMismatch, r.n, got, r.want.Size, r.want.SHA256)
+			}
+			continue
+		}
+		ctx, cancel := opContext(r.ctx)
+		m, err := r.st.GetMsg(ctx, r.seq, jetstream.WithGetMsgSubject(r.subject))
+		cancel()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				// Deleted or replaced while we read it.
+				err = fmt.Errorf("%w: chunks gone while reading (object replaced or deleted)", ErrNotFound)
+			} else {
+				err = mapErr(ctx, err)
+			}
+			r.err = fmt.Errorf("blob: read %s: %w", r.key, err)
+			return 0, r.err
+		}
+		r.seq, r.left, r.buf = m.Sequence+1, r.left-1, m.Data
+		r.h.Write(m.Data)
+		r.n += int64(len(m.Data))
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *leaderReader) Close() error {
+	if r.err == nil {
+		r.err = errors.New("blob: reader closed")
+	}
+	r.buf = nil
+	return nil
+}
 
 // Stat implements Store.
 func (s *NATSStore) Stat(ctx context.Context, key string) (Info, error) {

@@ -52,6 +52,9 @@ type NATSStore struct {
 	integrations jetstream.KeyValue
 	connectors   jetstream.KeyValue
 	js           jetstream.JetStream
+	// leader holds the streams of replicated buckets, which are listed by
+	// reading from the stream leader (see scan).
+	leader map[string]jetstream.Stream
 }
 
 var _ Store = (*NATSStore)(nil)
@@ -81,6 +84,16 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 			return nil, fmt.Errorf("store: open bucket %s: %w", b.name, mapErr(ctx, err))
 		}
 		*b.kv = kv
+		if replicas > 1 {
+			st, err := js.Stream(ctx, "KV_"+b.name)
+			if err != nil {
+				return nil, fmt.Errorf("store: open bucket %s: %w", b.name, mapErr(ctx, err))
+			}
+			if s.leader == nil {
+				s.leader = map[string]jetstream.Stream{}
+			}
+			s.leader[b.name] = st
+		}
 	}
 	return s, nil
 }
@@ -182,7 +195,7 @@ func (s *NATSStore) ListTenants(ctx context.Context) ([]Tenant, error) {
 	ctx, cancel := opContext(ctx)
 	defer cancel()
 	out := []Tenant{}
-	err := scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
 		var t Tenant
 		if err := json.Unmarshal(e.Value(), &t); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Key(), err)
@@ -242,7 +255,7 @@ func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string, bef
 		rev uint64
 	}
 	var keys, ints []victim
-	err := scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
 		var k APIKey
 		if err := json.Unmarshal(e.Value(), &k); err == nil && k.Tenant == tenant && stale(k.CreatedAt) {
 			keys = append(keys, victim{e.Key(), e.Revision()})
@@ -252,7 +265,7 @@ func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string, bef
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}
-	err = scan(ctx, s.integrations, seg(tenant)+".*", func(e jetstream.KeyValueEntry) error {
+	err = s.scan(ctx, s.integrations, seg(tenant)+".*", func(e jetstream.KeyValueEntry) error {
 		var in Integration
 		if err := json.Unmarshal(e.Value(), &in); err != nil || stale(in.CreatedAt) {
 			ints = append(ints, victim{e.Key(), e.Revision()})
@@ -355,7 +368,7 @@ func (s *NATSStore) ListKeys(ctx context.Context, tenant string) ([]APIKey, erro
 	ctx, cancel := opContext(ctx)
 	defer cancel()
 	out := []APIKey{}
-	err := scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, s.keys, "", func(e jetstream.KeyValueEntry) error {
 		var k APIKey
 		if err := json.Unmarshal(e.Value(), &k); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Key(), err)
@@ -435,7 +448,7 @@ func (s *NATSStore) ListIntegrations(ctx context.Context, tenant string) ([]Inte
 	// Integrations left behind by a DeleteTenant that failed half way are
 	// not listed: their tenant is gone.
 	live := map[string]time.Time{}
-	err := scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, s.tenants, "", func(e jetstream.KeyValueEntry) error {
 		var t Tenant
 		if err := json.Unmarshal(e.Value(), &t); err == nil {
 			live[t.Name] = t.CreatedAt
@@ -446,7 +459,7 @@ func (s *NATSStore) ListIntegrations(ctx context.Context, tenant string) ([]Inte
 		return nil, fmt.Errorf("store: list integrations of %q: %w", tenant, err)
 	}
 	out := []Integration{}
-	err = scan(ctx, s.integrations, filter, func(e jetstream.KeyValueEntry) error {
+	err = s.scan(ctx, s.integrations, filter, func(e jetstream.KeyValueEntry) error {
 		var in Integration
 		if err := json.Unmarshal(e.Value(), &in); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Key(), err)
@@ -576,7 +589,15 @@ func del(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) err
 
 // scan calls fn for the current value of every live key matching filter
 // ("" for all keys).
-func scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
+//
+// On a single server it reads a KV watcher. On a replicated bucket it walks
+// the stream on its leader instead, one message at a time: a watcher's
+// consumer may live on a follower that has not applied the latest writes,
+// and a list must show what the writes before it did.
+func (s *NATSStore) scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	if st, ok := s.leader[kv.Bucket()]; ok {
+		return scanLeader(ctx, st, kv.Bucket(), filter, fn)
+	}
 	var (
 		w   jetstream.KeyWatcher
 		err error
@@ -607,6 +628,47 @@ func scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jet
 		}
 	}
 }
+
+// scanLeader walks a KV bucket's stream with "next message on subject"
+// requests, which the stream leader answers. The buckets keep one message
+// per key (history 1), so every message is its key's current state.
+func scanLeader(ctx context.Context, st jetstream.Stream, bucket, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	prefix := "$KV." + bucket + "."
+	subject := prefix + ">"
+	if filter != "" {
+		subject = prefix + filter
+	}
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return mapErr(ctx, err)
+		}
+		seq = m.Sequence + 1
+		if m.Header.Get("KV-Operation") != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+			continue // a delete or purge marker
+		}
+		if err := fn(&leaderEntry{bucket: bucket, key: strings.TrimPrefix(m.Subject, prefix), m: m}); err != nil {
+			return err
+		}
+	}
+}
+
+// leaderEntry is a live KV entry read from the stream leader.
+type leaderEntry struct {
+	bucket, key string
+	m           *jetstream.RawStreamMsg
+}
+
+func (e *leaderEntry) Bucket() string                  { return e.bucket }
+func (e *leaderEntry) Key() string                     { return e.key }
+func (e *leaderEntry) Value() []byte                   { return e.m.Data }
+func (e *leaderEntry) Revision() uint64                { return e.m.Sequence }
+func (e *leaderEntry) Created() time.Time              { return e.m.Time }
+func (e *leaderEntry) Delta() uint64                   { return 0 }
+func (e *leaderEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
 
 // mapErr turns transport failures into ErrUnavailable, keeping the cause.
 // A context the caller cancelled stays a cancellation.

@@ -60,7 +60,7 @@ type revVersion struct {
 
 func (s *NATSStore) scanConnectors(ctx context.Context, filter string) ([]revVersion, error) {
 	var out []revVersion
-	err := scan(ctx, s.connectors, filter, func(e jetstream.KeyValueEntry) error {
+	err := s.scan(ctx, s.connectors, filter, func(e jetstream.KeyValueEntry) error {
 		var v ConnectorVersion
 		if err := json.Unmarshal(e.Value(), &v); err != nil {
 			return fmt.Errorf("decode %s: %w", e.Key(), err)
