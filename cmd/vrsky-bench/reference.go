@@ -136,9 +136,9 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 	for n := int64(1); clk.now() < deadline && ctx.Err() == nil; n++ {
 		body = appendOrder(body[:0], n)
 		id = append(strconv.AppendInt(id[:0], n, 10), "-ref"...)
-		// PublishAsync copies the data; it blocks (up to the stall wait)
-		// while window acks are pending.
-		if _, err := pjs.PublishAsync("ref.in", body, jetstream.WithMsgID(string(id)), jetstream.WithStallWait(5*time.Second)); err != nil {
+		// PublishAsync copies the data; it blocks while window acks are
+		// pending (with SyncAlways the first acks can take seconds).
+		if _, err := pjs.PublishAsync("ref.in", body, jetstream.WithMsgID(string(id)), jetstream.WithStallWait(d)); err != nil {
 			res.PubErrors++
 			ackErr.CompareAndSwap(nil, err.Error())
 			continue
