@@ -23,7 +23,9 @@ const (
 	stepBatchMax    = 128
 	inWorkers       = 4
 	defaultSinkConc = 16
-	ackWait         = 60 * time.Second
+	ackWait         = 30 * time.Second // > the longest sink timeout we default to
+	pullExpiry      = 5 * time.Second  // short pulls notice a lost consumer leader quickly
+	pullHeartbeat   = 2 * time.Second
 	maxAckPending   = 8192
 )
 
@@ -200,6 +202,8 @@ func (p *pipeline) consume(ctx context.Context, durable, subject string, workers
 	ch := make(chan jetstream.Msg, 256)
 	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
 		jetstream.PullMaxMessages(512),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 				p.log.Debug("consume", "consumer", durable, "err", err)

@@ -19,6 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// PublishAsyncTimeout bounds how long an asynchronous JetStream publish
+// waits for its acknowledgement before its future fails.
+const PublishAsyncTimeout = 10 * time.Second
+
 // Options selects and tunes the NATS backend.
 type Options struct {
 	// URL of an external NATS cluster. Empty starts the embedded server.
@@ -81,7 +85,9 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("natsx: connect %s: %w", url, err)
 	}
 	c.NC = nc
-	js, err := jetstream.New(nc)
+	// Without a timeout, an async publish whose acknowledgement is lost
+	// (e.g. with a stream leader that dies) never resolves its future.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAsyncTimeout))
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("natsx: jetstream: %w", err)

@@ -1,0 +1,105 @@
+package natsxtest
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Cluster is a JetStream cluster of real nats-servers on loopback.
+type Cluster struct {
+	Servers []*server.Server
+}
+
+// StartCluster runs an n-node JetStream cluster on free loopback ports,
+// each node with its own store under t.TempDir(), and waits until it has
+// a JetStream meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	c := &Cluster{}
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			NoSigs:     true,
+			Cluster: server.ClusterOpts{
+				Name: "vrsky-test",
+				Host: "127.0.0.1",
+				Port: ports[i],
+			},
+			Routes: routes,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("cluster node %d: %v", i+1, err)
+		}
+		go s.Start()
+		c.Servers = append(c.Servers, s)
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for _, s := range c.Servers {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("cluster node %s not ready", s.Name())
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, s := range c.Servers {
+			ready = ready && s.JetStreamIsClustered() && s.JetStreamIsCurrent()
+		}
+		if ready && c.leader() != nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cluster has no JetStream meta leader after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) leader() *server.Server {
+	for _, s := range c.Servers {
+		if s.Running() && s.JetStreamIsLeader() {
+			return s
+		}
+	}
+	return nil
+}
+
+// URL lists every node's client URL, for a client that fails over.
+func (c *Cluster) URL() string {
+	var urls []string
+	for _, s := range c.Servers {
+		urls = append(urls, s.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,105 @@
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/platform/natsx"
+	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// TestClusterNodeLossLosesNothing runs an integration on a 3-node NATS
+// cluster with R3 streams, shuts down the node that leads the
+// integration's stream while messages flow, and checks that every message
+// the webhook accepted is delivered.
+func TestClusterNodeLossLosesNothing(t *testing.T) {
+	cluster := natsxtest.StartCluster(t, 3)
+	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: cluster.URL(), Replicas: 3, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	h := newHarness(t, conn)
+	rec := newRecorder(t, nil)
+	h.create(t, specYAML("ha", "ha", sinkYAML("api", rec.srv.URL, "")))
+
+	const total, workers = 1500, 8
+	var (
+		mu       sync.Mutex
+		accepted []string
+		refused  atomic.Int64
+		sent     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < total; i += workers {
+				sent.Add(1)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := h.eng.Hooks().Serve(ctx, "acme", "ha", &runtime.HookRequest{
+					Method: "POST", Header: runtime.Header{}, Body: fmt.Appendf(nil, `{"n":%d}`, i),
+				})
+				cancel()
+				if err != nil || resp.Status != http.StatusAccepted {
+					refused.Add(1) // not accepted: the client would retry; nothing is owed
+					continue
+				}
+				mu.Lock()
+				accepted = append(accepted, resp.Header.Get(runtime.HeaderMsgID))
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor(t, 30*time.Second, "a third of the load sent", func() bool { return sent.Load() >= total/3 })
+	victim := streamLeader(t, cluster, "VRSKY_acme_ha")
+	t.Logf("shutting down %s, the stream leader", victim.Name())
+	victim.Shutdown()
+	wg.Wait()
+
+	t.Logf("accepted %d, refused during failover %d", len(accepted), refused.Load())
+	if len(accepted) < total/2 {
+		t.Fatalf("only %d of %d accepted: the cluster did not fail over", len(accepted), total)
+	}
+	defer func() {
+		if t.Failed() {
+			missing := 0
+			got := rec.delivered()
+			for _, id := range accepted {
+				if _, ok := got[id]; !ok {
+					missing++
+				}
+			}
+			st := h.eng.Status(context.Background(), "acme", &runtime.Spec{Name: "ha", Sinks: []runtime.SinkSpec{{Name: "api"}}})
+			t.Logf("delivered %d, missing %d; status %+v", len(got), missing, st)
+		}
+	}()
+	waitFor(t, 90*time.Second, fmt.Sprintf("%d deliveries", len(accepted)), func() bool {
+		got := rec.delivered()
+		for _, id := range accepted {
+			if _, ok := got[id]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func streamLeader(t *testing.T, c *natsxtest.Cluster, stream string) interface {
+	Name() string
+	Shutdown()
+} {
+	t.Helper()
+	for _, s := range c.Servers {
+		if s.JetStreamIsStreamLeader("$G", stream) {
+			return s
+		}
+	}
+	t.Fatalf("no leader for stream %s", stream)
+	return nil
+}
