@@ -10,12 +10,12 @@ GO=${GO:-go}
 out=wasm-connectors/build
 mkdir -p "$out"
 goversion=$("$GO" env GOVERSION)
-abi_sum=$(find abi -name '*.go' ! -name '*_test.go' -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-64)
+abi_sum=$(find abi -name '*.go' ! -name '*_test.go' -type f -print0 | sort -z | xargs -0 -r cat | sha256sum | cut -c1-64)
 built=0
 for dir in wasm-connectors/*/; do
 	name=$(basename "$dir")
 	[ -f "$dir/vrsky-connector.yaml" ] || continue
-	sum=$( { echo "$goversion $abi_sum"; cat go.mod go.sum; find "$dir" -name '*.go' ! -name '*_test.go' -type f -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)
+	sum=$( { echo "$goversion $abi_sum"; cat go.mod go.sum; find "$dir" -name '*.go' ! -name '*_test.go' -type f -print0 | sort -z | xargs -0 -r cat; } | sha256sum | cut -c1-16)
 	stamp="$out/.stamp-$name"
 	if [ -f "$out/$name.wasm" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
 		continue
