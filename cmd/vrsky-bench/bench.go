@@ -110,7 +110,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	_, _ = rand.Read(keyBytes)
 	adminKey := "bench-" + hex.EncodeToString(keyBytes)
 	logPath := filepath.Join(tmp, "vrsky.log")
-	proc, err := startVrsky(bin, filepath.Join(tmp, "data"), logPath, adminKey, cfg.natsSync)
+	proc, err := startVrsky(bin, filepath.Join(tmp, "data"), logPath, adminKey, cfg.natsSync, cfg.serveFlags)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,7 +48,14 @@ type config struct {
 	skipReference bool
 	keep          bool
 	verbose       bool
+	serveFlags    multiFlag
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
@@ -63,6 +71,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.jsonOut, "json", false, "also print one machine-readable JSON line")
 	fs.BoolVar(&c.skipReference, "skip-reference", false, "skip the JetStream and HTTP hop references")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (vrsky's data and log)")
+	fs.Var(&c.serveFlags, "serve-flag", "extra flag for vrsky serve, e.g. -serve-flag=--tracking=false (repeatable)")
 	fs.BoolVar(&c.verbose, "v", false, "print a per-second timeline and the server's counters")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -117,8 +126,8 @@ func run(args []string) int {
 	ctx, cancel := context.WithTimeout(sigCtx, budget)
 	defer cancel()
 	rep := &report{cfg: cfg, bin: describeBinary(ctx, bin), cores: numCPU(), loadBefore: loadAvg()}
-	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, load avg %s",
-		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, rep.loadBefore)
+	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s %s, load avg %s",
+		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags.String(), rep.loadBefore)
 
 	code := 0
 	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {

@@ -36,8 +36,8 @@ func (r *report) print(w io.Writer) {
 		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
 	}
 	fmt.Fprintf(w, "\nVRSky end-to-end bench: %s\n", steps)
-	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s\n",
-		r.bin, c.clients, c.duration, c.warmup, c.natsSync)
+	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s %s\n",
+		r.bin, c.clients, c.duration, c.warmup, c.natsSync, c.serveFlags.String())
 	fmt.Fprintf(w, "  machine: %d cores, load average %s before, %s after\n\n", r.cores, r.loadBefore, r.loadAfter)
 
 	if v := r.vrsky; v != nil {
@@ -139,41 +139,42 @@ func summaryName(c *config) string {
 
 // jsonReport is the -json line.
 type jsonReport struct {
-	Pipeline          string  `json:"pipeline"`
-	Clients           int     `json:"clients"`
-	DurationS         float64 `json:"duration_s"`
-	NATSSync          string  `json:"nats_sync"`
-	Cores             int     `json:"cores"`
-	LoadBefore        string  `json:"load_before"`
-	LoadAfter         string  `json:"load_after"`
-	Accepted          int64   `json:"accepted"`
-	Rejected          int64   `json:"rejected"`
-	TransportErrors   int64   `json:"transport_errors"`
-	IngestRate        float64 `json:"ingest_rate"`
-	DeliveredRate     float64 `json:"delivered_rate"`
-	InWindowRate      float64 `json:"delivered_rate_in_window"`
-	IngestP50Ms       float64 `json:"ingest_p50_ms"`
-	IngestP90Ms       float64 `json:"ingest_p90_ms"`
-	IngestP99Ms       float64 `json:"ingest_p99_ms"`
-	E2EP50Ms          float64 `json:"e2e_p50_ms"`
-	E2EP99Ms          float64 `json:"e2e_p99_ms"`
-	Lost              int64   `json:"lost"`
-	Duplicates        int64   `json:"duplicates"`
-	Interrupted       bool    `json:"interrupted,omitempty"`
-	CPUVrsky          float64 `json:"cpu_vrsky_cores"`
-	CPUBench          float64 `json:"cpu_bench_cores"`
-	CPUOthers         float64 `json:"cpu_other_cores"`
-	RefJetStreamRate  float64 `json:"ref_jetstream_rate,omitempty"`
-	RefHTTPHopRate    float64 `json:"ref_http_hop_rate,omitempty"`
-	RefHTTPHopP99Ms   float64 `json:"ref_http_hop_p99_ms,omitempty"`
-	TargetDelivered   float64 `json:"target_delivered_rate"`
-	TargetIngestP99Ms float64 `json:"target_ingest_p99_ms"`
+	Pipeline          string   `json:"pipeline"`
+	Clients           int      `json:"clients"`
+	DurationS         float64  `json:"duration_s"`
+	NATSSync          string   `json:"nats_sync"`
+	ServeFlags        []string `json:"serve_flags,omitempty"`
+	Cores             int      `json:"cores"`
+	LoadBefore        string   `json:"load_before"`
+	LoadAfter         string   `json:"load_after"`
+	Accepted          int64    `json:"accepted"`
+	Rejected          int64    `json:"rejected"`
+	TransportErrors   int64    `json:"transport_errors"`
+	IngestRate        float64  `json:"ingest_rate"`
+	DeliveredRate     float64  `json:"delivered_rate"`
+	InWindowRate      float64  `json:"delivered_rate_in_window"`
+	IngestP50Ms       float64  `json:"ingest_p50_ms"`
+	IngestP90Ms       float64  `json:"ingest_p90_ms"`
+	IngestP99Ms       float64  `json:"ingest_p99_ms"`
+	E2EP50Ms          float64  `json:"e2e_p50_ms"`
+	E2EP99Ms          float64  `json:"e2e_p99_ms"`
+	Lost              int64    `json:"lost"`
+	Duplicates        int64    `json:"duplicates"`
+	Interrupted       bool     `json:"interrupted,omitempty"`
+	CPUVrsky          float64  `json:"cpu_vrsky_cores"`
+	CPUBench          float64  `json:"cpu_bench_cores"`
+	CPUOthers         float64  `json:"cpu_other_cores"`
+	RefJetStreamRate  float64  `json:"ref_jetstream_rate,omitempty"`
+	RefHTTPHopRate    float64  `json:"ref_http_hop_rate,omitempty"`
+	RefHTTPHopP99Ms   float64  `json:"ref_http_hop_p99_ms,omitempty"`
+	TargetDelivered   float64  `json:"target_delivered_rate"`
+	TargetIngestP99Ms float64  `json:"target_ingest_p99_ms"`
 }
 
 func (r *report) printJSON(w io.Writer) {
 	c := r.cfg
 	j := jsonReport{
-		Pipeline: summaryName(c), Clients: c.clients, DurationS: c.duration.Seconds(), NATSSync: c.natsSync,
+		Pipeline: summaryName(c), Clients: c.clients, DurationS: c.duration.Seconds(), NATSSync: c.natsSync, ServeFlags: c.serveFlags,
 		Cores: r.cores, LoadBefore: r.loadBefore, LoadAfter: r.loadAfter,
 		TargetDelivered: targetDelivered, TargetIngestP99Ms: msf(targetIngestP99),
 	}

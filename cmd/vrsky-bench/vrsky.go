@@ -27,9 +27,9 @@ type vrskyProc struct {
 	waitErr error
 }
 
-// startVrsky starts `bin serve` with its data in dataDir and its stderr and
-// stdout in logPath.
-func startVrsky(bin, dataDir, logPath, adminKey, natsSync string) (*vrskyProc, error) {
+// startVrsky starts `bin serve` with its data in dataDir, extra flags
+// appended, and its stderr and stdout in logPath.
+func startVrsky(bin, dataDir, logPath, adminKey, natsSync string, extra []string) (*vrskyProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -46,6 +46,7 @@ func startVrsky(bin, dataDir, logPath, adminKey, natsSync string) (*vrskyProc, e
 		"--nats-sync", natsSync,
 		"--log-level", "warn",
 	)
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// If the bench dies without cleaning up, the server dies with it.
