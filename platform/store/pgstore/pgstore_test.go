@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +41,7 @@ func open(t *testing.T, dsn string, opts ...pgstore.Option) *pgstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	opts = append([]pgstore.Option{pgstore.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)
 	s, err := pgstore.Open(ctx, dsn, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -262,5 +266,97 @@ func TestQueryDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("UpdateTenant took %v with a 300ms deadline", d)
+	}
+}
+
+// TestRestartUnderLoad keeps readers and writers busy while PostgreSQL
+// stops and starts: every failure must be ErrUnavailable (what the API turns
+// into 503), and once the server is back every call succeeds again.
+func TestRestartUnderLoad(t *testing.T) {
+	cluster := pgtest.Start(t)
+	s := open(t, cluster.NewDatabase(t), pgstore.WithQueryTimeout(2*time.Second))
+	ctx := context.Background()
+	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	var (
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures = map[string]int{}
+		other    []error
+		ok       atomic.Int64
+	)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				if w%2 == 0 {
+					_, err = s.GetTenant(ctx, "acme")
+				} else {
+					_, err = s.CreateIntegration(ctx, store.Integration{Tenant: "acme", Name: fmt.Sprintf("w%d-%d", w, i),
+						Spec: []byte(`{}`), Desired: store.StateStopped})
+				}
+				if err == nil {
+					ok.Add(1)
+				} else {
+					mu.Lock()
+					if errors.Is(err, store.ErrUnavailable) {
+						failures["unavailable"]++
+					} else {
+						other = append(other, err)
+					}
+					mu.Unlock()
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	waitFor("calls before the outage", func() bool { return ok.Load() >= 50 })
+	if err := cluster.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	unavailable := func() int { mu.Lock(); defer mu.Unlock(); return failures["unavailable"] }
+	waitFor("calls to fail during the outage", func() bool { return unavailable() >= 12 })
+	if err := cluster.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("failures during the outage: %v", failures)
+	if failures["unavailable"] == 0 {
+		t.Errorf("no call failed while the server was down")
+	}
+	for _, err := range other {
+		t.Errorf("failure that is not ErrUnavailable: %v", err)
+	}
+	for i := range 20 {
+		if _, err := s.GetTenant(ctx, "acme"); err != nil {
+			t.Fatalf("call %d after recovery: %v", i, err)
+		}
 	}
 }
