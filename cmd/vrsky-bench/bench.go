@@ -38,7 +38,10 @@ type vrskyResult struct {
 	// Interrupted tells that the run stopped before the sink could catch
 	// up, so Lost counts messages not delivered yet rather than lost.
 	Interrupted bool
-	LostSample  []string
+	// StillArriving tells that the drain bound passed while deliveries were
+	// still arriving: Lost may then count messages merely late.
+	StillArriving bool
+	LostSample    []string
 	// Timeline is accepted and delivered per second of the window and drain.
 	Timeline [][2]int64
 	// Samples are the integration's counters, polled each second of the
@@ -179,7 +182,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	logf("vrsky-bench: window done: %d accepted, %d delivered so far; waiting up to %v for the rest",
 		windowAccepted, deliveredAtEnd-deliveredBefore, cfg.drain)
 	drainStart := time.Now()
-	waitSink(ctx, snk, proc, total, cfg.drain)
+	res.StillArriving = waitSink(ctx, snk, proc, total, cfg.drain)
 	res.DrainTime = time.Since(drainStart)
 	stopPoll()
 
@@ -198,19 +201,40 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 		return fmt.Errorf("vrsky serve exited during the run: %v", werr)
 	}
 	if res.Lost > 0 {
-		return fmt.Errorf("%d accepted messages were not delivered within %v after the window (e.g. %s); server: %s",
-			res.Lost, cfg.drain, strings.Join(res.LostSample, ", "), res.Status)
+		why := "the sink received nothing more for 10s"
+		if res.StillArriving {
+			why = "deliveries were still arriving: raise -drain to tell late from lost"
+		} else if res.DrainTime >= cfg.drain {
+			why = "the drain bound passed"
+		}
+		return fmt.Errorf("%d accepted messages were not delivered %.0fs after the window (%s; e.g. %s); server: %s",
+			res.Lost, res.DrainTime.Seconds(), why, strings.Join(res.LostSample, ", "), res.Status)
 	}
 	return nil
 }
 
 // waitSink waits until the sink has seen want distinct ids, the process
-// exits, ctx ends or bound passes.
-func waitSink(ctx context.Context, snk *sink, proc *vrskyProc, want int64, bound time.Duration) {
+// exits, ctx ends, nothing arrives for 10s, or bound passes. It reports
+// whether deliveries were still arriving when it gave up.
+func waitSink(ctx context.Context, snk *sink, proc *vrskyProc, want int64, bound time.Duration) (stillArriving bool) {
+	const quiet = 10 * time.Second
 	deadline := time.Now().Add(bound)
-	for snk.Unique() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+	last, lastChange := snk.Unique(), time.Now()
+	for {
+		n := snk.Unique()
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		switch {
+		case n >= want || ctx.Err() != nil:
+			return false
+		case time.Since(lastChange) > quiet:
+			return false
+		case time.Now().After(deadline):
+			return time.Since(lastChange) < time.Second
+		}
 		if exited, _ := proc.Exited(); exited {
-			return
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -62,6 +62,9 @@ func (r *report) print(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "  %-14s %s   target %d  %s   duplicates %s   delivered but not seen accepted %s\n",
 				"lost", num(v.Lost), targetLost, mark(v.Lost == targetLost), num(v.Duplicates), num(v.Unknown))
+			if v.Lost > 0 && v.StillArriving {
+				fmt.Fprintf(w, "  %-14s (deliveries were still arriving when the %v drain bound passed: late, perhaps not lost)\n", "", c.drain)
+			}
 		}
 		if v.MissingID > 0 {
 			fmt.Fprintf(w, "  %-14s %d deliveries without Idempotency-Key or Vrsky-Msg-Id\n", "", v.MissingID)
