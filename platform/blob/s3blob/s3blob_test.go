@@ -228,3 +228,28 @@ func TestServerVerifiesChecksum(t *testing.T) {
 		t.Fatalf("the server stored a body with a wrong SHA-256 checksum")
 	}
 }
+
+// TestCredentialsFromEnvironment opens with no keys in Config: they come
+// from the standard chain, here AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+func TestCredentialsFromEnvironment(t *testing.T) {
+	c := s3test.New(t)
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", dir+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/none")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_ACCESS_KEY_ID", c.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", c.SecretKey)
+	t.Setenv("AWS_REGION", c.Region)
+	s := open(t, s3blob.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, UsePathStyle: true})
+	if _, err := s.Put(context.Background(), "k", strings.NewReader("v")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s3blob.Open(ctx, s3blob.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, UsePathStyle: true}); err == nil ||
+		!strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") || !strings.Contains(err.Error(), "EnvConfigCredentials") {
+		t.Errorf("Open with a wrong secret in the environment: %v; want it to name AWS_SECRET_ACCESS_KEY and the source", err)
+	}
+}
