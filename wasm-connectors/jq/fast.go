@@ -28,6 +28,7 @@ const (
 	kInt        // i
 	kFloat      // f
 	kStr        // s
+	kBytes      // sb: a string of the input, not yet copied
 	kBool       // b
 	kObj        // a constructed object: obj evaluated against in
 )
@@ -40,6 +41,7 @@ type val struct {
 	i   int
 	f   float64
 	s   string
+	sb  []byte
 	j   *fastjson.Value
 	obj *objNode
 	in  *val
@@ -233,8 +235,19 @@ func compileObject(o *gojq.Object) node {
 // eval defers the fields to appendVal: a field that cannot be evaluated
 // there makes the whole message fall back to gojq, before any output.
 func (o *objNode) eval(in val) (val, bool) {
+	if in.k == kJSON { // the common case, without an allocation
+		return val{k: kObj, obj: o, j: in.j}, true
+	}
 	cp := in
 	return val{k: kObj, obj: o, in: &cp}, true
+}
+
+// input returns the value an object construction was evaluated against.
+func (v val) input() val {
+	if v.in != nil {
+		return *v.in
+	}
+	return val{k: kJSON, j: v.j}
 }
 
 type identNode struct{}
@@ -264,14 +277,7 @@ func (k keyNode) eval(in val) (val, bool) {
 	case in.k != kJSON || in.j.Type() != fastjson.TypeObject:
 		return val{}, false
 	}
-	o, _ := in.j.Object()
-	var found *fastjson.Value
-	o.Visit(func(key []byte, v *fastjson.Value) { // the last one wins, as in gojq
-		if string(key) == k.key {
-			found = v
-		}
-	})
-	return fromJSON(found), true
+	return fromJSON(in.j.Get(k.key)), true // duplicate keys: the first wins, as in jsonval
 }
 
 type elemNode struct{ i int }
@@ -308,16 +314,24 @@ func fromJSON(v *fastjson.Value) val {
 	case fastjson.TypeFalse:
 		return val{k: kBool}
 	case fastjson.TypeNumber:
-		if i, err := v.Int64(); err == nil && i >= math.MinInt && i <= math.MaxInt {
-			return val{k: kInt, i: int(i)}
+		if i, f, isInt := jsonval.Number(v); !isInt {
+			return val{k: kFloat, f: f}
+		} else {
+			return val{k: kInt, i: i}
 		}
-		f, _ := v.Float64()
-		return val{k: kFloat, f: f}
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		return val{k: kStr, s: string(b)}
+		return val{k: kBytes, sb: b}
 	}
 	return val{k: kJSON, j: v}
+}
+
+// str normalises kBytes to kStr (copying), for operations on strings.
+func (v val) str() val {
+	if v.k == kBytes {
+		return val{k: kStr, s: string(v.sb)}
+	}
+	return v
 }
 
 func (v val) num() (float64, bool) {
@@ -344,6 +358,7 @@ func (a arithNode) eval(in val) (val, bool) {
 	if !ok {
 		return r, false
 	}
+	l, r = l.str(), r.str()
 	if a.op == gojq.OpAdd {
 		switch {
 		case l.k == kNull:
@@ -419,6 +434,7 @@ func (c cmpNode) eval(in val) (val, bool) {
 	if !ok {
 		return r, false
 	}
+	l, r = l.str(), r.str()
 	var d int // -1, 0, 1
 	x, okx := l.num()
 	y, oky := r.num()
@@ -527,6 +543,8 @@ func appendVal(dst []byte, v val) ([]byte, bool) {
 		return jsonval.AppendFloat(dst, v.f), true
 	case kStr:
 		return jsonval.AppendString(dst, v.s), true
+	case kBytes:
+		return jsonval.AppendString(dst, v.sb), true
 	case kJSON:
 		return appendJSON(dst, v.j), true
 	case kObj:
@@ -537,7 +555,7 @@ func appendVal(dst []byte, v val) ([]byte, bool) {
 			}
 			dst = jsonval.AppendString(dst, f.key)
 			dst = append(dst, ':')
-			fv, ok := f.val.eval(*v.in)
+			fv, ok := f.val.eval(v.input())
 			if !ok {
 				return dst, false
 			}
@@ -565,8 +583,7 @@ func appendJSON(dst []byte, v *fastjson.Value) []byte {
 		o.Visit(func(k []byte, e *fastjson.Value) {
 			for i := range kvs {
 				if kvs[i].k == string(k) {
-					kvs[i].v = e
-					return
+					return // duplicate keys: the first wins, as in jsonval
 				}
 			}
 			kvs = append(kvs, kv{string(k), e})

@@ -58,8 +58,8 @@ func runFast(v *fastjson.Value) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	if r.k == kStr && rawOutput {
-		return append(out[:0], r.s...), true
+	if rawOutput && (r.k == kStr || r.k == kBytes) {
+		return append(append(out[:0], r.s...), r.sb...), true
 	}
 	return appendVal(out[:0], r)
 }

@@ -22,7 +22,8 @@ import (
 type Decoder struct{ p fastjson.Parser }
 
 // Decode parses data into a Go value: objects become map[string]any, arrays
-// []any, numbers int when integral and in range (else float64).
+// []any, numbers int when integral and in range (else float64). Of
+// duplicate keys, the first wins (as fastjson's Get finds it).
 func (d *Decoder) Decode(data []byte) (any, error) {
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
@@ -37,7 +38,11 @@ func Value(v *fastjson.Value) any {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		m := make(map[string]any, o.Len())
-		o.Visit(func(k []byte, e *fastjson.Value) { m[string(k)] = Value(e) })
+		o.Visit(func(k []byte, e *fastjson.Value) {
+			if _, dup := m[string(k)]; !dup { // duplicate keys: the first wins
+				m[string(k)] = Value(e)
+			}
+		})
 		return m
 	case fastjson.TypeArray:
 		a, _ := v.Array()
@@ -50,17 +55,34 @@ func Value(v *fastjson.Value) any {
 		b, _ := v.StringBytes()
 		return string(b)
 	case fastjson.TypeNumber:
-		if i, err := v.Int64(); err == nil && i >= math.MinInt && i <= math.MaxInt {
-			return int(i)
+		if i, f, isInt := Number(v); !isInt {
+			return f
+		} else {
+			return i
 		}
-		f, _ := v.Float64()
-		return f
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
 		return false
 	}
 	return nil
+}
+
+// Number returns a number value as an int when it is integral and fits,
+// else as a float64 ("1.0" is the int 1: every output writes them alike).
+// It does not allocate for ordinary numbers (fastjson's Int64 builds an
+// error for every non-integer, which is costly in Wasm).
+func Number(v *fastjson.Value) (i int, f float64, isInt bool) {
+	f, _ = v.Float64()
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int(f), 0, true
+	}
+	if math.Abs(f) >= 1<<53 && !math.IsInf(f, 0) {
+		if n, err := v.Int64(); err == nil && n >= math.MinInt && n <= math.MaxInt {
+			return int(n), 0, true // exact, beyond float precision
+		}
+	}
+	return 0, f, false
 }
 
 // ErrUnsupported is returned by Append for a value of another type.
@@ -139,7 +161,7 @@ func AppendFloat(dst []byte, f float64) []byte {
 const hex = "0123456789abcdef"
 
 // AppendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func AppendString(dst []byte, s string) []byte {
+func AppendString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -166,7 +188,7 @@ func AppendString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRuneInString(string(s[i:]))
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, "\ufffd"...)
