@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vrsky/vrsky/internal/testenv/pgtest"
+	"github.com/vrsky/vrsky/internal/testenv/s3test"
 )
 
 // These tests run the real `vrsky serve` binary as a subprocess and talk to
@@ -36,6 +39,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if err := pgtest.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	if err := s3test.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 	os.Exit(code)
 }
 
@@ -60,15 +69,70 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// backends selects the production shape: PostgreSQL and S3 instead of the
+// embedded defaults. The zero value is the embedded shape.
+type backends struct {
+	databaseURL string
+	s3          *s3test.Config
+}
+
+// shapes are the two deployments every end-to-end test runs against.
+func shapes(t *testing.T) map[string]func(t *testing.T) backends {
+	return map[string]func(t *testing.T) backends{
+		"embedded": func(*testing.T) backends { return backends{} },
+		"postgres+s3": func(t *testing.T) backends {
+			cfg := s3test.New(t)
+			return backends{databaseURL: pgtest.New(t), s3: &cfg}
+		},
+	}
+}
+
+func (b backends) args() []string {
+	var a []string
+	if b.databaseURL != "" {
+		a = append(a, "--database-url", b.databaseURL)
+	}
+	if b.s3 != nil {
+		a = append(a, "--s3-endpoint", b.s3.Endpoint, "--s3-bucket", b.s3.Bucket, "--s3-region", b.s3.Region)
+	}
+	return a
+}
+
+func (b backends) env() []string {
+	env := os.Environ()
+	if b.s3 != nil {
+		env = append(env, "AWS_ACCESS_KEY_ID="+b.s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+b.s3.SecretKey)
+	}
+	return env
+}
+
 // startServe runs vrsky serve on data and addr and waits until /readyz answers 200.
-func startServe(t *testing.T, data, addr string) *instance {
+func startServe(t *testing.T, data, addr string, be ...backends) *instance {
 	t.Helper()
-	in := &instance{t: t, url: "http://" + addr, data: data, log: &bytes.Buffer{}}
-	in.cmd = exec.Command(vrskyBin, "serve", "--data", data, "--listen", addr, "--admin-key", adminKey, "--log-level", "warn")
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	in := serveCmd(t, data, addr, be...)
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return in.waitReady()
+}
+
+func serveCmd(t *testing.T, data, addr string, be ...backends) *instance {
+	t.Helper()
+	var b backends
+	if len(be) > 0 {
+		b = be[0]
+	}
+	in := &instance{t: t, url: "http://" + addr, data: data, log: &bytes.Buffer{}}
+	args := append([]string{"serve", "--data", data, "--listen", addr, "--admin-key", adminKey, "--log-level", "warn"}, b.args()...)
+	in.cmd = exec.Command(vrskyBin, args...)
+	in.cmd.Env = b.env()
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	return in
+}
+
+func (in *instance) waitReady() *instance {
+	t := in.t
+	t.Helper()
 	t.Cleanup(func() {
 		if in.cmd.ProcessState == nil {
 			_ = in.cmd.Process.Signal(syscall.SIGTERM)
@@ -210,8 +274,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 func TestServeEndToEnd(t *testing.T) {
+	for name, shape := range shapes(t) {
+		t.Run(name, func(t *testing.T) { testServeEndToEnd(t, shape(t)) })
+	}
+}
+
+func testServeEndToEnd(t *testing.T, be backends) {
 	sink := newGatedSink(t, true)
-	in := startServe(t, t.TempDir(), freeAddr(t))
+	in := startServe(t, t.TempDir(), freeAddr(t), be)
 	key := in.setup(sink.srv.URL)
 	id := in.post(`{"order_id": 1}`)
 	waitFor(t, 15*time.Second, "delivery", func() bool { return sink.count() == 1 })
@@ -236,9 +306,15 @@ func TestServeEndToEnd(t *testing.T) {
 // vrsky serve with SIGKILL, restarts it on the same data and checks that
 // every accepted message is delivered.
 func TestKill9LosesNothing(t *testing.T) {
+	for name, shape := range shapes(t) {
+		t.Run(name, func(t *testing.T) { testKill9LosesNothing(t, shape(t)) })
+	}
+}
+
+func testKill9LosesNothing(t *testing.T, be backends) {
 	sink := newGatedSink(t, false)
 	data, addr := t.TempDir(), freeAddr(t)
-	in := startServe(t, data, addr)
+	in := startServe(t, data, addr, be)
 	in.setup(sink.srv.URL)
 	const n = 300
 	ids := make([]string, n)
@@ -248,7 +324,7 @@ func TestKill9LosesNothing(t *testing.T) {
 	in.kill9()
 
 	sink.setOpen(true)
-	startServe(t, data, addr)
+	startServe(t, data, addr, be)
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d deliveries after restart", n), func() bool { return sink.count() == n })
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
