@@ -178,4 +178,3 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	err := cmd.Execute()
 	return buf.String(), err
 }
-
