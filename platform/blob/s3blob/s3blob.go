@@ -360,11 +360,12 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, 
 		return nil, blob.Info{}, fmt.Errorf("s3blob: get %s: %w", key, mapErr(ctx, err))
 	}
 	info := blob.Info{Key: key, Size: aws.ToInt64(out.ContentLength), SHA256: out.Metadata[metaSHA256]}
-	return &verifyingReader{body: out.Body, key: key, want: info, h: sha256.New()}, info, nil
+	return &verifyingReader{ctx: ctx, body: out.Body, key: key, want: info, h: sha256.New()}, info, nil
 }
 
 // verifyingReader checks size and digest when the body ends.
 type verifyingReader struct {
+	ctx  context.Context // Get's: a cancelled read is not an outage
 	body io.ReadCloser
 	key  string
 	want blob.Info
@@ -389,7 +390,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return n, io.EOF
 	}
 	if err != nil {
-		return n, fmt.Errorf("s3blob: read %s: %w", v.key, mapErr(context.Background(), err))
+		return n, fmt.Errorf("s3blob: read %s: %w", v.key, mapErr(v.ctx, err))
 	}
 	return n, nil
 }
