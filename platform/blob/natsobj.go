@@ -124,11 +124,12 @@ func (s *NATSStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, e
 		_ = res.Close()
 		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, err)
 	}
-	return &natsReader{res: res, key: key}, info, nil
+	return &natsReader{ctx: ctx, res: res, key: key}, info, nil
 }
 
 // natsReader wraps errors from the chunk stream like the rest of the store.
 type natsReader struct {
+	ctx context.Context // Get's: a cancelled read is not an outage
 	res jetstream.ObjectResult
 	key string
 }
@@ -139,7 +140,7 @@ func (r *natsReader) Read(p []byte) (int, error) {
 		if errors.Is(err, jetstream.ErrDigestMismatch) {
 			return n, fmt.Errorf("blob: read %s: %w", r.key, err)
 		}
-		return n, fmt.Errorf("blob: read %s: %w", r.key, mapErr(context.Background(), err))
+		return n, fmt.Errorf("blob: read %s: %w", r.key, mapErr(r.ctx, err))
 	}
 	return n, err
 }
