@@ -38,6 +38,13 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, tune ...func(*Config)) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, nil, tune...)
+}
+
+// newTestEnvWith is newTestEnv with the engine's config tuned by engTune
+// (nil leaves it as is).
+func newTestEnvWith(t *testing.T, engTune func(*runtime.Config), tune ...func(*Config)) *testEnv {
+	t.Helper()
 	conn := natsxtest.Start(t)
 	ctx := context.Background()
 	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
@@ -53,7 +60,11 @@ func newTestEnv(t *testing.T, tune ...func(*Config)) *testEnv {
 	if os.Getenv("VRSKY_TEST_LOG") != "" { // request and engine logs, in the test's output
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log})
+	ecfg := runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log}
+	if engTune != nil {
+		engTune(&ecfg)
+	}
+	eng, err := runtime.NewEngine(ecfg)
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}

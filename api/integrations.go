@@ -50,21 +50,30 @@ func (s *Server) view(ctx context.Context, in store.Integration) integrationView
 		Tenant: in.Tenant, Name: in.Name, Desired: in.Desired, Spec: json.RawMessage(in.Spec),
 		Revision: in.Revision, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 	}
-	// The stored spec was validated when it was stored; Status only needs
-	// its names, so decode it without validating it again.
-	var spec runtime.Spec
-	if err := json.Unmarshal(in.Spec, &spec); err != nil {
-		v.Status = runtime.Status{State: "error", Error: fmt.Sprintf("stored spec unreadable: %v", err)}
+	spec, err := storedSpec(in)
+	if err != nil {
+		v.Status = runtime.Status{State: "error", Error: err.Error()}
 		return v
 	}
-	spec.Name = in.Name
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	v.Status = s.eng.Status(ctx, in.Tenant, &spec)
+	v.Status = s.eng.Status(ctx, in.Tenant, spec)
 	if v.Status.Sinks == nil {
 		v.Status.Sinks = []runtime.SinkStatus{}
 	}
 	return v
+}
+
+// storedSpec decodes a stored integration's spec. It was validated when it
+// was stored, and its users here (Status, replay) only need its names, so
+// it is decoded without validating it again.
+func storedSpec(in store.Integration) (*runtime.Spec, error) {
+	var spec runtime.Spec
+	if err := json.Unmarshal(in.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("stored spec of integration %q unreadable: %w", in.Name, err)
+	}
+	spec.Name = in.Name
+	return &spec, nil
 }
 
 // readSpec parses the request body as an integration spec.

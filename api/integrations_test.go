@@ -91,6 +91,7 @@ func TestIsolation(t *testing.T) {
 	e.must(http.StatusOK, req{method: "POST", path: "/api/v1/integrations/orders/start", key: a})
 	aKey := e.must(http.StatusCreated, req{method: "POST", path: "/api/v1/tenants/tenant-a/keys", key: a}).str("id")
 	spec := webhookSpec("orders", "orders", "http://127.0.0.1:1/")
+	msgA := e.post("tenant-a", "orders", "{}") // a message of A's (its dead letters: TestDeadLetterIsolation)
 
 	tests := []struct {
 		name, method, path string
@@ -103,6 +104,12 @@ func TestIsolation(t *testing.T) {
 		{"delete A's integration", "DELETE", "/api/v1/integrations/orders", "", nil, 404},
 		{"start A's integration", "POST", "/api/v1/integrations/orders/start", "", nil, 404},
 		{"stop A's integration", "POST", "/api/v1/integrations/orders/stop", "", nil, 404},
+		{"trace A's message", "GET", "/api/v1/integrations/orders/messages/" + msgA, "", nil, 404},
+		{"list A's dead letters", "GET", "/api/v1/integrations/orders/dlq", "", nil, 404},
+		{"get A's dead letter", "GET", "/api/v1/integrations/orders/dlq/1", "", nil, 404},
+		{"delete A's dead letter", "DELETE", "/api/v1/integrations/orders/dlq/1", "", nil, 404},
+		{"replay A's dead letter", "POST", "/api/v1/integrations/orders/dlq/1/replay", "", nil, 404},
+		{"replay A's dead letters", "POST", "/api/v1/integrations/orders/dlq/replay", "", nil, 404},
 		{"name A with ?tenant", "GET", "/api/v1/integrations?tenant=tenant-a", "", nil, 404},
 		{"name A with the header", "GET", "/api/v1/integrations/orders", "", map[string]string{tenantHeader: "tenant-a"}, 404},
 		{"create in A", "POST", "/api/v1/integrations?tenant=tenant-a", spec, nil, 404},

@@ -34,6 +34,25 @@ type Engine interface {
 	Hooks() *runtime.Hooks
 	// Catalog lists the connectors specs may name.
 	Catalog() *runtime.Catalog
+
+	// Trace reports where a message of the last 7 days is;
+	// runtime.ErrUnknownMessage when there is no record of it.
+	Trace(ctx context.Context, tenant, integration, id string) (*runtime.MessageTrace, error)
+	// ListDeadLetters returns a page of an integration's dead letters,
+	// newest first, without payloads, and the Before cursor of the next
+	// page ("" when there is none).
+	ListDeadLetters(ctx context.Context, tenant, integration string, f runtime.DLQFilter) ([]runtime.DeadLetter, string, error)
+	// GetDeadLetter returns one dead letter with its payload;
+	// runtime.ErrNoDeadLetter when there is no such entry.
+	GetDeadLetter(ctx context.Context, tenant, integration, id string) (*runtime.DeadLetter, error)
+	// ReplayDeadLetter sends an entry back into the stage that failed and
+	// removes it; runtime.ErrNoDeadLetter when there is no such entry.
+	ReplayDeadLetter(ctx context.Context, tenant string, spec *runtime.Spec, id string) error
+	// ReplayDeadLetters replays every entry (of one stage when stage is not
+	// empty) and returns how many it replayed.
+	ReplayDeadLetters(ctx context.Context, tenant string, spec *runtime.Spec, stage string) (int, error)
+	// DeleteDeadLetter removes an entry without replaying it.
+	DeleteDeadLetter(ctx context.Context, tenant, integration, id string) error
 }
 
 var _ Engine = (*runtime.Engine)(nil)
@@ -217,6 +236,14 @@ func (s *Server) routes() {
 	v1.Delete("/integrations/:name", auth, s.deleteIntegration)
 	v1.Post("/integrations/:name/start", auth, s.setDesired(store.StateRunning))
 	v1.Post("/integrations/:name/stop", auth, s.setDesired(store.StateStopped))
+
+	// Message tracking and dead letters of an integration of the caller's tenant.
+	v1.Get("/integrations/:name/messages/:id", auth, s.getMessage)
+	v1.Get("/integrations/:name/dlq", auth, s.listDeadLetters)
+	v1.Post("/integrations/:name/dlq/replay", auth, s.replayDeadLetters)
+	v1.Get("/integrations/:name/dlq/:id", auth, s.getDeadLetter)
+	v1.Delete("/integrations/:name/dlq/:id", auth, s.deleteDeadLetter)
+	v1.Post("/integrations/:name/dlq/:id/replay", auth, s.replayDeadLetter)
 
 	// The connector catalogue.
 	v1.Get("/connectors", auth, s.listConnectors)

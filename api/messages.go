@@ -1,0 +1,42 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// trackingOffText is what the runtime's error says when the engine runs
+// with tracking disabled. The runtime has no sentinel for it (yet), so the
+// API recognises the text; TestTraceTrackingOff fails if it changes.
+const trackingOffText = "tracking is off"
+
+// getMessage answers GET /api/v1/integrations/{name}/messages/{id}: where
+// a message of the last 7 days is.
+func (s *Server) getMessage(c *fiber.Ctx) error {
+	in, err := s.integration(c)
+	if err != nil {
+		return err
+	}
+	id := c.Params("id")
+	tr, err := s.eng.Trace(c.UserContext(), in.Tenant, in.Name, id)
+	switch {
+	case errors.Is(err, runtime.ErrUnknownMessage):
+		return notFound("no record of message %q in integration %q in the last 7 days", id, in.Name)
+	case err != nil && strings.Contains(err.Error(), trackingOffText):
+		// 404, not 501: there is no record of the message, and the
+		// message says why (RATIONALE.md).
+		return &Error{Status: fiber.StatusNotFound, Code: CodeNotFound, cause: err,
+			Message: fmt.Sprintf("no record of message %q: message tracking is off on this node (vrsky serve --tracking=false)", id)}
+	case err != nil:
+		return fmt.Errorf("trace message %q of integration %q: %w", id, in.Name, err)
+	}
+	if tr.Stages == nil {
+		tr.Stages = []runtime.StageRecord{}
+	}
+	return c.JSON(tr)
+}
