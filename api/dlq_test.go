@@ -230,7 +230,11 @@ func TestDeadLetterPermanent(t *testing.T) {
 	e.must(http.StatusOK, req{method: "POST", path: "/api/v1/integrations/orders/start", key: key})
 	// Not UTF-8: the payload comes as base64 only.
 	payload := "{\"bin\":\"\xff\xfe\"}"
-	id := e.post("acme", "orders", payload)
+	// The client's Idempotency-Key is the message id; dots and all, it is
+	// one path segment of .../messages/{id}.
+	const id = "order.7_x-1"
+	e.must(http.StatusAccepted, req{method: "POST", path: "/hooks/acme/orders", body: payload, contentType: "application/json",
+		header: map[string]string{"Idempotency-Key": id}})
 
 	dl := e.waitDLQ(key, "orders", 1).Items[0]
 	checkDeadLetter(t, dl, id, 1, http.StatusBadRequest)

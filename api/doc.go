@@ -1,8 +1,8 @@
 // Package api serves VRSky's REST API v1 over HTTP with gofiber/fiber/v2:
-// tenants and their API keys (admin), integrations of the caller's tenant,
-// the connector catalogue, webhook ingress at /hooks/{tenant}/{path}, and
-// the operational endpoints /healthz, /readyz, /metrics and
-// /api/v1/openapi.json.
+// tenants and their API keys (admin), integrations of the caller's tenant
+// with their message traces and dead letters, the connector catalogue,
+// webhook ingress at /hooks/{tenant}/{path}, and the operational endpoints
+// /healthz, /readyz, /metrics and /api/v1/openapi.json.
 //
 // Every handler returns an error; one error handler renders it as
 // {"error": {"code": ..., "message": ..., "field": ...}} with a code from the

@@ -49,7 +49,7 @@ var Codes = []struct {
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such thing in the caller's tenant"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "the route exists, with other methods"},
 	{CodeAlreadyExists, http.StatusConflict, "a thing with that name exists already"},
-	{CodeConflict, http.StatusConflict, "the change conflicts with the current state (a concurrent update, a webhook path in use)"},
+	{CodeConflict, http.StatusConflict, "the change conflicts with the current state (a concurrent update, a webhook path in use, a dead letter whose sink is gone)"},
 	{CodeBodyTooLarge, http.StatusRequestEntityTooLarge, "the request body is over the limit"},
 	{CodeUnsupportedMedia, http.StatusUnsupportedMediaType, "the Content-Type is not one the route accepts"},
 	{CodeQuotaExceeded, http.StatusTooManyRequests, "a tenant quota is reached; the message names it"},
