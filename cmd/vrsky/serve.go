@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,14 +21,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/vrsky/vrsky/api"
 	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/s3blob"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/store/pgstore"
 	"github.com/vrsky/vrsky/runtime"
+	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
 )
 
 // serveFlags are `vrsky serve`'s settings; each is also VRSKY_<NAME>.
@@ -179,6 +184,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	wasmRT, err := host.New(ctx, host.Config{CacheDir: filepath.Join(f.data, "wasm-cache"), Logger: log.With("component", "wasm")})
+	if err != nil {
+		return fmt.Errorf("wasm host: %w", err)
+	}
+	defer wasmRT.Close(context.Background())
+	if err := registerWasmSteps(ctx, cat, wasmRT, conn, bs, log); err != nil {
+		return err
+	}
 	eng, err := runtime.NewEngine(runtime.Config{
 		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
@@ -225,6 +238,49 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	stopEngine()
 	<-engDone
+	return nil
+}
+
+// registerWasmSteps compiles the Wasm connectors that ship inside the
+// binary and adds them to the catalogue. A module missing from a dev build
+// (make wasm not run) is skipped with a warning that says how to build it.
+func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runtime, conn *natsx.Conn, bs blob.Store, log *slog.Logger) error {
+	kv, err := conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "vrsky_step_kv", Description: "KV for Wasm steps, keys scoped per integration",
+		Storage: jetstream.FileStorage, Replicas: conn.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("step KV bucket: %w", err)
+	}
+	env := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs, KV: host.NATSKV{KV: kv}}
+	for _, b := range wasmconnectors.List() {
+		if b.Err != nil {
+			log.Warn("shipped Wasm connector not available", "connector", b.Manifest.Name, "err", b.Err)
+			continue
+		}
+		spec, err := b.Spec()
+		if err != nil {
+			return err
+		}
+		name := b.Manifest.Name
+		load := sync.OnceValues(func() (*host.Module, error) {
+			start := time.Now()
+			mod, err := rt.Load(context.WithoutCancel(ctx), spec)
+			if err != nil {
+				return nil, fmt.Errorf("load shipped connector %s: %w", name, err)
+			}
+			log.Info("wasm connector compiled", "connector", name, "took", time.Since(start))
+			return mod, nil
+		})
+		err = cat.Register(runtime.WasmStep(runtime.WasmStepInfo{
+			Name: name, Version: b.Manifest.Version, Description: b.Manifest.Description,
+			ConfigSchema: b.Manifest.ConfigSchema, Env: env,
+			Module: func(context.Context) (*host.Module, error) { return load() },
+		}))
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

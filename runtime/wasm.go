@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/vrsky/vrsky/host"
+)
+
+// WasmStepInfo describes a loaded Wasm module for the catalogue.
+type WasmStepInfo struct {
+	// Name and Version identify the connector ("jq", "1.0.0").
+	Name, Version string
+	// Description is one line for the catalogue.
+	Description string
+	// ConfigSchema is the JSON Schema of the step's config, from the manifest.
+	ConfigSchema json.RawMessage
+	// Module returns the compiled module. It is called when a step first
+	// needs it, so that a start does not wait for modules nobody uses
+	// (compiling a Go module cold takes seconds); it should cache its result.
+	Module func(ctx context.Context) (*host.Module, error)
+	// Env backs the ABI's I/O functions (NATS, objects, KV, HTTP); the
+	// host scopes every call to the pool's tenant and integration.
+	Env host.Env
+	// Limits bound each pool's instances; zero fields take the host's defaults.
+	Limits host.Limits
+}
+
+// WasmStep makes a loaded Wasm module a step connector: each integration
+// step that names it gets its own pool of warm instances with its config.
+func WasmStep(w WasmStepInfo) Connector {
+	return Connector{
+		Name:         w.Name,
+		Version:      w.Version,
+		Kind:         KindStep,
+		Description:  w.Description,
+		ConfigSchema: w.ConfigSchema,
+		NewStep: func(cfg json.RawMessage, env Env) (Step, error) {
+			mod, err := w.Module(context.Background())
+			if err != nil {
+				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
+			}
+			pool, err := mod.NewPool(host.PoolConfig{
+				Config: cfg, Tenant: env.Tenant, Integration: env.Integration, Env: w.Env, Limits: w.Limits,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
+			}
+			return &wasmStep{pool: pool}, nil
+		},
+	}
+}
+
+type wasmStep struct{ pool *host.Pool }
+
+// Process hands the batch to one guest call (or a few, past the pool's
+// batch size) and maps each message's status: OK → outputs, Drop → none,
+// Retryable → error, Permanent → Permanent error.
+func (s *wasmStep) Process(ctx context.Context, batch []*Message) ([]StepResult, error) {
+	in := make([]host.Message, len(batch))
+	for i, m := range batch {
+		in[i] = host.Message{ID: m.ID, Headers: m.Header, Data: m.Data}
+	}
+	res, err := s.pool.Process(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StepResult, len(res))
+	for i, r := range res {
+		switch r.Status {
+		case host.StatusOK:
+			msgs := make([]*Message, len(r.Out))
+			for k, o := range r.Out {
+				// The host may share the input's header map: the pipeline
+				// clones before it changes headers.
+				msgs[k] = &Message{ID: o.ID, Header: Header(o.Headers), Data: o.Data}
+			}
+			out[i].Out = msgs
+		case host.StatusDrop:
+		case host.StatusPermanent:
+			out[i].Err = Permanent(errors.New(r.Error))
+		default:
+			out[i].Err = errors.New(r.Error)
+		}
+	}
+	return out, nil
+}
+
+func (s *wasmStep) Close() error { return s.pool.Close() }
