@@ -18,9 +18,10 @@ import (
 )
 
 var (
+	fast    node // nil when the expression is outside the fast subset
+	jsonp   fastjson.Parser
 	program *vm.Program
 	machine vm.VM
-	dec     jsonval.Decoder
 )
 
 func init() {
@@ -42,15 +43,27 @@ func setup(config []byte) error {
 	if err != nil {
 		return fmt.Errorf("expr: %w", err)
 	}
+	fast = compileFast(src)
 	return nil
 }
 
 func process(m *guest.Message) error {
-	in, err := dec.Decode(m.Data())
+	v, err := jsonp.ParseBytes(m.Data())
 	if err != nil {
 		return fmt.Errorf("input is not JSON: %w", err)
 	}
-	env, ok := in.(map[string]any)
+	if v.Type() != fastjson.TypeObject {
+		return errors.New("input is not a JSON object")
+	}
+	if fast != nil {
+		if r, ok := fast.eval(v); ok && r.k == kBool {
+			if !r.b {
+				m.Drop()
+			}
+			return nil
+		}
+	}
+	env, ok := jsonval.Value(v).(map[string]any)
 	if !ok {
 		return errors.New("input is not a JSON object")
 	}
