@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -23,19 +26,21 @@ type flakySink struct {
 	status    int // answered to every request; 0 succeeds with 204
 	attempts  map[string]int
 	delivered map[string]int
+	bodies    map[string][]byte // the last body delivered, per id
 }
 
 func newFlakySink(t *testing.T, status int) *flakySink {
 	t.Helper()
-	f := &flakySink{status: status, attempts: map[string]int{}, delivered: map[string]int{}}
+	f := &flakySink{status: status, attempts: map[string]int{}, delivered: map[string]int{}, bodies: map[string][]byte{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
 		id := r.Header.Get("Idempotency-Key")
 		f.mu.Lock()
 		status := f.status
 		f.attempts[id]++
 		if status == 0 {
 			f.delivered[id]++
+			f.bodies[id] = body
 			status = http.StatusNoContent
 		}
 		f.mu.Unlock()
@@ -49,6 +54,12 @@ func (f *flakySink) setStatus(status int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status = status
+}
+
+func (f *flakySink) body(id string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bodies[id]
 }
 
 func (f *flakySink) counts(id string) (attempts, delivered int) {
@@ -470,5 +481,44 @@ func TestTraceTrackingOff(t *testing.T) {
 	conforms(t, "Error", r.raw)
 	if r.errField("code") != string(CodeNotFound) || !strings.Contains(r.errField("message"), "tracking is off") {
 		t.Fatalf("trace with tracking off: %s", r.raw)
+	}
+}
+
+// TestDeadLetterClaimChecked: a dead letter whose payload is claim-checked
+// names the object and its real size instead of inlining the payload; a
+// replay delivers the whole payload.
+func TestDeadLetterClaimChecked(t *testing.T) {
+	const threshold = 1 << 10
+	e := newTestEnvWith(t, func(c *runtime.Config) {
+		bs, err := blob.NewNATS(context.Background(), c.Conn.JS, "vrsky-objects", 1)
+		if err != nil {
+			t.Fatalf("object store: %v", err)
+		}
+		c.Blobs, c.ClaimThreshold = bs, threshold
+	})
+	key := e.createTenant("acme")
+	sink := newFlakySink(t, http.StatusBadRequest)
+	e.createIntegration(key, retrySpec("orders", "orders", sink.srv.URL))
+	e.must(http.StatusOK, req{method: "POST", path: "/api/v1/integrations/orders/start", key: key})
+	payload := `{"pad":"` + strings.Repeat("x", 4*threshold) + `"}`
+	id := e.post("acme", "orders", payload)
+
+	dl := e.waitDLQ(key, "orders", 1).Items[0]
+	checkDeadLetter(t, dl, id, 1, http.StatusBadRequest)
+	one := e.must(http.StatusOK, req{method: "GET", path: "/api/v1/integrations/orders/dlq/" + dl.ID, key: key})
+	conforms(t, "DeadLetter", one.raw)
+	var full deadLetterView
+	if err := json.Unmarshal(one.raw, &full); err != nil {
+		t.Fatal(err)
+	}
+	if full.PayloadRef == "" || full.Size != len(payload) || full.PayloadBase64 != nil || full.PayloadText != nil {
+		t.Fatalf("claim-checked dead letter: %s", one.raw)
+	}
+
+	sink.setStatus(0)
+	e.must(http.StatusOK, req{method: "POST", path: "/api/v1/integrations/orders/dlq/" + dl.ID + "/replay", key: key})
+	e.waitState(key, "orders", id, runtime.StatusDelivered)
+	if _, delivered := sink.counts(id); delivered != 1 || !bytes.Equal(sink.body(id), []byte(payload)) {
+		t.Fatalf("replayed delivery: %d times, %d bytes; want once, %d bytes", delivered, len(sink.body(id)), len(payload))
 	}
 }
