@@ -55,8 +55,8 @@ func TestFailuresDiscardInstance(t *testing.T) {
 			if r.Status != host.StatusRetryable || !strings.Contains(r.Error, tc.errHas) {
 				t.Fatalf("got %v %q, want retryable with %q", r.Status, r.Error, tc.errHas)
 			}
-			if s := p.Stats(); s.Live != 0 {
-				t.Fatalf("broken instance kept: %+v", s)
+			if s := p.Stats(); s.Live != 0 || s.Discarded != 1 || s.Created != 1 || s.Calls != 1 || s.Messages != 1 {
+				t.Fatalf("broken instance kept, or counts wrong: %+v", s)
 			}
 			if r := process1(t, p, "upper:x", nil); r.Status != host.StatusOK {
 				t.Fatalf("next message: %+v", r)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vrsky/vrsky/abi"
@@ -136,6 +137,8 @@ type Pool struct {
 	stop chan struct{}
 	done chan struct{}
 
+	created, discarded, calls, messages atomic.Int64
+
 	mu     sync.Mutex
 	idle   []*pooled // LIFO: the warmest instance first
 	live   int
@@ -190,13 +193,21 @@ type Stats struct {
 	Idle int
 	// IdleMemoryBytes is the linear memory held by the idle instances.
 	IdleMemoryBytes int64
+	// Created counts instances started since the pool was made.
+	Created int64
+	// Discarded counts instances thrown away after a trap, an exit, a
+	// deadline or a memory overrun (not idle reclaims).
+	Discarded int64
+	// Calls and Messages count guest calls and the messages they carried.
+	Calls, Messages int64
 }
 
 // Stats returns the current instance counts.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Stats{Live: p.live, Idle: len(p.idle)}
+	s := Stats{Live: p.live, Idle: len(p.idle), Created: p.created.Load(), Discarded: p.discarded.Load(),
+		Calls: p.calls.Load(), Messages: p.messages.Load()}
 	for _, pi := range p.idle {
 		s.IdleMemoryBytes += int64(pi.inst.memoryPages()) * 65536
 	}
@@ -237,6 +248,8 @@ func (p *Pool) Process(ctx context.Context, msgs []Message) ([]Result, error) {
 		st := inst.state()
 		st.begin(msgs[start:end], results[start:end])
 		err = inst.inst.run(ctx, st)
+		p.calls.Add(1)
+		p.messages.Add(int64(end - start))
 		broken := err != nil
 		if err != nil {
 			st.failRest(err)
@@ -290,6 +303,9 @@ func (p *Pool) release(pi *pooled, broken bool) {
 	if broken || p.closed {
 		p.live--
 		p.mu.Unlock()
+		if broken {
+			p.discarded.Add(1)
+		}
 		pi.inst.close(context.Background())
 		return
 	}
@@ -299,10 +315,17 @@ func (p *Pool) release(pi *pooled, broken bool) {
 }
 
 func (p *Pool) newInstance(ctx context.Context) (instance, error) {
+	var inst instance
+	var err error
 	if p.mod.extism != nil {
-		return p.newExtismInstance(ctx)
+		inst, err = p.newExtismInstance(ctx)
+	} else {
+		inst, err = p.newABIInstance(ctx)
 	}
-	return p.newABIInstance(ctx)
+	if err == nil {
+		p.created.Add(1)
+	}
+	return inst, err
 }
 
 func (p *Pool) reclaimLoop() {
