@@ -209,6 +209,8 @@ func TestDeadLetterRetryAndReplay(t *testing.T) {
 	if trace.ID != id || trace.Integration != "orders" || failed != 3 {
 		t.Fatalf("trace %s: want 3 failed attempts at sink:out", tr.raw)
 	}
+	// A wildcard is not an id (in the KV bucket it would match every message).
+	e.must(http.StatusNotFound, req{method: "GET", path: "/api/v1/integrations/orders/messages/*", key: key})
 
 	// The sink recovers; replay delivers the message once.
 	sink.setStatus(0)
@@ -384,6 +386,9 @@ func TestDeadLetterBadInputs(t *testing.T) {
 		{"replay an unknown dead letter", "POST", base + "/dlq/999999/replay", 404, ""},
 		{"delete an unknown dead letter", "DELETE", base + "/dlq/999999", 404, ""},
 		{"unknown message", "GET", base + "/messages/no-such-message", 404, ""},
+		{"message id a wildcard", "GET", base + "/messages/*", 404, ""},
+		{"message id with a wildcard token", "GET", base + "/messages/%3E", 404, ""},
+		{"message id with spaces", "GET", base + "/messages/a%20b", 404, ""},
 		{"message of an unknown integration", "GET", "/api/v1/integrations/nothing/messages/x", 404, ""},
 		{"dead letters of an unknown integration", "GET", "/api/v1/integrations/nothing/dlq", 404, ""},
 		{"replay of an unknown integration", "POST", "/api/v1/integrations/nothing/dlq/replay", 404, ""},

@@ -23,6 +23,12 @@ func (s *Server) getMessage(c *fiber.Ctx) error {
 		return err
 	}
 	id := c.Params("id")
+	if !trackableID(id) {
+		// Records are keyed by id in a NATS KV bucket: no record can exist
+		// for an id outside the key alphabet, and "*" or ">" would be
+		// wildcards there, matching other messages' records.
+		return notFound("no record of message %q in integration %q: not a message id", id, in.Name)
+	}
 	tr, err := s.eng.Trace(c.UserContext(), in.Tenant, in.Name, id)
 	switch {
 	case errors.Is(err, runtime.ErrUnknownMessage):
@@ -39,4 +45,20 @@ func (s *Server) getMessage(c *fiber.Ctx) error {
 		tr.Stages = []runtime.StageRecord{}
 	}
 	return c.JSON(tr)
+}
+
+// trackableID reports whether id can name tracking records: 1 to 256 of
+// [A-Za-z0-9._=-] (NATS KV key characters; "/" cannot come in one path
+// segment).
+func trackableID(id string) bool {
+	if id == "" || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c == '-' || c == '_' || c == '.' || c == '=' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
 }
