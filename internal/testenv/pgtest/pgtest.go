@@ -45,6 +45,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vrsky/vrsky/internal/testenv/internal/proc"
 	"github.com/vrsky/vrsky/internal/testenv/internal/stale"
 )
 
@@ -63,7 +64,7 @@ type Cluster struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exited
+	done <-chan struct{} // closed when cmd exited
 	log  *os.File
 
 	dbSeq atomic.Int64
@@ -221,16 +222,14 @@ func (c *Cluster) Start() error {
 		"-c", "log_min_messages=warning",
 	)
 	c.prepare(cmd)
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies without cleaning up, the postmaster gets
 	// SIGQUIT (immediate shutdown) instead of outliving it.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	done, err := proc.Start(cmd, syscall.SIGQUIT)
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	c.cmd, c.done, c.log = cmd, done, logf
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

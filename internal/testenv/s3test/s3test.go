@@ -38,6 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/vrsky/vrsky/internal/testenv/internal/proc"
 	"github.com/vrsky/vrsky/internal/testenv/internal/stale"
 )
 
@@ -79,7 +80,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 	log  *os.File
 
 	seq atomic.Int64
@@ -246,15 +247,13 @@ func (s *Server) Start() error {
 	)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.accessKey, "ROOT_SECRET_KEY="+s.secretKey)
-	// The gateway dies with the test binary even without cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	// The gateway dies with the test binary even without cleanup.
+	done, err := proc.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("s3test: start versitygw: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done, s.log = cmd, done, logf
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
