@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,5 +254,83 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	if _, err := s3blob.Open(ctx, s3blob.Config{Endpoint: c.Endpoint, Bucket: c.Bucket, UsePathStyle: true}); err == nil ||
 		!strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") || !strings.Contains(err.Error(), "EnvConfigCredentials") {
 		t.Errorf("Open with a wrong secret in the environment: %v; want it to name AWS_SECRET_ACCESS_KEY and the source", err)
+	}
+}
+
+// TestRestartUnderLoad keeps writers and readers busy while the S3 server
+// stops and starts: every failure must be ErrUnavailable (what makes the
+// runtime retry a claim-check), and once it is back every call succeeds.
+func TestRestartUnderLoad(t *testing.T) {
+	srv := s3test.Start(t)
+	s := open(t, config(srv.NewBucket(t)))
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "seed", strings.NewReader("v")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	var (
+		stop        = make(chan struct{})
+		wg          sync.WaitGroup
+		ok, unavail atomic.Int64
+		mu          sync.Mutex
+		other       []error
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				if w%2 == 0 {
+					_, err = s.Put(ctx, fmt.Sprintf("w%d/%d", w, i), bytes.NewReader(make([]byte, 1000)))
+				} else {
+					var rc io.ReadCloser
+					if rc, _, err = s.Get(ctx, "seed"); err == nil {
+						_, err = io.Copy(io.Discard, rc)
+						rc.Close()
+					}
+				}
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, blob.ErrUnavailable):
+					unavail.Add(1)
+				default:
+					mu.Lock()
+					other = append(other, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("calls before the outage", func() bool { return ok.Load() >= 20 })
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor("calls to fail during the outage", func() bool { return unavail.Load() >= 8 })
+	if err := srv.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	before := ok.Load()
+	waitFor("calls to succeed after the restart", func() bool { return ok.Load() >= before+20 })
+	close(stop)
+	wg.Wait()
+	t.Logf("ok %d, unavailable %d", ok.Load(), unavail.Load())
+	for _, err := range other {
+		t.Errorf("failure that is not ErrUnavailable: %v", err)
 	}
 }
