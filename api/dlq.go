@@ -22,11 +22,6 @@ const (
 	dlqMaxLimit     = 1000
 )
 
-// The runtime reports an entry that cannot go back where it failed with
-// plain errors, not sentinels; the API recognises their text (tests fail
-// if it changes) and answers 409.
-var unreplayableTexts = []string{"is no longer in the integration", "unknown stage"}
-
 // deadLetterView is a dead letter as the API shows it. The payload is in
 // the answer of GET .../dlq/{id} only: always as payload_base64 (lossless),
 // and also as payload_text when it is valid UTF-8 (see RATIONALE.md). A
@@ -102,11 +97,9 @@ func dlqError(err error, name, id string) error {
 		e.cause = err
 		return e
 	}
-	for _, text := range unreplayableTexts {
-		if strings.Contains(err.Error(), text) {
-			return &Error{Status: http.StatusConflict, Code: CodeConflict, cause: err,
-				Message: fmt.Sprintf("%v; delete it, or restore the stage and replay it", err)}
-		}
+	if errors.Is(err, runtime.ErrStageGone) {
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, cause: err,
+			Message: fmt.Sprintf("%v; delete it, or restore the stage and replay it", err)}
 	}
 	if id == "" {
 		return fmt.Errorf("dead letters of integration %q: %w", name, err)

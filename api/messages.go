@@ -3,17 +3,11 @@ package api
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vrsky/vrsky/runtime"
 )
-
-// trackingOffText is what the runtime's error says when the engine runs
-// with tracking disabled. The runtime has no sentinel for it (yet), so the
-// API recognises the text; TestTraceTrackingOff fails if it changes.
-const trackingOffText = "tracking is off"
 
 // getMessage answers GET /api/v1/integrations/{name}/messages/{id}: where
 // a message of the last 7 days is.
@@ -33,7 +27,7 @@ func (s *Server) getMessage(c *fiber.Ctx) error {
 	switch {
 	case errors.Is(err, runtime.ErrUnknownMessage):
 		return notFound("no record of message %q in integration %q in the last 7 days", id, in.Name)
-	case err != nil && strings.Contains(err.Error(), trackingOffText):
+	case errors.Is(err, runtime.ErrTrackingOff):
 		// 404, not 501: there is no record of the message, and the
 		// message says why (RATIONALE.md).
 		return &Error{Status: fiber.StatusNotFound, Code: CodeNotFound, cause: err,

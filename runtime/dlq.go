@@ -19,8 +19,15 @@ import (
 // with a fresh attempt count, and then removes the entry, so replaying an
 // entry twice delivers it once.
 
-// ErrNoDeadLetter: no such entry in this integration's dead-letter queue.
-var ErrNoDeadLetter = errors.New("no such dead letter")
+var (
+	// ErrNoDeadLetter: no such entry in this integration's dead-letter queue.
+	ErrNoDeadLetter = errors.New("no such dead letter")
+	// ErrStageGone: the stage an entry failed at is no longer in the
+	// integration, so it cannot be replayed there.
+	ErrStageGone = errors.New("the stage is no longer in the integration")
+	// ErrBadCursor: a paging cursor that is not a dead-letter id.
+	ErrBadCursor = errors.New("not a dead-letter id")
+)
 
 // DeadLetter is one entry of the dead-letter queue.
 type DeadLetter struct {
@@ -84,7 +91,7 @@ func (e *Engine) ListDeadLetters(ctx context.Context, tenant, integration string
 	if f.Before != "" {
 		b, err := strconv.ParseUint(f.Before, 10, 64)
 		if err != nil || b == 0 {
-			return nil, "", fmt.Errorf("before %q: not a dead-letter id", f.Before)
+			return nil, "", fmt.Errorf("before %q: %w", f.Before, ErrBadCursor)
 		}
 		seq = min(seq, b-1)
 	}
@@ -232,13 +239,13 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 			found = found || sk.Name == name
 		}
 		if !found {
-			return fmt.Errorf("dead letter %s: sink %q is no longer in the integration", id, name)
+			return fmt.Errorf("dead letter %s: sink %q: %w", id, name, ErrStageGone)
 		}
 		subject = SubjectOut(tenant, spec.Name, name)
 	case "step":
 		subject = SubjectIn(tenant, spec.Name)
 	default:
-		return fmt.Errorf("dead letter %s: unknown stage %q", id, stage)
+		return fmt.Errorf("dead letter %s: stage %q: %w", id, stage, ErrStageGone)
 	}
 	for _, k := range []string{HeaderStage, HeaderError, HeaderAttempts, HeaderAttemptLog} {
 		delete(h, k)

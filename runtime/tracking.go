@@ -143,8 +143,27 @@ type MessageTrace struct {
 	Stages []StageRecord `json:"stages"`
 }
 
-// ErrUnknownMessage: no record of that message in the last 7 days.
-var ErrUnknownMessage = errors.New("no record of this message in the last 7 days")
+var (
+	// ErrUnknownMessage: no record of that message in the last 7 days.
+	ErrUnknownMessage = errors.New("no record of this message in the last 7 days")
+	// ErrTrackingOff: the engine runs without message tracking.
+	ErrTrackingOff = errors.New("message tracking is off (--tracking=false)")
+)
+
+// validID reports whether id can name tracking records: the KV key
+// alphabet, so that "*" or ">" never act as wildcards in a lookup.
+func validID(id string) bool {
+	if id == "" || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c == '-' || c == '_' || c == '.' || c == '=' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			return false
+		}
+	}
+	return true
+}
 
 // attempts returns the failed attempts recorded for a stage, oldest first.
 func (t *tracker) attempts(ctx context.Context, tenant, integration, id, stage string) []StageRecord {
@@ -179,7 +198,10 @@ func (t *tracker) read(ctx context.Context, filter string) ([]StageRecord, error
 // ids of their own (listed in the step's record); trace those separately.
 func (e *Engine) Trace(ctx context.Context, tenant, integration, id string) (*MessageTrace, error) {
 	if e.tracker == nil {
-		return nil, errors.New("message tracking is off (--tracking=false)")
+		return nil, ErrTrackingOff
+	}
+	if !validID(id) {
+		return nil, ErrUnknownMessage
 	}
 	recs, err := e.tracker.read(ctx, trackKey(tenant, integration, id)+".>")
 	if err != nil {

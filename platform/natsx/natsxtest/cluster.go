@@ -66,11 +66,13 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		for _, s := range c.Servers {
 			ready = ready && s.JetStreamIsClustered() && s.JetStreamIsCurrent()
 		}
-		if ready && c.leader() != nil {
+		// The meta leader must see every peer online with stats, or stream
+		// placement fails with "no suitable peers".
+		if l := c.leader(); ready && l != nil && len(l.JetStreamClusterPeers()) == n {
 			return c
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("cluster has no JetStream meta leader after 30s")
+			t.Fatalf("cluster not formed after 30s: %d nodes, want every peer online at the meta leader", n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
