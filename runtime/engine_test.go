@@ -114,7 +114,11 @@ type recorder struct {
 func newRecorder(t *testing.T, fail func(id string, attempt int) int) *recorder {
 	r := &recorder{bodies: map[string]string{}, attempts: map[string]int{}, times: map[string][]time.Time{}, fail: fail}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		b, _ := io.ReadAll(req.Body)
+		b, err := io.ReadAll(req.Body)
+		if err != nil { // a cut-off body is not a delivery
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		id := req.Header.Get("Idempotency-Key")
 		r.mu.Lock()
 		r.attempts[id]++
