@@ -154,6 +154,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		errs = append(errs, x.Close(ctx))
 	}
 	errs = append(errs, r.trusted.Close(ctx), r.untrusted.Close(ctx), r.cache.Close(ctx))
+	r.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
 

@@ -33,6 +33,14 @@ func TestListManifests(t *testing.T) {
 	}
 }
 
+var smokeConfig = map[string]string{
+	"jq":       `{"query":"."}`,
+	"filter":   `{"expr":"a == 1"}`,
+	"csv":      `{"mode":"json_to_csv"}`,
+	"xml":      `{"mode":"json_to_xml"}`,
+	"template": `{"template":"{{.a}}"}`,
+}
+
 // TestEmbeddedModulesLoad loads every embedded module through the host.
 // With CI=true (make test runs build.sh first) every module must be built.
 func TestEmbeddedModulesLoad(t *testing.T) {
@@ -47,8 +55,21 @@ func TestEmbeddedModulesLoad(t *testing.T) {
 			}
 			continue
 		}
-		if _, err := rt.Load(context.Background(), spec); err != nil {
+		mod, err := rt.Load(context.Background(), spec)
+		if err != nil {
 			t.Errorf("%s: %v", b.Manifest.Name, err)
+			continue
+		}
+		// One message through the embedded build, as vrsky serve runs it.
+		p, err := mod.NewPool(host.PoolConfig{Tenant: "acme", Integration: "smoke", Config: []byte(smokeConfig[b.Manifest.Name])})
+		if err != nil {
+			t.Errorf("%s: %v", b.Manifest.Name, err)
+			continue
+		}
+		res, err := p.Process(context.Background(), []host.Message{{ID: "1", Data: []byte(`{"a":1}`)}})
+		p.Close()
+		if err != nil || res[0].Status != host.StatusOK || len(res[0].Out) == 0 {
+			t.Errorf("%s: %v %+v", b.Manifest.Name, err, res)
 		}
 	}
 }
