@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build wasm run test test-deps bench lint clean
+.PHONY: all build wasm run run-prod-like test test-deps bench lint clean
 
 all: build
 
@@ -28,7 +28,11 @@ run: build ## start vrsky serve on the embedded defaults
 	@if [ -f $(DATA)/admin.key ]; then echo "==> admin API key: $$(cat $(DATA)/admin.key)"; fi
 	@./$(BIN) serve --data $(DATA) --listen $(LISTEN)
 
-test-deps: ## install what the tests start: PostgreSQL, the S3 server, chromium
+run-prod-like: build test-deps ## vrsky serve against a local PostgreSQL and S3 server (the production shape)
+	@echo "==> starting PostgreSQL and versitygw (data in $(DATA)-prodlike), then VRSky on http://$(LISTEN)"
+	@$(GO) run ./internal/testenv/cmd/vrsky-prodlike -dir $(DATA)-prodlike -- ./$(BIN) serve --data $(DATA)-prodlike/vrsky --listen $(LISTEN)
+
+test-deps: ## install what the tests start: PostgreSQL and the S3 server
 	@bash scripts/test-deps.sh
 
 test: test-deps wasm ## everything CI runs
@@ -51,4 +55,4 @@ lint: ## go vet, gofmt, staticcheck
 	@$(GO) run $(STATICCHECK) ./...
 
 clean:
-	rm -rf bin wasm-connectors/build
+	rm -rf bin wasm-connectors/build/*.wasm
