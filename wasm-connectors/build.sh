@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 out=wasm-connectors/build
 mkdir -p "$out"
+# package wasmconnectors embeds build/; keep its committed placeholder even
+# after a `rm -rf` of the folder, so go:embed always has a file to match.
+[ -f "$out/README.md" ] || git checkout -- "$out/README.md" 2>/dev/null || printf '%s\n' \
+	'`wasm-connectors/build.sh` (run by `make wasm`) writes the shipped modules here.' > "$out/README.md"
 goversion=$("$GO" env GOVERSION)
 abi_sum=$(find abi -name '*.go' ! -name '*_test.go' -type f -print0 | sort -z | xargs -0 -r cat | sha256sum | cut -c1-64)
 built=0
