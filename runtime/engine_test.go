@@ -483,3 +483,31 @@ func TestDeadLetterReplay(t *testing.T) {
 	}
 	waitTrace(t, h, "replay", page[0].MessageID, runtime.StatusDelivered)
 }
+
+func TestIdempotencyKeyStoresOnce(t *testing.T) {
+	h := newHarness(t, natsxtest.Start(t))
+	rec := newRecorder(t, nil)
+	h.create(t, specYAML("idem", "idem", sinkYAML("api", rec.srv.URL, "")))
+	post := func(key, body string) string {
+		resp, err := h.eng.Hooks().Serve(context.Background(), "acme", "idem", &runtime.HookRequest{
+			Method: "POST", Header: runtime.Header{"Idempotency-Key": {key}}, Body: []byte(body),
+		})
+		if err != nil || resp.Status != http.StatusAccepted {
+			t.Fatalf("post: %v %+v", err, resp)
+		}
+		return resp.Header.Get(runtime.HeaderMsgID)
+	}
+	first := post("order-42", `{"n":1}`)
+	second := post("order-42", `{"n":1}`)
+	other := post("order-43", `{"n":2}`)
+	if first != "order-42" || second != first {
+		t.Fatalf("ids %q, %q; want the Idempotency-Key as the message id", first, second)
+	}
+	waitFor(t, 10*time.Second, "two distinct deliveries", func() bool { return len(rec.delivered()) == 2 })
+	if n := rec.attemptsOf(first); n != 1 {
+		t.Fatalf("a retried POST was delivered %d times, want once", n)
+	}
+	if rec.attemptsOf(other) != 1 {
+		t.Fatal("the other key was not delivered")
+	}
+}
