@@ -146,7 +146,26 @@ func processBatch(count int32) int32 {
 			setupErr = setup(Config())
 		}
 	}
-	for i := int32(0); i < count; i++ {
+	for i := int32(0); i < count; {
+		i = runFrom(i, count)
+	}
+	return 0
+}
+
+// runFrom handles messages i..count-1. A panic fails the message being
+// handled (permanently) and returns the index after it, so one bad record
+// does not take its batch down; one deferred recover per batch instead of
+// one per message keeps the per-message cost low.
+func runFrom(i, count int32) (next int32) {
+	cur := i
+	defer func() {
+		if r := recover(); r != nil {
+			setStatus(abi.StatusPermanent, panicError{r}.Error())
+			next = cur + 1
+		}
+	}()
+	for ; i < count; i++ {
+		cur = i
 		n := hostInput(i, bytesPtr(inBuf), uint32(len(inBuf)))
 		if n < 0 {
 			setStatus(abi.StatusRetryable, "input: "+abi.ErrorName(n))
@@ -162,7 +181,7 @@ func processBatch(count int32) int32 {
 		msg = Message{index: i, data: inBuf[:n]}
 		handleOne(&msg)
 	}
-	return 0
+	return count
 }
 
 func handleOne(m *Message) {
@@ -174,7 +193,7 @@ func handleOne(m *Message) {
 		setStatus(abi.StatusPermanent, "no handler registered: call guest.Process in init")
 		return
 	}
-	err := callHandler(m)
+	err := handler(m)
 	switch {
 	case err != nil:
 		if IsRetryable(err) {
@@ -192,17 +211,6 @@ func handleOne(m *Message) {
 	default:
 		hostForward()
 	}
-}
-
-// callHandler runs the handler, turning a panic into a permanent error so
-// one bad record does not kill the instance.
-func callHandler(m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = panicError{r}
-		}
-	}()
-	return handler(m)
 }
 
 type panicError struct{ v any }
