@@ -28,7 +28,7 @@ func (p *pipeline) watchUsage(maxMsgs, maxBytes int64) {
 	t := time.NewTicker(usagePollInterval)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(p.srcCtx, 2*time.Second)
 		s, err := p.e.conn.JS.Stream(ctx, streamName(p.tenant, p.spec.Name))
 		if err == nil {
 			if info, err := s.Info(ctx); err == nil {
@@ -39,7 +39,7 @@ func (p *pipeline) watchUsage(maxMsgs, maxBytes int64) {
 		}
 		cancel()
 		select {
-		case <-p.ctx.Done():
+		case <-p.srcCtx.Done():
 			return
 		case <-t.C:
 		}

@@ -37,8 +37,10 @@ type pipeline struct {
 	rev    uint64
 	log    *slog.Logger
 
-	ctx    context.Context // cancelled on stop: sources end, retries stop waiting
-	cancel context.CancelFunc
+	ctx       context.Context // the work context, cancelled once the stages are drained
+	cancel    context.CancelFunc
+	srcCtx    context.Context // cancelled first on stop: the source and the usage watcher end
+	srcCancel context.CancelFunc
 
 	source    Source
 	srcDone   chan struct{}
@@ -70,11 +72,13 @@ type sinkRunner struct {
 // that is not running yet.
 func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeline, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	srcCtx, srcCancel := context.WithCancel(ctx)
 	p := &pipeline{
 		e: e, tenant: tenant, spec: spec, rev: rev,
 		log:    e.log.With("tenant", tenant, "integration", spec.Name),
 		ctx:    ctx,
 		cancel: cancel,
+		srcCtx: srcCtx, srcCancel: srcCancel,
 	}
 	defer func() {
 		if err != nil {
@@ -137,7 +141,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	p.srcDone = make(chan struct{})
 	go func() {
 		defer close(p.srcDone)
-		if err := src.Run(p.ctx, p); err != nil && p.ctx.Err() == nil {
+		if err := src.Run(p.srcCtx, p); err != nil && p.srcCtx.Err() == nil {
 			msg := err.Error()
 			p.srcErr.Store(&msg)
 			p.log.Error("source stopped", "err", err)
@@ -692,8 +696,11 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 
 // stop ends the source, then drains the input stage and each sink so that
 // nothing in flight is abandoned half-way, then closes the connectors.
+// Work in flight keeps its context until the drain is over, so a stop
+// never counts as a failed attempt.
 func (p *pipeline) stop() {
-	p.cancel()
+	p.srcCancel()
+	defer p.cancel()
 	if p.srcDone != nil {
 		<-p.srcDone
 	}
