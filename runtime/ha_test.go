@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
 )
@@ -20,11 +19,7 @@ import (
 // the webhook accepted is delivered.
 func TestClusterNodeLossLosesNothing(t *testing.T) {
 	cluster := natsxtest.StartCluster(t, 3)
-	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: cluster.URL(), Replicas: 3, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	conn := cluster.Connect(t)
 	h := newHarness(t, conn)
 	rec := newRecorder(t, nil)
 	h.create(t, specYAML("ha", "ha", sinkYAML("api", rec.srv.URL, "")))

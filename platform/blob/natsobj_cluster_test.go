@@ -8,7 +8,6 @@ import (
 
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/blobtest"
-	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 )
 
@@ -17,12 +16,8 @@ import (
 // whichever node answers.
 func TestNATSContractR3(t *testing.T) {
 	cluster := natsxtest.StartCluster(t, 3)
+	conn := cluster.Connect(t)
 	ctx := context.Background()
-	conn, err := natsx.Connect(ctx, natsx.Options{URL: cluster.URL(), Replicas: 3, Name: t.Name()})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(conn.Close)
 	var n atomic.Int64
 	blobtest.Run(t, func(t *testing.T) blob.Store {
 		s, err := blob.NewNATS(ctx, conn.JS, fmt.Sprintf("objects-%d", n.Add(1)), conn.Replicas)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/store/storetest"
@@ -16,12 +15,8 @@ import (
 // before each subtest so every subtest starts empty.
 func TestNATSContractR3(t *testing.T) {
 	cluster := natsxtest.StartCluster(t, 3)
+	conn := cluster.Connect(t)
 	ctx := context.Background()
-	conn, err := natsx.Connect(ctx, natsx.Options{URL: cluster.URL(), Replicas: 3, Name: t.Name()})
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(conn.Close)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
 		if err != nil {

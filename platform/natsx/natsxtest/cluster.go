@@ -1,6 +1,7 @@
 package natsxtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // Cluster is a JetStream cluster of real nats-servers on loopback.
@@ -104,4 +107,16 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Connect dials the cluster (failing over between its nodes) with R3
+// streams, closed by t.Cleanup.
+func (c *Cluster) Connect(t testing.TB) *natsx.Conn {
+	t.Helper()
+	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: c.URL(), Replicas: len(c.Servers), Name: t.Name()})
+	if err != nil {
+		t.Fatalf("connect to the cluster: %v", err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
 }
