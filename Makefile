@@ -55,4 +55,5 @@ lint: ## go vet, gofmt, staticcheck
 	@$(GO) run $(STATICCHECK) ./...
 
 clean:
-	rm -rf bin wasm-connectors/build/*.wasm
+	rm -rf bin
+	rm -f wasm-connectors/build/*.wasm wasm-connectors/build/.stamp-*
