@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:8080
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # The concurrent core runs under the race detector.
-RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/...
+RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build wasm run run-prod-like test test-deps bench lint clean
