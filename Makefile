@@ -41,7 +41,7 @@ test: test-deps wasm ## everything CI runs
 	@echo "==> go test -race (core packages)"
 	@$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
 	@echo "==> go test (everything else)"
-	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api)(/|$$)')
+	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api|host)(/|$$)')
 
 bench: build ## performance figures (not pass/fail): Go benchmarks and the load driver
 	@echo "==> Go benchmarks"
