@@ -12,7 +12,9 @@ import (
 type HookRequest struct {
 	Method string
 	Header Header
-	Body   []byte
+	// Body is valid only until the handler returns: the server reuses its
+	// buffer. A handler that keeps the bytes must copy them.
+	Body []byte
 }
 
 // HookResponse is what the webhook answers.
