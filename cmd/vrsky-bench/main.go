@@ -126,8 +126,8 @@ func run(args []string) int {
 	ctx, cancel := context.WithTimeout(sigCtx, budget)
 	defer cancel()
 	rep := &report{cfg: cfg, bin: describeBinary(ctx, bin), cores: numCPU(), loadBefore: loadAvg()}
-	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s %s, load avg %s",
-		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags.String(), rep.loadBefore)
+	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, serve flags %q, load avg %s",
+		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags, rep.loadBefore)
 
 	code := 0
 	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {

@@ -36,8 +36,8 @@ func (r *report) print(w io.Writer) {
 		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
 	}
 	fmt.Fprintf(w, "\nVRSky end-to-end bench: %s\n", steps)
-	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s %s\n",
-		r.bin, c.clients, c.duration, c.warmup, c.natsSync, c.serveFlags.String())
+	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s\n",
+		r.bin, c.clients, c.duration, c.warmup, strings.TrimSpace(c.natsSync+" "+c.serveFlags.String()))
 	fmt.Fprintf(w, "  machine: %d cores, load average %s before, %s after\n\n", r.cores, r.loadBefore, r.loadAfter)
 
 	if v := r.vrsky; v != nil {
@@ -226,8 +226,10 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.2fms", msf(d))
 	case d < 100*time.Millisecond:
 		return fmt.Sprintf("%.1fms", msf(d))
-	default:
+	case d < 10*time.Second:
 		return fmt.Sprintf("%.0fms", msf(d))
+	default:
+		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 }
 
