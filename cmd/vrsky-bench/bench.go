@@ -138,7 +138,7 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	if err != nil {
 		return err
 	}
-	target := loadTarget{url: hookURL, clients: cfg.clients, timeout: 10 * time.Second, wantID: true}
+	target := loadTarget{url: hookURL, clients: cfg.clients, timeout: 10 * time.Second, wantID: true, rate: cfg.rate}
 	var seq atomic.Int64
 
 	// Warm up, then let the sink catch up so the window starts clean.

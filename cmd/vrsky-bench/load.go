@@ -26,6 +26,32 @@ type loadTarget struct {
 	// wantID makes the clients read the accepted message's id (the
 	// Vrsky-Msg-Id header, else the JSON body's "id") and keep it.
 	wantID bool
+	// rate, when positive, caps the requests per second of all clients
+	// together: request k is not sent before start + k/rate.
+	rate float64
+}
+
+// pacer hands out send times at a fixed rate; a nil pacer never waits.
+type pacer struct {
+	start    int64 // clock ns
+	interval float64
+	n        atomic.Int64
+}
+
+// wait blocks until the next slot, or returns false when ctx ends or the
+// slot falls after deadline.
+func (p *pacer) wait(ctx context.Context, clk *clock, deadline int64) bool {
+	if p == nil {
+		return true
+	}
+	due := p.start + int64(float64(p.n.Add(1)-1)*p.interval)
+	if due >= deadline {
+		return false
+	}
+	if d := time.Duration(due - clk.now()); d > 0 {
+		pause(ctx, d)
+	}
+	return ctx.Err() == nil
 }
 
 // acceptance is one accepted message: its id and when the 2xx arrived.
@@ -111,7 +137,8 @@ func newHostClient(target loadTarget) (*fasthttp.HostClient, error) {
 
 // runLoad drives target with target.clients closed-loop clients for d (or
 // until ctx ends): each client sends one unique order, waits for the answer,
-// and sends the next. seq numbers the orders across calls.
+// and sends the next (paced by target.rate when set). seq numbers the
+// orders across calls.
 func runLoad(ctx context.Context, clk *clock, target loadTarget, d time.Duration, seq *atomic.Int64) (*loadResult, error) {
 	hc, err := newHostClient(target)
 	if err != nil {
@@ -121,13 +148,17 @@ func runLoad(ctx context.Context, clk *clock, target loadTarget, d time.Duration
 
 	res := &loadResult{rejected: map[int]int64{}, start: clk.now()}
 	deadline := res.start + int64(d)
+	var pc *pacer
+	if target.rate > 0 {
+		pc = &pacer{start: res.start, interval: float64(time.Second) / target.rate}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range target.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := runClient(ctx, clk, hc, target, deadline, seq)
+			w := runClient(ctx, clk, hc, target, deadline, seq, pc)
 			mu.Lock()
 			defer mu.Unlock()
 			res.merge(w)
@@ -164,7 +195,7 @@ func contains(list []string, s string) bool {
 }
 
 // runClient is one closed-loop client.
-func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target loadTarget, deadline int64, seq *atomic.Int64) *loadResult {
+func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target loadTarget, deadline int64, seq *atomic.Int64, pc *pacer) *loadResult {
 	w := &loadResult{rejected: map[int]int64{}}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
@@ -175,6 +206,9 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 	req.Header.SetContentType("application/json")
 	body := make([]byte, 0, bodySize)
 	for ctx.Err() == nil && clk.now() < deadline {
+		if !pc.wait(ctx, clk, deadline) {
+			break
+		}
 		body = appendOrder(body[:0], seq.Add(1))
 		req.SetBody(body)
 		t0 := time.Now()

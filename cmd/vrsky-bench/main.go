@@ -13,8 +13,8 @@
 //
 // Usage:
 //
-//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-steps] [-nats-sync interval|always]
-//	    [-vrsky bin/vrsky] [-json] [-skip-reference] [-v]
+//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-nats-sync interval|always]
+//	    [-vrsky bin/vrsky] [-serve-flag=--flag=value] [-json] [-skip-reference] [-v]
 //
 // The figures are not pass/fail; the exit status is 1 when the run failed or
 // lost an accepted message, 2 when the integration could not be created
@@ -41,6 +41,7 @@ type config struct {
 	drain         time.Duration
 	refDuration   time.Duration
 	clients       int
+	rate          float64
 	steps         bool
 	natsSync      string
 	vrsky         string
@@ -65,6 +66,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.drain, "drain", 45*time.Second, "how long to wait after the window for the sink to receive every accepted message")
 	fs.DurationVar(&c.refDuration, "ref-duration", 5*time.Second, "length of each reference measurement")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
+	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
 	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
@@ -81,6 +83,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0 || c.refDuration <= 0:
 		return nil, errors.New("-duration, -drain and -ref-duration must be positive, -warmup not negative")
+	case c.rate < 0:
+		return nil, errors.New("-rate must not be negative")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":

@@ -36,8 +36,12 @@ func (r *report) print(w io.Writer) {
 		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
 	}
 	fmt.Fprintf(w, "\nVRSky end-to-end bench: %s\n", steps)
-	fmt.Fprintf(w, "  %s, %d clients, %v window (+%v warm-up), 200-byte JSON, nats-sync %s\n",
-		r.bin, c.clients, c.duration, c.warmup, strings.TrimSpace(c.natsSync+" "+c.serveFlags.String()))
+	offered := "as fast as they go"
+	if c.rate > 0 {
+		offered = fmt.Sprintf("paced at %s req/s", num(int64(c.rate)))
+	}
+	fmt.Fprintf(w, "  %s, %d clients %s, %v window (+%v warm-up), 200-byte JSON, nats-sync %s\n",
+		r.bin, c.clients, offered, c.duration, c.warmup, strings.TrimSpace(c.natsSync+" "+c.serveFlags.String()))
 	fmt.Fprintf(w, "  machine: %d cores, load average %s before, %s after\n\n", r.cores, r.loadBefore, r.loadAfter)
 
 	if v := r.vrsky; v != nil {
@@ -144,6 +148,7 @@ func summaryName(c *config) string {
 type jsonReport struct {
 	Pipeline          string   `json:"pipeline"`
 	Clients           int      `json:"clients"`
+	OfferedRate       float64  `json:"offered_rate,omitempty"`
 	DurationS         float64  `json:"duration_s"`
 	NATSSync          string   `json:"nats_sync"`
 	ServeFlags        []string `json:"serve_flags,omitempty"`
@@ -177,7 +182,7 @@ type jsonReport struct {
 func (r *report) printJSON(w io.Writer) {
 	c := r.cfg
 	j := jsonReport{
-		Pipeline: summaryName(c), Clients: c.clients, DurationS: c.duration.Seconds(), NATSSync: c.natsSync, ServeFlags: c.serveFlags,
+		Pipeline: summaryName(c), Clients: c.clients, OfferedRate: c.rate, DurationS: c.duration.Seconds(), NATSSync: c.natsSync, ServeFlags: c.serveFlags,
 		Cores: r.cores, LoadBefore: r.loadBefore, LoadAfter: r.loadAfter,
 		TargetDelivered: targetDelivered, TargetIngestP99Ms: msf(targetIngestP99),
 	}
