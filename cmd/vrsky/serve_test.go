@@ -236,10 +236,11 @@ func (in *instance) post(body string) string {
 // gatedSink records deliveries; while closed it holds requests and then
 // fails them, as a sink that is down would.
 type gatedSink struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	open bool
-	got  map[string]int
+	srv    *httptest.Server
+	mu     sync.Mutex
+	open   bool
+	status int // when set, answered instead of a delivery
+	got    map[string]int
 }
 
 func newGatedSink(t *testing.T, open bool) *gatedSink {
@@ -255,6 +256,10 @@ func newGatedSink(t *testing.T, open bool) *gatedSink {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
+		if s.status != 0 {
+			http.Error(w, "refused", s.status)
+			return
+		}
 		s.got[r.Header.Get("Idempotency-Key")]++
 	}))
 	t.Cleanup(s.srv.Close)
@@ -262,6 +267,8 @@ func newGatedSink(t *testing.T, open bool) *gatedSink {
 }
 
 func (s *gatedSink) setOpen(v bool) { s.mu.Lock(); s.open = v; s.mu.Unlock() }
+
+func (s *gatedSink) setStatus(code int) { s.mu.Lock(); s.status = code; s.mu.Unlock() }
 
 func (s *gatedSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.got) }
 
@@ -287,12 +294,13 @@ func testServeEndToEnd(t *testing.T, be backends) {
 	in := startServe(t, t.TempDir(), freeAddr(t), be)
 	key := in.setup(sink.srv.URL)
 	id := in.post(`{"order_id": 1}`)
-	waitFor(t, 15*time.Second, "delivery", func() bool { return sink.count() == 1 })
+	big := in.post(bigBody(300 << 10)) // over the claim-check threshold: through the object store
+	waitFor(t, 15*time.Second, "delivery", func() bool { return sink.count() == 2 })
 	sink.mu.Lock()
-	n := sink.got[id]
+	n, nbig := sink.got[id], sink.got[big]
 	sink.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("message %s delivered %d times, want 1", id, n)
+	if n != 1 || nbig != 1 {
+		t.Fatalf("messages delivered %d and %d times, want once each", n, nbig)
 	}
 	var got struct {
 		Status struct {
@@ -303,6 +311,42 @@ func testServeEndToEnd(t *testing.T, be backends) {
 	if got.Status.State != "running" {
 		t.Fatalf("state = %q, want running", got.Status.State)
 	}
+	waitTraceState(t, in, key, big, "delivered")
+
+	// A sink that refuses the message for good: the DLQ has it, replay delivers it.
+	sink.setStatus(http.StatusBadRequest)
+	doomed := in.post(`{"order_id": 2}`)
+	waitTraceState(t, in, key, doomed, "dead_lettered")
+	var page struct {
+		Items []struct {
+			ID        string `json:"id"`
+			MessageID string `json:"message_id"`
+			Attempts  int    `json:"attempts"`
+		} `json:"items"`
+	}
+	in.call("GET", "/api/v1/integrations/orders/dlq", key, "", "", http.StatusOK, &page)
+	if len(page.Items) != 1 || page.Items[0].MessageID != doomed || page.Items[0].Attempts != 1 {
+		t.Fatalf("dead letters = %+v, want %s after 1 attempt", page.Items, doomed)
+	}
+	sink.setStatus(0)
+	in.call("POST", "/api/v1/integrations/orders/dlq/"+page.Items[0].ID+"/replay", key, "", "", http.StatusOK, nil)
+	waitTraceState(t, in, key, doomed, "delivered")
+}
+
+// waitTraceState polls GET .../messages/{id} until the message is in state.
+func waitTraceState(t *testing.T, in *instance, key, id, state string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "message "+id+" "+state, func() bool {
+		req, _ := http.NewRequest("GET", in.url+"/api/v1/integrations/orders/messages/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var tr struct{ State string }
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&tr) == nil && tr.State == state
+	})
 }
 
 // TestKill9LosesNothing accepts messages while the sink is down, kills
