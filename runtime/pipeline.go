@@ -22,7 +22,7 @@ import (
 const (
 	stepBatchMax    = 128
 	inWorkers       = 4
-	defaultSinkConc = 16
+	defaultSinkConc = 64
 	ackWait         = 30 * time.Second // > the longest sink timeout we default to
 	pullExpiry      = 5 * time.Second  // short pulls notice a lost consumer leader quickly
 	pullHeartbeat   = 2 * time.Second
