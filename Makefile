@@ -46,8 +46,10 @@ test: test-deps wasm ## everything CI runs
 bench: build ## performance figures (not pass/fail): Go benchmarks and the load driver
 	@echo "==> Go benchmarks"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/...
-	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream reference"
+	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s
+	@echo "==> end-to-end load with the Wasm jq and filter steps"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
 
 lint: ## go vet, gofmt, staticcheck
 	@$(GO) vet ./...
