@@ -41,14 +41,12 @@ const (
 
 // StageRecord is one stage's outcome for one message.
 type StageRecord struct {
-	Stage    string    `json:"stage"`
-	Status   string    `json:"status"`
-	At       time.Time `json:"at"`
-	Attempt  int       `json:"attempt,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Outputs  []string  `json:"outputs,omitempty"`
-	Node     string    `json:"-"`
-	internal string    // KV key suffix
+	Stage   string    `json:"stage"`
+	Status  string    `json:"status"`
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Outputs []string  `json:"outputs,omitempty"`
 }
 
 type tracker struct {
