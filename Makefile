@@ -50,6 +50,8 @@ bench: build ## performance figures (not pass/fail): Go benchmarks and the load 
 	@$(GO) run ./cmd/vrsky-bench -duration 30s
 	@echo "==> end-to-end load with the Wasm jq and filter steps"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
+	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"
+	@$(GO) run ./cmd/vrsky-bench -payload-mib 10
 
 lint: ## go vet, gofmt, staticcheck
 	@$(GO) vet ./...

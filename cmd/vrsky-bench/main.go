@@ -50,6 +50,7 @@ type config struct {
 	keep          bool
 	verbose       bool
 	serveFlags    multiFlag
+	payloadMiB    int
 }
 
 // multiFlag is a repeatable string flag.
@@ -75,6 +76,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (vrsky's data and log)")
 	fs.Var(&c.serveFlags, "serve-flag", "extra flag for vrsky serve, e.g. -serve-flag=--tracking=false (repeatable)")
 	fs.BoolVar(&c.verbose, "v", false, "print a per-second timeline and the server's counters")
+	fs.IntVar(&c.payloadMiB, "payload-mib", 0, "instead of the load test, send one payload of this many MiB end to end and report vrsky serve's peak memory growth")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +87,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-duration, -drain and -ref-duration must be positive, -warmup not negative")
 	case c.rate < 0:
 		return nil, errors.New("-rate must not be negative")
+	case c.payloadMiB < 0 || c.payloadMiB > 64:
+		return nil, errors.New("-payload-mib must be between 1 and 64 (the webhook's default limit)")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -133,6 +137,13 @@ func run(args []string) int {
 	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, serve flags %q, load avg %s",
 		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags, rep.loadBefore)
 
+	if cfg.payloadMiB > 0 {
+		if err := benchPayload(ctx, cfg, bin, tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			return 1
+		}
+		return 0
+	}
 	code := 0
 	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The large-payload mode (-payload-mib N): one N MiB message crosses
+// webhook → claim-check → HTTP sink, and the figure is the peak growth of
+// vrsky serve's resident memory (VmHWM after, minus VmRSS before) as a
+// multiple of the payload (DESIGN.md target: ≤ 2×).
+
+func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
+	var got atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got.Store(n)
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	adminKey := "bench-" + hex.EncodeToString(key)
+	proc, err := startVrsky(bin, filepath.Join(tmp, "data"), filepath.Join(tmp, "vrsky.log"), adminKey, cfg.natsSync, cfg.serveFlags)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = proc.stop(15 * time.Second) }()
+	if err := proc.waitReady(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	hook, _, err := setupIntegration(ctx, proc.base, adminKey, "http://"+ln.Addr().String()+"/", false)
+	if err != nil {
+		return err
+	}
+	send := func(size int) error {
+		got.Store(0)
+		body := jsonString(size)
+		resp, err := http.Post(hook, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("webhook answered %s for %d bytes", resp.Status, size)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for got.Load() != int64(len(body)) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("the sink did not receive the %d-byte payload", len(body))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	}
+	// Warm the claim-check path (object store buckets, connections) first.
+	if err := send(300 << 10); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // let the warm-up's garbage settle before the baseline (a measurement, not a sync)
+	pid := proc.cmd.Process.Pid
+	base, err := procStatusKiB(pid, "VmRSS")
+	if err != nil {
+		return err
+	}
+	size := cfg.payloadMiB << 20
+	start := time.Now()
+	if err := send(size); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	peak, err := procStatusKiB(pid, "VmHWM")
+	if err != nil {
+		return err
+	}
+	growth := float64(peak-base) / 1024
+	ratio := growth / float64(cfg.payloadMiB)
+	mark := "✓"
+	if ratio > 2 {
+		mark = "✗ above target"
+	}
+	fmt.Printf("VRSky large payload: %d MiB webhook → claim-check → http sink, delivered in %v\n", cfg.payloadMiB, took.Round(time.Millisecond))
+	fmt.Printf("  vrsky serve RSS %.1f MiB before, peak %.1f MiB: growth %.1f MiB = %.1f× the payload   target ≤ 2×  %s\n",
+		float64(base)/1024, float64(peak)/1024, growth, ratio, mark)
+	return nil
+}
+
+// jsonString is a JSON string document of exactly size bytes.
+func jsonString(size int) []byte {
+	b := bytes.Repeat([]byte("x"), size)
+	b[0], b[size-1] = '"', '"'
+	return b
+}
+
+// procStatusKiB reads one "<field>: N kB" line of /proc/<pid>/status.
+func procStatusKiB(pid int, field string) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("read process memory (Linux /proc needed): %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
