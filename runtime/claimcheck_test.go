@@ -137,3 +137,44 @@ func TestClaimCheckCorruptObjectIsPermanent(t *testing.T) {
 		t.Fatalf("attempt log %s: want the last and only digest failure to end it", hd.Get(runtime.HeaderAttemptLog))
 	}
 }
+
+// A step that fails on a claim-checked payload dead-letters the message
+// with its reference, so nothing is lost and replay can find the object.
+func TestClaimCheckedStepFailureKeepsPayload(t *testing.T) {
+	conn := natsxtest.Start(t)
+	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, conn, withBlobs(t, bs), withWasmSteps(t, "jq"))
+	rec := newRecorder(t, nil)
+	h.create(t, `name: bigstep
+source: {connector: http-webhook, config: {path: bigstep}}
+steps: [{connector: jq, config: {query: '.id'}}]
+sinks: [{name: api, connector: http, config: {url: "`+rec.srv.URL+`"}}]
+retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
+`)
+	notJSON := strings.Repeat("not json ", runtime.DefaultClaimThreshold/8)
+	id := h.post(t, "bigstep", notJSON)
+	dl := dlqMessages(t, h, "bigstep", 1)[0]
+	hd := runtime.Header(dl.Headers())
+	if hd.Get(runtime.HeaderMsgID) != id || hd.Get(runtime.HeaderStage) != "step:step-1" {
+		t.Fatalf("dead letter of %q at stage %q, want %s at step:step-1", hd.Get(runtime.HeaderMsgID), hd.Get(runtime.HeaderStage), id)
+	}
+	if n := len(hd.Get(runtime.HeaderError)); n > 1100 {
+		t.Fatalf("the dead letter's error header is %d bytes: error texts must be bounded", n)
+	}
+	ref := hd.Get(runtime.HeaderPayloadRef)
+	if ref == "" {
+		t.Fatalf("the dead letter lost its payload reference (%d payload bytes)", len(dl.Data()))
+	}
+	r, _, err := bs.Get(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("the dead-lettered payload's object is gone: %v", err)
+	}
+	defer r.Close()
+	b := new(bytes.Buffer)
+	if _, err := b.ReadFrom(r); err != nil || b.String() != notJSON {
+		t.Fatalf("object holds %d bytes (err %v), want the %d-byte payload", b.Len(), err, len(notJSON))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -430,6 +431,9 @@ func (p *pipeline) loadClaimed(it *item, in *Message) {
 	}
 	it.claimRef = in.Header.Get(HeaderPayloadRef)
 	in.Data = data
+	// The header map is the JetStream message's own: a dead letter of this
+	// input is built from it and must keep the reference.
+	in.Header = in.Header.Clone()
 	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
 		delete(in.Header, k)
 	}
@@ -545,7 +549,7 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r
 		r.failures.Add(1)
 	}
 	msg := p.toMessage(m)
-	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusFailed, Attempt: attempt, Error: err.Error()})
+	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusFailed, Attempt: attempt, Error: clip(err.Error())})
 	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
 		return
@@ -571,7 +575,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	h := msg.Header.Clone()
 	h.Set(HeaderNatsMsgID, "dlq:"+stage+":"+msg.ID)
 	h.Set(HeaderStage, stage)
-	h.Set(HeaderError, cause.Error())
+	h.Set(HeaderError, clip(cause.Error()))
 	h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	h.Set(HeaderAttemptLog, log)
 	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
@@ -579,7 +583,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 		return err
 	}
 	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage).Inc()
-	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusDeadLettered, Attempt: attempts, Error: cause.Error()})
+	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusDeadLettered, Attempt: attempts, Error: clip(cause.Error())})
 	p.log.Warn("message dead-lettered", "id", msg.ID, "stage", stage, "attempts", attempts, "err", cause)
 	return nil
 }
@@ -608,14 +612,30 @@ func attemptLog(recs []StageRecord, attempt int, cause error) string {
 	for _, r := range recs {
 		if r.Status == StatusFailed && !seen[r.Attempt] {
 			seen[r.Attempt] = true
-			out = append(out, entry{r.Attempt, r.At, r.Error})
+			out = append(out, entry{r.Attempt, r.At, clip(r.Error)})
 		}
 	}
 	if !seen[attempt] {
-		out = append(out, entry{attempt, time.Now().UTC(), cause.Error()})
+		out = append(out, entry{attempt, time.Now().UTC(), clip(cause.Error())})
 	}
 	b, _ := json.Marshal(out)
 	return string(b)
+}
+
+// maxErrorText bounds an error text kept in headers and tracking records:
+// a guest may quote its whole input in an error, and NATS headers are small.
+const maxErrorText = 1024
+
+// clip shortens s to maxErrorText bytes, on a UTF-8 boundary.
+func clip(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	cut := maxErrorText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // routeEnv exposes a JSON object's fields to `when` expressions; anything
