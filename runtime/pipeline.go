@@ -390,7 +390,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
 			_ = it.src.NakWithDelay(time.Second)
 		default:
-			p.retryOrDeadLetter(it.src, "step:"+it.step, it.err, nil)
+			p.retryOrDeadLetter(it.src, p.toMessage(it.src), "step:"+it.step, it.err, nil)
 		}
 	}
 }
@@ -537,9 +537,9 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 }
 
 // retryOrDeadLetter naks m with backoff or, after the last attempt or a
-// permanent error, copies it to the DLQ and terminates it. r is the sink
-// that failed, or nil for a step.
-func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r *sinkRunner) {
+// permanent error, copies msg (m as received) to the DLQ and terminates m.
+// r is the sink that failed, or nil for a step.
+func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage string, err error, r *sinkRunner) {
 	attempt := 1
 	if md, mdErr := m.Metadata(); mdErr == nil {
 		attempt = int(md.NumDelivered)
@@ -548,7 +548,6 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, stage string, err error, r
 	if r != nil {
 		r.failures.Add(1)
 	}
-	msg := p.toMessage(m)
 	p.track(msg.ID, StageRecord{Stage: stage, Status: StatusFailed, Attempt: attempt, Error: clip(err.Error())})
 	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
@@ -711,7 +710,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 		return
 	}
 	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msg.ID, "err", err)
-	p.retryOrDeadLetter(m, "sink:"+r.spec.Name, err, r)
+	p.retryOrDeadLetter(m, msg, "sink:"+r.spec.Name, err, r)
 }
 
 // stop ends the source, then drains the input stage and each sink so that
