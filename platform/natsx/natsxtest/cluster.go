@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/natsx"
 )
@@ -71,7 +73,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 		// The meta leader must see every peer online with stats, or stream
 		// placement fails with "no suitable peers".
-		if l := c.leader(); ready && l != nil && len(l.JetStreamClusterPeers()) == n {
+		if l := c.leader(); ready && l != nil && len(l.JetStreamClusterPeers()) == n && c.placesReplicas(n) {
 			return c
 		}
 		if time.Now().After(deadline) {
@@ -79,6 +81,30 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// placesReplicas reports whether the cluster can place, and write to, a
+// stream with n replicas right now: peers can look online to the meta
+// leader a moment before placement and replication work.
+func (c *Cluster) placesReplicas(n int) bool {
+	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	const probe = "NATSXTEST_PROBE"
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{"natsxtest.probe"}, Replicas: n}); err != nil {
+		return false
+	}
+	defer func() { _ = js.DeleteStream(context.Background(), probe) }()
+	_, err = js.Publish(ctx, "natsxtest.probe", nil)
+	return err == nil
 }
 
 func (c *Cluster) leader() *server.Server {
