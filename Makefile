@@ -38,8 +38,8 @@ test-deps: ## install what the tests start: PostgreSQL and the S3 server
 test: test-deps wasm ## everything CI runs
 	@echo "==> go vet"
 	@$(GO) vet ./...
-	@echo "==> go test -race (core packages)"
-	@$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
+	@echo "==> go test -race (core packages, one package at a time: several start 3-node NATS clusters)"
+	@$(GO) test -race -p 1 -count=1 -timeout 30m $(RACE_PKGS)
 	@echo "==> go test (everything else)"
 	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api|host)(/|$$)')
 
