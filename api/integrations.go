@@ -77,7 +77,9 @@ func storedSpec(in store.Integration) (*runtime.Spec, error) {
 }
 
 // readSpec parses the request body as an integration spec.
-func (s *Server) readSpec(c *fiber.Ctx) (*runtime.Spec, error) {
+// readSpec parses the request's spec and checks its connectors' configs
+// against the world (CheckSpec) for tenant.
+func (s *Server) readSpec(c *fiber.Ctx, tenant string) (*runtime.Spec, error) {
 	if ct := c.Get(fiber.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !specMediaTypes[mt] {
@@ -92,6 +94,13 @@ func (s *Server) readSpec(c *fiber.Ctx) (*runtime.Spec, error) {
 			return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidSpec, Field: se.Field, Message: se.Reason, cause: err}
 		}
 		return nil, fmt.Errorf("parse spec: %w", err)
+	}
+	if err := s.eng.CheckSpec(c.UserContext(), tenant, spec); err != nil {
+		var se *runtime.SpecError
+		if errors.As(err, &se) {
+			return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidSpec, Field: se.Field, Message: se.Reason, cause: err}
+		}
+		return nil, fmt.Errorf("check spec: %w", err)
 	}
 	return spec, nil
 }
@@ -140,7 +149,7 @@ func (s *Server) createIntegration(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	spec, err := s.readSpec(c)
+	spec, err := s.readSpec(c, tenant)
 	if err != nil {
 		return err
 	}
@@ -223,7 +232,7 @@ func (s *Server) updateIntegration(c *fiber.Ctx) error {
 		return err
 	}
 	name := c.Params("name")
-	spec, err := s.readSpec(c)
+	spec, err := s.readSpec(c, tenant)
 	if err != nil {
 		return err
 	}
@@ -264,7 +273,7 @@ func (s *Server) deleteIntegration(c *fiber.Ctx) error {
 	if err := s.store.DeleteIntegration(ctx, in.Tenant, in.Name); err != nil {
 		return storeError(err, fmt.Sprintf("integration %q", in.Name))
 	}
-	if err := s.eng.Remove(ctx, in.Tenant, in.Name); err != nil {
+	if err := s.eng.Remove(ctx, in.Tenant, in.Name, s.storedSpec(in)); err != nil {
 		return fmt.Errorf("integration %q deleted, but removing its streams failed: %w", in.Name, err)
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -293,4 +302,14 @@ func (s *Server) setDesired(state string) fiber.Handler {
 			return c.JSON(s.view(ctx, in))
 		}
 	}
+}
+
+// storedSpec parses a stored integration's spec for Remove; nil when it no
+// longer parses (a connector was removed from the catalogue).
+func (s *Server) storedSpec(in store.Integration) *runtime.Spec {
+	spec, err := s.eng.ParseSpec(in.Spec)
+	if err != nil {
+		return nil
+	}
+	return spec
 }

@@ -26,8 +26,12 @@ type Engine interface {
 	ParseSpec(doc []byte) (*runtime.Spec, error)
 	// Apply makes this node converge at once on the stored integration.
 	Apply(in store.Integration)
-	// Remove stops the integration and deletes its streams and consumers.
-	Remove(ctx context.Context, tenant, name string) error
+	// CheckSpec checks a parsed spec's connector configs against the
+	// world (tables exist, columns match); a *runtime.SpecError names the field.
+	CheckSpec(ctx context.Context, tenant string, spec *runtime.Spec) error
+	// Remove stops the integration, releases what its connectors hold
+	// outside VRSky (spec may be nil), and deletes its streams and consumers.
+	Remove(ctx context.Context, tenant, name string, spec *runtime.Spec) error
 	// Status reports the integration's state and counters.
 	Status(ctx context.Context, tenant string, spec *runtime.Spec) runtime.Status
 	// Hooks routes webhook requests to the sources that serve them.

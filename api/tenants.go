@@ -157,7 +157,7 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 	}
 	var errs []error
 	for _, in := range ins {
-		if err := s.eng.Remove(ctx, name, in.Name); err != nil {
+		if err := s.eng.Remove(ctx, name, in.Name, s.storedSpec(in)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vrsky/vrsky/platform/schema"
 )
@@ -36,7 +37,32 @@ type Emitter interface {
 	// the dedup key: emitting the same ID twice within the dedup window
 	// stores it once.
 	Emit(ctx context.Context, msg *Message) error
+	// EmitBatch stores msgs and returns once JetStream has acknowledged
+	// every one of them. On error some may be durable and some not; emit
+	// them again with the same IDs and the duplicates are dropped.
+	EmitBatch(ctx context.Context, msgs []*Message) error
+	// EmitWait stores msg like Emit, then waits until the steps have taken
+	// it (passed, filtered or failed) or ctx ends. The message is durable
+	// once the Emit part returns, so a timeout is not a failure: Outcome
+	// is then "pending".
+	EmitWait(ctx context.Context, msg *Message) (Outcome, error)
 }
+
+// Outcome is what the steps made of a message (see EmitWait).
+type Outcome struct {
+	// Status is StatusPassed, StatusFiltered, StatusFailed (the step
+	// failure that will be retried or dead-lettered is in Error) or
+	// "pending" when the wait ended first.
+	Status string `json:"status"`
+	// Error is the failing step's error, for StatusFailed.
+	Error string `json:"error,omitempty"`
+	// Stage names the failing step, for StatusFailed.
+	Stage string `json:"stage,omitempty"`
+}
+
+// OutcomePending is the Outcome status of a wait that ended before the
+// steps took the message.
+const OutcomePending = "pending"
 
 // Step transforms or filters a batch of messages.
 type Step interface {
@@ -63,6 +89,46 @@ type Sink interface {
 	Close() error
 }
 
+// BatchSink is a Sink that delivers several messages at once: a COPY into
+// a table, a JSON array in one POST. The pipeline hands it up to
+// Batching().MaxMessages messages, waiting at most MaxWait for a batch to
+// fill, on Concurrency workers.
+type BatchSink interface {
+	Sink
+	// DeliverBatch delivers msgs. It returns nil when every message was
+	// delivered, or one error per message, in order (nil for a message
+	// that was delivered), so one bad row fails alone.
+	DeliverBatch(ctx context.Context, msgs []*Message) []error
+	// Batching says how the pipeline should batch for this sink.
+	Batching() Batching
+}
+
+// Batching tunes how a BatchSink is fed. Zero fields take defaults:
+// 500 messages, 50ms, 4 workers.
+type Batching struct {
+	MaxMessages int
+	MaxWait     time.Duration
+	Concurrency int
+}
+
+// State is a small key-value store scoped to one connector of one
+// integration, kept across restarts and shared by every node: a source's
+// checkpoint (the file offset it reached, the last schedule tick).
+// Keys are made of letters, digits, '-', '_', '=' and '.'.
+type State interface {
+	// Get returns the value of key, or ErrNoState.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores value under key.
+	Put(ctx context.Context, key string, value []byte) error
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Keys lists the keys that exist.
+	Keys(ctx context.Context) ([]string, error)
+}
+
+// ErrNoState: the key has no value.
+var ErrNoState = errors.New("no state under this key")
+
 // Env is what a connector may use besides its config.
 type Env struct {
 	// Tenant and Integration name the pipeline the connector runs in.
@@ -73,6 +139,9 @@ type Env struct {
 	Hooks *Hooks
 	// Logger is scoped to the connector.
 	Logger *slog.Logger
+	// State keeps the connector's checkpoints; nil outside a pipeline
+	// that has one (Check and Remove get it too).
+	State State
 }
 
 // Connector describes one connector in the catalogue and builds instances.
@@ -94,6 +163,19 @@ type Connector struct {
 	NewSource func(cfg json.RawMessage, env Env) (Source, error)
 	NewStep   func(cfg json.RawMessage, env Env) (Step, error)
 	NewSink   func(cfg json.RawMessage, env Env) (Sink, error)
+
+	// Singleton runs the source on one node at a time: the node holding
+	// the integration's lease. Sources that own something outside VRSky
+	// (a replication slot, a directory, a schedule) set it; webhooks
+	// don't, so every node serves them.
+	Singleton bool
+	// Check, when set, verifies a config against the world at create and
+	// update time (the table exists, its columns match). A *SpecError
+	// names the field; other errors are reported on "config".
+	Check func(ctx context.Context, cfg json.RawMessage, env Env) error
+	// Remove, when set, releases what the connector holds outside VRSky
+	// when its integration is deleted (a replication slot).
+	Remove func(ctx context.Context, cfg json.RawMessage, env Env) error
 
 	schema *schema.Schema
 }

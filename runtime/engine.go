@@ -59,6 +59,9 @@ type Engine struct {
 	tracker  *tracker // nil when tracking is off
 	claims   *claims  // nil without an object store
 	limits   struct{ maxMsgs, maxBytes int64 }
+	state    jetstream.KeyValue // connector checkpoints
+	leases   jetstream.KeyValue // singleton-source leases
+	node     string             // this engine's identity in leases
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -103,6 +106,18 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.limits.maxBytes <= 0 {
 		e.limits.maxBytes = DefaultStreamMaxBytes
+	}
+	{
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		if e.state, err = newStateBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas); err != nil {
+			return nil, err
+		}
+		if e.leases, err = newLeaseBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas); err != nil {
+			return nil, err
+		}
+		e.node = NewID()
 	}
 	if !cfg.DisableTracking {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -265,15 +280,81 @@ func (e *Engine) StopAll() {
 }
 
 // Remove stops the integration and deletes its stream and consumers, and
-// with them every message still waiting in it. Its dead letters stay in the
-// tenant's DLQ until they expire.
-func (e *Engine) Remove(ctx context.Context, tenant, name string) error {
+// with them every message still waiting in it, and its connectors'
+// checkpoints. Connectors with a Remove hook release what they hold
+// outside VRSky (spec may be nil when the stored spec no longer parses;
+// the hooks are then skipped). Its dead letters stay in the tenant's DLQ
+// until they expire.
+func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) error {
 	e.Stop(tenant, name)
+	if spec != nil {
+		var errs []error
+		spec.each(func(kind Kind, cs *ConnectorSpec, stage, _ string) {
+			if x, ok := e.catalog.Lookup(cs.Connector); ok && x.Remove != nil {
+				if err := x.Remove(ctx, cs.Config, e.env(tenant, name, stage)); err != nil {
+					errs = append(errs, fmt.Errorf("%s %s: %w", kind, cs.Connector, err))
+				}
+			}
+		})
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("remove %s/%s: %w", tenant, name, err)
+		}
+	}
 	err := e.conn.JS.DeleteStream(ctx, streamName(tenant, name))
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("delete stream of %s/%s: %w", tenant, name, err)
 	}
+	if err := purgeState(ctx, e.state, tenant, name); err != nil {
+		return err
+	}
 	return nil
+}
+
+// CheckSpec runs each connector's Check against the world (the table
+// exists, its columns match). It returns a *SpecError naming the field.
+func (e *Engine) CheckSpec(ctx context.Context, tenant string, spec *Spec) error {
+	var first error
+	spec.each(func(_ Kind, cs *ConnectorSpec, stage, field string) {
+		if first != nil {
+			return
+		}
+		x, ok := e.catalog.Lookup(cs.Connector)
+		if !ok || x.Check == nil {
+			return
+		}
+		err := x.Check(ctx, cs.Config, e.env(tenant, spec.Name, stage))
+		if err == nil {
+			return
+		}
+		var fe *SpecError
+		if errors.As(err, &fe) {
+			first = &SpecError{Field: field + ".config" + fieldSuffix(fe.Field), Reason: fe.Reason}
+			return
+		}
+		first = specErr(field+".config", "%v", err)
+	})
+	return first
+}
+
+// fieldSuffix joins a connector's own field name onto "....config".
+func fieldSuffix(f string) string {
+	switch {
+	case f == "":
+		return ""
+	case f[0] == '[':
+		return f
+	default:
+		return "." + f
+	}
+}
+
+// env is what a connector of tenant/integration named stage gets.
+func (e *Engine) env(tenant, integration, stage string) Env {
+	return Env{
+		Tenant: tenant, Integration: integration, Name: stage, Hooks: e.hooks,
+		Logger: e.log.With("tenant", tenant, "integration", integration, "connector", stage),
+		State:  &kvState{kv: e.state, prefix: stateScope(tenant, integration, stage)},
+	}
 }
 
 // Status is what an integration is doing, as this node sees it.

@@ -54,6 +54,7 @@ type pipeline struct {
 	ingested atomic.Uint64
 	srcErr   atomic.Pointer[string]
 	full     atomic.Bool // the stream is near its limits: refuse new messages
+	leading  atomic.Bool // the source runs on this node (always, unless Singleton)
 }
 
 type sinkRunner struct {
@@ -91,9 +92,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	if err := p.ensureStreams(setup); err != nil {
 		return nil, err
 	}
-	env := func(name string) Env {
-		return Env{Tenant: tenant, Integration: spec.Name, Name: name, Hooks: e.hooks, Logger: p.log.With("connector", name)}
-	}
+	env := func(name string) Env { return e.env(tenant, spec.Name, name) }
 	for _, st := range spec.Steps {
 		c, ok := e.catalog.Lookup(st.Connector)
 		if !ok {
@@ -140,9 +139,15 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	}
 	p.source = src
 	p.srcDone = make(chan struct{})
+	run := src.Run
+	if c.Singleton {
+		run = func(ctx context.Context, _ Emitter) error { return p.runLeased(ctx, src) }
+	} else {
+		p.leading.Store(true)
+	}
 	go func() {
 		defer close(p.srcDone)
-		if err := src.Run(p.srcCtx, p); err != nil && p.srcCtx.Err() == nil {
+		if err := run(p.srcCtx, p); err != nil && p.srcCtx.Err() == nil {
 			msg := err.Error()
 			p.srcErr.Store(&msg)
 			p.log.Error("source stopped", "err", err)
@@ -257,8 +262,82 @@ func (p *pipeline) startIn(ctx context.Context) error {
 
 // Emit implements Emitter for the pipeline's source.
 func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
+	nm, err := p.prepare(ctx, msg)
+	if err != nil {
+		return err
+	}
+	_, err = p.e.conn.JS.PublishMsg(ctx, nm)
+	return p.accepted(msg, err)
+}
+
+// EmitBatch implements Emitter: every publish is in flight at once and
+// the batch returns when JetStream has acknowledged them all.
+func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
+	futs := make([]jetstream.PubAckFuture, len(msgs))
+	var first error
+	for i, msg := range msgs {
+		nm, err := p.prepare(ctx, msg)
+		if err == nil {
+			futs[i], err = p.e.conn.JS.PublishMsgAsync(nm)
+		}
+		if err != nil {
+			first = p.accepted(msg, err)
+			break
+		}
+	}
+	for i, f := range futs {
+		if f == nil {
+			break
+		}
+		var err error
+		select {
+		case <-f.Ok():
+		case err = <-f.Err():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err = p.accepted(msgs[i], err); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// EmitWait implements Emitter: it emits msg asking the input stage to
+// report on a reply subject what the steps made of it.
+func (p *pipeline) EmitWait(ctx context.Context, msg *Message) (Outcome, error) {
+	inbox := p.e.conn.NC.NewRespInbox()
+	sub, err := p.e.conn.NC.SubscribeSync(inbox)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("reply subscription: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if msg.Header == nil {
+		msg.Header = Header{}
+	}
+	msg.Header.Set(headerReply, inbox)
+	if err := p.Emit(ctx, msg); err != nil {
+		return Outcome{}, err
+	}
+	reply, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return Outcome{Status: OutcomePending}, nil
+	}
+	var out Outcome
+	if err := json.Unmarshal(reply.Data, &out); err != nil {
+		return Outcome{Status: OutcomePending}, nil
+	}
+	return out, nil
+}
+
+// headerReply carries EmitWait's reply subject to the input stage; it is
+// not passed on to sinks.
+const headerReply = "Vrsky-Reply"
+
+// prepare stamps msg's headers and claim-checks a large payload.
+func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error) {
 	if p.full.Load() {
-		return ErrBackpressure
+		return nil, ErrBackpressure
 	}
 	if msg.ID == "" {
 		msg.ID = NewID()
@@ -271,16 +350,20 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 	msg.Header.Set(HeaderTenant, p.tenant)
 	msg.Header.Set(HeaderIntegration, p.spec.Name)
 	if err := p.e.claims.checkIn(ctx, p.tenant, p.spec.Name, msg); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{
-		Subject: SubjectIn(p.tenant, p.spec.Name),
-		Header:  nats.Header(msg.Header),
-		Data:    msg.Data,
-	})
+	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, nil
+}
+
+// accepted counts and tracks msg once its publish succeeded, and turns a
+// full stream into ErrBackpressure.
+func (p *pipeline) accepted(msg *Message, err error) error {
 	if isStreamFull(err) {
 		p.full.Store(true)
 		return fmt.Errorf("%w: %w", ErrBackpressure, err)
+	}
+	if errors.Is(err, ErrBackpressure) || errors.Is(err, ErrPayloadStore) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("make message durable: %w", err)
@@ -300,6 +383,7 @@ type item struct {
 	step     string     // the step that failed
 	routes   []string   // where the outputs went: sink, or <output id>@<sink>
 	claimRef string     // the claim-checked input the steps read, if any
+	reply    string     // where EmitWait waits for the outcome
 }
 
 func (p *pipeline) toMessage(m jetstream.Msg) *Message {
@@ -325,7 +409,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 	items := make([]*item, len(batch))
 	for i, m := range batch {
 		in := p.toMessage(m)
-		items[i] = &item{src: m, id: in.ID, msgs: []*Message{in}}
+		items[i] = &item{src: m, id: in.ID, msgs: []*Message{in}, reply: in.Header.Get(headerReply)}
 		if len(p.steps) > 0 && in.Claimed() {
 			p.loadClaimed(items[i], in)
 		}
@@ -385,14 +469,26 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			}
 			p.track(it.id, StageRecord{Stage: stageRoute, Status: status, Outputs: it.routes})
 			p.dropInputObject(it)
+			p.reply(it, Outcome{Status: status})
 		case it.step == "":
 			// Publishing downstream failed: the input stays and comes back soon.
 			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
 			_ = it.src.NakWithDelay(time.Second)
 		default:
+			p.reply(it, Outcome{Status: StatusFailed, Stage: "step:" + it.step, Error: clip(it.err.Error())})
 			p.retryOrDeadLetter(it.src, p.toMessage(it.src), "step:"+it.step, it.err, nil)
 		}
 	}
+}
+
+// reply tells a source waiting in EmitWait what the steps made of it.
+// Core NATS, fire and forget: the message is durable either way.
+func (p *pipeline) reply(it *item, out Outcome) {
+	if it.reply == "" {
+		return
+	}
+	b, _ := json.Marshal(out)
+	_ = p.e.conn.NC.Publish(it.reply, b)
 }
 
 // route returns the sinks whose `when` holds for out. A condition that
@@ -649,6 +745,7 @@ func routeEnv(m *Message) map[string]any {
 
 func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
 	h := m.Header.Clone()
+	delete(h, headerReply)
 	h.Set(HeaderMsgID, m.ID)
 	h.Set(HeaderNatsMsgID, m.ID+":"+r.spec.Name)
 	return &nats.Msg{Subject: SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), Header: nats.Header(h), Data: m.Data}
@@ -663,14 +760,85 @@ func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage strin
 }
 
 func (r *sinkRunner) start(ctx context.Context) error {
-	conc := defaultSinkConc
-	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), conc, &r.wg, func(ch <-chan jetstream.Msg) {
+	conc, handle := defaultSinkConc, func(ch <-chan jetstream.Msg) {
 		for m := range ch {
 			r.handle(m)
 		}
-	})
+	}
+	if bs, ok := r.sink.(BatchSink); ok {
+		b := bs.Batching()
+		b.MaxMessages = cmpOr(b.MaxMessages, defaultBatch.MaxMessages)
+		b.MaxWait = cmpOr(b.MaxWait, defaultBatch.MaxWait)
+		conc = cmpOr(b.Concurrency, defaultBatch.Concurrency)
+		handle = func(ch <-chan jetstream.Msg) { r.handleBatches(ch, bs, b) }
+	}
+	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), conc, &r.wg, handle)
 	r.consume = cc
 	return err
+}
+
+var defaultBatch = Batching{MaxMessages: 500, MaxWait: 50 * time.Millisecond, Concurrency: 4}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// handleBatches gathers up to b.MaxMessages, waiting at most b.MaxWait
+// after the first, and delivers them in one call.
+func (r *sinkRunner) handleBatches(ch <-chan jetstream.Msg, bs BatchSink, b Batching) {
+	batch := make([]jetstream.Msg, 0, b.MaxMessages)
+	timer := time.NewTimer(b.MaxWait)
+	for m := range ch {
+		batch = append(batch[:0], m)
+		timer.Reset(b.MaxWait)
+	gather:
+		for len(batch) < b.MaxMessages {
+			select {
+			case m, ok := <-ch:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, m)
+			case <-timer.C:
+				break gather
+			}
+		}
+		r.deliverBatch(bs, batch)
+	}
+	timer.Stop()
+}
+
+func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
+	p := r.p
+	msgs := make([]*Message, len(batch))
+	for i, m := range batch {
+		msgs[i] = p.toMessage(m)
+	}
+	start := time.Now()
+	errs := bs.DeliverBatch(context.WithoutCancel(p.ctx), msgs)
+	p.e.metrics.deliverTime.WithLabelValues(p.tenant, p.spec.Name, r.spec.Name).Observe(time.Since(start).Seconds())
+	if errs != nil && len(errs) != len(msgs) {
+		err := fmt.Errorf("sink %s returned %d results for %d messages", r.spec.Name, len(errs), len(msgs))
+		errs = make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	// Acks run side by side: each double ack is a round trip.
+	var wg sync.WaitGroup
+	for i, m := range batch {
+		if errs == nil || errs[i] == nil {
+			wg.Go(func() { r.ack(m, msgs[i]) })
+			continue
+		}
+		p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msgs[i].ID, "err", errs[i])
+		p.retryOrDeadLetter(m, msgs[i], "sink:"+r.spec.Name, errs[i], r)
+	}
+	wg.Wait()
 }
 
 // ack confirms a delivery. The double ack waits for the server's

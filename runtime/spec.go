@@ -210,3 +210,16 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// each calls fn for the source, every step and every sink, with the
+// connector's stage name ("" for the source, as in Env.Name) and its field
+// path in the spec.
+func (s *Spec) each(fn func(kind Kind, cs *ConnectorSpec, stage, field string)) {
+	fn(KindSource, &s.Source, "", "source")
+	for i := range s.Steps {
+		fn(KindStep, &s.Steps[i].ConnectorSpec, s.Steps[i].Name, fmt.Sprintf("steps[%d]", i))
+	}
+	for i := range s.Sinks {
+		fn(KindSink, &s.Sinks[i].ConnectorSpec, s.Sinks[i].Name, fmt.Sprintf("sinks[%d]", i))
+	}
+}

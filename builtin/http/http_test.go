@@ -16,27 +16,8 @@ import (
 
 	httpconn "github.com/vrsky/vrsky/builtin/http"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
-
-// emitter records what a source emits, as the pipeline would make it durable.
-type emitter struct {
-	mu   sync.Mutex
-	msgs []*runtime.Message
-	err  error
-}
-
-func (e *emitter) Emit(_ context.Context, m *runtime.Message) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.err != nil {
-		return e.err
-	}
-	if m.ID == "" {
-		m.ID = runtime.NewID()
-	}
-	e.msgs = append(e.msgs, m)
-	return nil
-}
 
 // runWebhook starts the webhook source with cfg and returns its router.
 func runWebhook(t *testing.T, cfg string, em runtime.Emitter) *runtime.Hooks {
@@ -99,7 +80,7 @@ func TestWebhook(t *testing.T) {
 		{"GET is not a webhook", `{"path":"gh"}`, "GET", runtime.Header{}, "", 405, false, "method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			em := &emitter{}
+			em := &runtimetest.Emitter{}
 			hooks := runWebhook(t, tc.cfg, em)
 			resp, err := hooks.Serve(context.Background(), "acme", "gh", &runtime.HookRequest{Method: tc.method, Header: tc.header, Body: []byte(tc.body)})
 			if err != nil {
@@ -108,8 +89,8 @@ func TestWebhook(t *testing.T) {
 			if resp.Status != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.Status, tc.status, resp.Body)
 			}
-			if got := len(em.msgs) == 1; got != tc.emitted {
-				t.Fatalf("emitted %d messages, want emitted=%v", len(em.msgs), tc.emitted)
+			if got := len(em.Messages()) == 1; got != tc.emitted {
+				t.Fatalf("emitted %d messages, want emitted=%v", len(em.Messages()), tc.emitted)
 			}
 			if tc.field != "" {
 				var e struct{ Error struct{ Field string } }
@@ -117,8 +98,8 @@ func TestWebhook(t *testing.T) {
 					t.Fatalf("error body %s does not name field %q", resp.Body, tc.field)
 				}
 			}
-			if tc.emitted && (string(em.msgs[0].Data) != tc.body || resp.Header.Get(runtime.HeaderMsgID) != em.msgs[0].ID) {
-				t.Fatalf("emitted %q with id %s; answered id %s", em.msgs[0].Data, em.msgs[0].ID, resp.Header.Get(runtime.HeaderMsgID))
+			if tc.emitted && (string(em.Messages()[0].Data) != tc.body || resp.Header.Get(runtime.HeaderMsgID) != em.Messages()[0].ID) {
+				t.Fatalf("emitted %q with id %s; answered id %s", em.Messages()[0].Data, em.Messages()[0].ID, resp.Header.Get(runtime.HeaderMsgID))
 			}
 		})
 	}
@@ -132,7 +113,7 @@ func TestWebhookSecretMustBeSet(t *testing.T) {
 }
 
 func TestWebhookBackpressureAnswers429(t *testing.T) {
-	hooks := runWebhook(t, `{"path":"gh"}`, &emitter{err: runtime.ErrBackpressure})
+	hooks := runWebhook(t, `{"path":"gh"}`, &runtimetest.Emitter{Err: runtime.ErrBackpressure})
 	resp, err := hooks.Serve(context.Background(), "acme", "gh", &runtime.HookRequest{Method: "POST", Header: runtime.Header{}, Body: []byte("{}")})
 	if err != nil || resp.Status != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("resp %+v, err %v; want 429 with Retry-After", resp, err)
