@@ -177,19 +177,65 @@ type Connector struct {
 	// when its integration is deleted (a replication slot).
 	Remove func(ctx context.Context, cfg json.RawMessage, env Env) error
 
+	// Owner, when set, is the only tenant that may use the connector (a
+	// private module in the registry); to every other tenant it is an
+	// unknown connector (ParseSpecFor).
+	Owner string
+
 	schema *schema.Schema
+	// resolved marks a connector that came from the Resolver: specs that
+	// name it bare are pinned to its version.
+	resolved bool
 }
+
+// Resolver finds connectors that are not registered in the catalogue
+// itself: the registry's uploaded modules, which appear and go while the
+// platform runs. The catalogue asks it on a miss.
+type Resolver interface {
+	// ResolveConnector returns the connector name at version, or at its
+	// latest version that is not deprecated when version is "". ok is
+	// false when there is none.
+	ResolveConnector(ctx context.Context, name, version string) (c Connector, ok bool, err error)
+}
+
+// resolveTimeout bounds one Resolver call (a store look-up).
+const resolveTimeout = 10 * time.Second
 
 // Catalog holds the connectors an integration may use. It is safe for
 // concurrent use.
 type Catalog struct {
-	mu    sync.RWMutex
-	conns map[string]*Connector
+	mu       sync.RWMutex
+	conns    map[string]*Connector
+	resolver Resolver
+	// pinned caches resolved connectors by "name@version" (immutable).
+	pinned map[string]*Connector
+	log    *slog.Logger
+}
+
+// SetResolver makes the catalogue ask r for connectors it does not hold.
+// Call it before the catalogue is used.
+func (c *Catalog) SetResolver(r Resolver, log *slog.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resolver = r
+	c.log = log
+}
+
+// Forget drops the cached resolutions of name (a version was deleted or
+// changed in the registry).
+func (c *Catalog) Forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.pinned {
+		if n, _, _ := strings.Cut(k, "@"); n == name {
+			delete(c.pinned, k)
+		}
+	}
 }
 
 // NewCatalog returns a catalogue holding cs; see Register.
 func NewCatalog(cs ...Connector) (*Catalog, error) {
-	c := &Catalog{conns: map[string]*Connector{}}
+	c := &Catalog{conns: map[string]*Connector{}, pinned: map[string]*Connector{}}
 	for _, x := range cs {
 		if err := c.Register(x); err != nil {
 			return nil, err
@@ -201,6 +247,72 @@ func NewCatalog(cs ...Connector) (*Catalog, error) {
 // Register adds a connector. It refuses duplicates, a kind without its
 // constructor and a config schema that does not compile.
 func (c *Catalog) Register(x Connector) error {
+	if err := prepare(&x); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.conns[x.Name]; dup {
+		return fmt.Errorf("runtime: connector %s is already registered", x.Name)
+	}
+	c.conns[x.Name] = &x
+	return nil
+}
+
+// Lookup finds a connector by name; a "@version" suffix must match the
+// registered version. Names the catalogue does not hold are asked of the
+// Resolver, if any: a bare name gets the latest version.
+func (c *Catalog) Lookup(ref string) (*Connector, bool) {
+	name, version, _ := strings.Cut(ref, "@")
+	c.mu.RLock()
+	x, ok := c.conns[name]
+	r := c.resolver
+	cached := c.pinned[ref]
+	c.mu.RUnlock()
+	if ok {
+		if version != "" && version != x.Version {
+			return nil, false
+		}
+		return x, true
+	}
+	if cached != nil {
+		return cached, true
+	}
+	if r == nil || name == "" {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	got, ok, err := r.ResolveConnector(ctx, name, version)
+	if err != nil {
+		if c.log != nil {
+			c.log.Warn("connector resolution failed", "connector", ref, "err", err)
+		}
+		return nil, false
+	}
+	if !ok || got.Name != name || (version != "" && got.Version != version) {
+		return nil, false
+	}
+	if err := prepare(&got); err != nil {
+		if c.log != nil {
+			c.log.Warn("resolved connector unusable", "connector", ref, "err", err)
+		}
+		return nil, false
+	}
+	got.resolved = true
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := name + "@" + got.Version
+	if prev := c.pinned[key]; prev != nil {
+		return prev, true
+	}
+	c.pinned[key] = &got
+	return &got, true
+}
+
+// prepare checks a connector's kind and constructor and compiles its
+// config schema.
+func prepare(x *Connector) error {
 	if x.Name == "" {
 		return errors.New("runtime: connector without a name")
 	}
@@ -218,29 +330,11 @@ func (c *Catalog) Register(x Connector) error {
 		return fmt.Errorf("runtime: connector %s: %w", x.Name, err)
 	}
 	x.schema = s
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, dup := c.conns[x.Name]; dup {
-		return fmt.Errorf("runtime: connector %s is already registered", x.Name)
-	}
-	c.conns[x.Name] = &x
 	return nil
 }
 
-// Lookup finds a connector by name; a "@version" suffix must match the
-// registered version.
-func (c *Catalog) Lookup(ref string) (*Connector, bool) {
-	name, version, _ := strings.Cut(ref, "@")
-	c.mu.RLock()
-	x, ok := c.conns[name]
-	c.mu.RUnlock()
-	if !ok || (version != "" && version != x.Version) {
-		return nil, false
-	}
-	return x, true
-}
-
-// List returns every connector sorted by name.
+// List returns every connector registered in the catalogue itself (not
+// those of the Resolver), sorted by name.
 func (c *Catalog) List() []*Connector {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -253,11 +347,17 @@ func (c *Catalog) List() []*Connector {
 }
 
 // checkConfig resolves cs.Connector for kind and validates cs.Config
-// against its schema; field prefixes the error's field.
-func (c *Catalog) checkConfig(kind Kind, cs *ConnectorSpec, field string) error {
+// against its schema; field prefixes the error's field. A connector owned
+// by a tenant other than tenant is unknown (tenant "" skips the check:
+// specs read back from the store). A bare name of a resolved (registry)
+// connector is pinned: cs.Connector becomes "name@version".
+func (c *Catalog) checkConfig(kind Kind, cs *ConnectorSpec, field, tenant string) error {
 	x, ok := c.Lookup(cs.Connector)
-	if !ok {
+	if !ok || (tenant != "" && x.Owner != "" && x.Owner != tenant) {
 		return specErr(field+".connector", "unknown connector %q", cs.Connector)
+	}
+	if x.resolved && !strings.Contains(cs.Connector, "@") {
+		cs.Connector = x.Name + "@" + x.Version
 	}
 	if x.Kind != kind {
 		return specErr(field+".connector", "connector %q is a %s, not a %s", cs.Connector, x.Kind, kind)

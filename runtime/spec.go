@@ -111,7 +111,13 @@ func specErr(field, format string, args ...any) *SpecError {
 // ParseSpec reads a spec from YAML or JSON, rejects unknown fields and
 // structural errors, and checks every connector, config and expression
 // against the catalogue. The returned error is a *SpecError naming the field.
-func ParseSpec(doc []byte, cat *Catalog) (*Spec, error) {
+// Connectors private to a tenant are not checked against the caller's
+// tenant: use ParseSpecFor for specs a tenant submits.
+func ParseSpec(doc []byte, cat *Catalog) (*Spec, error) { return ParseSpecFor(doc, cat, "") }
+
+// ParseSpecFor is ParseSpec for a spec submitted by tenant: a connector
+// private to another tenant is an unknown connector.
+func ParseSpecFor(doc []byte, cat *Catalog, tenant string) (*Spec, error) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, specErr("", "the spec is empty")
 	}
@@ -133,14 +139,14 @@ func ParseSpec(doc []byte, cat *Catalog) (*Spec, error) {
 	if err := json.Unmarshal(js, &s); err != nil {
 		return nil, specErr("", "%v", err)
 	}
-	if err := s.check(cat); err != nil {
+	if err := s.check(cat, tenant); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
 // check applies the rules a schema cannot express and fills defaults.
-func (s *Spec) check(cat *Catalog) error {
+func (s *Spec) check(cat *Catalog, tenant string) error {
 	if s.Name == "dlq" {
 		return specErr("name", "\"dlq\" is reserved (the tenant's dead-letter subjects use it)")
 	}
@@ -156,7 +162,7 @@ func (s *Spec) check(cat *Catalog) error {
 	if s.Retry.MaxBackoff < s.Retry.InitialBackoff {
 		return specErr("retry.max_backoff", "must not be less than initial_backoff (%s)", time.Duration(s.Retry.InitialBackoff))
 	}
-	if err := cat.checkConfig(KindSource, &s.Source, "source"); err != nil {
+	if err := cat.checkConfig(KindSource, &s.Source, "source", tenant); err != nil {
 		return err
 	}
 	for i := range s.Steps {
@@ -165,7 +171,7 @@ func (s *Spec) check(cat *Catalog) error {
 		if st.Name == "" {
 			st.Name = fmt.Sprintf("step-%d", i+1)
 		}
-		if err := cat.checkConfig(KindStep, &st.ConnectorSpec, field); err != nil {
+		if err := cat.checkConfig(KindStep, &st.ConnectorSpec, field, tenant); err != nil {
 			return err
 		}
 	}
@@ -182,7 +188,7 @@ func (s *Spec) check(cat *Catalog) error {
 				return specErr(field+".when", "invalid expression: %v", firstLine(err.Error()))
 			}
 		}
-		if err := cat.checkConfig(KindSink, &sk.ConnectorSpec, field); err != nil {
+		if err := cat.checkConfig(KindSink, &sk.ConnectorSpec, field, tenant); err != nil {
 			return err
 		}
 	}
