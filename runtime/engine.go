@@ -43,6 +43,10 @@ type Config struct {
 	// MaxStorageBytes quota lowers the byte bound.
 	StreamMaxMsgs  int64
 	StreamMaxBytes int64
+	// LeaseTTL is how long a singleton source (schedule, file, CDC) whose
+	// node died waits before another node runs it; zero means
+	// DefaultLeaseTTL. Every node of a deployment must use the same.
+	LeaseTTL time.Duration
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -62,6 +66,7 @@ type Engine struct {
 	state    jetstream.KeyValue // connector checkpoints
 	leases   jetstream.KeyValue // singleton-source leases
 	node     string             // this engine's identity in leases
+	leaseTTL time.Duration
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -114,7 +119,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		if e.state, err = newStateBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas); err != nil {
 			return nil, err
 		}
-		if e.leases, err = newLeaseBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas); err != nil {
+		e.leaseTTL = cmpOr(cfg.LeaseTTL, DefaultLeaseTTL)
+		if e.leases, err = newLeaseBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas, e.leaseTTL); err != nil {
 			return nil, err
 		}
 		e.node = NewID()
@@ -363,6 +369,9 @@ type Status struct {
 	State string `json:"state"`
 	// Error says why the integration is in state "error".
 	Error string `json:"error,omitempty"`
+	// SourceStandby: the source is a singleton that runs on another node
+	// (this node takes over if that one goes).
+	SourceStandby bool `json:"source_standby,omitempty"`
 	// Ingested counts messages this node's source made durable since it started.
 	Ingested uint64 `json:"ingested"`
 	// Pending counts messages waiting for the steps (input subject).
@@ -403,6 +412,7 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 			st.State, st.Error = "error", "source: "+*msg
 		}
 		st.Ingested = p.ingested.Load()
+		st.SourceStandby = !p.leading.Load()
 	}
 	stream := streamName(tenant, spec.Name)
 	if ci, err := e.conn.JS.Consumer(ctx, stream, inConsumerName); err == nil {

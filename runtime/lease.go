@@ -17,13 +17,12 @@ import (
 
 const leaseBucket = "vrsky_leases"
 
-var (
-	leaseTTL   = 15 * time.Second
-	leaseRenew = 5 * time.Second
-	leaseRetry = 2 * time.Second
-)
+// DefaultLeaseTTL is how long a dead node's singleton sources wait for
+// another node. A lease is renewed every third of it, and a standby node
+// tries to take it every tenth (at most every 2s).
+const DefaultLeaseTTL = 15 * time.Second
 
-func newLeaseBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+func newLeaseBucket(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      leaseBucket,
 		Description: "VRSky singleton-source leases",
@@ -42,6 +41,7 @@ func newLeaseBucket(ctx context.Context, js jetstream.JetStream, replicas int) (
 // src fails.
 func (p *pipeline) runLeased(ctx context.Context, src Source) error {
 	kv, key, node := p.e.leases, p.tenant+"."+p.spec.Name, []byte(p.e.node)
+	leaseRetry := min(2*time.Second, p.e.leaseTTL/10)
 	for {
 		rev, err := kv.Create(ctx, key, node)
 		if err != nil {
@@ -73,6 +73,7 @@ func (p *pipeline) runLeased(ctx context.Context, src Source) error {
 func (p *pipeline) lead(ctx context.Context, src Source, kv jetstream.KeyValue, key string, node []byte, rev uint64) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	renewed := make(chan struct{})
+	leaseRenew := p.e.leaseTTL / 3
 	go func() {
 		defer close(renewed)
 		t := time.NewTicker(leaseRenew)

@@ -86,6 +86,24 @@ type Harness struct {
 	Engine *runtime.Engine
 	// Tenant is the tenant Create uses: "acme".
 	Tenant string
+
+	stop func()
+}
+
+// Stop stops the engine as a shutdown of vrsky serve does: every pipeline
+// drains and singleton sources hand their lease over. Cleanup calls it too.
+func (h *Harness) Stop() { h.stop() }
+
+// AddNode starts another engine (another vrsky node) with the same
+// catalogue on its own connection to h's NATS server, sharing its store.
+func (h *Harness) AddNode(t testing.TB, conns []runtime.Connector, opts ...func(*runtime.Config)) *Harness {
+	t.Helper()
+	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: h.Conn.ClientURL(), Name: t.Name() + "-node"})
+	if err != nil {
+		t.Fatalf("runtimetest: second connection: %v", err)
+	}
+	t.Cleanup(conn.Close)
+	return StartOn(t, conn, conns, opts...)
 }
 
 // Start runs an engine whose catalogue holds conns, on a fresh embedded
@@ -119,11 +137,13 @@ func StartOn(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, opts ...
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(rctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
 	if _, err := st.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil && !errors.Is(err, store.ErrExists) && !strings.Contains(err.Error(), store.ErrExists.Error()) {
 		t.Fatalf("runtimetest: tenant: %v", err)
 	}
-	return &Harness{Conn: conn, Store: st, Engine: eng, Tenant: "acme"}
+	return &Harness{Conn: conn, Store: st, Engine: eng, Tenant: "acme", stop: stop}
 }
 
 // Create parses, checks, stores and starts an integration from a YAML or
