@@ -1,0 +1,283 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
+)
+
+// tap is a source that hands its Emitter to the test.
+type tap struct{ em chan runtime.Emitter }
+
+func newTap() *tap { return &tap{em: make(chan runtime.Emitter, 1)} }
+
+func (s *tap) connector() runtime.Connector {
+	return runtime.Connector{
+		Name: "tap", Version: "1.0.0", Kind: runtime.KindSource,
+		NewSource: func(json.RawMessage, runtime.Env) (runtime.Source, error) { return s, nil },
+	}
+}
+
+func (s *tap) Run(ctx context.Context, emit runtime.Emitter) error {
+	s.em <- emit
+	<-ctx.Done()
+	return nil
+}
+
+// rows is a BatchSink that fails the messages whose payload has "bad":true
+// permanently, and records the batch sizes it was handed.
+type rows struct {
+	mu      sync.Mutex
+	got     map[string]int // payload -> deliveries
+	batches []int
+}
+
+func (r *rows) connector() runtime.Connector {
+	return runtime.Connector{
+		Name: "rows", Version: "1.0.0", Kind: runtime.KindSink,
+		NewSink: func(json.RawMessage, runtime.Env) (runtime.Sink, error) { return r, nil },
+	}
+}
+
+func (r *rows) Deliver(ctx context.Context, m *runtime.Message) error {
+	return r.DeliverBatch(ctx, []*runtime.Message{m})[0]
+}
+
+func (r *rows) DeliverBatch(_ context.Context, msgs []*runtime.Message) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, len(msgs))
+	var errs []error
+	for i, m := range msgs {
+		if strings.Contains(string(m.Data), `"bad":true`) {
+			if errs == nil {
+				errs = make([]error, len(msgs))
+			}
+			errs[i] = runtime.Permanent(fmt.Errorf("row %s violates a constraint", m.Data))
+			continue
+		}
+		r.got[string(m.Data)]++
+	}
+	return errs
+}
+
+func (r *rows) Batching() runtime.Batching {
+	return runtime.Batching{MaxMessages: 100, MaxWait: 200 * time.Millisecond, Concurrency: 2}
+}
+
+func (r *rows) Close() error { return nil }
+
+func (r *rows) delivered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+func TestBatchSinkDeadLettersOnlyTheBadMessage(t *testing.T) {
+	src, sink := newTap(), &rows{got: map[string]int{}}
+	h := runtimetest.Start(t, []runtime.Connector{src.connector(), sink.connector()})
+	h.Create(t, "name: load\nsource: {connector: tap}\nsinks: [{name: db, connector: rows}]\n")
+	emit := <-src.em
+
+	msgs := make([]*runtime.Message, 500)
+	for i := range msgs {
+		msgs[i] = &runtime.Message{Data: fmt.Appendf(nil, `{"n":%d,"bad":%t}`, i, i == 250)}
+	}
+	if err := emit.EmitBatch(context.Background(), msgs); err != nil {
+		t.Fatalf("EmitBatch: %v", err)
+	}
+	runtimetest.WaitFor(t, 30*time.Second, "499 rows and one dead letter", func() bool {
+		return sink.delivered() == 499 && len(h.DeadLetters(t, "load")) == 1
+	})
+	dl := h.DeadLetters(t, "load")[0]
+	if dl.Stage != "sink:db" || dl.Attempts != 1 || !strings.Contains(dl.Error, "violates a constraint") {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for row, n := range sink.got {
+		if n != 1 {
+			t.Errorf("row %s delivered %d times", row, n)
+		}
+	}
+	if len(sink.batches) >= 500 {
+		t.Errorf("%d batches for 500 messages: the sink was not batched", len(sink.batches))
+	}
+	for _, n := range sink.batches {
+		if n > 100 {
+			t.Errorf("a batch of %d exceeds MaxMessages 100", n)
+		}
+	}
+}
+
+// gate is a step that drops messages with "drop":true and fails those
+// with "fail":true permanently.
+var gate = runtime.Connector{
+	Name: "gate", Version: "1.0.0", Kind: runtime.KindStep,
+	NewStep: func(json.RawMessage, runtime.Env) (runtime.Step, error) { return gateStep{}, nil },
+}
+
+type gateStep struct{}
+
+func (gateStep) Process(_ context.Context, batch []*runtime.Message) ([]runtime.StepResult, error) {
+	out := make([]runtime.StepResult, len(batch))
+	for i, m := range batch {
+		switch s := string(m.Data); {
+		case strings.Contains(s, `"fail":true`):
+			out[i].Err = runtime.Permanent(errors.New("field total: not a number"))
+		case strings.Contains(s, `"drop":true`):
+		default:
+			out[i].Out = []*runtime.Message{m}
+		}
+	}
+	return out, nil
+}
+
+func (gateStep) Close() error { return nil }
+
+func TestEmitWaitReportsWhatTheStepsDid(t *testing.T) {
+	src, sink := newTap(), &rows{got: map[string]int{}}
+	h := runtimetest.Start(t, []runtime.Connector{src.connector(), gate, sink.connector()})
+	h.Create(t, "name: sync\nsource: {connector: tap}\nsteps: [{name: gate, connector: gate}]\nsinks: [{name: db, connector: rows}]\n")
+	emit := <-src.em
+	for _, tc := range []struct {
+		body, status, stage, errText string
+	}{
+		{`{"ok":true}`, runtime.StatusPassed, "", ""},
+		{`{"drop":true}`, runtime.StatusFiltered, "", ""},
+		{`{"fail":true}`, runtime.StatusFailed, "step:gate", "not a number"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := emit.EmitWait(ctx, &runtime.Message{Data: []byte(tc.body)})
+		cancel()
+		if err != nil {
+			t.Fatalf("EmitWait(%s): %v", tc.body, err)
+		}
+		if out.Status != tc.status || out.Stage != tc.stage || !strings.Contains(out.Error, tc.errText) {
+			t.Errorf("EmitWait(%s) = %+v, want status %s stage %q error containing %q", tc.body, out, tc.status, tc.stage, tc.errText)
+		}
+	}
+	runtimetest.WaitFor(t, 20*time.Second, "the passed message at the sink and the failed one in the DLQ", func() bool {
+		return sink.delivered() == 1 && len(h.DeadLetters(t, "sync")) == 1
+	})
+
+	// A wait that ends before the steps run is "pending", and the message
+	// is still durable and delivered.
+	h.Engine.Stop("acme", "sync")
+	emitStopped := emit
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	out, err := emitStopped.EmitWait(ctx, &runtime.Message{Data: []byte(`{"late":true}`)})
+	if err != nil || out.Status != runtime.OutcomePending {
+		t.Fatalf("EmitWait with the steps stopped = %+v, %v; want pending", out, err)
+	}
+	in, err := h.Store.GetIntegration(context.Background(), "acme", "sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Engine.Apply(in)
+	runtimetest.WaitFor(t, 20*time.Second, "the late message delivered after the restart", func() bool { return sink.delivered() == 2 })
+}
+
+// checked is a sink whose Check refuses a table named "missing" and whose
+// Remove records that it ran; it keeps a counter in its State.
+type checked struct {
+	mu      sync.Mutex
+	removed []string
+	states  []runtime.State
+}
+
+func (c *checked) connector() runtime.Connector {
+	return runtime.Connector{
+		Name: "checked", Version: "1.0.0", Kind: runtime.KindSink,
+		NewSink: func(_ json.RawMessage, env runtime.Env) (runtime.Sink, error) {
+			c.mu.Lock()
+			c.states = append(c.states, env.State)
+			c.mu.Unlock()
+			return nopSink{}, nil
+		},
+		Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+			if strings.Contains(string(cfg), "missing") {
+				return &runtime.SpecError{Field: "table", Reason: `table "missing" does not exist`}
+			}
+			if strings.Contains(string(cfg), "offline") {
+				return errors.New("connect: connection refused")
+			}
+			return nil
+		},
+		Remove: func(_ context.Context, _ json.RawMessage, env runtime.Env) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.removed = append(c.removed, env.Integration+"/"+env.Name)
+			return nil
+		},
+	}
+}
+
+type nopSink struct{}
+
+func (nopSink) Deliver(context.Context, *runtime.Message) error { return nil }
+func (nopSink) Close() error                                    { return nil }
+
+func TestCheckRemoveAndState(t *testing.T) {
+	src, c := newTap(), &checked{}
+	h := runtimetest.Start(t, []runtime.Connector{src.connector(), c.connector()})
+	ctx := context.Background()
+	spec := func(table string) *runtime.Spec {
+		s, err := h.Engine.ParseSpec(fmt.Appendf(nil, "name: chk\nsource: {connector: tap}\nsinks: [{name: b, connector: checked, config: {table: %s}}]\n", table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct{ table, field, reason string }{
+		{"missing", "sinks[0].config.table", "does not exist"},
+		{"offline", "sinks[0].config", "connection refused"},
+	} {
+		err := h.Engine.CheckSpec(ctx, "acme", spec(tc.table))
+		var se *runtime.SpecError
+		if !errors.As(err, &se) || se.Field != tc.field || !strings.Contains(se.Reason, tc.reason) {
+			t.Errorf("CheckSpec(table %s) = %v; want field %s", tc.table, err, tc.field)
+		}
+	}
+
+	s := h.Create(t, "name: chk\nsource: {connector: tap}\nsinks: [{name: b, connector: checked, config: {table: orders}}]\n")
+	<-src.em
+	c.mu.Lock()
+	st := c.states[0]
+	c.mu.Unlock()
+	if _, err := st.Get(ctx, "offset"); !errors.Is(err, runtime.ErrNoState) {
+		t.Fatalf("Get of a missing key = %v, want ErrNoState", err)
+	}
+	if err := st.Put(ctx, "offset", []byte("42")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, "bad key!", nil); err == nil {
+		t.Fatal("a key with a space and '!' was accepted")
+	}
+	if v, err := st.Get(ctx, "offset"); err != nil || string(v) != "42" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	if keys, err := st.Keys(ctx); err != nil || len(keys) != 1 || keys[0] != "offset" {
+		t.Fatalf("Keys = %v, %v", keys, err)
+	}
+
+	h.Delete(t, s)
+	c.mu.Lock()
+	removed := append([]string(nil), c.removed...)
+	c.mu.Unlock()
+	if len(removed) != 1 || removed[0] != "chk/b" {
+		t.Fatalf("Remove hooks ran for %v, want [chk/b]", removed)
+	}
+	if _, err := st.Get(ctx, "offset"); !errors.Is(err, runtime.ErrNoState) {
+		t.Fatalf("state survived the integration's deletion: %v", err)
+	}
+}
