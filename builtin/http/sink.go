@@ -3,120 +3,376 @@ package http
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/vrsky/vrsky/builtin/internal/httpx"
+	"github.com/vrsky/vrsky/builtin/internal/msgtmpl"
 	"github.com/vrsky/vrsky/runtime"
 )
 
 //go:embed sink.schema.json
 var sinkSchema []byte
 
-// Sink is the http sink connector.
+// Sink is the http sink connector. Without `batch` it builds a plain
+// runtime.Sink (one request per message); with it, a runtime.BatchSink
+// (one request per batch, a JSON array of the payloads).
 var Sink = runtime.Connector{
 	Name:         "http",
 	Version:      "1.0.0",
 	Kind:         runtime.KindSink,
-	Description:  "Delivers each message as an HTTP request; 2xx is success, 408/429/5xx are retried, other 4xx are permanent.",
+	Description:  "Delivers each message, or a batch as a JSON array, as an HTTP request; 2xx is success, 408/429/5xx are retried, other 4xx are permanent.",
 	ConfigSchema: sinkSchema,
 	Builtin:      true,
 	NewSink: func(cfg json.RawMessage, env runtime.Env) (runtime.Sink, error) {
-		var c SinkConfig
-		if err := json.Unmarshal(cfg, &c); err != nil {
-			return nil, fmt.Errorf("http sink config: %w", err)
+		c, err := decodeSinkConfig(cfg)
+		if err != nil {
+			return nil, err
 		}
-		return newSink(c)
+		s := newSink(c, env)
+		if c.Batch != nil {
+			return &batchSink{sink: s}, nil
+		}
+		return s, nil
+	},
+	// Check verifies at create time what the schema cannot: templates
+	// parse and the secrets' variables are set.
+	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+		_, err := decodeSinkConfig(cfg)
+		return err
 	},
 }
 
-// SinkConfig configures the http sink.
-type SinkConfig struct {
-	// URL receives each message.
-	URL string `json:"url"`
-	// Method is POST (default), PUT or PATCH.
-	Method string `json:"method,omitempty"`
-	// Headers are added to every request.
-	Headers map[string]string `json:"headers,omitempty"`
-	// Timeout bounds one request; default 10s.
-	Timeout runtime.Duration `json:"timeout,omitempty"`
+func decodeSinkConfig(cfg json.RawMessage) (*compiled, error) {
+	var c SinkConfig
+	dec := json.NewDecoder(bytes.NewReader(cfg))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("http sink config: %w", err)
+	}
+	cc, err := c.withDefaults().compile()
+	if err != nil {
+		return nil, fmt.Errorf("http sink config: %w", err)
+	}
+	return cc, nil
 }
 
+// sink delivers one message per request.
 type sink struct {
-	cfg    SinkConfig
+	c      *compiled
 	client *http.Client
+	limit  httpx.Limit
+	log    *slog.Logger
+	// templated: the URL or a header refers to the message; needPayload:
+	// to a payload field, so a claim-checked payload is read into memory.
+	templated, needPayload bool
 }
 
-func newSink(c SinkConfig) (*sink, error) {
-	if c.Method == "" {
-		c.Method = http.MethodPost
+// batchSink delivers a batch per request.
+type batchSink struct{ *sink }
+
+var (
+	_ runtime.Sink      = (*sink)(nil)
+	_ runtime.BatchSink = (*batchSink)(nil)
+)
+
+func newSink(c *compiled, env runtime.Env) *sink {
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	if c.Timeout == 0 {
-		c.Timeout = runtime.Duration(10 * time.Second)
+	conns := c.MaxConcurrency
+	if conns == 0 && c.Batch != nil {
+		conns = 4 // the pipeline's batch workers
 	}
-	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
+	s := &sink{
+		c:      c,
+		client: httpx.NewClient(time.Duration(c.Timeout), conns),
+		limit:  httpx.NewLimit(c.MaxConcurrency),
+		log:    log,
 	}
-	return &sink{cfg: c, client: &http.Client{Transport: tr, Timeout: time.Duration(c.Timeout)}}, nil
+	tmpls := []*msgtmpl.Template{c.url}
+	for _, h := range c.headers {
+		tmpls = append(tmpls, h.tmpl)
+	}
+	for _, t := range tmpls {
+		s.templated = s.templated || !t.Static()
+		s.needPayload = s.needPayload || t.NeedsPayload()
+	}
+	return s
 }
 
 // Deliver sends msg. It carries the message id as Idempotency-Key so an
-// idempotent receiver can drop a redelivery.
+// idempotent receiver can drop a redelivery. A claim-checked payload is
+// streamed from the object store unless a template needs its fields.
 func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
-	body, err := msg.Body(ctx) // streams a claim-checked payload from the object store
+	vars := &msgtmpl.Vars{Msg: msg, Payload: msg.Data}
+	inline := !msg.Claimed()
+	if s.needPayload && !inline {
+		b, err := msg.Bytes(ctx)
+		if err != nil {
+			return err
+		}
+		vars.Payload, inline = b, true
+	}
+	target, cfgHdr, err := s.render(vars)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	req, err := http.NewRequestWithContext(ctx, s.cfg.Method, s.cfg.URL, body)
-	if err != nil {
-		return runtime.Permanent(fmt.Errorf("build request: %w", err))
-	}
-	req.ContentLength = msg.Size()
 	ct := msg.Header.Get("Content-Type")
 	if ct == "" {
 		ct = "application/json"
 	}
-	req.Header.Set("Content-Type", ct)
-	req.Header.Set("Idempotency-Key", msg.ID)
-	req.Header.Set(runtime.HeaderMsgID, msg.ID)
-	if tp := msg.Header.Get("Traceparent"); tp != "" {
-		req.Header.Set("Traceparent", tp)
+	base := http.Header{
+		"Content-Type":      {ct},
+		"Idempotency-Key":   {msg.ID},
+		runtime.HeaderMsgID: {msg.ID},
 	}
-	for k, v := range s.cfg.Headers {
-		req.Header.Set(k, v)
+	if tp := msg.Header.Get("Traceparent"); tp != "" {
+		base.Set("Traceparent", tp)
+	}
+	if inline {
+		return s.send(ctx, target, base, cfgHdr, vars.Payload, nil)
+	}
+	return s.send(ctx, target, base, cfgHdr, nil, msg)
+}
+
+// render evaluates the URL and header templates for one message. The
+// headers are nil when no template refers to the message: send then adds
+// the config's own.
+func (s *sink) render(v *msgtmpl.Vars) (string, http.Header, error) {
+	if !s.templated {
+		return s.c.URL, nil, nil
+	}
+	hdr := make(http.Header, len(s.c.headers))
+	target, err := s.c.url.Render(v, escapeURL)
+	if err != nil {
+		return "", nil, runtime.Permanent(fmt.Errorf("url template: %w", err))
+	}
+	if _, err := url.Parse(target); err != nil {
+		return "", nil, runtime.Permanent(fmt.Errorf("url template rendered an invalid URL: %w", err))
+	}
+	for _, h := range s.c.headers {
+		val, err := h.tmpl.Render(v, nil)
+		if err != nil {
+			return "", nil, runtime.Permanent(fmt.Errorf("header %s template: %w", h.name, err))
+		}
+		if !httpx.ValidHeaderValue(val) {
+			return "", nil, runtime.Permanent(fmt.Errorf("header %s template: the value has control characters", h.name))
+		}
+		hdr.Set(h.name, val)
+	}
+	return target, hdr, nil
+}
+
+// escapeURL escapes a value inserted into a URL: for a path segment, or
+// for a query after a '?'.
+func escapeURL(v string, afterQuery bool) string {
+	if afterQuery {
+		return url.QueryEscape(v)
+	}
+	return url.PathEscape(v)
+}
+
+// send makes one request with body, or with the claim-checked payload of
+// streamed when body is nil. Headers go on in order, a later one winning:
+// base (per message or batch), the config's (cfgHdr when rendered, else
+// as written), then auth.
+func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header, body []byte, streamed *runtime.Message) error {
+	what := s.c.Method + " " + httpx.Redact(target)
+	var sig string
+	if s.c.secret != nil {
+		mac := hmac.New(sha256.New, s.c.secret)
+		if streamed == nil {
+			mac.Write(body)
+		} else if err := copyPayload(ctx, mac, streamed); err != nil {
+			return fmt.Errorf("%s: sign the payload: %w", what, err)
+		}
+		sig = "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	}
+	if err := s.limit.Acquire(ctx); err != nil {
+		return fmt.Errorf("%s: wait for a free request slot: %w", what, err)
+	}
+	defer s.limit.Release()
+	var rd io.Reader
+	size := int64(len(body))
+	if streamed == nil {
+		rd = bytes.NewReader(body)
+	} else {
+		rc, err := streamed.Body(ctx) // streams a claim-checked payload from the object store
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		rd, size = rc, streamed.Size()
+	}
+	req, err := http.NewRequestWithContext(ctx, s.c.Method, target, rd)
+	if err != nil {
+		return runtime.Permanent(fmt.Errorf("%s: build request: %w", what, err))
+	}
+	req.ContentLength = size
+	for k, v := range base {
+		req.Header[k] = v
+	}
+	if cfgHdr != nil {
+		for k, v := range cfgHdr {
+			req.Header[k] = v
+		}
+	} else {
+		for _, h := range s.c.headers {
+			req.Header.Set(h.name, h.tmpl.String())
+		}
+	}
+	if a := s.c.Auth; a != nil {
+		switch a.Type {
+		case AuthBearer:
+			req.Header.Set("Authorization", "Bearer "+s.c.token)
+		case AuthBasic:
+			req.SetBasicAuth(a.Username, s.c.pass)
+		case AuthHMAC:
+			req.Header.Set(a.Header, sig)
+		}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", s.cfg.Method, s.cfg.URL, err)
+		// A corrupt claim-checked payload stays permanent through the wrap.
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // reuse the connection
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
-	}
-	err = fmt.Errorf("%s %s: %s: %s", s.cfg.Method, s.cfg.URL, resp.Status, bytes.TrimSpace(snippet))
-	if retryable(resp.StatusCode) {
-		return err
-	}
-	return runtime.Permanent(err)
+	return httpx.Check(what, resp)
 }
 
-func retryable(code int) bool {
-	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+func copyPayload(ctx context.Context, w io.Writer, msg *runtime.Message) error {
+	rc, err := msg.Body(ctx)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
 }
 
 // Close releases idle connections.
 func (s *sink) Close() error {
 	s.client.CloseIdleConnections()
 	return nil
+}
+
+// Batching implements runtime.BatchSink.
+func (b *batchSink) Batching() runtime.Batching {
+	return runtime.Batching{
+		MaxMessages: b.c.Batch.MaxMessages,
+		MaxWait:     time.Duration(b.c.Batch.MaxWait),
+		Concurrency: b.c.MaxConcurrency,
+	}
+}
+
+// batchGroup is the messages of a batch that render the same URL and
+// headers: they go in one request.
+type batchGroup struct {
+	target string
+	cfgHdr http.Header
+	idx    []int
+}
+
+// DeliverBatch sends msgs as one JSON array per distinct rendered URL and
+// header set (one request when the templates are static). Every message
+// of a request shares its outcome. A payload that is not JSON, or that
+// lacks a field a template needs, fails alone and permanently.
+func (b *batchSink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) []error {
+	errs := make([]error, len(msgs))
+	payloads := make([][]byte, len(msgs))
+	var groups []*batchGroup
+	byKey := map[string]*batchGroup{}
+	for i, m := range msgs {
+		p, err := m.Bytes(ctx) // a batch is built in memory
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if !json.Valid(p) {
+			errs[i] = runtime.Permanent(errors.New("payload is not JSON, and a batch is a JSON array of payloads"))
+			continue
+		}
+		payloads[i] = p
+		target, cfgHdr, err := b.render(&msgtmpl.Vars{Msg: m, Payload: p})
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		key := groupKey(target, cfgHdr)
+		g := byKey[key]
+		if g == nil {
+			g = &batchGroup{target: target, cfgHdr: cfgHdr}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	for _, g := range groups {
+		err := b.sendGroup(ctx, g, msgs, payloads)
+		for _, i := range g.idx {
+			errs[i] = err
+		}
+	}
+	if !slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+		return nil
+	}
+	return errs
+}
+
+func groupKey(target string, hdr http.Header) string {
+	if len(hdr) == 0 {
+		return target
+	}
+	keys := make([]string, 0, len(hdr))
+	for k := range hdr {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var sb strings.Builder
+	sb.WriteString(target)
+	for _, k := range keys {
+		sb.WriteString("\n" + k + ": " + strings.Join(hdr[k], ","))
+	}
+	return sb.String()
+}
+
+func (b *batchSink) sendGroup(ctx context.Context, g *batchGroup, msgs []*runtime.Message, payloads [][]byte) error {
+	size := 1 + len(g.idx)
+	for _, i := range g.idx {
+		size += len(payloads[i])
+	}
+	body := make([]byte, 0, size)
+	ids := sha256.New()
+	body = append(body, '[')
+	for n, i := range g.idx {
+		if n > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, payloads[i]...)
+		ids.Write([]byte(msgs[i].ID))
+		ids.Write([]byte{0})
+	}
+	body = append(body, ']')
+	base := http.Header{
+		"Content-Type": {"application/json"},
+		// The same messages batched the same way get the same key.
+		"Idempotency-Key":  {"batch-" + hex.EncodeToString(ids.Sum(nil)[:16])},
+		"Vrsky-Batch-Size": {strconv.Itoa(len(g.idx))},
+	}
+	return b.send(ctx, g.target, base, g.cfgHdr, body, nil)
 }

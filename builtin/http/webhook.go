@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vrsky/vrsky/runtime"
 )
@@ -26,7 +27,7 @@ var Webhook = runtime.Connector{
 	Name:         "http-webhook",
 	Version:      "1.0.0",
 	Kind:         runtime.KindSource,
-	Description:  "Receives messages as HTTP POSTs to /hooks/{tenant}/{path}; answers 202 once they are durable.",
+	Description:  "Receives messages as HTTP POSTs to /hooks/{tenant}/{path}; answers 202 once they are durable, or in sync mode with what the steps made of them.",
 	ConfigSchema: webhookSchema,
 	Builtin:      true,
 	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
@@ -48,6 +49,15 @@ type WebhookConfig struct {
 	SecretEnv string `json:"secret_env,omitempty"`
 	// ContentTypes, when set, lists the media types accepted.
 	ContentTypes []string `json:"content_types,omitempty"`
+	// MaxBodyBytes, when set, refuses larger bodies with 413. The API's
+	// own limit (64 MiB by default) applies either way.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Sync makes the hook wait for the steps to take the message and
+	// answer with what they made of it (see serve).
+	Sync bool `json:"sync,omitempty"`
+	// SyncTimeout bounds that wait; default 10s. The API's hook timeout
+	// (30s by default) bounds it too.
+	SyncTimeout runtime.Duration `json:"sync_timeout,omitempty"`
 }
 
 type webhook struct {
@@ -57,6 +67,15 @@ type webhook struct {
 }
 
 func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
+	if c.MaxBodyBytes < 0 {
+		return nil, &runtime.SpecError{Field: "max_body_bytes", Reason: "must not be negative"}
+	}
+	if c.SyncTimeout < 0 {
+		return nil, &runtime.SpecError{Field: "sync_timeout", Reason: "must not be negative"}
+	}
+	if c.SyncTimeout == 0 {
+		c.SyncTimeout = runtime.Duration(10 * time.Second)
+	}
 	w := &webhook{cfg: c, env: env}
 	if c.SecretEnv != "" {
 		s := os.Getenv(c.SecretEnv)
@@ -88,6 +107,10 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 	if req.Method != http.MethodPost && req.Method != http.MethodPut {
 		return errorResponse(http.StatusMethodNotAllowed, "method_not_allowed", "method", "webhooks accept POST or PUT"), nil
 	}
+	if w.cfg.MaxBodyBytes > 0 && int64(len(req.Body)) > w.cfg.MaxBodyBytes {
+		return errorResponse(http.StatusRequestEntityTooLarge, "payload_too_large", "body",
+			fmt.Sprintf("the body has %d bytes; this hook accepts at most %d", len(req.Body), w.cfg.MaxBodyBytes)), nil
+	}
 	ct := req.Header.Get("Content-Type")
 	if len(w.cfg.ContentTypes) > 0 {
 		mt, _, _ := mime.ParseMediaType(ct)
@@ -108,20 +131,56 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 		h.Set("Traceparent", tp)
 	}
 	msg := &runtime.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
-	if err := emit.Emit(ctx, msg); err != nil {
-		if errors.Is(err, runtime.ErrBackpressure) {
-			r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
-				"the integration's queue is at its storage limit; retry later")
-			r.Header.Set("Retry-After", "1")
-			return r, nil
-		}
-		return nil, err
+	if w.cfg.Sync {
+		return w.serveSync(ctx, emit, msg)
 	}
-	body, _ := json.Marshal(map[string]string{"id": msg.ID})
+	if err := emit.Emit(ctx, msg); err != nil {
+		return emitFailed(err)
+	}
+	return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID}), nil
+}
+
+// serveSync emits msg and waits, up to sync_timeout, for the steps to
+// take it: 200 {"id","status":"passed"|"filtered"} when they did, 422
+// with the failing step's error when one failed (the message stays
+// durable and is retried or dead-lettered by the integration's policy),
+// 202 {"id","status":"pending"} when the wait ended first.
+func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runtime.Message) (*runtime.HookResponse, error) {
+	wctx, cancel := context.WithTimeout(ctx, time.Duration(w.cfg.SyncTimeout))
+	defer cancel()
+	out, err := emit.EmitWait(wctx, msg)
+	if err != nil {
+		return emitFailed(err)
+	}
+	switch out.Status {
+	case runtime.StatusPassed, runtime.StatusFiltered:
+		return answer(http.StatusOK, msg.ID, map[string]string{"id": msg.ID, "status": out.Status}), nil
+	case runtime.StatusFailed:
+		return answer(http.StatusUnprocessableEntity, msg.ID, map[string]string{
+			"id": msg.ID, "status": out.Status, "stage": out.Stage, "error": out.Error,
+			"message": "a step failed; the message is kept and will be retried or dead-lettered according to the integration's retry policy",
+		}), nil
+	default:
+		return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID, "status": runtime.OutcomePending}), nil
+	}
+}
+
+func emitFailed(err error) (*runtime.HookResponse, error) {
+	if errors.Is(err, runtime.ErrBackpressure) {
+		r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
+			"the integration's queue is at its storage limit; retry later")
+		r.Header.Set("Retry-After", "1")
+		return r, nil
+	}
+	return nil, err
+}
+
+func answer(status int, id string, v map[string]string) *runtime.HookResponse {
+	body, _ := json.Marshal(v)
 	rh := runtime.Header{}
 	rh.Set("Content-Type", "application/json")
-	rh.Set(runtime.HeaderMsgID, msg.ID)
-	return &runtime.HookResponse{Status: http.StatusAccepted, Header: rh, Body: body}, nil
+	rh.Set(runtime.HeaderMsgID, id)
+	return &runtime.HookResponse{Status: status, Header: rh, Body: body}
 }
 
 // idempotencyKey makes a client's Idempotency-Key usable as a message id

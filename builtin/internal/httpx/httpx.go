@@ -1,0 +1,189 @@
+// Package httpx holds what VRSky's HTTP-speaking sinks share: a tuned
+// keep-alive transport, a concurrency limit, and the mapping of a
+// response to success, a retryable error or a permanent one.
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// NewClient returns a client whose transport keeps up to conns idle
+// connections to each host, so conns concurrent requests reuse them
+// instead of dialling; timeout bounds each request.
+func NewClient(timeout time.Duration, conns int) *http.Client {
+	if conns <= 0 {
+		conns = 64
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          max(conns, 100),
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// Limit bounds how many requests are in flight; nil means no bound.
+type Limit chan struct{}
+
+// NewLimit returns a Limit of n, or nil when n <= 0.
+func NewLimit(n int) Limit {
+	if n <= 0 {
+		return nil
+	}
+	return make(Limit, n)
+}
+
+// Acquire takes a slot, waiting until one is free or ctx ends.
+func (l Limit) Acquire(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Release gives back a slot taken by Acquire.
+func (l Limit) Release() {
+	if l != nil {
+		<-l
+	}
+}
+
+// snippetLen is how much of a failed response's body an error quotes.
+const snippetLen = 256
+
+// StatusError is a response that was not a success.
+type StatusError struct {
+	// What names the request, e.g. "POST https://example.com/orders".
+	What string
+	// Code is the HTTP status code, Status its text ("503 Service Unavailable").
+	Code   int
+	Status string
+	// Body is the start of the response body, trimmed.
+	Body string
+	// RetryAfter is the server's Retry-After, 0 when it sent none.
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string {
+	s := e.What + ": " + e.Status
+	if e.Body != "" {
+		s += ": " + e.Body
+	}
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	return s
+}
+
+// Retryable reports whether the same request may succeed later: 408, 429
+// and 5xx.
+func Retryable(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
+// Check consumes resp's body (so the connection is reused) and maps its
+// status: nil for 2xx; a *StatusError for the rest, wrapped with
+// runtime.Permanent unless Retryable.
+func Check(what string, resp *http.Response) error {
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, snippetLen+1))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	err := &StatusError{What: what, Code: resp.StatusCode, Status: resp.Status, Body: clip(snippet),
+		RetryAfter: RetryAfter(resp.Header, time.Now())}
+	if Retryable(resp.StatusCode) {
+		return err
+	}
+	return runtime.Permanent(err)
+}
+
+func clip(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) <= snippetLen {
+		return strings.ToValidUTF8(string(b), "?")
+	}
+	b = b[:snippetLen]
+	for len(b) > 0 && !utf8.Valid(b) {
+		b = b[:len(b)-1]
+	}
+	return string(b) + "…"
+}
+
+// RetryAfter parses a Retry-After header, in seconds or as an HTTP date;
+// 0 when absent or unreadable.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Redact returns u without its query, fragment and password, for error
+// texts and logs: a query often carries a key.
+func Redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.RawQuery, p.Fragment = "", ""
+	return p.Redacted()
+}
+
+// ValidHeaderValue reports whether v may be sent as a header value: no
+// control characters other than tab.
+func ValidHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidHeaderName reports whether name is an HTTP token (RFC 9110).
+func ValidHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
