@@ -87,8 +87,8 @@ func TestConversion(t *testing.T) {
 	s := newSinkFor(t, db, map[string]any{"table": "conv", "id_column": "msg"})
 	cases := []struct {
 		name, col, value string // value is raw JSON
-		want                     string
-		wantErr                  string // substring; "" means success
+		want             string
+		wantErr          string // substring; "" means success
 	}{
 		{"int from string", "i4", `"42"`, "42", ""},
 		{"int from number", "i8", `9007199254740993`, "9007199254740993", ""},
