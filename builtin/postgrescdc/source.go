@@ -1,0 +1,430 @@
+package postgrescdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// Reconnect backoff after a session fails for a reason a retry may fix
+// (the server restarted, the slot is still held by the previous
+// walsender, JetStream refused a batch).
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// source is one running postgres-cdc source.
+type source struct {
+	s   *settings
+	env runtime.Env
+	log *slog.Logger
+}
+
+var _ runtime.Source = (*source)(nil)
+
+func newSource(s *settings, env runtime.Env) *source {
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &source{s: s, env: env, log: log.With("connector", "postgres-cdc", "slot", s.Slot)}
+}
+
+// Run streams changes until ctx ends. Failures a retry may fix end the
+// session and start a new one after a backoff (the stream resumes at the
+// slot's confirmed position); a permanent one (a lost slot, a config the
+// server refuses) is returned.
+func (src *source) Run(ctx context.Context, emit runtime.Emitter) error {
+	backoff := minBackoff
+	for {
+		started := time.Now()
+		err := src.session(ctx, emit)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if runtime.IsPermanent(err) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = minBackoff
+		}
+		src.log.Warn("postgres-cdc session ended; reconnecting", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// slotInfo is a row of pg_replication_slots.
+type slotInfo struct {
+	exists    bool
+	walStatus string
+	confirmed pglogrepl.LSN
+	plugin    string
+	database  string
+}
+
+// session sets up the publication and slot (and the snapshot when due),
+// then streams until an error or ctx ends.
+func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
+	s := src.s
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if err := src.ensurePublication(ctx, conn); err != nil {
+		return err
+	}
+	slot, err := readSlot(ctx, conn, s.Slot)
+	if err != nil {
+		return err
+	}
+	snapshotDone, err := src.stateHas(ctx, stateSnapshot)
+	if err != nil {
+		return err
+	}
+	wantSnapshot := s.Snapshot && !snapshotDone
+	if slot.exists {
+		if slot.plugin != "pgoutput" {
+			return runtime.Permanent(fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: name another slot in the config", s.Slot, slot.plugin))
+		}
+		var dbName string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&dbName); err != nil {
+			return fmt.Errorf("read the database name: %w", err)
+		}
+		if slot.database != dbName {
+			return runtime.Permanent(fmt.Errorf("replication slot %s belongs to database %q, not %q: name another slot in the config", s.Slot, slot.database, dbName))
+		}
+	}
+	if slot.exists && slot.walStatus == "lost" {
+		if !s.ResnapshotOnLost {
+			return runtime.Permanent(fmt.Errorf("replication slot %s was invalidated by PostgreSQL (wal_status lost: it fell further behind than max_slot_wal_keep_size allows), "+
+				"so changes after %s are gone. To recover: set resnapshot_on_lost: true (the source drops the slot, creates it again and re-reads the tables), "+
+				"or drop the slot yourself (SELECT pg_drop_replication_slot('%s')) and restart the integration, with snapshot: true to re-read the tables", s.Slot, slot.confirmed, s.Slot))
+		}
+		src.log.Warn("replication slot invalidated by PostgreSQL (wal_status lost): dropping it, creating it again and taking a new snapshot")
+		if err := dropSlot(ctx, conn, s.Slot); err != nil {
+			return err
+		}
+		if err := src.stateDelete(ctx, stateSnapshot); err != nil {
+			return err
+		}
+		slot.exists, wantSnapshot = false, true
+	}
+	if slot.exists && wantSnapshot {
+		// A snapshot is only consistent with the slot when both come from
+		// CREATE_REPLICATION_SLOT: a snapshot that did not finish is
+		// redone with a new slot, which loses nothing since the stream
+		// never started.
+		created, err := src.stateGet(ctx, stateSlot)
+		if err != nil {
+			return err
+		}
+		if created != s.Slot {
+			return runtime.Permanent(fmt.Errorf("replication slot %s already exists and was not created by this source, so no snapshot consistent with it can be taken: "+
+				"drop the slot, or set snapshot: false", s.Slot))
+		}
+		src.log.Info("the snapshot did not finish: dropping the slot to take a new one")
+		if err := dropSlot(ctx, conn, s.Slot); err != nil {
+			return err
+		}
+		slot.exists = false
+	}
+
+	repl, err := connectReplication(ctx, s.dsn)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.Background())
+	start := slot.confirmed
+	if !slot.exists {
+		action := "NOEXPORT_SNAPSHOT"
+		if wantSnapshot {
+			action = "EXPORT_SNAPSHOT"
+		}
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+		if err != nil {
+			return classify(fmt.Errorf("create replication slot %s: %w", s.Slot, err))
+		}
+		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
+			return fmt.Errorf("slot %s: consistent point %q: %w", s.Slot, res.ConsistentPoint, err)
+		}
+		if err := src.statePut(ctx, stateSlot, s.Slot); err != nil {
+			return err
+		}
+		src.log.Info("replication slot created", "consistent_point", start)
+		if wantSnapshot {
+			// The replication connection stays idle while the snapshot is
+			// read: its next command would end the exported snapshot.
+			if err := src.snapshot(ctx, res.SnapshotName, start, emit); err != nil {
+				return err
+			}
+		}
+	}
+	if wantSnapshot {
+		if err := src.statePut(ctx, stateSnapshot, start.String()); err != nil {
+			return err
+		}
+	}
+	args := []string{
+		"proto_version '1'",
+		"publication_names " + quoteLiteral(s.Publication),
+		"messages 'true'",
+	}
+	if err := pglogrepl.StartReplication(ctx, repl, s.Slot, 0,
+		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
+		return classify(fmt.Errorf("start replication from slot %s: %w", s.Slot, err))
+	}
+	src.log.Info("streaming", "from", start)
+	return src.stream(ctx, repl, start, emit)
+}
+
+// classify marks errors no retry fixes (insufficient privilege, syntax,
+// undefined objects) as permanent.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "42", "28": // syntax/access rule violation, invalid authorization
+			return runtime.Permanent(err)
+		}
+	}
+	return err
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotInfo, error) {
+	var (
+		info      slotInfo
+		walStatus *string
+		confirmed *string
+		plugin    *string
+		database  *string
+	)
+	err := conn.QueryRow(ctx, `SELECT wal_status, confirmed_flush_lsn::text, plugin, database
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&walStatus, &confirmed, &plugin, &database)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return info, nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("look up slot %s: %w", slot, err)
+	}
+	info.exists = true
+	if walStatus != nil {
+		info.walStatus = *walStatus
+	}
+	if plugin != nil {
+		info.plugin = *plugin
+	}
+	if database != nil {
+		info.database = *database
+	}
+	if confirmed != nil {
+		if info.confirmed, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return info, fmt.Errorf("slot %s: confirmed_flush_lsn %q: %w", slot, *confirmed, err)
+		}
+	}
+	return info, nil
+}
+
+// ensurePublication creates the publication when it does not exist, and
+// records that this source created it (Remove drops only those).
+func (src *source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
+	s := src.s
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("look up publication %s: %w", s.Publication, err)
+	}
+	if exists {
+		return nil
+	}
+	sql := "CREATE PUBLICATION " + pgx.Identifier{s.Publication}.Sanitize()
+	if len(s.tables) == 0 {
+		sql += " FOR ALL TABLES"
+	} else {
+		sql += " FOR TABLE "
+		for i, t := range s.tables {
+			if i > 0 {
+				sql += ", "
+			}
+			sql += t.quoted()
+		}
+	}
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" { // duplicate_object: created meanwhile
+			return nil
+		}
+		return classify(fmt.Errorf("create publication %s: %w", s.Publication, err))
+	}
+	src.log.Info("publication created", "publication", s.Publication, "tables", s.Tables)
+	return src.statePut(ctx, statePublication, s.Publication)
+}
+
+// snapshot emits every row of the published tables as seen by the
+// exported snapshot name, whose consistent point is at.
+func (src *source) snapshot(ctx context.Context, name string, at pglogrepl.LSN, emit runtime.Emitter) error {
+	conn, err := pgx.Connect(ctx, src.s.dsn)
+	if err != nil {
+		return fmt.Errorf("snapshot: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("snapshot: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(name)); err != nil {
+		return fmt.Errorf("snapshot: set transaction snapshot %s: %w", name, err)
+	}
+	rows, err := tx.Query(ctx, "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2", src.s.Publication)
+	if err != nil {
+		return fmt.Errorf("snapshot: list the publication's tables: %w", err)
+	}
+	var tables []tableName
+	for rows.Next() {
+		var t tableName
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			return fmt.Errorf("snapshot: list the publication's tables: %w", err)
+		}
+		tables = append(tables, t)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("snapshot: list the publication's tables: %w", err)
+	}
+	dec := newDecoder()
+	lsn := at.String()
+	total := 0
+	for ti, t := range tables {
+		n, err := src.snapshotTable(ctx, conn.PgConn(), dec, ti, t, lsn, emit)
+		if err != nil {
+			return err
+		}
+		src.log.Info("snapshot: table read", "table", t.String(), "rows", n)
+		total += n
+	}
+	src.log.Info("snapshot finished", "tables", len(tables), "rows", total, "consistent_point", lsn)
+	return nil
+}
+
+// snapshotBatch is how many snapshot rows go to JetStream at once.
+const snapshotBatch = 1000
+
+func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *decoder, ti int, t tableName, lsn string, emit runtime.Emitter) (int, error) {
+	// Text results, so tuples decode the same way as the stream's.
+	rr := conn.ExecParams(ctx, "SELECT * FROM "+t.quoted(), nil, nil, nil, nil)
+	fields := rr.FieldDescriptions()
+	head := make([]byte, 0, 64)
+	head = append(head, `{"op":"snapshot","schema":`...)
+	head = appendString(head, t.Schema)
+	head = append(head, `,"table":`...)
+	head = appendString(head, t.Name)
+	head = append(head, `,"after":{`...)
+	batch := make([]*runtime.Message, 0, snapshotBatch)
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := emit.EmitBatch(ctx, batch); err != nil {
+			return fmt.Errorf("snapshot of %s: emit: %w", t, err)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for rr.NextRow() {
+		vals := rr.Values()
+		b := append(make([]byte, 0, len(head)+64*len(vals)), head...)
+		for i, f := range fields {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f.Name)
+			b = append(b, ':')
+			if vals[i] == nil {
+				b = append(b, "null"...)
+			} else {
+				b = dec.appendValue(b, f.DataTypeOID, vals[i])
+			}
+		}
+		b = append(b, `},"lsn":"`...)
+		b = append(b, lsn...)
+		b = append(b, `"}`...)
+		batch = append(batch, newMessage("s-"+lsn+"-"+strconv.Itoa(ti)+"-"+strconv.Itoa(n), b))
+		n++
+		if len(batch) == snapshotBatch {
+			if err := flush(); err != nil {
+				rr.Close()
+				return n, err
+			}
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return n, fmt.Errorf("snapshot: read %s: %w", t, err)
+	}
+	return n, flush()
+}
+
+func newMessage(id string, data []byte) *runtime.Message {
+	h := runtime.Header{}
+	h.Set(runtime.HeaderContentType, "application/json")
+	return &runtime.Message{ID: id, Header: h, Data: data}
+}
+
+func (src *source) stateGet(ctx context.Context, key string) (string, error) {
+	if src.env.State == nil {
+		return "", nil
+	}
+	v, err := src.env.State.Get(ctx, key)
+	if errors.Is(err, runtime.ErrNoState) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read state %s: %w", key, err)
+	}
+	return string(v), nil
+}
+
+func (src *source) stateHas(ctx context.Context, key string) (bool, error) {
+	v, err := src.stateGet(ctx, key)
+	return v != "", err
+}
+
+func (src *source) statePut(ctx context.Context, key, value string) error {
+	if src.env.State == nil {
+		return nil
+	}
+	if err := src.env.State.Put(ctx, key, []byte(value)); err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	return nil
+}
+
+func (src *source) stateDelete(ctx context.Context, key string) error {
+	if src.env.State == nil {
+		return nil
+	}
+	if err := src.env.State.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete state %s: %w", key, err)
+	}
+	return nil
+}
