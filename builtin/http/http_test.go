@@ -77,6 +77,10 @@ func TestWebhook(t *testing.T) {
 			runtime.Header{"Content-Type": {"application/json; charset=utf-8"}}, body, 202, true, ""},
 		{"refused content type", `{"path":"gh","content_types":["application/json"]}`, "POST",
 			runtime.Header{"Content-Type": {"text/plain"}}, body, 415, false, "Content-Type"},
+		{"body over max_body_bytes", `{"path":"gh","max_body_bytes":18}`, "POST",
+			runtime.Header{}, body, 413, false, "body"},
+		{"body at max_body_bytes", `{"path":"gh","max_body_bytes":19}`, "POST",
+			runtime.Header{}, body, 202, true, ""},
 		{"GET is not a webhook", `{"path":"gh"}`, "GET", runtime.Header{}, "", 405, false, "method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
