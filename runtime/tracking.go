@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -100,7 +99,7 @@ func (t *tracker) record(tenant, integration, id string, rec StageRecord) {
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
 	}
-	data, _ := json.Marshal(rec)
+	data := rec.appendJSON(make([]byte, 0, 96+len(rec.Error)))
 	select {
 	case t.ch <- trackEvent{key: key, data: data}:
 	default:
@@ -108,14 +107,65 @@ func (t *tracker) record(tenant, integration, id string, rec StageRecord) {
 	}
 }
 
+// run writes records with plain core publishes to the bucket's subjects:
+// JetStream stores them all the same, and the writer spends nothing on
+// acknowledgements. A record the server refuses is lost unnoticed, which
+// tracking (best effort, never the message) accepts for its cost.
 func (t *tracker) run() {
 	defer close(t.done)
+	nc := t.js.Conn()
+	subj := make([]byte, 0, 128)
 	for ev := range t.ch {
-		_, err := t.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + trackBucket + "." + ev.key, Data: ev.data})
-		if err != nil {
+		subj = append(append(subj[:0], "$KV."+trackBucket+"."...), ev.key...)
+		if err := nc.Publish(string(subj), ev.data); err != nil {
 			t.dropped.Add(1)
 		}
 	}
+}
+
+// appendJSON encodes r as json.Marshal would, without reflection: it runs
+// for every stage of every message.
+func (r *StageRecord) appendJSON(b []byte) []byte {
+	b = append(b, `{"stage":`...)
+	b = appendJSONString(b, r.Stage)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, r.Status)
+	b = append(b, `,"at":"`...)
+	b = r.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if r.Attempt != 0 {
+		b = append(b, `,"attempt":`...)
+		b = strconv.AppendInt(b, int64(r.Attempt), 10)
+	}
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.Error)
+	}
+	if len(r.Outputs) > 0 {
+		b = append(b, `,"outputs":[`...)
+		for i, o := range r.Outputs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, o)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendJSONString quotes s as a JSON string. Names and ids are plain
+// ASCII; error texts may hold anything, so those go through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // close flushes queued records (bounded) and stops the writer.
@@ -125,10 +175,7 @@ func (t *tracker) close() {
 	}
 	close(t.ch)
 	<-t.done
-	select {
-	case <-t.js.PublishAsyncComplete():
-	case <-time.After(5 * time.Second):
-	}
+	_ = t.js.Conn().FlushTimeout(5 * time.Second)
 }
 
 // MessageTrace is everything known about one message.
