@@ -5,13 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
@@ -195,5 +200,65 @@ retry: {max_attempts: 1}
 	}
 	if n := len(rec.requests()); n != 3 {
 		t.Fatalf("%d POSTs, want still 3", n)
+	}
+}
+
+// TestSinkClaimCheckedPayloads: payloads above the claim-check threshold
+// live in the object store. The signed sink streams one twice (the HMAC
+// pass, then the request), the templated sink reads it for its fields,
+// the batch sink puts it in an array; the server gets the exact bytes and
+// a signature it can verify.
+func TestSinkClaimCheckedPayloads(t *testing.T) {
+	t.Setenv("CLAIM_HMAC", "k")
+	conn := natsxtest.Start(t)
+	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := runtimetest.StartOn(t, conn, []runtime.Connector{httpconn.Webhook, httpconn.Sink}, func(c *runtime.Config) {
+		c.Blobs, c.ClaimThreshold = bs, 1024
+	})
+	var mu sync.Mutex
+	got := map[string]string{} // path → body
+	var badSig []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if sig := r.Header.Get("X-Signature-256"); sig != "" && sig != sign("k", string(b)) {
+			badSig = append(badSig, r.URL.Path)
+		}
+		got[r.URL.Path] = string(b)
+	}))
+	t.Cleanup(srv.Close)
+	h.Create(t, fmt.Sprintf(`name: big
+source: {connector: http-webhook, config: {path: big}}
+sinks:
+  - {name: signed, connector: http, config: {url: "%[1]s/signed", auth: {type: hmac, secret_env: CLAIM_HMAC}}}
+  - {name: templated, connector: http, config: {url: "%[1]s/orders/{{id}}"}}
+  - {name: batched, connector: http, config: {url: "%[1]s/batch", batch: {max_messages: 10, max_wait: 10ms}}}
+`, srv.URL))
+	payload := fmt.Sprintf(`{"id":"o-7","pad":%q}`, strings.Repeat("x", 8192))
+	if resp := serveHook(t, h, "big", payload); resp.Status != http.StatusAccepted {
+		t.Fatalf("hook answered %d: %s", resp.Status, resp.Body)
+	}
+	runtimetest.WaitFor(t, 30*time.Second, "three deliveries", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]string{"/signed": payload, "/orders/o-7": payload, "/batch": "[" + payload + "]"}
+	for path, body := range want {
+		if got[path] != body {
+			t.Errorf("%s got %d bytes, want the %d-byte payload", path, len(got[path]), len(body))
+		}
+	}
+	if len(badSig) != 0 {
+		t.Fatalf("bad signatures on %v", badSig)
+	}
+	if h.DeadLetters(t, "big") != nil {
+		t.Fatal("dead letters")
 	}
 }
