@@ -50,9 +50,9 @@ func TestChanges(t *testing.T) {
 	}
 
 	type want struct {
-		op, table         string
-		before, after     string // JSON objects; "" means absent
-		unchanged         []string
+		op, table     string
+		before, after string // JSON objects; "" means absent
+		unchanged     []string
 	}
 	first := []want{
 		{op: "insert", table: "items", after: `{"id":1,"name":"tea \"green\"","price":"12.50","ok":true,"doc":{"a":[1,2]},"at":"2026-01-02T03:04:05.5Z","f":1.5,"n":9007199254740993,"big":null}`},
