@@ -51,6 +51,9 @@ type config struct {
 	verbose       bool
 	serveFlags    multiFlag
 	payloadMiB    int
+	csvRows       int
+	recordsPerMsg int
+	cdcChanges    int
 }
 
 // multiFlag is a repeatable string flag.
@@ -77,6 +80,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.Var(&c.serveFlags, "serve-flag", "extra flag for vrsky serve, e.g. -serve-flag=--tracking=false (repeatable)")
 	fs.BoolVar(&c.verbose, "v", false, "print a per-second timeline and the server's counters")
 	fs.IntVar(&c.payloadMiB, "payload-mib", 0, "instead of the load test, send one payload of this many MiB end to end and report vrsky serve's peak memory growth")
+	fs.IntVar(&c.csvRows, "csv-rows", 0, "instead of the load test, drop a CSV file of this many rows in a watched folder and measure rows/s into PostgreSQL (file source → postgres sink)")
+	fs.IntVar(&c.recordsPerMsg, "records-per-message", 1000, "with -csv-rows: the file source's records_per_message")
+	fs.IntVar(&c.cdcChanges, "cdc-changes", 0, "instead of the load test, insert this many rows and measure PostgreSQL CDC → HTTP sink changes/s and commit-to-sink lag")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -89,6 +95,10 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-rate must not be negative")
 	case c.payloadMiB < 0 || c.payloadMiB > 64:
 		return nil, errors.New("-payload-mib must be between 1 and 64 (the webhook's default limit)")
+	case c.csvRows < 0 || c.cdcChanges < 0 || c.recordsPerMsg < 1 || c.recordsPerMsg > 10000:
+		return nil, errors.New("-csv-rows and -cdc-changes must not be negative, -records-per-message between 1 and 10000")
+	case c.csvRows > 0 && c.cdcChanges > 0:
+		return nil, errors.New("-csv-rows and -cdc-changes are separate runs")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -137,6 +147,19 @@ func run(args []string) int {
 	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, serve flags %q, load avg %s",
 		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags, rep.loadBefore)
 
+	if cfg.csvRows > 0 || cfg.cdcChanges > 0 {
+		ctx, cancel := context.WithTimeout(sigCtx, 15*time.Minute)
+		defer cancel()
+		bench := benchCSV
+		if cfg.cdcChanges > 0 {
+			bench = benchCDC
+		}
+		if err := bench(ctx, cfg, bin, tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			return 1
+		}
+		return 0
+	}
 	if cfg.payloadMiB > 0 {
 		if err := benchPayload(ctx, cfg, bin, tmp); err != nil {
 			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)

@@ -291,6 +291,16 @@ func integrationSpec(sinkURL string, steps bool) []byte {
 // setupIntegration creates the bench tenant and its integration, starts it,
 // and returns the webhook URL and the tenant's client.
 func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool) (string, *apiClient, error) {
+	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps))
+	if err != nil {
+		return "", nil, err
+	}
+	return base + "/hooks/" + benchTenant + "/" + benchHookPath, tc, nil
+}
+
+// setupSpec creates the bench tenant, creates and starts the integration
+// named name from spec, waits until it runs and returns the tenant's client.
+func setupSpec(ctx context.Context, base, adminKey, name string, spec []byte) (*apiClient, error) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	admin := &apiClient{base: base, key: adminKey, hc: hc}
 	var tenant struct {
@@ -299,45 +309,48 @@ func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps
 	}
 	body, _ := json.Marshal(map[string]string{"name": benchTenant})
 	if err := admin.do(ctx, http.MethodPost, "/api/v1/tenants", "application/json", body, &tenant); err != nil {
-		return "", nil, fmt.Errorf("create tenant: %w", err)
+		return nil, fmt.Errorf("create tenant: %w", err)
 	}
 	if tenant.APIKey == "" {
-		return "", nil, errors.New("create tenant: the answer has no api_key")
+		return nil, errors.New("create tenant: the answer has no api_key")
 	}
 	tc := &apiClient{base: base, key: tenant.APIKey, hc: hc}
-	if err := tc.do(ctx, http.MethodPost, "/api/v1/integrations", "application/json", integrationSpec(sinkURL, steps), nil); err != nil {
+	if err := tc.do(ctx, http.MethodPost, "/api/v1/integrations", "application/json", spec, nil); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest &&
 			(strings.Contains(strings.ToLower(ae.Message), "unknown connector") || strings.Contains(strings.ToLower(ae.Message), "not found in the catalog") ||
 				(strings.Contains(ae.Field, "connector") && strings.Contains(strings.ToLower(ae.Message), "unknown"))) {
-			return "", nil, fmt.Errorf("create integration: %w: %w", errUnknownConnector, err)
+			return nil, fmt.Errorf("create integration: %w: %w", errUnknownConnector, err)
 		}
-		return "", nil, fmt.Errorf("create integration: %w", err)
+		return nil, fmt.Errorf("create integration: %w", err)
 	}
-	if err := tc.do(ctx, http.MethodPost, "/api/v1/integrations/"+benchIntegration+"/start", "", nil, nil); err != nil {
-		return "", nil, fmt.Errorf("start integration: %w", err)
+	if err := tc.do(ctx, http.MethodPost, "/api/v1/integrations/"+name+"/start", "", nil, nil); err != nil {
+		return nil, fmt.Errorf("start integration: %w", err)
 	}
 	// Wait until it runs.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := getStatus(ctx, tc)
+		st, err := getStatusOf(ctx, tc, name)
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		if st.Status.State == "running" {
-			break
+			return tc, nil
 		}
 		if st.Status.State == "error" || time.Now().After(deadline) {
-			return "", nil, fmt.Errorf("integration did not start: %s", st)
+			return nil, fmt.Errorf("integration did not start: %s", st)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return base + "/hooks/" + benchTenant + "/" + benchHookPath, tc, nil
 }
 
 func getStatus(ctx context.Context, tc *apiClient) (*integrationStatus, error) {
+	return getStatusOf(ctx, tc, benchIntegration)
+}
+
+func getStatusOf(ctx context.Context, tc *apiClient, name string) (*integrationStatus, error) {
 	var st integrationStatus
-	if err := tc.do(ctx, http.MethodGet, "/api/v1/integrations/"+benchIntegration, "", nil, &st); err != nil {
+	if err := tc.do(ctx, http.MethodGet, "/api/v1/integrations/"+name, "", nil, &st); err != nil {
 		return nil, fmt.Errorf("integration status: %w", err)
 	}
 	return &st, nil
