@@ -294,7 +294,11 @@ var timeLayouts = []string{
 }
 
 func parseTime(s string, keepZone bool) (time.Time, bool) {
-	for _, l := range timeLayouts {
+	layouts := timeLayouts
+	if len(s) == len("2006-01-02") {
+		layouts = timeLayouts[len(timeLayouts)-1:] // the common date-only cell, without failed attempts
+	}
+	for _, l := range layouts {
 		t, err := time.Parse(l, s)
 		if err != nil {
 			continue
