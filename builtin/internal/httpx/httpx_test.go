@@ -1,0 +1,104 @@
+package httpx_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/builtin/internal/httpx"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0}, {"3", 3 * time.Second}, {" 10 ", 10 * time.Second}, {"-1", 0}, {"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	} {
+		h := http.Header{}
+		if tc.v != "" {
+			h.Set("Retry-After", tc.v)
+		}
+		if got := httpx.RetryAfter(h, now); got != tc.want {
+			t.Errorf("Retry-After %q = %s, want %s", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var code int
+	var body string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	client := httpx.NewClient(5*time.Second, 2)
+	for _, tc := range []struct {
+		code          int
+		body          string
+		wantErr, perm bool
+		want          string
+	}{
+		{200, "ok", false, false, ""},
+		{204, "", false, false, ""},
+		{400, "  invalid_payload\n", true, true, "x: 400 Bad Request: invalid_payload"},
+		{401, "", true, true, "x: 401 Unauthorized"},
+		{408, "slow", true, false, "x: 408 Request Timeout: slow"},
+		{429, "", true, false, "x: 429 Too Many Requests"},
+		{500, strings.Repeat("é", 300), true, false, "x: 500 Internal Server Error: " + strings.Repeat("é", 128) + "…"},
+		{503, "", true, false, "x: 503 Service Unavailable"},
+	} {
+		code, body = tc.code, tc.body
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = httpx.Check("x", resp)
+		resp.Body.Close()
+		if (err != nil) != tc.wantErr || runtime.IsPermanent(err) != tc.perm || (err != nil && err.Error() != tc.want) {
+			t.Errorf("%d: err = %v (permanent %v), want %q permanent %v", tc.code, err, runtime.IsPermanent(err), tc.want, tc.perm)
+		}
+	}
+}
+
+func TestLimit(t *testing.T) {
+	l := httpx.NewLimit(1)
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Acquire(ctx); err == nil {
+		t.Fatal("a full limit gave a second slot")
+	}
+	l.Release()
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var none httpx.Limit // no bound
+	for range 100 {
+		if err := none.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRedactAndHeaders(t *testing.T) {
+	if got := httpx.Redact("https://u:pw@h/p?key=secret#f"); got != "https://u:xxxxx@h/p" {
+		t.Errorf("Redact = %q", got)
+	}
+	if !httpx.ValidHeaderName("X-Hub-Signature-256") || httpx.ValidHeaderName("X A") || httpx.ValidHeaderName("") {
+		t.Error("ValidHeaderName")
+	}
+	if !httpx.ValidHeaderValue("a\tb") || httpx.ValidHeaderValue("a\r\nb") {
+		t.Error("ValidHeaderValue")
+	}
+}
