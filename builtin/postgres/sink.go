@@ -238,36 +238,52 @@ func describe(err error) string {
 
 // write stores the rows of msgs (indexes into the batch) in tx: one COPY
 // per row shape (the set of fields present), or in upsert mode a COPY into
-// a temporary table and one INSERT ... ON CONFLICT per shape. seq numbers
-// the temporary tables within the transaction.
+// a temporary table and one INSERT ... ON CONFLICT per run of rows of the
+// same shape, so that the last row of a key wins even across shapes. seq
+// numbers the temporary tables within the transaction.
 func (s *sink) write(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, seq *int) error {
 	p := b.plan
-	byShape := map[int][]int{}
-	var order []int
+	type group struct {
+		shape int
+		rows  []int
+	}
+	var groups []group
+	byShape := map[int]int{} // insert mode: shape → its group
 	for _, m := range msgs {
 		for r := b.first[m]; r < b.first[m+1]; r++ {
 			sh := b.rows[r].shape
-			if _, ok := byShape[sh]; !ok {
-				order = append(order, sh)
+			if p.upsert {
+				if n := len(groups); n == 0 || groups[n-1].shape != sh {
+					groups = append(groups, group{shape: sh})
+				}
+				groups[len(groups)-1].rows = append(groups[len(groups)-1].rows, r)
+				continue
 			}
-			byShape[sh] = append(byShape[sh], r)
+			g, ok := byShape[sh]
+			if !ok {
+				g = len(groups)
+				byShape[sh] = g
+				groups = append(groups, group{shape: sh})
+			}
+			groups[g].rows = append(groups[g].rows, r)
 		}
 	}
-	for _, sh := range order {
+	for _, g := range groups {
+		sh := g.shape
 		cols := b.shapes[sh]
 		names := make([]string, len(cols))
 		for i, c := range cols {
 			names[i] = p.names[c]
 		}
 		if len(cols) == 0 { // no mapped field at all: every column takes its default
-			for range byShape[sh] {
+			for range g.rows {
 				if _, err := tx.Exec(ctx, "INSERT INTO "+p.table.Sanitize()+" DEFAULT VALUES"); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		src := &rowSource{b: b, idx: byShape[sh], cols: cols, vals: make([]any, len(cols), len(cols)+1)}
+		src := &rowSource{b: b, idx: g.rows, cols: cols, vals: make([]any, len(cols), len(cols)+1)}
 		if !p.upsert {
 			if _, err := tx.CopyFrom(ctx, p.table, names, src); err != nil {
 				return err

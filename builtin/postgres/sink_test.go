@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vrsky/vrsky/internal/testenv/pgtest"
@@ -212,6 +213,17 @@ func TestUpsert(t *testing.T) {
 	}
 	if got := db.int64(t, `SELECT count(*) FROM items`); got != 101 {
 		t.Errorf("rows: got %d, want 101", got)
+	}
+	// Rows of one key with different field sets: applied in order.
+	deliverOK(t, s, []*runtime.Message{
+		msg("f", `{"id":20,"v":1,"label":"x"}`),
+		msg("g", `{"id":21,"v":1,"label":"x"}`),
+		msg("h", `{"id":20,"v":2}`),
+		msg("i", `{"id":21,"v":2}`),
+		msg("j", `{"id":20,"v":3,"label":"y"}`),
+	})
+	if got := *db.text(t, `SELECT string_agg(v || label, ' ' ORDER BY id) FROM items WHERE id IN (20, 21)`); got != "3y 2x" {
+		t.Errorf("ids 20, 21: got %s, want 3y 2x", got)
 	}
 	// A row without its key fails alone.
 	errs := s.DeliverBatch(context.Background(), []*runtime.Message{msg("nokey", `{"v":1}`), msg("ok", `{"id":9,"v":99}`)})
@@ -447,5 +459,36 @@ func TestPostgresDown(t *testing.T) {
 	db = openDB(t, dsn)
 	if got := db.int64(t, `SELECT count(*) FROM orders`); got != 21 {
 		t.Fatalf("rows: got %d, want 21", got)
+	}
+}
+
+// TestConcurrentBatches: batches delivered side by side (the pipeline's
+// workers share one sink) all arrive.
+func TestConcurrentBatches(t *testing.T) {
+	db := newDB(t, ordersDDL)
+	s := newSinkFor(t, db, map[string]any{"table": "orders", "concurrency": 4})
+	var wg sync.WaitGroup
+	errc := make(chan error, 40)
+	for w := range 4 {
+		wg.Go(func() {
+			for b := range 10 {
+				var msgs []*runtime.Message
+				for i := range 100 {
+					id := w*1000 + b*100 + i
+					msgs = append(msgs, msg(fmt.Sprint(id), fmt.Sprintf(`{"id":%d,"customer":"c"}`, id)))
+				}
+				if errs := s.DeliverBatch(context.Background(), msgs); errs != nil {
+					errc <- fmt.Errorf("worker %d batch %d: %v", w, b, errs)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if got := db.int64(t, `SELECT count(*) FROM orders`); got != 4000 {
+		t.Fatalf("rows: got %d, want 4000", got)
 	}
 }
