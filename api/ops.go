@@ -93,21 +93,3 @@ func viewConnector(x *runtime.Connector, withSchema bool) connectorView {
 	}
 	return v
 }
-
-func (s *Server) listConnectors(c *fiber.Ctx) error {
-	list := s.eng.Catalog().List()
-	out := make([]connectorView, 0, len(list))
-	for _, x := range list {
-		out = append(out, viewConnector(x, false))
-	}
-	return c.JSON(fiber.Map{"connectors": out})
-}
-
-func (s *Server) getConnector(c *fiber.Ctx) error {
-	name := c.Params("name")
-	x, ok := s.eng.Catalog().Lookup(name)
-	if !ok {
-		return notFound("connector %q not found", name)
-	}
-	return c.JSON(viewConnector(x, true))
-}

@@ -97,6 +97,9 @@ type Config struct {
 	HookTimeout time.Duration
 	// Version is reported by /healthz.
 	Version string
+	// Registry serves the connector catalogue and uploads; nil lists the
+	// engine's catalogue only, without the registry's routes.
+	Registry Registry
 }
 
 // Server is the REST API. Create it with New; serve it with Listen or
@@ -112,6 +115,7 @@ type Server struct {
 	hookLimit int
 	hookWait  time.Duration
 	version   string
+	registry  Registry
 	app       *fiber.App
 
 	// specMu serialises integration creates and updates on this node, so
@@ -144,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 		hookLimit: orDefault(cfg.HookBodyLimit, DefaultHookBodyLimit),
 		hookWait:  orDefault(cfg.HookTimeout, DefaultHookTimeout),
 		version:   cfg.Version,
+		registry:  cfg.Registry,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -249,9 +254,8 @@ func (s *Server) routes() {
 	v1.Delete("/integrations/:name/dlq/:id", auth, s.deleteDeadLetter)
 	v1.Post("/integrations/:name/dlq/:id/replay", auth, s.replayDeadLetter)
 
-	// The connector catalogue.
-	v1.Get("/connectors", auth, s.listConnectors)
-	v1.Get("/connectors/:name", auth, s.getConnector)
+	// The connector catalogue and registry (connectors.go).
+	s.connectorRoutes(v1)
 }
 
 // limitBody enforces the API body limit (the server's own limit is the

@@ -328,7 +328,7 @@ func (r *Registry) Module(ctx context.Context, v Viewer, name, version string) (
 	}
 	switch e.Origin {
 	case OriginBuiltin:
-		return nil, fmt.Errorf("%w: %s is native Go, it has no module", ErrBuiltin, name)
+		return nil, fmt.Errorf("%w: %s is native Go, it has no module", ErrNotFound, name)
 	case OriginShipped:
 		if w := r.cfg.Shipped[name].Wasm; w != nil {
 			return w, nil
