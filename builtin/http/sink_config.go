@@ -131,7 +131,11 @@ func (c SinkConfig) compile() (*compiled, error) {
 	if err != nil {
 		return nil, bad("url", "%v", err)
 	}
-	if i := strings.Index(c.URL, "{{"); i >= 0 && i <= len("https://") {
+	_, host, _ := strings.Cut(c.URL, "://")
+	if i := strings.IndexAny(host, "/?#"); i >= 0 {
+		host = host[:i]
+	}
+	if host == "" || strings.Contains(host, "{{") {
 		return nil, bad("url", "the host must be written out, not a template")
 	}
 	out.url = t

@@ -58,7 +58,9 @@ func (c *capture) requests() []captured {
 	return append([]captured(nil), c.reqs...)
 }
 
-func newSink(t *testing.T, cfg string) runtime.Sink {
+func newSink(t *testing.T, cfg string) runtime.Sink { return newSinkB(t, cfg) }
+
+func newSinkB(t testing.TB, cfg string) runtime.Sink {
 	t.Helper()
 	sk, err := httpconn.Sink.NewSink(json.RawMessage(cfg), runtime.Env{})
 	if err != nil {
@@ -206,6 +208,8 @@ func TestSinkBadConfig(t *testing.T) {
 		{"unknown auth", `{"url":"http://h","auth":{"type":"digest"}}`, "auth.type"},
 		{"unclosed url template", `{"url":"http://h/{{id"}`, "url"},
 		{"templated host", `{"url":"http://{{host}}/x"}`, "url"},
+		{"partly templated host", `{"url":"https://api-{{region}}.example.com/x"}`, "url"},
+		{"no host", `{"url":"https:///x"}`, "url"},
 		{"not http", `{"url":"ftp://h"}`, "url"},
 		{"bad header template", `{"url":"http://h","headers":{"X-A":"{{}}"}}`, "headers.X-A"},
 		{"bad header name", `{"url":"http://h","headers":{"X A":"v"}}`, "headers"},
@@ -222,6 +226,11 @@ func TestSinkBadConfig(t *testing.T) {
 				t.Fatalf("Check: %v, want a SpecError on %q", err, tc.field)
 			}
 		})
+	}
+	for _, ok := range []string{`{"url":"http://h?q={{a}}"}`, `{"url":"http://h#{{a}}"}`, `{"url":"http://h:80/{{a}}"}`} {
+		if err := httpconn.Sink.Check(context.Background(), json.RawMessage(ok), runtime.Env{}); err != nil {
+			t.Errorf("Check(%s): %v", ok, err)
+		}
 	}
 	if _, err := httpconn.Sink.NewSink(json.RawMessage(`{"url":"http://h","bogus":1}`), runtime.Env{}); err == nil {
 		t.Fatal("NewSink accepted an unknown field")
