@@ -31,6 +31,7 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/store/pgstore"
+	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
 	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
 )
@@ -54,6 +55,8 @@ type serveFlags struct {
 	tracking       bool
 	claimThreshold int
 	maxPayload     int
+
+	registry registryServeFlags // connector registry (openRegistry)
 }
 
 func newServeCmd() *cobra.Command {
@@ -84,6 +87,7 @@ func newServeCmd() *cobra.Command {
 	fl.BoolVar(&f.tracking, "tracking", true, "record where each message is for 7 days (GET .../messages/{id})")
 	fl.IntVar(&f.claimThreshold, "claim-threshold", runtime.DefaultClaimThreshold, "payloads larger than this many bytes travel through the object store")
 	fl.IntVar(&f.maxPayload, "max-payload", api.DefaultHookBodyLimit, "largest webhook payload accepted, in bytes (413 above)")
+	addRegistryFlags(fl, &f.registry)
 	return cmd
 }
 
@@ -192,6 +196,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err := registerWasmSteps(ctx, cat, wasmRT, conn, bs, log); err != nil {
 		return err
 	}
+	connReg, err := openRegistry(ctx, f.registry, cat, wasmRT, st, conn, bs, log)
+	if err != nil {
+		return err
+	}
+	defer connReg.Close(context.Background())
 	eng, err := runtime.NewEngine(runtime.Config{
 		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
@@ -202,6 +211,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, AdminKey: adminKey,
 		Logger: log, Gatherer: reg, Version: version, HookBodyLimit: f.maxPayload,
+		Registry: connReg,
 	})
 	if err != nil {
 		return err
@@ -283,6 +293,51 @@ func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runti
 	}
 	return nil
 }
+
+// ---- connector registry ---------------------------------------------------
+
+// openRegistry opens the connector registry: uploaded Wasm steps, resolved
+// by cat on demand (tenant-aware, compiled on first use), metadata in st,
+// modules in bs. Uploaded modules get the same capability backends as the
+// shipped ones (NATS, objects, the step KV bucket).
+func openRegistry(ctx context.Context, f registryServeFlags, cat *runtime.Catalog, rt *host.Runtime,
+	st store.Store, conn *natsx.Conn, bs blob.Store, log *slog.Logger) (*registry.Registry, error) {
+	rs, ok := st.(registry.Store)
+	if !ok {
+		return nil, fmt.Errorf("connector registry: the control-plane store %T keeps no connector metadata", st)
+	}
+	kv, err := conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "vrsky_step_kv", Description: "KV for Wasm steps, keys scoped per integration",
+		Storage: jetstream.FileStorage, Replicas: conn.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("step KV bucket: %w", err)
+	}
+	cfg := registry.Config{
+		Store: rs, Blobs: bs, Host: rt, Catalog: cat, Shipped: map[string]registry.Shipped{},
+		Env:           host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs, KV: host.NATSKV{KV: kv}},
+		MaxModuleSize: f.maxModuleSize, RequireSignatures: f.requireSignatures, SignedTenants: f.signedTenants,
+		Logger: log.With("component", "registry"),
+	}
+	for _, b := range wasmconnectors.List() {
+		cfg.Shipped[b.Manifest.Name] = registry.Shipped{Manifest: b.ManifestYAML, Wasm: b.Wasm}
+	}
+	if f.trustedKeys != "" {
+		doc, err := os.ReadFile(f.trustedKeys)
+		if err != nil {
+			return nil, fmt.Errorf("--registry-trusted-keys: %w", err)
+		}
+		if cfg.TrustedKeys, err = registry.ParsePublicKeys(doc); err != nil {
+			return nil, fmt.Errorf("--registry-trusted-keys %s: %w", f.trustedKeys, err)
+		}
+	}
+	if (f.requireSignatures || len(f.signedTenants) > 0) && len(cfg.TrustedKeys) == 0 {
+		return nil, errors.New("--registry-require-signatures and --registry-signed-tenants need --registry-trusted-keys")
+	}
+	return registry.New(cfg)
+}
+
+// ---- end of connector registry ---------------------------------------------
 
 // loadAdminKey returns the key from the flag, else the one kept in the data
 // dir, else a new one it keeps there (0600). generated is true the first time.
