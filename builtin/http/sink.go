@@ -129,6 +129,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 		vars.Payload, inline = b, true
 	}
 	target, cfgHdr, err := s.render(vars)
+	vars.Release()
 	if err != nil {
 		return err
 	}
@@ -308,7 +309,9 @@ func (b *batchSink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) [
 			continue
 		}
 		payloads[i] = p
-		target, cfgHdr, err := b.render(&msgtmpl.Vars{Msg: m, Payload: p})
+		vars := &msgtmpl.Vars{Msg: m, Payload: p}
+		target, cfgHdr, err := b.render(vars)
+		vars.Release()
 		if err != nil {
 			errs[i] = err
 			continue

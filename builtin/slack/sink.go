@@ -132,18 +132,17 @@ func (s *sink) build(ctx context.Context, msg *runtime.Message) ([]byte, error) 
 		return nil, err
 	}
 	vars := &msgtmpl.Vars{Msg: msg, Payload: payload}
+	defer vars.Release()
 	m := message{Channel: s.c.Channel, Username: s.c.Username, IconEmoji: s.c.IconEmoji}
 	if f := s.c.BlocksField; f != "" {
-		v, err := vars.Field(f)
+		raw, isArray, err := vars.FieldJSON(f)
 		if err != nil {
 			return nil, runtime.Permanent(fmt.Errorf("blocks_field: %w", err))
 		}
-		if _, ok := v.([]any); !ok {
+		if !isArray {
 			return nil, runtime.Permanent(fmt.Errorf("blocks_field: field %s is not an array of blocks", f))
 		}
-		if m.Blocks, err = json.Marshal(v); err != nil {
-			return nil, runtime.Permanent(fmt.Errorf("blocks_field: %w", err))
-		}
+		m.Blocks = raw
 	}
 	switch {
 	case s.c.text != nil:

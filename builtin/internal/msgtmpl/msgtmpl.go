@@ -18,16 +18,15 @@
 // Why not text/template? Its functions are bound when the template is
 // parsed, so a per-message header lookup would need a Clone per message;
 // its missing-key errors name Go types; and the references a sink needs
-// are paths, not programs. A reference this small is also cheap enough to
-// render on the hot path.
+// are paths, not programs. The payload is parsed with fastjson (no
+// reflection), once per message, only when a template refers to it.
 package msgtmpl
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/vrsky/vrsky/runtime"
 )
@@ -133,30 +132,38 @@ func (e *MissingError) Error() string {
 }
 
 // Vars is what templates render against: one message, its payload
-// decoded at most once however many templates refer to it.
+// parsed at most once however many templates refer to it. Call Release
+// when done with it; values it returned are invalid afterwards.
 type Vars struct {
 	Msg *runtime.Message
 	// Payload is the message's payload bytes (Msg.Data, or the claim-checked
 	// payload once read).
 	Payload []byte
 
-	decoded bool
-	value   any
-	err     error
+	parser *fastjson.Parser
+	root   *fastjson.Value
+	err    error
 }
 
-func (v *Vars) payload() (any, error) {
-	if !v.decoded {
-		v.decoded = true
-		dec := json.NewDecoder(bytes.NewReader(v.Payload))
-		dec.UseNumber()
-		if err := dec.Decode(&v.value); err != nil {
-			v.err = fmt.Errorf("payload is not JSON: %w", err)
-		} else if dec.More() {
-			v.err = fmt.Errorf("payload is not one JSON value")
+var parsers fastjson.ParserPool
+
+func (v *Vars) payload() (*fastjson.Value, error) {
+	if v.parser == nil && v.err == nil {
+		v.parser = parsers.Get()
+		v.root, v.err = v.parser.ParseBytes(v.Payload)
+		if v.err != nil {
+			v.err = fmt.Errorf("payload is not JSON: %w", v.err)
 		}
 	}
-	return v.value, v.err
+	return v.root, v.err
+}
+
+// Release returns the parser to its pool.
+func (v *Vars) Release() {
+	if v.parser != nil {
+		parsers.Put(v.parser)
+		v.parser, v.root = nil, nil
+	}
 }
 
 // Escaper transforms a rendered value before it is inserted; afterQuery
@@ -197,69 +204,42 @@ func (v *Vars) lookup(p part) (string, error) {
 		}
 		return "", &MissingError{Ref: p.ref}
 	}
-	cur, err := v.payload()
+	root, err := v.payload()
 	if err != nil {
 		return "", err
 	}
-	cur, ok := Lookup(cur, p.path)
-	if !ok {
+	val := root.Get(p.path...)
+	if val == nil {
 		return "", &MissingError{Ref: p.ref}
 	}
-	return format(cur), nil
+	return format(val), nil
 }
 
-// Lookup walks path into a decoded JSON value: object keys, array
-// indexes. ok is false when a step does not exist.
-func Lookup(cur any, path []string) (any, bool) {
-	for _, seg := range path {
-		switch c := cur.(type) {
-		case map[string]any:
-			next, ok := c[seg]
-			if !ok {
-				return nil, false
-			}
-			cur = next
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil, false
-			}
-			cur = c[i]
-		default:
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
-// Field returns the value at a dotted path of v's payload, decoded.
-func (v *Vars) Field(path string) (any, error) {
-	cur, err := v.payload()
+// FieldJSON returns the JSON text of the value at a dotted path of v's
+// payload, and whether it is an array.
+func (v *Vars) FieldJSON(path string) (raw []byte, isArray bool, err error) {
+	root, err := v.payload()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	val, ok := Lookup(cur, strings.Split(path, "."))
-	if !ok {
-		return nil, &MissingError{Ref: path}
+	val := root.Get(strings.Split(path, ".")...)
+	if val == nil {
+		return nil, false, &MissingError{Ref: path}
 	}
-	return val, nil
+	return val.MarshalTo(nil), val.Type() == fastjson.TypeArray, nil
 }
 
-func format(v any) string {
-	switch x := v.(type) {
-	case nil:
+func format(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeNull:
 		return ""
-	case string:
-		return x
-	case json.Number:
-		return x.String()
-	case bool:
-		return strconv.FormatBool(x)
-	default:
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(x)
-		return strings.TrimSuffix(b.String(), "\n")
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeTrue:
+		return "true"
+	case fastjson.TypeFalse:
+		return "false"
+	default: // a number as written; an object or array as compact JSON
+		return v.String()
 	}
 }
