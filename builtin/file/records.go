@@ -72,14 +72,14 @@ func (r *lineReader) next() ([]byte, error) {
 		if !r.jsonl {
 			return l, nil
 		}
-		t := bytes.TrimSpace(l)
+		t := bytes.Trim(l, " \t\r") // JSON's white space (\n is gone)
 		if len(t) == 0 {
 			continue // blank lines are not records in jsonl
 		}
 		if !json.Valid(t) {
 			return nil, &parseError{Line: r.line, Reason: "not valid JSON: " + jsonErr(t)}
 		}
-		return l, nil
+		return t, nil
 	}
 }
 

@@ -80,15 +80,22 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 		return err
 	}
 	if *s.cfg.CreateDir {
-		if err := os.MkdirAll(filepath.Join(s.cfg.Dir, filepath.Dir(name)), 0o755); err != nil {
-			return fmt.Errorf("file sink: create directory for %s: %w", name, err)
+		if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
+			return fmt.Errorf("file sink: create %s: %w", s.cfg.Dir, err)
 		}
 	}
+	// Every path below goes through root, which refuses to leave dir (a
+	// symbolic link pointing outside included).
 	root, err := os.OpenRoot(s.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
 	}
 	defer root.Close()
+	if sub := filepath.Dir(name); sub != "." && *s.cfg.CreateDir {
+		if err := root.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("file sink: create directory for %s: %w", name, err)
+		}
+	}
 	tmp, err := writeTemp(ctx, root, name, msg)
 	if err != nil {
 		return err

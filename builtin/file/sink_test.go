@@ -196,3 +196,17 @@ func TestSinkConfig(t *testing.T) {
 		t.Fatalf("deliver into a missing dir = %v, want a retryable error", err)
 	}
 }
+
+func TestSinkRefusesASymlinkOutOfDir(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, fmt.Sprintf(`{"dir":%q,"filename":"escape/{{.ID}}"}`, dir))
+	if err := s.Deliver(context.Background(), msg("m", "x")); err == nil {
+		t.Fatal("delivered through a symbolic link that leaves dir")
+	}
+	if got := listFiles(t, outside); len(got) != 0 {
+		t.Fatalf("files written outside dir: %v", got)
+	}
+}
