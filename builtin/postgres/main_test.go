@@ -4,18 +4,35 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/vrsky/vrsky/internal/testenv/pgtest"
 	"github.com/vrsky/vrsky/runtime"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain stops the shared PostgreSQL cluster and then checks that the
+// sinks left no goroutine behind (pools closed, copies finished).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := pgtest.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 var envSeq atomic.Int64
 

@@ -287,13 +287,17 @@ func TestConstraintViolationFailsAlone(t *testing.T) {
 		}, wantErr: "SQLSTATE 23"},
 		{name: "upsert check", mode: "upsert", bad: map[int]string{64: `{"id":64,"customer":"x","total":-5}`}, wantErr: "orders_total_check"},
 	}
-	for _, c := range cases {
+	db := newDB(t) // one database, a schema per case: constraint names stay orders_*
+	for n, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			db := newDB(t, strings.Replace(ordersDDL, "note text DEFAULT 'none'", "note varchar(20)", 1))
+			schema := fmt.Sprintf("case%d", n)
+			db.exec(t, "CREATE SCHEMA "+schema)
+			db.exec(t, "SET search_path = "+schema)
+			db.exec(t, strings.Replace(ordersDDL, "note text DEFAULT 'none'", "note varchar(20)", 1))
 			if c.preload != "" {
 				db.exec(t, c.preload)
 			}
-			cfg := map[string]any{"table": "orders"}
+			cfg := map[string]any{"schema": schema, "table": "orders"}
 			if c.mode == "upsert" {
 				cfg["mode"], cfg["key"] = "upsert", []string{"id"}
 			}
