@@ -9,7 +9,10 @@
 // derived from the file's identity (name, size, mtime) and the record
 // number, and a checkpoint in the connector state records how far the
 // file got, so a restart resumes without losing or (within JetStream's
-// dedup window) duplicating records.
+// dedup window) duplicating records. Messages carry Vrsky-File-Name,
+// Vrsky-File-Record (the number of their first record) and, when they
+// hold a JSON array of records, Vrsky-File-Records. RATIONALE.md explains
+// the choices.
 //
 // The file sink (Sink) writes each message to its own file, atomically
 // (a temporary file, fsync, then a link or rename into place), under a

@@ -293,6 +293,9 @@ func (s *source) dropCheckpoint(ctx context.Context, id string) {
 	if s.env.State == nil {
 		return
 	}
+	// The file has moved: finish the bookkeeping even when a stop has begun.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if err := s.env.State.Delete(ctx, checkpointKey(id)); err != nil {
 		s.log.Warn("file source: delete checkpoint", "key", checkpointKey(id), "err", err)
 	}
@@ -451,6 +454,9 @@ func (s *source) emitWhole(ctx context.Context, emit runtime.Emitter, f *os.File
 func (s *source) emitRetry(ctx context.Context, emit runtime.Emitter, msgs []*runtime.Message) error {
 	backoff := 100 * time.Millisecond
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		err := emit.EmitBatch(ctx, msgs)
 		if err == nil {
 			return nil
@@ -520,9 +526,13 @@ func (s *source) emitRecords(ctx context.Context, emit runtime.Emitter, f *os.Fi
 			res.records += c.records
 			res.messages += int64(len(c.msgs))
 			ck.Records, ck.Offset = res.records, c.end
-			if err := s.saveCheckpoint(ctx, id, ck); err != nil && ctx.Err() == nil {
+			// These records are durable: record it even when a stop has
+			// begun, so a restart does not emit them again.
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := s.saveCheckpoint(sctx, id, ck); err != nil {
 				s.log.Warn("file source: save checkpoint", "file", name, "err", err)
 			}
+			scancel()
 		}
 		var pe *parseError
 		if errors.As(c.err, &pe) {
