@@ -314,3 +314,31 @@ sinks:
 		t.Fatalf("dead letters: %+v", dl)
 	}
 }
+
+// TestPipelineCollectsStaleCheckpoints: a checkpoint whose file is gone (a
+// stop between the move and the checkpoint's deletion) is deleted when the
+// source starts. (TestPipelineRestartMidFile shows a live one is kept.)
+func TestPipelineCollectsStaleCheckpoints(t *testing.T) {
+	in := t.TempDir()
+	h := startHarness(t, false)
+	ctx := context.Background()
+	kv, err := h.Conn.JS.KeyValue(ctx, "vrsky_state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stale = "acme.gc._source.f-00000000000000000000000000000000"
+	if _, err := kv.Put(ctx, stale, []byte(`{"name":"gone.csv","records":5,"offset":40}`)); err != nil {
+		t.Fatal(err)
+	}
+	h.Create(t, fmt.Sprintf(`
+name: gc
+source:
+  connector: file
+  config: {dir: %q, stable_for: 100ms}
+sinks:
+  - name: out
+    connector: file-out
+    config: {dir: %q}
+`, in, t.TempDir()))
+	runtimetest.WaitFor(t, waitLong, "the stale checkpoint deleted", func() bool { return len(stateKeys(t, h, "gc")) == 0 })
+}
