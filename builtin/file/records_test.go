@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"testing"
+
+	"github.com/vrsky/vrsky/runtime"
 )
 
 func FuzzAppendJSONString(f *testing.F) {
@@ -73,4 +77,70 @@ func FuzzRecordReaders(f *testing.F) {
 			check("csv", newCSVReader(bytes.NewReader(data[end:]), keys, end, int64(bytes.Count(data[:end], []byte{'\n'})), ';', 1<<20), true)
 		}
 	})
+}
+
+// collect reads every record, the offset after each, and the final error.
+func collect(t *testing.T, rr recordReader) (recs []string, offs []int64, last error) {
+	t.Helper()
+	for {
+		rec, err := rr.next()
+		if errors.Is(err, io.EOF) {
+			return recs, offs, nil
+		}
+		if err != nil {
+			return recs, offs, err
+		}
+		recs = append(recs, string(rec))
+		offs = append(offs, rr.offset())
+	}
+}
+
+// TestResumeFromEveryRecord opens each file at every checkpoint a run can
+// leave (after each record) and checks that the rest is exactly what a
+// run from the start reads after it, broken line number included.
+func TestResumeFromEveryRecord(t *testing.T) {
+	for _, tc := range []struct{ name, mode, content, wantErr string }{
+		{"csv", ModeCSV, "\ufeffid,note\n1,\"multi\nline\"\n2,x\r\n\n3,\"a,b\"\n4\n5,y\n", "line 7: wrong number of fields: the header has 2, this row 1"},
+		{"jsonl", ModeJSONL, "{\"a\":1}\n\n  [2]  \r\n\"3\"\n{bad\n", "line 5: not valid JSON: invalid character 'b' looking for beginning of object key string"},
+		{"lines", ModeLines, "\ufeffone\r\ntwo\n\nfour", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := t.TempDir() + "/f"
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			c, err := parseSourceConfig(json.RawMessage(`{"dir":"/x","mode":"` + tc.mode + `"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSource(c, runtime.Env{})
+			size := int64(len(tc.content))
+			rr, err := s.openRecords(f, size, checkpoint{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, offs, last := collect(t, rr)
+			if fmt.Sprint(last) != fmt.Sprint(tc.wantErr) && !(last == nil && tc.wantErr == "") {
+				t.Fatalf("error %v, want %s", last, tc.wantErr)
+			}
+			if len(all) < 3 {
+				t.Fatalf("only %d records: %q", len(all), all)
+			}
+			for k := 1; k <= len(all); k++ {
+				rr, err := s.openRecords(f, size, checkpoint{Records: int64(k), Offset: offs[k-1]})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rest, _, err := collect(t, rr)
+				if fmt.Sprintf("%q %v", rest, err) != fmt.Sprintf("%q %v", all[k:], last) {
+					t.Fatalf("resumed after record %d: %q %v, want %q %v", k, rest, err, all[k:], last)
+				}
+			}
+		})
+	}
 }
