@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -113,6 +114,11 @@ func TestWebhookSecretMustBeSet(t *testing.T) {
 	_, err := httpconn.Webhook.NewSource(json.RawMessage(`{"path":"gh","secret_env":"VRSKY_TEST_UNSET_SECRET"}`), runtime.Env{Tenant: "acme"})
 	if err == nil || !strings.Contains(err.Error(), "VRSKY_TEST_UNSET_SECRET") {
 		t.Fatalf("err = %v, want one naming the unset variable", err)
+	}
+	err = httpconn.Webhook.Check(context.Background(), json.RawMessage(`{"path":"gh","secret_env":"VRSKY_TEST_UNSET_SECRET"}`), runtime.Env{})
+	var fe *runtime.SpecError
+	if !errors.As(err, &fe) || fe.Field != "secret_env" {
+		t.Fatalf("Check: %v, want a SpecError on secret_env", err)
 	}
 }
 

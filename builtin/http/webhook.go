@@ -37,6 +37,15 @@ var Webhook = runtime.Connector{
 		}
 		return newWebhook(c, env)
 	},
+	// Check verifies at create time that the secret's variable is set.
+	Check: func(_ context.Context, cfg json.RawMessage, env runtime.Env) error {
+		var c WebhookConfig
+		if err := json.Unmarshal(cfg, &c); err != nil {
+			return fmt.Errorf("http-webhook config: %w", err)
+		}
+		_, err := newWebhook(c, env)
+		return err
+	},
 }
 
 // WebhookConfig configures the http-webhook source.
@@ -80,7 +89,7 @@ func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
 	if c.SecretEnv != "" {
 		s := os.Getenv(c.SecretEnv)
 		if s == "" {
-			return nil, fmt.Errorf("http-webhook: secret_env %s is not set in vrsky's environment", c.SecretEnv)
+			return nil, &runtime.SpecError{Field: "secret_env", Reason: c.SecretEnv + " is not set in vrsky's environment"}
 		}
 		w.secret = []byte(s)
 	}
