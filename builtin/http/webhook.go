@@ -117,7 +117,7 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 		return errorResponse(http.StatusMethodNotAllowed, "method_not_allowed", "method", "webhooks accept POST or PUT"), nil
 	}
 	if w.cfg.MaxBodyBytes > 0 && int64(len(req.Body)) > w.cfg.MaxBodyBytes {
-		return errorResponse(http.StatusRequestEntityTooLarge, "payload_too_large", "body",
+		return errorResponse(http.StatusRequestEntityTooLarge, "body_too_large", "body",
 			fmt.Sprintf("the body has %d bytes; this hook accepts at most %d", len(req.Body), w.cfg.MaxBodyBytes)), nil
 	}
 	ct := req.Header.Get("Content-Type")
