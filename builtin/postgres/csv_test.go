@@ -35,6 +35,16 @@ sinks:
 // writeCSV drops a CSV file of rows from..to-1 into dir atomically.
 func writeCSV(t testing.TB, dir, name string, from, to int) {
 	t.Helper()
+	tmp := prepareCSV(t, dir, name, from, to)
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// prepareCSV writes the file under a hidden name in dir and returns that
+// name; renaming it to name hands it to the source.
+func prepareCSV(t testing.TB, dir, name string, from, to int) string {
+	t.Helper()
 	var sb strings.Builder
 	sb.WriteString("id,name,amount,day,active,at\n")
 	for id := from; id < to; id++ {
@@ -45,9 +55,7 @@ func writeCSV(t testing.TB, dir, name string, from, to int) {
 	if err := os.WriteFile(tmp, []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		t.Fatal(err)
-	}
+	return tmp
 }
 
 // TestEndToEndCSVFile: a CSV file through the file source (100 rows per
@@ -82,8 +90,12 @@ func BenchmarkCSVToPostgres(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		db.exec(b, `TRUNCATE bench`)
+		name := fmt.Sprintf("load%d.csv", i)
+		tmp := prepareCSV(b, dir, name, i*rows, (i+1)*rows)
 		b.StartTimer()
-		writeCSV(b, dir, fmt.Sprintf("load%d.csv", i), i*rows, (i+1)*rows)
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			b.Fatal(err)
+		}
 		deadline := time.Now().Add(10 * time.Minute)
 		for db.int64(b, `SELECT count(*) FROM bench`) != rows { // polled every 100ms: count(*) costs the server too
 			if time.Now().After(deadline) {

@@ -14,7 +14,7 @@ import (
 // rows first[i] to first[i+1]-1.
 type batch struct {
 	plan   *plan
-	vals   []any // len(plan.cols) values per row, back to back
+	chunk  []any // where rows' values are carved from (see alloc)
 	rows   []row
 	first  []int
 	shapes [][]int        // per shape: the columns present
@@ -24,7 +24,7 @@ type batch struct {
 
 // row is one row of the table.
 type row struct {
-	off   int // into batch.vals
+	vals  []any // one per plan column
 	shape int
 }
 
@@ -33,7 +33,6 @@ type row struct {
 func (s *sink) build(ctx context.Context, p *plan, msgs []*runtime.Message, errs []error) *batch {
 	b := &batch{
 		plan:   p,
-		vals:   make([]any, 0, len(msgs)*len(p.cols)),
 		rows:   make([]row, 0, len(msgs)),
 		first:  make([]int, len(msgs)+1),
 		shapeN: map[string]int{},
@@ -84,14 +83,11 @@ func (b *batch) addMessage(ctx context.Context, parser *fastjson.Parser, m *runt
 // errors ("[3]." for the fourth element of an array).
 func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 	p := b.plan
-	off := len(b.vals)
-	b.vals = append(b.vals, make([]any, len(p.cols))...)
-	vals := b.vals[off:]
+	vals := b.alloc(len(p.cols))
 	for j, c := range p.cols {
 		if j == p.idCol {
 			v, err := convertString(id, c.kind)
 			if err != nil {
-				b.vals = b.vals[:off]
 				return runtime.Permanent(fmt.Errorf("postgres sink: message id %q cannot be stored in column %s (%s)", id, c.name, c.typeName))
 			}
 			vals[j], b.seen[j] = v, 1
@@ -104,7 +100,6 @@ func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 		}
 		v, err := convertJSON(fv, c.kind)
 		if err != nil {
-			b.vals = b.vals[:off]
 			return runtime.Permanent(fmt.Errorf("postgres sink: field %q: cannot store %v in column %s (%s)",
 				prefix+strings.Join(p.paths[j], "."), err, c.name, c.typeName))
 		}
@@ -112,7 +107,6 @@ func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 	}
 	for _, k := range p.keys {
 		if b.seen[k] == 0 {
-			b.vals = b.vals[:off]
 			return runtime.Permanent(fmt.Errorf("postgres sink: field %q (key column %s) is missing",
 				prefix+strings.Join(p.paths[k], "."), p.cols[k].name))
 		}
@@ -129,6 +123,18 @@ func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 		b.shapes = append(b.shapes, cols)
 		b.shapeN[string(b.seen)] = sh
 	}
-	b.rows = append(b.rows, row{off: off, shape: sh})
+	b.rows = append(b.rows, row{vals: vals, shape: sh})
 	return nil
+}
+
+// alloc returns n zeroed values for one row, carved from chunks of about
+// 1024 rows so that a large batch neither allocates per row nor copies
+// what it holds as it grows.
+func (b *batch) alloc(n int) []any {
+	if len(b.chunk)+n > cap(b.chunk) {
+		b.chunk = make([]any, 0, max(n*1024, 64))
+	}
+	off := len(b.chunk)
+	b.chunk = b.chunk[:off+n]
+	return b.chunk[off : off+n : off+n]
 }

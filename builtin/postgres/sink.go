@@ -366,7 +366,7 @@ func (r *rowSource) Next() bool { r.i++; return r.i <= len(r.idx) }
 func (r *rowSource) Err() error { return nil }
 func (r *rowSource) Values() ([]any, error) {
 	row := r.b.rows[r.idx[r.i-1]]
-	all := r.b.vals[row.off : row.off+len(r.b.plan.cols)]
+	all := row.vals
 	for k, c := range r.cols {
 		r.vals[k] = all[c]
 	}
