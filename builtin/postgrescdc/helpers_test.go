@@ -190,9 +190,16 @@ func startSource(t *testing.T, cfg string, env runtime.Env, emit runtime.Emitter
 // waitStreaming waits until the slot has a walsender streaming from it.
 func (d *db) waitStreaming(t testing.TB, slot string) {
 	t.Helper()
+	// A slot is active while CREATE_REPLICATION_SLOT runs too (and is
+	// dropped if that is interrupted): wait for START_REPLICATION.
 	runtimetest.WaitFor(t, wait, "slot "+slot+" streaming", func() bool {
-		_, active, _ := d.slot(t, slot)
-		return active
+		var streaming bool
+		err := d.conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1 AND r.state IN ('catchup', 'streaming'))`, slot).Scan(&streaming)
+		if err != nil {
+			t.Fatalf("slot %s: %v", slot, err)
+		}
+		return streaming
 	})
 }
 

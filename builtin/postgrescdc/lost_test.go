@@ -48,7 +48,9 @@ func TestLostSlot(t *testing.T) {
 		d.exec(t, "CHECKPOINT")
 		var status *string
 		if err := conn.QueryRow(ctx, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'vrsky_acme_orders'").Scan(&status); err != nil {
-			t.Fatal(err)
+			var all string
+			_ = conn.QueryRow(ctx, "SELECT coalesce(string_agg(slot_name || ' ' || coalesce(wal_status, '-'), ', '), 'none') FROM pg_replication_slots").Scan(&all)
+			t.Fatalf("slot: %v (slots: %s)", err, all)
 		}
 		return status != nil && *status == "lost"
 	})

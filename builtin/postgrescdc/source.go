@@ -36,9 +36,9 @@ var _ runtime.Source = (*source)(nil)
 func newSource(s *settings, env runtime.Env) *source {
 	log := env.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.Default().With("connector", "postgres-cdc")
 	}
-	return &source{s: s, env: env, log: log.With("connector", "postgres-cdc", "slot", s.Slot)}
+	return &source{s: s, env: env, log: log.With("slot", s.Slot)}
 }
 
 // Run streams changes until ctx ends. Failures a retry may fix end the

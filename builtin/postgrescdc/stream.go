@@ -19,12 +19,15 @@ import (
 
 // Batching of changes towards JetStream: a batch goes out when it holds
 // maxBatch messages or flushDelay after its first message, whichever
-// comes first; up to inFlight batches wait for their acks while the next
-// is decoded.
+// comes first. Up to inFlight batches queue while an EmitBatch waits for
+// its acks; the emitter then takes them all at once (up to maxEmit).
 const (
 	maxBatch   = 1000
 	flushDelay = 2 * time.Millisecond
-	inFlight   = 4
+	inFlight   = 16
+	// maxEmit bounds one EmitBatch (queued batches are merged up to it),
+	// under the NATS client's limit of pending async publishes.
+	maxEmit = 2000
 )
 
 // heartbeatPrefix marks the logical messages the heartbeat writes.
@@ -63,15 +66,33 @@ func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pgl
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var msgs []*runtime.Message
 		for p := range out {
-			if len(p.msgs) > 0 {
-				if err := emit.EmitBatch(ctx, p.msgs); err != nil {
-					emitErr <- fmt.Errorf("emit %d changes: %w", len(p.msgs), err)
+			// While one EmitBatch waits for its acks, the reader queues
+			// more: take what is queued as one bigger batch.
+			msgs = append(msgs[:0], p.msgs...)
+			ack := p.ack
+		merge:
+			for len(msgs) < maxEmit {
+				select {
+				case q, ok := <-out:
+					if !ok {
+						break merge
+					}
+					msgs = append(msgs, q.msgs...)
+					ack = max(ack, q.ack)
+				default:
+					break merge
+				}
+			}
+			if len(msgs) > 0 {
+				if err := emit.EmitBatch(ctx, msgs); err != nil {
+					emitErr <- fmt.Errorf("emit %d changes: %w", len(msgs), err)
 					return
 				}
 			}
-			if uint64(p.ack) > acked.Load() {
-				acked.Store(uint64(p.ack))
+			if uint64(ack) > acked.Load() {
+				acked.Store(uint64(ack))
 			}
 		}
 	}()
