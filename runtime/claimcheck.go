@@ -77,6 +77,9 @@ func markerKey(ref, sink string) string {
 // checkIn moves msg's payload to the object store when it is over the
 // threshold. msg.Data is then nil and the headers carry the reference.
 func (c *claims) checkIn(ctx context.Context, tenant, integration string, msg *Message) error {
+	if msg.Stream != nil {
+		return c.checkInStream(ctx, tenant, integration, msg)
+	}
 	if c == nil || len(msg.Data) <= c.threshold {
 		return nil
 	}
@@ -91,6 +94,64 @@ func (c *claims) checkIn(ctx context.Context, tenant, integration string, msg *M
 	msg.Data = nil
 	msg.blobs = c.blobs
 	return nil
+}
+
+// ErrPayloadRead: a streamed payload could not be read from its source
+// (the source's error is wrapped too).
+var ErrPayloadRead = errors.New("reading the payload failed")
+
+// checkInStream reads msg.Stream: up to the threshold it becomes Data;
+// beyond, it is streamed to the object store as it is read.
+func (c *claims) checkInStream(ctx context.Context, tenant, integration string, msg *Message) error {
+	src := &readErr{r: msg.Stream}
+	msg.Stream = nil
+	threshold := DefaultClaimThreshold
+	if c != nil {
+		threshold = c.threshold
+	}
+	// Read one byte past the threshold to learn which side of it we are.
+	head := make([]byte, threshold+1)
+	n, err := io.ReadFull(src, head)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		msg.Data = head[:n]
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPayloadRead, err)
+	}
+	if c == nil {
+		return fmt.Errorf("%w: the payload is over %d bytes and there is no object store", ErrPayloadRead, threshold)
+	}
+	key := claimKey(tenant, integration, strings.ReplaceAll(msg.ID, "/", "_"))
+	info, err := c.blobs.Put(ctx, key, io.MultiReader(bytes.NewReader(head), src))
+	if src.err != nil {
+		_ = c.blobs.Delete(context.WithoutCancel(ctx), key) // in case the store kept a part
+		return fmt.Errorf("%w: %w", ErrPayloadRead, src.err)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPayloadStore, err)
+	}
+	msg.Header.Set(HeaderPayloadRef, info.Key)
+	msg.Header.Set(HeaderPayloadSize, strconv.FormatInt(info.Size, 10))
+	msg.Header.Set(HeaderPayloadSHA256, info.SHA256)
+	msg.Data = nil
+	msg.blobs = c.blobs
+	return nil
+}
+
+// readErr remembers the first error (other than EOF) its reader returned,
+// so a failed upload can tell the source's fault from the store's.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // hold records that each sink needs the object ref.

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"io"
 	"net/textproto"
 
 	"github.com/google/uuid"
@@ -61,6 +62,13 @@ type Message struct {
 	// Data is the payload when it travels inline; nil when it is
 	// claim-checked (see Claimed, Body).
 	Data []byte
+	// Stream, set by a source instead of Data, is read once when the
+	// message is emitted: a payload over the claim-check threshold goes to
+	// the object store as it is read, never whole in memory; a smaller one
+	// becomes Data. An error from Stream (a reader that verifies a
+	// signature at EOF, a client that hung up) fails the emit, and nothing
+	// is stored.
+	Stream io.Reader
 
 	blobs blob.Store // where a claim-checked payload lives
 }

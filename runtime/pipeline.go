@@ -362,7 +362,7 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 		p.full.Store(true)
 		return fmt.Errorf("%w: %w", ErrBackpressure, err)
 	}
-	if errors.Is(err, ErrBackpressure) || errors.Is(err, ErrPayloadStore) {
+	if errors.Is(err, ErrBackpressure) || errors.Is(err, ErrPayloadStore) || errors.Is(err, ErrPayloadRead) {
 		return err
 	}
 	if err != nil {
