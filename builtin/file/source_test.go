@@ -110,6 +110,7 @@ func checkMessages(t *testing.T, got []*runtime.Message, name string, wants []wa
 }
 
 func TestSourceModes(t *testing.T) {
+	t.Parallel()
 	const csvText = "\ufeffid,name,note\n1,ann,\"says \"\"hi\"\"\"\n2,bob,\"two\nlines\"\n3,cé,\n"
 	for _, tc := range []struct {
 		name, file, content, extra string
@@ -159,6 +160,7 @@ func TestSourceModes(t *testing.T) {
 }
 
 func TestSourceBrokenRecordGoesToFailed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, file, content, extra string
 		emitted                    []string // payloads emitted before the broken record
@@ -215,6 +217,7 @@ func TestSourceBrokenRecordGoesToFailed(t *testing.T) {
 }
 
 func TestSourcePicksOnlyMatchingRegularFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	em := &runtimetest.Emitter{}
 	runSource(t, fastCfg(dir, `"pattern":"*.csv","mode":"lines"`), em)
@@ -251,6 +254,7 @@ func TestSourcePicksOnlyMatchingRegularFiles(t *testing.T) {
 }
 
 func TestSourceWaitsUntilTheFileIsStable(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	em := &runtimetest.Emitter{}
 	runSource(t, fmt.Sprintf(`{"dir":%q,"stable_for":"3s","rescan_interval":"100ms","mode":"whole"}`, dir), em)
@@ -294,6 +298,7 @@ func (f *failingEmitter) EmitBatch(ctx context.Context, msgs []*runtime.Message)
 }
 
 func TestSourceEmitFailures(t *testing.T) {
+	t.Parallel()
 	t.Run("transient failures are retried with the same ids", func(t *testing.T) {
 		dir := t.TempDir()
 		em := &failingEmitter{err: errors.New("nats: timeout")}
@@ -319,6 +324,7 @@ func TestSourceEmitFailures(t *testing.T) {
 }
 
 func TestSourceSameFileSameIDs(t *testing.T) {
+	t.Parallel()
 	// The ids come from the file's name, size and mtime: the same file
 	// dropped again (say, after a crash before the move) gets the same
 	// ids, which JetStream's dedup window drops.
@@ -349,6 +355,7 @@ func TestSourceSameFileSameIDs(t *testing.T) {
 }
 
 func TestSourceProcessedNameTaken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "done"), 0o755); err != nil {
 		t.Fatal(err)
