@@ -356,12 +356,9 @@ func (r *Registry) editable(ctx context.Context, v Viewer, name, version string)
 			return store.ConnectorVersion{}, fmt.Errorf("%w: %s ships with VRSky", ErrBuiltin, name)
 		}
 	}
-	owner, found, err := r.owner(ctx, name)
+	_, owner, err := r.versions(ctx, name)
 	if err != nil {
 		return store.ConnectorVersion{}, err
-	}
-	if !found {
-		return store.ConnectorVersion{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	cv, err := r.cfg.Store.GetConnectorVersion(ctx, owner, name, version)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(cv, v.Tenant, v.Admin)) {

@@ -30,12 +30,12 @@ import (
 // backend opens a control-plane store and an object store for t.
 type backend struct {
 	name string
-	open func(t *testing.T) (registry.Store, blob.Store)
+	open func(t testing.TB) (registry.Store, blob.Store)
 }
 
 // natsBackend is the embedded default: NATS KV and the NATS Object Store
 // on a real embedded server.
-var natsBackend = backend{"nats", func(t *testing.T) (registry.Store, blob.Store) {
+var natsBackend = backend{"nats", func(t testing.TB) (registry.Store, blob.Store) {
 	conn := natsxtest.Start(t)
 	ctx := context.Background()
 	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
@@ -50,7 +50,7 @@ var natsBackend = backend{"nats", func(t *testing.T) (registry.Store, blob.Store
 }}
 
 // prodBackend is PostgreSQL and an S3 gateway (versitygw).
-var prodBackend = backend{"postgres+s3", func(t *testing.T) (registry.Store, blob.Store) {
+var prodBackend = backend{"postgres+s3", func(t testing.TB) (registry.Store, blob.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := pgstore.Open(ctx, pgtest.New(t))
@@ -70,7 +70,7 @@ var prodBackend = backend{"postgres+s3", func(t *testing.T) (registry.Store, blo
 // env is a registry on real stores, a real host and a catalogue of the
 // built-in http connectors and the shipped Wasm modules.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	store registry.Store
 	blobs blob.Store
@@ -79,7 +79,7 @@ type env struct {
 	reg   *registry.Registry
 }
 
-func newEnv(t *testing.T, b backend, tune ...func(*registry.Config)) *env {
+func newEnv(t testing.TB, b backend, tune ...func(*registry.Config)) *env {
 	t.Helper()
 	st, bs := b.open(t)
 	ctx := context.Background()
@@ -105,7 +105,7 @@ func newEnv(t *testing.T, b backend, tune ...func(*registry.Config)) *env {
 
 // catalogue is what `vrsky serve` registers: the built-in http connectors
 // and every shipped Wasm module (compiled on first use).
-func catalogue(t *testing.T, rt *host.Runtime) (*runtime.Catalog, map[string]registry.Shipped) {
+func catalogue(t testing.TB, rt *host.Runtime) (*runtime.Catalog, map[string]registry.Shipped) {
 	t.Helper()
 	cat, err := runtime.NewCatalog(httpconn.Webhook, httpconn.Sink)
 	if err != nil {
@@ -133,7 +133,7 @@ func catalogue(t *testing.T, rt *host.Runtime) (*runtime.Catalog, map[string]reg
 }
 
 // fixture reads a module from testdata.
-func fixture(t *testing.T, name string) []byte {
+func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

@@ -305,7 +305,7 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 			return refuse(RuleName, "manifest.name", http.StatusConflict, "%q is a built-in connector's name", m.Name)
 		}
 	}
-	owner, found, err := r.owner(ctx, m.Name)
+	owner, found, err := r.findOwner(ctx, m.Name, true)
 	if err != nil {
 		return err
 	}
@@ -323,19 +323,18 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 	return nil
 }
 
-// owner finds the tenant that owns name ("" the platform).
+// owner finds the tenant that owns name ("" the platform). A cached owner
+// is trusted; fresh skips the cache (it named a connector that has gone).
 func (r *Registry) owner(ctx context.Context, name string) (string, bool, error) {
+	return r.findOwner(ctx, name, false)
+}
+
+func (r *Registry) findOwner(ctx context.Context, name string, fresh bool) (string, bool, error) {
 	r.mu.Lock()
 	o, ok := r.owners[name]
 	r.mu.Unlock()
-	if ok {
-		vs, err := r.cfg.Store.ListConnectorVersions(ctx, o, name)
-		if err != nil {
-			return "", false, fmt.Errorf("registry: %w", err)
-		}
-		if len(vs) > 0 {
-			return o, true, nil
-		}
+	if ok && !fresh {
+		return o, true, nil
 	}
 	tenants, err := r.cfg.Store.ListTenants(ctx)
 	if err != nil {
@@ -365,13 +364,19 @@ func (r *Registry) owner(ctx context.Context, name string) (string, bool, error)
 
 // versions returns name's versions, newest first, and their owner.
 func (r *Registry) versions(ctx context.Context, name string) ([]store.ConnectorVersion, string, error) {
-	owner, found, err := r.owner(ctx, name)
-	if err != nil || !found {
-		return nil, "", err
-	}
-	vs, err := r.cfg.Store.ListConnectorVersions(ctx, owner, name)
-	if err != nil {
-		return nil, "", fmt.Errorf("registry: %w", err)
+	var vs []store.ConnectorVersion
+	var owner string
+	for _, fresh := range []bool{false, true} {
+		o, found, err := r.findOwner(ctx, name, fresh)
+		if err != nil || !found {
+			return nil, "", err
+		}
+		if vs, err = r.cfg.Store.ListConnectorVersions(ctx, o, name); err != nil {
+			return nil, "", fmt.Errorf("registry: %w", err)
+		}
+		if owner = o; len(vs) > 0 {
+			break
+		}
 	}
 	sort.SliceStable(vs, func(i, j int) bool { return compareSemver(vs[i].Version, vs[j].Version) > 0 })
 	return vs, owner, nil
