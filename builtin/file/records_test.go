@@ -144,3 +144,30 @@ func TestResumeFromEveryRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpointStopsBeforeABrokenRecord: the last chunk before a broken
+// record ends at the offset after the last good one, so a checkpoint taken
+// there (and a restart before the file moved) never skips the broken line.
+func TestCheckpointStopsBeforeABrokenRecord(t *testing.T) {
+	const content = "{\"a\":1}\n{\"a\":2}\n{bad\n{\"a\":4}\n"
+	for _, per := range []int{1, 10} {
+		c, err := parseSourceConfig(json.RawMessage(fmt.Sprintf(`{"dir":"/x","mode":"jsonl","records_per_message":%d}`, per)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newSource(c, runtime.Env{})
+		out := make(chan chunk, 4)
+		s.produce(t.Context(), newLineReader(bytes.NewReader([]byte(content)), 0, 0, 1<<20, true), "f", "id", 0, out)
+		var got []chunk
+		for c := range out {
+			got = append(got, c)
+		}
+		if len(got) != 1 || got[0].records != 2 || got[0].end != int64(len("{\"a\":1}\n{\"a\":2}\n")) {
+			t.Fatalf("per %d: chunks %+v, want one of 2 records ending before the broken line", per, got)
+		}
+		var pe *parseError
+		if !errors.As(got[0].err, &pe) || pe.Line != 3 {
+			t.Fatalf("per %d: error %v, want a parse error on line 3", per, got[0].err)
+		}
+	}
+}

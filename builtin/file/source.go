@@ -602,6 +602,7 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 		inGroup int
 		first   int64 // first record number of the group
 		recNo   = done
+		end     int64 // file offset after the last record read
 	)
 	newMsg := func(data []byte, first int64, n int) {
 		m := &runtime.Message{ID: id + "-" + strconv.FormatInt(first, 10), Header: make(runtime.Header, 8), Data: data}
@@ -613,7 +614,7 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 		}
 		cur.msgs = append(cur.msgs, m)
 		cur.records += int64(n)
-		cur.end = rr.offset()
+		cur.end = end // not rr.offset(): after a broken record it is past it
 		size += len(data)
 	}
 	send := func() bool {
@@ -644,6 +645,7 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 			return
 		}
 		recNo++
+		end = rr.offset()
 		if per == 1 {
 			newMsg(bytes.Clone(rec), recNo, 1)
 		} else {
