@@ -41,8 +41,11 @@ func TestChanges(t *testing.T) {
 	d.exec(t, `UPDATE notes SET body = 'y' WHERE id = 1`)
 	d.exec(t, `DELETE FROM notes WHERE id = 1`)
 	d.exec(t, `UPDATE items SET id = 4 WHERE id = 3`) // key change: before carries the old key
+	d.exec(t, `ALTER TABLE notes ADD COLUMN extra int DEFAULT 7`)
+	d.exec(t, `INSERT INTO notes (id, body) VALUES (2, 'z')`) // the stream describes the new column
+	d.exec(t, `TRUNCATE notes`)
 
-	const total = 4 + 1000 + 2 + 3 + 1
+	const total = 4 + 1000 + 2 + 3 + 1 + 2
 	runtimetest.WaitFor(t, wait, fmt.Sprintf("%d changes", total), func() bool { return len(em.Messages()) >= total })
 	cs := decode(t, em.Messages())
 	if len(cs) != total {
@@ -67,6 +70,8 @@ func TestChanges(t *testing.T) {
 		{op: "update", table: "notes", before: `{"id":1,"body":"x"}`, after: `{"id":1,"body":"y"}`},
 		{op: "delete", table: "notes", before: `{"id":1,"body":"y"}`},
 		{op: "update", table: "items", before: `{"id":3}`, after: `{"id":4,"name":"big2","price":null,"ok":null,"doc":null,"at":null,"f":null,"n":null}`, unchanged: []string{"big"}},
+		{op: "insert", table: "notes", after: `{"id":2,"body":"z","extra":7}`},
+		{op: "truncate", table: "notes"},
 	}
 	check := func(i int, c change, w want) {
 		t.Helper()

@@ -137,7 +137,7 @@ func (d *db) slot(t testing.TB, name string) (exists, active bool, confirmed uin
 func (d *db) currentLSN(t testing.TB) uint64 {
 	t.Helper()
 	var s string
-	if err := d.conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+	if err := d.conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
 		t.Fatalf("current lsn: %v", err)
 	}
 	return parseLSN(t, s)

@@ -84,7 +84,7 @@ func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
 	s := src.s
 	conn, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return classify(fmt.Errorf("connect with %s: %w", s.DSNEnv, err))
 	}
 	defer conn.Close(context.Background())
 	if err := src.ensurePublication(ctx, conn); err != nil {
@@ -195,13 +195,15 @@ func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
 	return src.stream(ctx, repl, start, emit)
 }
 
-// classify marks errors no retry fixes (insufficient privilege, syntax,
-// undefined objects) as permanent.
+// classify marks errors no retry fixes as permanent: syntax or access
+// rule violations (42: insufficient privilege, undefined object), invalid
+// authorization (28: wrong password, no pg_hba entry), a database that
+// does not exist (3D).
 func classify(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
 		switch pgErr.Code[:2] {
-		case "42", "28": // syntax/access rule violation, invalid authorization
+		case "42", "28", "3D":
 			return runtime.Permanent(err)
 		}
 	}
