@@ -106,6 +106,8 @@ func (s *sink) forgetPlan() {
 	s.mu.Lock()
 	s.plan = nil
 	s.mu.Unlock()
+	// pgx caches each COPY's column types per connection: start afresh.
+	s.pool.Reset()
 }
 
 // DeliverBatch implements runtime.BatchSink: the whole batch in one
@@ -201,18 +203,27 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, errs
 	return s.bisect(ctx, tx, b, msgs[mid:], errs, seq, false)
 }
 
+// codeBinaryFormat (invalid_binary_representation) comes from a COPY
+// encoded for column types that have changed since they were read, never
+// from a value: the values are typed before they are sent.
+const codeBinaryFormat = "22P03"
+
 // isDataError reports a PostgreSQL error about the data (SQLSTATE class
 // 22, data exception, or 23, integrity constraint violation).
 func isDataError(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
+	return errors.As(err, &pe) && pe.Code != codeBinaryFormat &&
+		(strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
 }
 
 // isSchemaError reports an error that suggests the table changed
-// (undefined table or column, wrong type, a stale cached plan).
+// (undefined table or column, a column of another type, a stale cached
+// plan). A binary COPY row of the wrong length for a changed column type
+// is a protocol violation (08P01) or a bad binary format (22P03).
 func isSchemaError(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "42") || pe.Code == "0A000")
+	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "42") || pe.Code == "0A000" ||
+		pe.Code == codeBinaryFormat || pe.Code == "08P01")
 }
 
 // describe renders a PostgreSQL error with its detail and constraint.
@@ -290,20 +301,20 @@ func (s *sink) write(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, seq *
 			}
 			continue
 		}
-		stage := fmt.Sprintf("_vrsky_stage_%d", *seq)
+		stage := pgx.Identifier{"pg_temp", fmt.Sprintf("_vrsky_stage_%d", *seq)}
 		*seq++
 		quoted := quoteList(names)
 		create := fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s, 0::int8 AS _vrsky_ord FROM %s WITH NO DATA",
-			stage, quoted, p.table.Sanitize())
+			stage.Sanitize(), quoted, p.table.Sanitize())
 		if _, err := tx.Exec(ctx, create); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
 		src.ord = true
 		src.vals = src.vals[:len(cols)+1]
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, append(names, "_vrsky_ord"), src); err != nil {
+		if _, err := tx.CopyFrom(ctx, stage, append(names, "_vrsky_ord"), src); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, upsertSQL(p, names, stage)); err != nil {
+		if _, err := tx.Exec(ctx, upsertSQL(p, names, stage.Sanitize())); err != nil {
 			return err
 		}
 	}
