@@ -340,3 +340,26 @@ sinks:
 `, in, t.TempDir()))
 	runtimetest.WaitFor(t, waitLong, "the stale checkpoint deleted", func() bool { return len(stateKeys(t, h, "gc")) == 0 })
 }
+
+// TestPipelinePayloadTooLargeWithoutObjectStore: with no object store to
+// claim-check into, a whole file over the NATS max payload (8 MiB on the embedded server) cannot be made
+// durable; retrying cannot help, so it goes to failed/ with the reason.
+func TestPipelinePayloadTooLargeWithoutObjectStore(t *testing.T) {
+	in := t.TempDir()
+	h := startHarness(t, false)
+	h.Create(t, fmt.Sprintf(`
+name: huge
+source:
+  connector: file
+  config: {dir: %q, stable_for: 100ms}
+sinks:
+  - name: out
+    connector: file-out
+    config: {dir: %q}
+`, in, t.TempDir()))
+	drop(t, in, "huge.bin", strings.Repeat("x", 9<<20)) // the embedded server takes 8 MiB
+	runtimetest.WaitFor(t, waitLong, "huge.bin in failed/", func() bool { return exists(filepath.Join(in, "failed", "huge.bin")) })
+	if got := readFile(t, filepath.Join(in, "failed", "huge.bin.error")); !strings.Contains(got, "maximum payload exceeded") || !strings.HasSuffix(got, "records emitted: 0\n") {
+		t.Fatalf("sidecar %q, want the max payload named", got)
+	}
+}
