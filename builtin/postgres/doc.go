@@ -6,8 +6,9 @@
 // temporary table and moved with INSERT ... SELECT ... ON CONFLICT (key)
 // DO UPDATE, the last row winning when a key repeats within a batch. With
 // id_column set, the message id (the pipeline's idempotency key) fills
-// that column, so upserting on it writes each message once even when it
-// is delivered twice.
+// that column, so each message is written once even when it is delivered
+// twice: upsert on it, or in insert mode give it a unique index (a row
+// that collides on that index is a redelivery and counts as delivered).
 //
 // Messages: a JSON object is one row; an array of objects is several rows
 // of the same message (all or none of them are written). Fields map to

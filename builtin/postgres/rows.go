@@ -17,6 +17,7 @@ type batch struct {
 	chunk  []any // where rows' values are carved from (see alloc)
 	rows   []row
 	first  []int
+	msgIDs []string
 	shapes [][]int        // per shape: the columns present
 	shapeN map[string]int // shape key (one byte per column) to shape
 	seen   []byte         // the current row's shape key
@@ -41,6 +42,7 @@ func (s *sink) build(ctx context.Context, p *plan, msgs []*runtime.Message, errs
 	parser := s.parsers.Get()
 	defer s.parsers.Put(parser)
 	for i, m := range msgs {
+		b.msgIDs = append(b.msgIDs, m.ID)
 		b.first[i] = len(b.rows)
 		if err := b.addMessage(ctx, parser, m); err != nil {
 			errs[i] = err

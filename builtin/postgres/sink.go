@@ -192,6 +192,10 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, errs
 			return err
 		}
 		if len(msgs) == 1 {
+			if b.plan.redelivered(err) {
+				s.log.Debug("message already in the table; counted as delivered", "id", b.msgIDs[msgs[0]])
+				return nil
+			}
 			errs[msgs[0]] = runtime.Permanent(fmt.Errorf("postgres sink: %s rejected the message's row: %s", b.plan.table.Sanitize(), describe(err)))
 			return nil
 		}
@@ -224,6 +228,13 @@ func isSchemaError(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "42") || pe.Code == "0A000" ||
 		pe.Code == codeBinaryFormat || pe.Code == "08P01")
+}
+
+// redelivered reports a unique violation on the id column: the message
+// was written before (its ack was lost), so it is delivered, not bad.
+func (p *plan) redelivered(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && p.idIndexes[pe.ConstraintName]
 }
 
 // describe renders a PostgreSQL error with its detail and constraint.

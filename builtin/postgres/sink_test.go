@@ -261,6 +261,31 @@ func TestUpsertOnMessageID(t *testing.T) {
 	mustContain(t, errs[0].Error(), `message id "not-a-uuid" cannot be stored in column msg_id (uuid)`)
 }
 
+// TestInsertRedeliveryOnMessageID: in insert mode, a message whose id is
+// already in a unique id_column was delivered before (a lost ack): it
+// counts as delivered, not as a bad row, and is not written twice.
+func TestInsertRedeliveryOnMessageID(t *testing.T) {
+	db := newDB(t, `CREATE TABLE log (msg_id text PRIMARY KEY, n int NOT NULL)`)
+	s := newSinkFor(t, db, map[string]any{"table": "log", "id_column": "msg_id"})
+	var msgs []*runtime.Message
+	for i := range 30 {
+		msgs = append(msgs, msg(fmt.Sprintf("m%02d", i), fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	deliverOK(t, s, msgs[:20])
+	again := append(slices.Clone(msgs[10:30]), msg("bad", `{"n":null}`)) // 10 redelivered, 10 new, 1 bad
+	errs := s.DeliverBatch(context.Background(), again)
+	if !slices.Equal(failures(errs), []int{20}) {
+		t.Fatalf("failed: %v (%v)", failures(errs), errs)
+	}
+	mustContain(t, errs[20].Error(), `null value in column "n"`)
+	if got := db.int64(t, `SELECT count(*) FROM log`); got != 30 {
+		t.Fatalf("rows: got %d, want 30", got)
+	}
+	if got := db.int64(t, `SELECT sum(n) FROM log`); got != 29*30/2 {
+		t.Fatalf("sum(n): got %d", got)
+	}
+}
+
 // TestConstraintViolationFailsAlone: in a batch of 100, the messages
 // whose rows PostgreSQL rejects fail permanently, alone; the others are
 // committed.

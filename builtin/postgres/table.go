@@ -27,7 +27,7 @@ type column struct {
 type table struct {
 	cols    []*column
 	byName  map[string]*column
-	uniques [][]string // column sets of usable unique indexes (sorted)
+	uniques map[string][]string // usable unique index name → its columns (sorted)
 }
 
 // querier is what loadTable needs: a *pgx.Conn or a pool.
@@ -82,23 +82,29 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod),
 	// Unique indexes ON CONFLICT can infer: not partial, no expressions,
 	// not deferrable.
 	rows, err = q.Query(ctx, `
-SELECT array_agg(a.attname::text)
+SELECT i.indexrelid::regclass::text, array_agg(a.attname::text)
   FROM pg_index i
   CROSS JOIN LATERAL unnest(i.indkey) AS k(attnum)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
  WHERE i.indrelid = $1 AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL
  GROUP BY i.indexrelid`, *oid)
+	t.uniques = map[string][]string{}
 	if err != nil {
 		return nil, fmt.Errorf("read unique indexes of %s: %w", qualified, err)
 	}
 	for rows.Next() {
+		var name string
 		var cols []string
-		if err := rows.Scan(&cols); err != nil {
+		if err := rows.Scan(&name, &cols); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read unique indexes of %s: %w", qualified, err)
 		}
 		sort.Strings(cols)
-		t.uniques = append(t.uniques, cols)
+		// regclass text may be schema-qualified; errors name the bare index.
+		if i := strings.LastIndexByte(name, '.'); i >= 0 {
+			name = name[i+1:]
+		}
+		t.uniques[strings.Trim(name, `"`)] = cols
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read unique indexes of %s: %w", qualified, err)
@@ -117,6 +123,9 @@ type plan struct {
 	keys    []int      // upsert key columns, as indexes into cols
 	upsert  bool
 	skipped []string // columns left out of the automatic mapping, and why
+	// idIndexes are the unique indexes on exactly the id column: a row
+	// that collides there is a message delivered before.
+	idIndexes map[string]bool
 }
 
 // newPlan maps cfg onto t. Its errors are *runtime.SpecError naming the
@@ -150,6 +159,12 @@ func newPlan(cfg *Config, t *table) (*plan, error) {
 			return nil, err
 		}
 		p.idCol = 0
+		p.idIndexes = map[string]bool{}
+		for name, cols := range t.uniques {
+			if slices.Equal(cols, []string{c.name}) {
+				p.idIndexes[name] = true
+			}
+		}
 	}
 	if len(cfg.Columns) > 0 {
 		names := make([]string, 0, len(cfg.Columns))
@@ -198,7 +213,11 @@ func newPlan(cfg *Config, t *table) (*plan, error) {
 		}
 		want := slices.Clone(cfg.Key)
 		sort.Strings(want)
-		if !slices.ContainsFunc(t.uniques, func(u []string) bool { return slices.Equal(u, want) }) {
+		found := false
+		for _, u := range t.uniques {
+			found = found || slices.Equal(u, want)
+		}
+		if !found {
 			return nil, bad("key", "%s has no primary key or unique index on exactly (%s); ON CONFLICT needs one", p.table.Sanitize(), strings.Join(cfg.Key, ", "))
 		}
 	}
