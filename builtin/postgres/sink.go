@@ -192,8 +192,10 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, errs
 			return err
 		}
 		if len(msgs) == 1 {
-			if b.plan.redelivered(err) {
-				s.log.Debug("message already in the table; counted as delivered", "id", b.msgIDs[msgs[0]])
+			// Only a one-row message: the rows of an array message share
+			// their id and collide with each other.
+			if m := msgs[0]; b.first[m+1]-b.first[m] == 1 && b.plan.redelivered(err) {
+				s.log.Debug("message already in the table; counted as delivered", "id", b.msgIDs[m])
 				return nil
 			}
 			errs[msgs[0]] = runtime.Permanent(fmt.Errorf("postgres sink: %s rejected the message's row: %s", b.plan.table.Sanitize(), describe(err)))

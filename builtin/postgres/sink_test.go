@@ -284,6 +284,13 @@ func TestInsertRedeliveryOnMessageID(t *testing.T) {
 	if got := db.int64(t, `SELECT sum(n) FROM log`); got != 29*30/2 {
 		t.Fatalf("sum(n): got %d", got)
 	}
+	// The rows of an array message share their id: with a unique
+	// id_column they collide, and the message fails rather than vanish.
+	errs = s.DeliverBatch(context.Background(), []*runtime.Message{msg("arr", `[{"n":1},{"n":2}]`)})
+	if errs == nil || !runtime.IsPermanent(errs[0]) {
+		t.Fatalf("array message: %v", errs)
+	}
+	mustContain(t, errs[0].Error(), "log_pkey")
 }
 
 // TestConstraintViolationFailsAlone: in a batch of 100, the messages
