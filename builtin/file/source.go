@@ -605,13 +605,16 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 		end     int64 // file offset after the last record read
 	)
 	newMsg := func(data []byte, first int64, n int) {
-		m := &runtime.Message{ID: id + "-" + strconv.FormatInt(first, 10), Header: make(runtime.Header, 8), Data: data}
-		m.Header.Set(runtime.HeaderContentType, ctRecord)
-		m.Header.Set(HeaderFileName, name)
-		m.Header.Set(HeaderFileRecord, strconv.FormatInt(first, 10))
+		rec := strconv.FormatInt(first, 10)
+		// The keys are canonical already; room for the pipeline's own.
+		h := make(runtime.Header, 8)
+		h[runtime.HeaderContentType] = []string{ctRecord}
+		h[HeaderFileName] = []string{name}
+		h[HeaderFileRecord] = []string{rec}
 		if per > 1 {
-			m.Header.Set(HeaderFileRecords, strconv.Itoa(n))
+			h[HeaderFileRecords] = []string{strconv.Itoa(n)}
 		}
+		m := &runtime.Message{ID: id + "-" + rec, Header: h, Data: data}
 		cur.msgs = append(cur.msgs, m)
 		cur.records += int64(n)
 		cur.end = end // not rr.offset(): after a broken record it is past it
