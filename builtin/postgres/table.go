@@ -21,6 +21,9 @@ type column struct {
 	// insertable is false for generated columns and identity columns
 	// GENERATED ALWAYS, which COPY cannot write.
 	insertable bool
+	// required: NOT NULL without a default (nor identity, nor generated),
+	// so every row must carry a value.
+	required bool
 }
 
 // table is the target table's catalogue entry.
@@ -57,7 +60,8 @@ func loadTable(ctx context.Context, q querier, schema, name string) (*table, err
 	rows, err := q.Query(ctx, `
 SELECT a.attname, format_type(a.atttypid, a.atttypmod),
        CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END,
-       a.attgenerated = '' AND a.attidentity <> 'a'
+       a.attgenerated = '' AND a.attidentity <> 'a',
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum`, *oid)
@@ -68,7 +72,7 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod),
 	for rows.Next() {
 		c := &column{}
 		var base uint32
-		if err := rows.Scan(&c.name, &c.typeName, &base, &c.insertable); err != nil {
+		if err := rows.Scan(&c.name, &c.typeName, &base, &c.insertable, &c.required); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read columns of %s: %w", qualified, err)
 		}
@@ -179,6 +183,11 @@ func newPlan(cfg *Config, t *table) (*plan, error) {
 			}
 			if err := add("columns."+n, c, strings.Split(cfg.Columns[n], ".")); err != nil {
 				return nil, err
+			}
+		}
+		for _, c := range t.cols {
+			if _, mapped := cfg.Columns[c.name]; c.required && !mapped && c.name != cfg.IDColumn {
+				return nil, bad("columns", "column %q is NOT NULL without a default: map a field to it", c.name)
 			}
 		}
 	} else {
