@@ -164,6 +164,8 @@ func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pgl
 		}
 	}
 
+	rctx := &deadlineCtx{parent: ctx}
+	defer rctx.close()
 	for {
 		now := time.Now()
 		if !now.Before(nextStatus) {
@@ -185,9 +187,7 @@ func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pgl
 		if !flushAt.IsZero() && flushAt.Before(deadline) {
 			deadline = flushAt
 		}
-		rctx, rcancel := context.WithDeadline(ctx, deadline)
-		msg, err := repl.ReceiveMessage(rctx)
-		rcancel()
+		msg, err := repl.ReceiveMessage(rctx.until(deadline))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -441,4 +441,28 @@ func (d *streamDecoder) tuple(b []byte, rel *relation, t *pglogrepl.TupleData, k
 		}
 	}
 	return append(b, '}'), unchanged, nil
+}
+
+// deadlineCtx hands out a context that ends at a deadline, making a new
+// one only when the deadline changes (not once per message received).
+type deadlineCtx struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+	at     time.Time
+}
+
+func (d *deadlineCtx) until(at time.Time) context.Context {
+	if d.ctx == nil || !at.Equal(d.at) || d.ctx.Err() != nil {
+		d.close()
+		d.ctx, d.cancel = context.WithDeadline(d.parent, at)
+		d.at = at
+	}
+	return d.ctx
+}
+
+func (d *deadlineCtx) close() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 }
