@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/internal/testenv/pgtest"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
@@ -168,4 +170,61 @@ func post(t *testing.T, h *runtimetest.Harness, path, body string) string {
 		t.Fatalf("hook answered %d: %s", resp.Status, resp.Body)
 	}
 	return resp.Header.Get(runtime.HeaderMsgID)
+}
+
+// TestEndToEndPostgresDown: messages that arrive while PostgreSQL is down
+// fail retryably (recorded as failed attempts, not dead-lettered) and are
+// written once it is back.
+func TestEndToEndPostgresDown(t *testing.T) {
+	c := pgtest.Start(t)
+	_, dsn, err := c.CreateDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, dsn, ordersDDL)
+	h := runtimetest.Start(t, []runtime.Connector{httpconn.Webhook, Sink})
+	h.Create(t, fmt.Sprintf(`
+name: outage
+source: {connector: http-webhook, config: {path: outage}}
+sinks:
+  - name: db
+    connector: postgres
+    config: {dsn_env: %s, table: orders, max_wait: 10ms}
+retry: {max_attempts: 100, initial_backoff: 100ms, max_backoff: 500ms}
+`, db.env))
+	post(t, h, "outage", `{"id":1,"customer":"before"}`)
+	runtimetest.WaitFor(t, 60*time.Second, "the first row", func() bool {
+		return db.int64(t, `SELECT count(*) FROM orders`) == 1
+	})
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 2; i <= 11; i++ {
+		ids = append(ids, post(t, h, "outage", fmt.Sprintf(`{"id":%d,"customer":"during"}`, i)))
+	}
+	runtimetest.WaitFor(t, 60*time.Second, "a failed attempt on every message", func() bool {
+		for _, id := range ids {
+			tr, err := h.Engine.Trace(context.Background(), h.Tenant, "outage", id)
+			if err != nil || !slices.ContainsFunc(tr.Stages, func(r runtime.StageRecord) bool {
+				return r.Stage == "sink:db" && r.Status == runtime.StatusFailed
+			}) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	check := openDB(t, dsn) // the old connection died with the server
+	runtimetest.WaitFor(t, 60*time.Second, "11 rows", func() bool {
+		return check.int64(t, `SELECT count(*) FROM orders`) == 11
+	})
+	if n := len(h.DeadLetters(t, "outage")); n != 0 {
+		t.Fatalf("%d dead letters", n)
+	}
+	if got := check.int64(t, `SELECT count(*) FROM orders WHERE customer = 'during'`); got != 10 {
+		t.Fatalf("rows written after the outage: got %d, want 10", got)
+	}
 }
