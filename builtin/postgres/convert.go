@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -230,10 +231,11 @@ func convertString(s string, k kind) (any, error) {
 		}
 		return [16]byte(u), nil
 	case kJSON:
-		if fastjson.Validate(t) == nil {
+		if (t[0] == '{' || t[0] == '[') && fastjson.Validate(t) == nil {
 			return []byte(t), nil
 		}
-		return strconv.AppendQuote(nil, s), nil // a plain string: a JSON string
+		b, _ := json.Marshal(s) // anything else: a JSON string
+		return b, nil
 	case kBytea:
 		if rest, ok := strings.CutPrefix(t, `\x`); ok {
 			b, err := hex.DecodeString(rest)
