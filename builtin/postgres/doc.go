@@ -30,6 +30,19 @@
 //   - an empty string is NULL for every non-text column, "" for text;
 //   - unknown fields are ignored.
 //
+// Column types: smallint, integer, bigint, real, double precision,
+// numeric, boolean, text, varchar, char, date, timestamp, timestamptz,
+// uuid, json, jsonb, bytea, and domains over them. A timestamp without a
+// zone is UTC for timestamptz; a timestamp column keeps the wall clock and
+// drops the zone, as PostgreSQL does. The automatic mapping leaves out
+// columns of other types and generated columns (logged once); naming one
+// in columns is a config error.
+//
+// Check (at create and update) connects with the DSN, and reports on the
+// config field to fix: a missing table, a missing or unwritable column, a
+// NOT NULL column without a default that columns leaves out, an upsert key
+// without a primary key or unique index on exactly those columns.
+//
 // Errors: when PostgreSQL rejects the batch's data (SQLSTATE class 22 or
 // 23: a NOT NULL, CHECK, unique or foreign key violation, a value out of
 // range), the batch is written again in a new transaction, bisected inside
