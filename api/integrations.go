@@ -87,7 +87,7 @@ func (s *Server) readSpec(c *fiber.Ctx, tenant string) (*runtime.Spec, error) {
 				"send the spec as application/yaml, application/x-yaml, text/yaml or application/json, not %q", ct)
 		}
 	}
-	spec, err := s.eng.ParseSpec(c.BodyRaw())
+	spec, err := s.eng.ParseSpecFor(tenant, c.BodyRaw())
 	if err != nil {
 		var se *runtime.SpecError
 		if errors.As(err, &se) {

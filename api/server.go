@@ -24,6 +24,9 @@ type Engine interface {
 	// ParseSpec parses and validates a YAML or JSON integration spec; a
 	// validation failure is a *runtime.SpecError naming the field.
 	ParseSpec(doc []byte) (*runtime.Spec, error)
+	// ParseSpecFor is ParseSpec for tenant: connectors private to another
+	// tenant are unknown connectors.
+	ParseSpecFor(tenant string, doc []byte) (*runtime.Spec, error)
 	// Apply makes this node converge at once on the stored integration.
 	Apply(in store.Integration)
 	// CheckSpec checks a parsed spec's connector configs against the

@@ -252,20 +252,44 @@ func (c *Catalog) Register(x Connector) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, dup := c.conns[x.Name]; dup {
-		return fmt.Errorf("runtime: connector %s is already registered", x.Name)
+	k := catalogKey(x.Kind, x.Name)
+	if _, dup := c.conns[k]; dup {
+		return fmt.Errorf("runtime: %s connector %s is already registered", x.Kind, x.Name)
 	}
-	c.conns[x.Name] = &x
+	c.conns[k] = &x
 	return nil
 }
 
-// Lookup finds a connector by name; a "@version" suffix must match the
-// registered version. Names the catalogue does not hold are asked of the
-// Resolver, if any: a bare name gets the latest version.
+// catalogKey: a source and a sink may share a name ("file"), as they
+// never stand in the same place of a spec.
+func catalogKey(kind Kind, name string) string { return string(kind) + "/" + name }
+
+// Lookup finds a connector by name, of any kind: the source, step or sink
+// of that name, in that order of preference. Specs use LookupKind, which
+// knows the kind from the connector's place.
 func (c *Catalog) Lookup(ref string) (*Connector, bool) {
+	for _, k := range []Kind{KindSource, KindStep, KindSink} {
+		if x, ok := c.lookup(k, ref, true); ok {
+			return x, true
+		}
+	}
+	return c.lookup("", ref, false)
+}
+
+// LookupKind finds the connector of kind named by ref; see Lookup.
+func (c *Catalog) LookupKind(kind Kind, ref string) (*Connector, bool) {
+	return c.lookup(kind, ref, false)
+}
+
+// lookup finds ref among the registered connectors of kind, then (unless
+// registeredOnly) asks the Resolver; kind "" accepts any kind from it. A
+// "@version" suffix must match the registered version; names the
+// catalogue does not hold are asked of the Resolver, and a bare name gets
+// the latest version.
+func (c *Catalog) lookup(kind Kind, ref string, registeredOnly bool) (*Connector, bool) {
 	name, version, _ := strings.Cut(ref, "@")
 	c.mu.RLock()
-	x, ok := c.conns[name]
+	x, ok := c.conns[catalogKey(kind, name)]
 	r := c.resolver
 	cached := c.pinned[ref]
 	c.mu.RUnlock()
@@ -275,7 +299,13 @@ func (c *Catalog) Lookup(ref string) (*Connector, bool) {
 		}
 		return x, true
 	}
+	if registeredOnly {
+		return nil, false
+	}
 	if cached != nil {
+		if kind != "" && cached.Kind != kind {
+			return nil, false
+		}
 		return cached, true
 	}
 	if r == nil || name == "" {
@@ -290,7 +320,7 @@ func (c *Catalog) Lookup(ref string) (*Connector, bool) {
 		}
 		return nil, false
 	}
-	if !ok || got.Name != name || (version != "" && got.Version != version) {
+	if !ok || got.Name != name || (version != "" && got.Version != version) || (kind != "" && got.Kind != kind) {
 		return nil, false
 	}
 	if err := prepare(&got); err != nil {
@@ -342,7 +372,12 @@ func (c *Catalog) List() []*Connector {
 	for _, x := range c.conns {
 		out = append(out, x)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Kind < out[j].Kind
+	})
 	return out
 }
 
@@ -352,7 +387,10 @@ func (c *Catalog) List() []*Connector {
 // specs read back from the store). A bare name of a resolved (registry)
 // connector is pinned: cs.Connector becomes "name@version".
 func (c *Catalog) checkConfig(kind Kind, cs *ConnectorSpec, field, tenant string) error {
-	x, ok := c.Lookup(cs.Connector)
+	x, ok := c.LookupKind(kind, cs.Connector)
+	if !ok {
+		x, ok = c.Lookup(cs.Connector) // to say it is of another kind
+	}
 	if !ok || (tenant != "" && x.Owner != "" && x.Owner != tenant) {
 		return specErr(field+".connector", "unknown connector %q", cs.Connector)
 	}

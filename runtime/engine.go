@@ -2,9 +2,12 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +46,13 @@ type Config struct {
 	// MaxStorageBytes quota lowers the byte bound.
 	StreamMaxMsgs  int64
 	StreamMaxBytes int64
+	// SecretEnvPrefix, when set, limits the environment variables a
+	// tenant's connector configs may name (the *_env fields) to those
+	// starting with <prefix><TENANT>_ (the tenant's name in upper case,
+	// '-' as '_'), so a tenant can neither read the server's own settings
+	// (its database URL, its cloud credentials) nor another tenant's
+	// secrets. Empty allows any variable: only for single-tenant servers.
+	SecretEnvPrefix string
 	// LeaseTTL is how long a singleton source (schedule, file, CDC) whose
 	// node died waits before another node runs it; zero means
 	// DefaultLeaseTTL. Every node of a deployment must use the same.
@@ -67,6 +77,7 @@ type Engine struct {
 	leases   jetstream.KeyValue // singleton-source leases
 	node     string             // this engine's identity in leases
 	leaseTTL time.Duration
+	envPref  string
 
 	mu    sync.Mutex
 	pipes map[string]*entry      // by tenant/name
@@ -105,6 +116,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.interval == 0 {
 		e.interval = 5 * time.Second
 	}
+	e.envPref = cfg.SecretEnvPrefix
 	e.limits.maxMsgs, e.limits.maxBytes = cfg.StreamMaxMsgs, cfg.StreamMaxBytes
 	if e.limits.maxMsgs <= 0 {
 		e.limits.maxMsgs = DefaultStreamMaxMsgs
@@ -154,6 +166,12 @@ func (e *Engine) Catalog() *Catalog { return e.catalog }
 
 // ParseSpec parses and validates a spec against the engine's catalogue.
 func (e *Engine) ParseSpec(doc []byte) (*Spec, error) { return ParseSpec(doc, e.catalog) }
+
+// ParseSpecFor is ParseSpec for tenant: connectors private to another
+// tenant are unknown to it.
+func (e *Engine) ParseSpecFor(tenant string, doc []byte) (*Spec, error) {
+	return ParseSpecFor(doc, e.catalog, tenant)
+}
 
 // Run reconciles at once (restarting what was running before a restart),
 // then periodically, until ctx ends; then it stops every pipeline,
@@ -296,7 +314,7 @@ func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) er
 	if spec != nil {
 		var errs []error
 		spec.each(func(kind Kind, cs *ConnectorSpec, stage, _ string) {
-			if x, ok := e.catalog.Lookup(cs.Connector); ok && x.Remove != nil {
+			if x, ok := e.catalog.LookupKind(kind, cs.Connector); ok && x.Remove != nil {
 				if err := x.Remove(ctx, cs.Config, e.env(tenant, name, stage)); err != nil {
 					errs = append(errs, fmt.Errorf("%s %s: %w", kind, cs.Connector, err))
 				}
@@ -320,11 +338,15 @@ func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) er
 // exists, its columns match). It returns a *SpecError naming the field.
 func (e *Engine) CheckSpec(ctx context.Context, tenant string, spec *Spec) error {
 	var first error
-	spec.each(func(_ Kind, cs *ConnectorSpec, stage, field string) {
+	spec.each(func(kind Kind, cs *ConnectorSpec, stage, field string) {
 		if first != nil {
 			return
 		}
-		x, ok := e.catalog.Lookup(cs.Connector)
+		if err := e.checkSecretEnv(tenant, cs.Config, field+".config"); err != nil {
+			first = err
+			return
+		}
+		x, ok := e.catalog.LookupKind(kind, cs.Connector)
 		if !ok || x.Check == nil {
 			return
 		}
@@ -340,6 +362,53 @@ func (e *Engine) CheckSpec(ctx context.Context, tenant string, spec *Spec) error
 		first = specErr(field+".config", "%v", err)
 	})
 	return first
+}
+
+// SecretEnvScope is the prefix of the environment variables tenant may
+// name in its configs under prefix (see Config.SecretEnvPrefix).
+func SecretEnvScope(prefix, tenant string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(tenant, "-", "_")) + "_"
+}
+
+// checkSecretEnv refuses a *_env field naming a variable outside the
+// tenant's scope, anywhere in a connector's config.
+func (e *Engine) checkSecretEnv(tenant string, cfg json.RawMessage, field string) error {
+	if e.envPref == "" || len(cfg) == 0 {
+		return nil
+	}
+	var doc any
+	if json.Unmarshal(cfg, &doc) != nil {
+		return nil // the schema check reports it
+	}
+	scope := SecretEnvScope(e.envPref, tenant)
+	var walk func(v any, path string) error
+	walk = func(v any, path string) error {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				name, isStr := v[k].(string)
+				if strings.HasSuffix(k, "_env") && isStr && !strings.HasPrefix(name, scope) {
+					return specErr(path+"."+k, "environment variable %q is not one tenant %s may use: its name must start with %s", name, tenant, scope)
+				}
+				if err := walk(v[k], path+"."+k); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for i, x := range v {
+				if err := walk(x, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(doc, field)
 }
 
 // fieldSuffix joins a connector's own field name onto "....config".

@@ -94,7 +94,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	}
 	env := func(name string) Env { return e.env(tenant, spec.Name, name) }
 	for _, st := range spec.Steps {
-		c, ok := e.catalog.Lookup(st.Connector)
+		c, ok := e.catalog.LookupKind(KindStep, st.Connector)
 		if !ok {
 			return nil, fmt.Errorf("step %s: unknown connector %q", st.Name, st.Connector)
 		}
@@ -112,7 +112,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 			}
 		}
 		p.routes = append(p.routes, prog)
-		c, ok := e.catalog.Lookup(sk.Connector)
+		c, ok := e.catalog.LookupKind(KindSink, sk.Connector)
 		if !ok {
 			return nil, fmt.Errorf("sink %s: unknown connector %q", sk.Name, sk.Connector)
 		}
@@ -129,7 +129,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	if err := p.startIn(setup); err != nil {
 		return nil, err
 	}
-	c, ok := e.catalog.Lookup(spec.Source.Connector)
+	c, ok := e.catalog.LookupKind(KindSource, spec.Source.Connector)
 	if !ok {
 		return nil, fmt.Errorf("source: unknown connector %q", spec.Source.Connector)
 	}

@@ -24,7 +24,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/api"
+	fileconn "github.com/vrsky/vrsky/builtin/file"
 	httpconn "github.com/vrsky/vrsky/builtin/http"
+	"github.com/vrsky/vrsky/builtin/postgres"
+	"github.com/vrsky/vrsky/builtin/postgrescdc"
+	"github.com/vrsky/vrsky/builtin/schedule"
+	"github.com/vrsky/vrsky/builtin/slack"
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/s3blob"
@@ -54,6 +59,8 @@ type serveFlags struct {
 	s3PathStyle    bool
 	tracking       bool
 	claimThreshold int
+	filesRoot      string
+	secretPrefix   string
 	maxPayload     int
 
 	registry registryServeFlags // connector registry (openRegistry)
@@ -86,6 +93,8 @@ func newServeCmd() *cobra.Command {
 	fl.BoolVar(&f.s3PathStyle, "s3-path-style", true, "address buckets as endpoint/bucket (self-hosted S3 servers need it)")
 	fl.BoolVar(&f.tracking, "tracking", true, "record where each message is for 7 days (GET .../messages/{id})")
 	fl.IntVar(&f.claimThreshold, "claim-threshold", runtime.DefaultClaimThreshold, "payloads larger than this many bytes travel through the object store")
+	fl.StringVar(&f.filesRoot, "files-root", "", "where the file source and sink read and write: each tenant's dir is ROOT/<tenant>/<dir> (default: DATA/files)")
+	fl.StringVar(&f.secretPrefix, "secret-env-prefix", "VRSKY_SECRET_", "connector configs of tenant T may name (in *_env fields) only environment variables starting with PREFIX<T>_ (T upper case, - as _); empty allows any variable, for single-tenant servers")
 	fl.IntVar(&f.maxPayload, "max-payload", api.DefaultHookBodyLimit, "largest webhook payload accepted, in bytes (413 above)")
 	addRegistryFlags(fl, &f.registry)
 	return cmd
@@ -184,7 +193,17 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cat, err := runtime.NewCatalog(httpconn.Webhook, httpconn.Sink)
+	filesRoot := f.filesRoot
+	if filesRoot == "" {
+		filesRoot = filepath.Join(f.data, "files")
+	}
+	fileSource, fileSink := fileconn.Confined(filesRoot)
+	cat, err := runtime.NewCatalog(
+		httpconn.Webhook, httpconn.Sink,
+		fileSource, fileSink,
+		postgres.Sink, postgrescdc.Source,
+		slack.Sink, schedule.Source,
+	)
 	if err != nil {
 		return err
 	}
@@ -204,6 +223,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	eng, err := runtime.NewEngine(runtime.Config{
 		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
+		SecretEnvPrefix: f.secretPrefix,
 	})
 	if err != nil {
 		return err
