@@ -402,3 +402,33 @@ func TestRemove(t *testing.T) {
 		})
 	}
 }
+
+// TestTablesChange: a table added to the config of a running integration
+// joins the publication the source created at the next start.
+func TestTablesChange(t *testing.T) {
+	d := newDB(t)
+	d.exec(t, `CREATE TABLE a (id int PRIMARY KEY)`)
+	d.exec(t, `CREATE TABLE b (id int PRIMARY KEY)`)
+	st := newState(t)
+	em := &runtimetest.Emitter{}
+	r := startSource(t, `{"dsn_env":"CDC_TEST_DSN","tables":["a"]}`, runtime.Env{State: st}, em)
+	d.waitStreaming(t, "vrsky_acme_orders")
+	d.exec(t, `INSERT INTO a VALUES (1)`)
+	d.exec(t, `INSERT INTO b VALUES (1)`) // not published yet
+	runtimetest.WaitFor(t, wait, "the insert into a", func() bool { return len(em.Messages()) >= 1 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	startSource(t, `{"dsn_env":"CDC_TEST_DSN","tables":["a","b"]}`, runtime.Env{State: st}, em)
+	d.waitStreaming(t, "vrsky_acme_orders")
+	d.exec(t, `INSERT INTO b VALUES (2)`)
+	runtimetest.WaitFor(t, wait, "the insert into b", func() bool { return len(em.Messages()) >= 2 })
+	cs := decode(t, em.Messages())
+	if len(cs) != 2 || cs[0].Table != "a" || cs[1].Table != "b" || string(cs[1].After["id"].(json.Number)) != "2" {
+		var got []string
+		for _, c := range cs {
+			got = append(got, string(c.Raw))
+		}
+		t.Fatalf("got %v, want the insert into a, then the insert of 2 into b", got)
+	}
+}

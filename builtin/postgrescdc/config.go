@@ -27,7 +27,8 @@ type Config struct {
 	// Default like Publication.
 	Slot string `json:"slot,omitempty"`
 	// Tables the publication covers (table or schema.table); empty means
-	// FOR ALL TABLES. Only used when the source creates the publication.
+	// FOR ALL TABLES. Applied to a publication the source created, also
+	// when the list changes; an adopted publication is used as it is.
 	Tables []string `json:"tables,omitempty"`
 	// Snapshot emits the tables' rows once before streaming.
 	Snapshot bool `json:"snapshot,omitempty"`

@@ -257,19 +257,15 @@ func (src *source) ensurePublication(ctx context.Context, conn *pgx.Conn) error 
 		return fmt.Errorf("look up publication %s: %w", s.Publication, err)
 	}
 	if exists {
-		return nil
+		return src.syncPublication(ctx, conn)
 	}
-	sql := "CREATE PUBLICATION " + pgx.Identifier{s.Publication}.Sanitize()
-	if len(s.tables) == 0 {
-		sql += " FOR ALL TABLES"
-	} else {
-		sql += " FOR TABLE "
+	sql := "CREATE PUBLICATION " + pgx.Identifier{s.Publication}.Sanitize() + " FOR ALL TABLES"
+	if len(s.tables) > 0 {
+		names := make([]string, len(s.tables))
 		for i, t := range s.tables {
-			if i > 0 {
-				sql += ", "
-			}
-			sql += t.quoted()
+			names[i] = t.quoted()
 		}
+		sql = "CREATE PUBLICATION " + pgx.Identifier{s.Publication}.Sanitize() + " FOR TABLE " + strings.Join(names, ", ")
 	}
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		var pgErr *pgconn.PgError
@@ -280,6 +276,47 @@ func (src *source) ensurePublication(ctx context.Context, conn *pgx.Conn) error 
 	}
 	src.log.Info("publication created", "publication", s.Publication, "tables", s.Tables)
 	return src.statePut(ctx, statePublication, s.Publication)
+}
+
+// syncPublication makes a publication this source created cover the
+// configured tables again after the config changed (tables added or
+// removed). Rows already in an added table are not snapshotted. An
+// adopted publication is left as it is.
+func (src *source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
+	s := src.s
+	created, err := src.stateGet(ctx, statePublication)
+	if err != nil || created != s.Publication || len(s.tables) == 0 {
+		return err
+	}
+	rows, err := conn.Query(ctx, "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", s.Publication)
+	if err != nil {
+		return fmt.Errorf("list the tables of publication %s: %w", s.Publication, err)
+	}
+	have := map[tableName]bool{}
+	for rows.Next() {
+		var t tableName
+		if err := rows.Scan(&t.Schema, &t.Name); err != nil {
+			return fmt.Errorf("list the tables of publication %s: %w", s.Publication, err)
+		}
+		have[t] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list the tables of publication %s: %w", s.Publication, err)
+	}
+	same := len(have) == len(s.tables)
+	names := make([]string, len(s.tables))
+	for i, t := range s.tables {
+		same = same && have[t]
+		names[i] = t.quoted()
+	}
+	if same {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{s.Publication}.Sanitize()+" SET TABLE "+strings.Join(names, ", ")); err != nil {
+		return classify(fmt.Errorf("update publication %s to the configured tables: %w", s.Publication, err))
+	}
+	src.log.Info("publication updated to the configured tables", "publication", s.Publication, "tables", s.Tables)
+	return nil
 }
 
 // snapshot emits every row of the published tables as seen by the
