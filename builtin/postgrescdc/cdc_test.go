@@ -419,6 +419,12 @@ func TestTablesChange(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Wait for the old walsender to go, or waitStreaming below could see
+	// it and the insert could precede the ALTER PUBLICATION.
+	runtimetest.WaitFor(t, wait, "the slot to be released", func() bool {
+		_, active, _ := d.slot(t, "vrsky_acme_orders")
+		return !active
+	})
 	startSource(t, `{"dsn_env":"CDC_TEST_DSN","tables":["a","b"]}`, runtime.Env{State: st}, em)
 	d.waitStreaming(t, "vrsky_acme_orders")
 	d.exec(t, `INSERT INTO b VALUES (2)`)
