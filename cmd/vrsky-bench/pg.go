@@ -34,7 +34,9 @@ import (
 //                   from each change's commit time to its arrival at the sink.
 //                   Reference: how fast PostgreSQL took the inserts.
 
-const pgDSNEnv = "VRSKY_BENCH_PG_DSN"
+// pgDSNEnv is in the bench tenant's secret scope (vrsky serve
+// --secret-env-prefix).
+const pgDSNEnv = "VRSKY_SECRET_BENCH_PG_DSN"
 
 // pgBench is a running cluster, vrsky serve with the DSN in its
 // environment, and the bench tenant's client.
@@ -62,7 +64,8 @@ func startPGBench(ctx context.Context, cfg *config, bin, tmp string) (*pgBench, 
 	}
 	os.Setenv(pgDSNEnv, b.dsn) // vrsky serve inherits it; specs name it in dsn_env
 	adminKey := "bench-pg-admin-key-0123456789"
-	b.proc, err = startVrsky(bin, filepath.Join(tmp, "data"), filepath.Join(tmp, "vrsky.log"), adminKey, cfg.natsSync, cfg.serveFlags)
+	flags := append([]string{"--files-root", filepath.Join(tmp, "files")}, cfg.serveFlags...)
+	b.proc, err = startVrsky(bin, filepath.Join(tmp, "data"), filepath.Join(tmp, "vrsky.log"), adminKey, cfg.natsSync, flags)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -139,14 +142,14 @@ func benchCSV(ctx context.Context, cfg *config, bin, tmp string) error {
 	}
 	refRate := float64(n) / time.Since(start).Seconds()
 
-	drop := filepath.Join(tmp, "drop")
+	drop := filepath.Join(tmp, "files", benchTenant, "drop") // the tenant's file area
 	if err := os.MkdirAll(drop, 0o755); err != nil {
 		return err
 	}
 	spec, _ := json.Marshal(map[string]any{
 		"name": "csv-load",
 		"source": map[string]any{"connector": "file", "config": map[string]any{
-			"dir": drop, "pattern": "*.csv", "mode": "csv", "records_per_message": cfg.recordsPerMsg,
+			"dir": "drop", "pattern": "*.csv", "mode": "csv", "records_per_message": cfg.recordsPerMsg,
 			"stable_for": "100ms", "rescan_interval": "500ms",
 		}},
 		"sinks": []any{map[string]any{"name": "db", "connector": "postgres", "config": map[string]any{
