@@ -191,6 +191,7 @@ func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
 		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: args}); err != nil {
 		return classify(fmt.Errorf("start replication from slot %s: %w", s.Slot, err))
 	}
+	conn.Close(ctx) // idle from here on
 	src.log.Info("streaming", "from", start)
 	return src.stream(ctx, repl, start, emit)
 }
