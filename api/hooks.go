@@ -12,23 +12,30 @@ import (
 	"github.com/vrsky/vrsky/runtime"
 )
 
+// hookInline is the largest webhook body read into memory before the
+// source sees it; larger bodies are streamed.
+const hookInline = 64 << 10
+
 // hook hands POST /hooks/{tenant}/{path} to the running webhook source of
 // that tenant and path, and writes its answer back as it is.
 func (s *Server) hook(c *fiber.Ctx) error {
 	tenant, path := c.Params("tenant"), c.Params("+")
-	// The server's own limit is the larger of the API's and the hooks'.
-	if n := len(c.BodyRaw()); n > s.hookLimit {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body",
-			Message: fmt.Sprintf("the request body is %d bytes, over the webhook limit of %d", n, s.hookLimit)}
+	r := c.Request()
+	n := int64(r.Header.ContentLength()) // -1: chunked
+	if n > int64(s.hookLimit) {
+		return bodyTooLarge(fmt.Sprintf("the request body is %d bytes, over the webhook limit of %d", n, s.hookLimit))
 	}
-	req := &runtime.HookRequest{
-		Method: c.Method(),
-		Header: runtime.Header{},
+	req := &runtime.HookRequest{Method: c.Method(), Header: runtime.Header{}}
+	if r.IsBodyStream() && (n < 0 || n > hookInline) {
+		// Large (or unknown): the source streams it into the object
+		// store, so the server never holds it whole.
+		req.BodyStream, req.ContentLength = runtime.LimitBody(r.BodyStream(), int64(s.hookLimit)), n
+	} else {
 		// Valid until the handler returns (fasthttp reuses it): sources
-		// make the message durable before they answer, and copy what they
-		// keep (runtime.HookRequest). Not copying saves a payload-sized
-		// allocation per request, which matters for large payloads.
-		Body: c.BodyRaw(),
+		// make the message durable before they answer, and copy what
+		// they keep (runtime.HookRequest).
+		req.Body = c.BodyRaw()
+		req.ContentLength = int64(len(req.Body))
 	}
 	c.Request().Header.VisitAll(func(k, v []byte) {
 		key := textproto.CanonicalMIMEHeaderKey(string(k))

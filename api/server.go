@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,15 +166,21 @@ func New(cfg Config) (*Server, error) {
 		DisableStartupMessage: true,
 		// fasthttp enforces one limit for the whole server: the larger
 		// one. API routes apply their own smaller limit (limitBody).
-		BodyLimit:    max(s.bodyLimit, s.hookLimit),
-		ErrorHandler: s.handleError,
+		BodyLimit: max(s.bodyLimit, s.hookLimit),
+		// Webhook bodies over a few KiB are streamed into the object store
+		// rather than buffered (hooks.go); every other route reads its
+		// body whole, bounded, in bufferBody. With streaming on, fasthttp
+		// no longer enforces BodyLimit itself.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		ErrorHandler:                 s.handleError,
 		// Params and headers are stored and handed to the engine, which
 		// may keep them: make them safe to retain.
 		Immutable:     true,
 		CaseSensitive: true,
 		IdleTimeout:   2 * time.Minute,
 	})
-	s.app.Use(s.logRequests, recover.New())
+	s.app.Use(s.logRequests, recover.New(), s.bufferBody)
 	s.routes()
 	return s, nil
 }
@@ -261,14 +269,54 @@ func (s *Server) routes() {
 	s.connectorRoutes(v1)
 }
 
-// limitBody enforces the API body limit (the server's own limit is the
-// larger of the API's and the hooks').
+// limitBody enforces the API body limit on the routes that take a JSON
+// or YAML document.
 func (s *Server) limitBody(c *fiber.Ctx) error {
-	if n := len(c.BodyRaw()); n > s.bodyLimit {
-		return &Error{Status: fiber.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body",
-			Message: fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, s.bodyLimit)}
+	if err := readBody(c, s.bodyLimit); err != nil {
+		return err
 	}
 	return c.Next()
+}
+
+// bufferBody reads the body of every request but a webhook's into memory,
+// refusing more than the server's limit (connector uploads included),
+// before any handler reads it.
+func (s *Server) bufferBody(c *fiber.Ctx) error {
+	if !strings.HasPrefix(c.Path(), "/hooks/") {
+		if err := readBody(c, max(s.bodyLimit, s.hookLimit)); err != nil {
+			return err
+		}
+	}
+	return c.Next()
+}
+
+// readBody makes the request's body whole in memory, refusing more than
+// limit bytes: by its Content-Length before reading anything, or as it
+// reads a chunked one.
+func readBody(c *fiber.Ctx, limit int) error {
+	req := c.Request()
+	if n := req.Header.ContentLength(); n > limit {
+		return bodyTooLarge(fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, limit))
+	}
+	if !req.IsBodyStream() {
+		if n := len(req.Body()); n > limit {
+			return bodyTooLarge(fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, limit))
+		}
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.BodyStream(), int64(limit)+1))
+	if err != nil {
+		return badRequest("body", "the request body could not be read: %v", err)
+	}
+	if len(b) > limit {
+		return bodyTooLarge(fmt.Sprintf("the request body is over the limit of %d bytes", limit))
+	}
+	req.SetBody(b)
+	return nil
+}
+
+func bodyTooLarge(msg string) error {
+	return &Error{Status: fiber.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Field: "body", Message: msg}
 }
 
 // logRequests logs each request at debug level, once its answer (error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 )
 
@@ -15,6 +16,40 @@ type HookRequest struct {
 	// Body is valid only until the handler returns: the server reuses its
 	// buffer. A handler that keeps the bytes must copy them.
 	Body []byte
+	// BodyStream, when not nil, carries a large body instead of Body: it
+	// is read while the handler runs (into the object store, by
+	// Message.Stream) and never held whole. Reads fail with
+	// ErrBodyTooLarge past the server's limit. ContentLength is its
+	// announced length, or -1 when the client sent it chunked.
+	BodyStream    io.Reader
+	ContentLength int64
+}
+
+// ErrBodyTooLarge: a streamed body went past its size limit.
+var ErrBodyTooLarge = errors.New("request body too large")
+
+// LimitBody returns r cut at limit bytes: past it, reads fail with
+// ErrBodyTooLarge (rather than io.LimitReader's silent EOF).
+func LimitBody(r io.Reader, limit int64) io.Reader { return &limitedBody{r: r, left: limit} }
+
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, ErrBodyTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte more tells "at the limit" from "over it"
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n + int(l.left), ErrBodyTooLarge
+	}
+	return n, err
 }
 
 // HookResponse is what the webhook answers.

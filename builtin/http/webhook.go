@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"mime"
 	"net/http"
 	"os"
@@ -116,9 +118,13 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 	if req.Method != http.MethodPost && req.Method != http.MethodPut {
 		return errorResponse(http.StatusMethodNotAllowed, "method_not_allowed", "method", "webhooks accept POST or PUT"), nil
 	}
-	if w.cfg.MaxBodyBytes > 0 && int64(len(req.Body)) > w.cfg.MaxBodyBytes {
-		return errorResponse(http.StatusRequestEntityTooLarge, "body_too_large", "body",
-			fmt.Sprintf("the body has %d bytes; this hook accepts at most %d", len(req.Body), w.cfg.MaxBodyBytes)), nil
+	body := req.BodyStream // a large body arrives as a stream, read once into the object store
+	size := int64(len(req.Body))
+	if body != nil {
+		size = req.ContentLength
+	}
+	if w.cfg.MaxBodyBytes > 0 && size > w.cfg.MaxBodyBytes {
+		return tooLarge(size, w.cfg.MaxBodyBytes), nil
 	}
 	ct := req.Header.Get("Content-Type")
 	if len(w.cfg.ContentTypes) > 0 {
@@ -128,9 +134,21 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 				fmt.Sprintf("content type %q is not accepted; accepted: %s", mt, strings.Join(w.cfg.ContentTypes, ", "))), nil
 		}
 	}
-	if w.secret != nil && !validSignature(w.secret, req.Body, req.Header.Get("X-Hub-Signature-256")) {
-		return errorResponse(http.StatusUnauthorized, "bad_signature", "X-Hub-Signature-256",
-			"missing or wrong HMAC-SHA256 signature of the body"), nil
+	if w.secret != nil {
+		want, ok := parseSignature(req.Header.Get("X-Hub-Signature-256"))
+		switch {
+		case !ok:
+			return badSignature(), nil
+		case body != nil:
+			// Checked as the body streams by: a mismatch at its end fails
+			// the emit, and nothing is stored.
+			body = &signedBody{r: body, mac: hmac.New(sha256.New, w.secret), want: want}
+		case !hmac.Equal(want, bodyMAC(w.secret, req.Body)):
+			return badSignature(), nil
+		}
+	}
+	if body != nil && w.cfg.MaxBodyBytes > 0 {
+		body = runtime.LimitBody(body, w.cfg.MaxBodyBytes) // a chunked body has no length to check up front
 	}
 	h := runtime.Header{}
 	if ct != "" {
@@ -140,11 +158,14 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 		h.Set("Traceparent", tp)
 	}
 	msg := &runtime.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
+	if body != nil {
+		msg.Data, msg.Stream = nil, body
+	}
 	if w.cfg.Sync {
 		return w.serveSync(ctx, emit, msg)
 	}
 	if err := emit.Emit(ctx, msg); err != nil {
-		return emitFailed(err)
+		return emitFailed(err, w.cfg.MaxBodyBytes)
 	}
 	return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID}), nil
 }
@@ -159,7 +180,7 @@ func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runt
 	defer cancel()
 	out, err := emit.EmitWait(wctx, msg)
 	if err != nil {
-		return emitFailed(err)
+		return emitFailed(err, w.cfg.MaxBodyBytes)
 	}
 	switch out.Status {
 	case runtime.StatusPassed, runtime.StatusFiltered:
@@ -174,14 +195,60 @@ func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runt
 	}
 }
 
-func emitFailed(err error) (*runtime.HookResponse, error) {
-	if errors.Is(err, runtime.ErrBackpressure) {
+// emitFailed answers an emit that failed: the client's fault (a streamed
+// body that did not match its signature, grew past the limit or broke off)
+// or back-pressure gets its own answer; anything else is the server's
+// (503 from the API).
+func emitFailed(err error, maxBody int64) (*runtime.HookResponse, error) {
+	switch {
+	case errors.Is(err, runtime.ErrBackpressure):
 		r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
 			"the integration's queue is at its storage limit; retry later")
 		r.Header.Set("Retry-After", "1")
 		return r, nil
+	case errors.Is(err, errBadSignature):
+		return badSignature(), nil
+	case errors.Is(err, runtime.ErrBodyTooLarge):
+		return tooLarge(-1, maxBody), nil
+	case errors.Is(err, runtime.ErrPayloadRead):
+		return errorResponse(http.StatusBadRequest, "bad_body", "body", fmt.Sprintf("the body could not be read: %v", errors.Unwrap(err))), nil
 	}
 	return nil, err
+}
+
+func tooLarge(size, limit int64) *runtime.HookResponse {
+	msg := "the body is over this hook's limit"
+	switch {
+	case size >= 0 && limit > 0:
+		msg = fmt.Sprintf("the body has %d bytes; this hook accepts at most %d", size, limit)
+	case limit > 0:
+		msg = fmt.Sprintf("the body is over this hook's limit of %d bytes", limit)
+	}
+	return errorResponse(http.StatusRequestEntityTooLarge, "body_too_large", "body", msg)
+}
+
+func badSignature() *runtime.HookResponse {
+	return errorResponse(http.StatusUnauthorized, "bad_signature", "X-Hub-Signature-256",
+		"missing or wrong HMAC-SHA256 signature of the body")
+}
+
+var errBadSignature = errors.New("the body does not match its X-Hub-Signature-256")
+
+// signedBody passes a streamed body through and checks its HMAC at the
+// end: a mismatch turns EOF into errBadSignature.
+type signedBody struct {
+	r    io.Reader
+	mac  hash.Hash
+	want []byte
+}
+
+func (s *signedBody) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.mac.Write(p[:n])
+	if err == io.EOF && !hmac.Equal(s.want, s.mac.Sum(nil)) {
+		return n, errBadSignature
+	}
+	return n, err
 }
 
 func answer(status int, id string, v map[string]string) *runtime.HookResponse {
@@ -211,18 +278,20 @@ func idempotencyKey(k string) string {
 	return "k-" + hex.EncodeToString(sum[:16])
 }
 
-func validSignature(secret, body []byte, header string) bool {
+// parseSignature reads GitHub's "sha256=<hex>" form.
+func parseSignature(header string) ([]byte, bool) {
 	sig, ok := strings.CutPrefix(header, "sha256=")
 	if !ok {
-		return false
+		return nil, false
 	}
 	got, err := hex.DecodeString(sig)
-	if err != nil {
-		return false
-	}
+	return got, err == nil && len(got) == sha256.Size
+}
+
+func bodyMAC(secret, body []byte) []byte {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return mac.Sum(nil)
 }
 
 func errorResponse(status int, code, field, message string) *runtime.HookResponse {
