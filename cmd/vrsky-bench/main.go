@@ -54,6 +54,7 @@ type config struct {
 	csvRows       int
 	recordsPerMsg int
 	cdcChanges    int
+	cdcRate       int
 }
 
 // multiFlag is a repeatable string flag.
@@ -83,6 +84,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.csvRows, "csv-rows", 0, "instead of the load test, drop a CSV file of this many rows in a watched folder and measure rows/s into PostgreSQL (file source → postgres sink)")
 	fs.IntVar(&c.recordsPerMsg, "records-per-message", 1000, "with -csv-rows: the file source's records_per_message")
 	fs.IntVar(&c.cdcChanges, "cdc-changes", 0, "instead of the load test, insert this many rows and measure PostgreSQL CDC → HTTP sink changes/s and commit-to-sink lag")
+	fs.IntVar(&c.cdcRate, "cdc-rate", 0, "with -cdc-changes: insert at this many rows/s (0: as fast as PostgreSQL takes them), to see the lag at a sustained rate")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
