@@ -43,7 +43,7 @@ test: test-deps wasm ## everything CI runs
 	@echo "==> go test (everything else)"
 	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api|host)(/|$$)')
 
-bench: build ## performance figures (not pass/fail): Go benchmarks and the load driver
+bench: build test-deps ## performance figures (not pass/fail): Go benchmarks and the load driver
 	@echo "==> Go benchmarks"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/...
 	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
@@ -52,6 +52,13 @@ bench: build ## performance figures (not pass/fail): Go benchmarks and the load 
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
 	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"
 	@$(GO) run ./cmd/vrsky-bench -payload-mib 10
+	@echo "==> connector benchmarks (real PostgreSQL, HTTP servers and files)"
+	@$(GO) test -run '^$$' -bench . -benchmem -count 1 ./builtin/... ./registry/...
+	@echo "==> CSV file (1M rows) -> PostgreSQL, against PostgreSQL's own COPY"
+	@$(GO) run ./cmd/vrsky-bench -csv-rows 1000000
+	@echo "==> PostgreSQL CDC -> HTTP sink: a burst of 200,000 changes, then 100,000 paced at 5,000/s"
+	@$(GO) run ./cmd/vrsky-bench -cdc-changes 200000
+	@$(GO) run ./cmd/vrsky-bench -cdc-changes 100000 -cdc-rate 5000
 
 lint: ## go vet, gofmt, staticcheck
 	@$(GO) vet ./...
