@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/internal/jsonenc"
 )
 
 // Message tracking: where each message of the last 7 days is. Each stage
@@ -127,9 +129,9 @@ func (t *tracker) run() {
 // for every stage of every message.
 func (r *StageRecord) appendJSON(b []byte) []byte {
 	b = append(b, `{"stage":`...)
-	b = appendJSONString(b, r.Stage)
+	b = jsonenc.AppendString(b, r.Stage)
 	b = append(b, `,"status":`...)
-	b = appendJSONString(b, r.Status)
+	b = jsonenc.AppendString(b, r.Status)
 	b = append(b, `,"at":"`...)
 	b = r.At.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
@@ -139,7 +141,7 @@ func (r *StageRecord) appendJSON(b []byte) []byte {
 	}
 	if r.Error != "" {
 		b = append(b, `,"error":`...)
-		b = appendJSONString(b, r.Error)
+		b = jsonenc.AppendString(b, r.Error)
 	}
 	if len(r.Outputs) > 0 {
 		b = append(b, `,"outputs":[`...)
@@ -147,25 +149,11 @@ func (r *StageRecord) appendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, o)
+			b = jsonenc.AppendString(b, o)
 		}
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-// appendJSONString quotes s as a JSON string. Names and ids are plain
-// ASCII; error texts may hold anything, so those go through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // close flushes queued records (bounded) and stops the writer.

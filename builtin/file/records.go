@@ -8,7 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"unicode/utf8"
+
+	"github.com/vrsky/vrsky/internal/jsonenc"
 )
 
 // parseError is a record the source cannot read: the file goes to failed/.
@@ -156,7 +157,7 @@ func readCSVHeader(r io.Reader, delim rune) (keys [][]byte, end int64, err error
 			return nil, 0, &parseError{Line: 1, Reason: fmt.Sprintf("duplicate column %q in the header row", name)}
 		}
 		seen[name] = true
-		keys = append(keys, appendJSONString(nil, name))
+		keys = append(keys, jsonenc.AppendString(nil, name))
 	}
 	return keys, base + cr.InputOffset(), nil
 }
@@ -219,52 +220,7 @@ func appendCSVObject(dst []byte, keys [][]byte, rec []string) []byte {
 		}
 		dst = append(dst, keys[i]...)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, v)
+		dst = jsonenc.AppendString(dst, v)
 	}
 	return append(dst, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
-func appendJSONString[S string | []byte](dst []byte, s S) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

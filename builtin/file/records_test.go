@@ -12,27 +12,6 @@ import (
 	"github.com/vrsky/vrsky/runtime"
 )
 
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{"", "plain", "quote \" backslash \\ nl \n tab \t", "\x00\x1f\x7f", "é ü 漢字 🙂", "bad \xff\xfe utf8", "\u2028<>&"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		enc := appendJSONString(nil, s)
-		var got string
-		if err := json.Unmarshal(enc, &got); err != nil {
-			t.Fatalf("%q encodes to invalid JSON %s: %v", s, enc, err)
-		}
-		// encoding/json's own round trip is the reference (invalid UTF-8
-		// becomes U+FFFD in both).
-		ref, _ := json.Marshal(s)
-		var want string
-		_ = json.Unmarshal(ref, &want)
-		if got != want {
-			t.Fatalf("%q round-trips to %q, want %q", s, got, want)
-		}
-	})
-}
-
 // FuzzRecordReaders feeds arbitrary files to the line, JSON-lines and CSV
 // readers: no panic, every record is valid JSON where it must be, and the
 // offsets only grow and stay within the file.

@@ -24,6 +24,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/nats-io/nats.go"
 
+	"github.com/vrsky/vrsky/internal/jsonenc"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -659,7 +660,7 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 				group = append(group, ',')
 			}
 			if s.cfg.Mode == ModeLines {
-				group = appendJSONString(group, rec)
+				group = jsonenc.AppendString(group, rec)
 			} else {
 				group = append(group, rec...)
 			}

@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/vrsky/vrsky/internal/jsonenc"
 )
 
 // decoder turns PostgreSQL's text representation of a column into JSON,
@@ -30,7 +31,7 @@ func (d *decoder) appendValue(dst []byte, oid uint32, text []byte) []byte {
 		if _, err := strconv.ParseFloat(string(text), 64); err == nil && isNumber(text) {
 			return append(dst, text...)
 		}
-		return appendString(dst, text) // NaN, Infinity, -Infinity
+		return jsonenc.AppendString(dst, text) // NaN, Infinity, -Infinity
 	case pgtype.BoolOID:
 		if len(text) == 1 && text[0] == 't' {
 			return append(dst, "true"...)
@@ -44,15 +45,15 @@ func (d *decoder) appendValue(dst []byte, oid uint32, text []byte) []byte {
 		}
 	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.NumericOID,
 		pgtype.UUIDOID, pgtype.DateOID, pgtype.TimestampOID, pgtype.TimeOID, pgtype.IntervalOID:
-		return appendString(dst, text)
+		return jsonenc.AppendString(dst, text)
 	case pgtype.TimestamptzOID:
 		// PostgreSQL's text form depends on the session's DateStyle and
 		// TimeZone; RFC 3339 in UTC does not.
 		var ts pgtype.Timestamptz
 		if err := d.types.Scan(oid, pgtype.TextFormatCode, text, &ts); err == nil && ts.Valid && ts.InfinityModifier == pgtype.Finite {
-			return appendString(dst, ts.Time.UTC().AppendFormat(nil, time.RFC3339Nano))
+			return jsonenc.AppendString(dst, ts.Time.UTC().AppendFormat(nil, time.RFC3339Nano))
 		}
-		return appendString(dst, text)
+		return jsonenc.AppendString(dst, text)
 	}
 	if t, ok := d.types.TypeForOID(oid); ok {
 		if v, err := t.Codec.DecodeValue(d.types, oid, pgtype.TextFormatCode, text); err == nil {
@@ -61,7 +62,7 @@ func (d *decoder) appendValue(dst []byte, oid uint32, text []byte) []byte {
 			}
 		}
 	}
-	return appendString(dst, text)
+	return jsonenc.AppendString(dst, text)
 }
 
 func isInteger(b []byte) bool {
@@ -86,56 +87,4 @@ func isNumber(b []byte) bool {
 		b = b[1:]
 	}
 	return len(b) > 0 && b[0] >= '0' && b[0] <= '9' && (len(b) == 1 || b[0] != '0' || b[1] == '.' || b[1] == 'e' || b[1] == 'E')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string (no HTML escaping; invalid
-// UTF-8 becomes U+FFFD).
-func appendString[T string | []byte](dst []byte, s T) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		var r rune
-		var size int
-		switch v := any(s).(type) {
-		case string:
-			r, size = utf8.DecodeRuneInString(v[i:])
-		case []byte:
-			r, size = utf8.DecodeRune(v[i:])
-		}
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -3,7 +3,6 @@ package postgrescdc
 import (
 	"encoding/json"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -49,25 +48,4 @@ func TestDecodeValue(t *testing.T) {
 			}
 		})
 	}
-}
-
-// FuzzAppendString: any bytes become a valid JSON string that decodes to
-// the input (invalid UTF-8 replaced).
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x1f\x7f", "é€𝄞", "\xff\xfe", "<script>"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		b := appendString(nil, []byte(s))
-		var back string
-		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatalf("%q → %s: %v", s, b, err)
-		}
-		if utf8.ValidString(s) && back != s {
-			t.Fatalf("%q → %s → %q", s, b, back)
-		}
-		if string(appendString(nil, s)) != string(b) {
-			t.Fatal("string and []byte forms differ")
-		}
-	})
 }

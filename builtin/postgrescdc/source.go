@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/vrsky/vrsky/internal/jsonenc"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -375,9 +376,9 @@ func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *
 	fields := rr.FieldDescriptions()
 	head := make([]byte, 0, 64)
 	head = append(head, `{"op":"snapshot","schema":`...)
-	head = appendString(head, t.Schema)
+	head = jsonenc.AppendString(head, t.Schema)
 	head = append(head, `,"table":`...)
-	head = appendString(head, t.Name)
+	head = jsonenc.AppendString(head, t.Name)
 	head = append(head, `,"after":{`...)
 	batch := make([]*runtime.Message, 0, snapshotBatch)
 	n := 0
@@ -398,7 +399,7 @@ func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, f.Name)
+			b = jsonenc.AppendString(b, f.Name)
 			b = append(b, ':')
 			if vals[i] == nil {
 				b = append(b, "null"...)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/vrsky/vrsky/internal/jsonenc"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -300,9 +301,9 @@ func (d *streamDecoder) handle(xld pglogrepl.XLogData) ([]*runtime.Message, pglo
 	}
 	switch m := lm.(type) {
 	case *pglogrepl.RelationMessage:
-		head := append([]byte(`"schema":`), appendString(nil, m.Namespace)...)
+		head := append([]byte(`"schema":`), jsonenc.AppendString(nil, m.Namespace)...)
 		head = append(head, `,"table":`...)
-		head = appendString(head, m.RelationName)
+		head = jsonenc.AppendString(head, m.RelationName)
 		d.rels[m.RelationID] = &relation{RelationMessage: m, head: head}
 	case *pglogrepl.BeginMessage:
 		d.tx = txn{
@@ -386,7 +387,7 @@ func (d *streamDecoder) change(op string, relID uint32, before *pglogrepl.TupleD
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, c)
+			b = jsonenc.AppendString(b, c)
 		}
 		b = append(b, ']')
 	}
@@ -429,7 +430,7 @@ func (d *streamDecoder) tuple(b []byte, rel *relation, t *pglogrepl.TupleData, k
 			b = append(b, ',')
 		}
 		first = false
-		b = appendString(b, col.Name)
+		b = jsonenc.AppendString(b, col.Name)
 		b = append(b, ':')
 		switch c.DataType {
 		case pglogrepl.TupleDataTypeNull:
