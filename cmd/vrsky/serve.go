@@ -197,13 +197,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	if filesRoot == "" {
 		filesRoot = filepath.Join(f.data, "files")
 	}
-	fileSource, fileSink := fileconn.Confined(filesRoot)
-	cat, err := runtime.NewCatalog(
-		httpconn.Webhook, httpconn.Sink,
-		fileSource, fileSink,
-		postgres.Sink, postgrescdc.Source,
-		slack.Sink, schedule.Source,
-	)
+	cat, err := runtime.NewCatalog(builtins(filesRoot)...)
 	if err != nil {
 		return err
 	}
@@ -269,6 +263,18 @@ func serve(ctx context.Context, f serveFlags) error {
 	stopEngine()
 	<-engDone
 	return nil
+}
+
+// builtins are the native connectors, the file ones confined to
+// filesRoot/<tenant>.
+func builtins(filesRoot string) []runtime.Connector {
+	fileSource, fileSink := fileconn.Confined(filesRoot)
+	return []runtime.Connector{
+		httpconn.Webhook, httpconn.Sink,
+		fileSource, fileSink,
+		postgres.Sink, postgrescdc.Source,
+		slack.Sink, schedule.Source,
+	}
 }
 
 // registerWasmSteps compiles the Wasm connectors that ship inside the

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
+	"github.com/vrsky/vrsky/runtime"
+)
+
+// TestReadmeSpecsParse keeps the README true: every integration spec in a
+// yaml block parses against the catalogue vrsky serve builds (the
+// built-ins and the shipped Wasm steps), and the README's one deliberate
+// mistake is refused on the field it names.
+func TestReadmeSpecsParse(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := natsxtest.Start(t)
+	ctx := context.Background()
+	bs, err := blob.NewNATS(ctx, conn.JS, "vrsky-objects", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := host.New(ctx, host.Config{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	cat, err := runtime.NewCatalog(builtins(t.TempDir())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registerWasmSteps(ctx, cat, rt, conn, bs, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) < 5 {
+		t.Fatalf("found %d yaml blocks in the README; the pattern no longer matches it", len(blocks))
+	}
+	for _, b := range blocks {
+		doc := b[1]
+		name := strings.SplitN(strings.TrimSpace(doc), "\n", 2)[0]
+		t.Run(name, func(t *testing.T) {
+			if _, err := runtime.ParseSpec([]byte(doc), cat); err != nil {
+				t.Fatalf("the README's spec does not parse: %v\n%s", err, doc)
+			}
+		})
+	}
+	// The README shows this refusal, with this field.
+	_, err = runtime.ParseSpec([]byte("name: x\nsource: {connector: http-webhook, config: {path: x}}\nsinks: [{name: a, connector: http, config: {}}]"), cat)
+	if se, ok := err.(*runtime.SpecError); !ok || se.Field != "sinks[0].config.url" {
+		t.Fatalf("the README's bad spec: %v, want a refusal on sinks[0].config.url", err)
+	}
+}
