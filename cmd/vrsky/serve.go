@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,6 +47,7 @@ import (
 type serveFlags struct {
 	data       string
 	listen     string
+	debugAddr  string
 	adminKey   string
 	natsURL    string
 	natsListen string
@@ -80,6 +83,7 @@ func newServeCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.data, "data", "./data", "data directory (embedded NATS files, generated admin key)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of the REST API and webhooks")
+	fl.StringVar(&f.debugAddr, "debug-listen", "", "address of Go's /debug/pprof profiles (default: off; keep it on loopback)")
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
@@ -229,6 +233,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	})
 	if err != nil {
 		return err
+	}
+	if f.debugAddr != "" {
+		if err := serveDebug(ctx, f.debugAddr, log); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -386,4 +395,22 @@ func loadAdminKey(dataDir, flag string) (key string, generated bool, err error) 
 		return "", false, fmt.Errorf("keep admin key: %w", err)
 	}
 	return key, true, nil
+}
+
+// serveDebug serves Go's profiles on addr until ctx ends, on a listener of
+// its own so they are never reachable through the API's address.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	log.Info("profiles on /debug/pprof", "addr", ln.Addr().String())
+	return nil
 }
