@@ -28,6 +28,8 @@ type Registry interface {
 	List(ctx context.Context, v registry.Viewer, q registry.Query) (registry.Page, error)
 	// Get returns one connector with every version; registry.ErrNotFound.
 	Get(ctx context.Context, v registry.Viewer, name string) (registry.Entry, error)
+	// GetKind is Get for one kind, when a source and a sink share a name.
+	GetKind(ctx context.Context, v registry.Viewer, name, kind string) (registry.Entry, error)
 	// GetVersion returns one version of a connector.
 	GetVersion(ctx context.Context, v registry.Viewer, name, version string) (registry.Entry, registry.Version, error)
 	// Module returns a version's Wasm bytes.
@@ -235,7 +237,13 @@ func (s *Server) getConnector(c *fiber.Ctx) error {
 	if n, ver, ok := strings.Cut(name, "@"); ok { // name@version, as in specs
 		return s.versionAnswer(c, n, ver)
 	}
-	e, err := s.registry.Get(c.UserContext(), s.viewer(c), name)
+	kind := c.Query("kind") // a source and a sink may share a name
+	switch kind {
+	case "", string(runtime.KindSource), string(runtime.KindStep), string(runtime.KindSink):
+	default:
+		return badRequest("kind", "kind must be source, step or sink, not %q", kind)
+	}
+	e, err := s.registry.GetKind(c.UserContext(), s.viewer(c), name, kind)
 	if err != nil {
 		return registryError(err)
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	fileconn "github.com/vrsky/vrsky/builtin/file"
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
 	"github.com/vrsky/vrsky/platform/blob"
@@ -242,4 +244,28 @@ func TestConnectorCatalogue(t *testing.T) {
 			t.Errorf("GET %s: %s", c.path, r.raw)
 		}
 	}
+}
+
+// TestConnectorSharedName: the built-in file source and sink share a name;
+// ?kind= picks one, and both are in the catalogue.
+func TestConnectorSharedName(t *testing.T) {
+	e := newRegistryEnv(t)
+	fileSource, fileSink := fileconn.Confined(t.TempDir())
+	for _, c := range []runtime.Connector{fileSource, fileSink} {
+		if err := e.eng.Catalog().Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ query, kind string }{{"", "source"}, {"?kind=source", "source"}, {"?kind=sink", "sink"}} {
+		r := e.must(http.StatusOK, req{method: "GET", path: "/api/v1/connectors/file" + tc.query, key: testAdminKey})
+		var got struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		}
+		if err := json.Unmarshal(r.raw, &got); err != nil || got.Name != "file" || got.Kind != tc.kind {
+			t.Fatalf("GET /connectors/file%s = %s, want the %s", tc.query, r.raw, tc.kind)
+		}
+	}
+	e.must(http.StatusBadRequest, req{method: "GET", path: "/api/v1/connectors/file?kind=filter", key: testAdminKey})
+	e.must(http.StatusNotFound, req{method: "GET", path: "/api/v1/connectors/file?kind=step", key: testAdminKey})
 }

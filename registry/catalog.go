@@ -287,20 +287,34 @@ func contains(list []string, s string) bool {
 // Get returns one connector with every version's manifest; ErrNotFound
 // when viewer does not see it.
 func (r *Registry) Get(ctx context.Context, v Viewer, name string) (Entry, error) {
+	return r.GetKind(ctx, v, name, "")
+}
+
+// GetKind is Get for the connector of one kind: a built-in source and
+// sink may share a name ("file"). Kind "" takes the first of source,
+// step, sink.
+func (r *Registry) GetKind(ctx context.Context, v Viewer, name, kind string) (Entry, error) {
 	count, _, err := r.usage(ctx)
 	if err != nil {
 		return Entry{}, err
 	}
-	for _, x := range r.cfg.Catalog.List() {
-		if x.Name == name {
-			return r.staticEntry(x, count, true), nil
+	kinds := []runtime.Kind{runtime.KindSource, runtime.KindStep, runtime.KindSink}
+	if kind != "" {
+		kinds = []runtime.Kind{runtime.Kind(kind)}
+	}
+	list := r.cfg.Catalog.List() // what the platform holds, not the uploads
+	for _, k := range kinds {
+		for _, x := range list {
+			if x.Name == name && x.Kind == k {
+				return r.staticEntry(x, count, true), nil
+			}
 		}
 	}
 	vs, _, err := r.versions(ctx, name)
 	if err != nil {
 		return Entry{}, err
 	}
-	if len(vs) == 0 || !visible(vs[0], v.Tenant, v.Admin) {
+	if len(vs) == 0 || !visible(vs[0], v.Tenant, v.Admin) || (kind != "" && vs[0].Kind != kind) {
 		return Entry{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	return uploadedEntry(vs, count, true)
