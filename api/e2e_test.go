@@ -142,6 +142,11 @@ func TestEndToEnd(t *testing.T) {
 	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"field":"body"`) {
 		t.Fatalf("oversized hook: %d %s", res.StatusCode, body)
 	}
+	// Refused before its body was read, the connection cannot carry the
+	// next request: the rest of the body would be parsed as one.
+	if !res.Close {
+		t.Fatal("the 413 answered before reading the body left the connection open")
+	}
 	// Over the server-wide limit (the larger of the two), the answer comes
 	// from the announced Content-Length, before the body is read: only the
 	// headers and the first 16 KiB (more than the server reads ahead) are sent.

@@ -23,6 +23,7 @@ func (s *Server) hook(c *fiber.Ctx) error {
 	r := c.Request()
 	n := int64(r.Header.ContentLength()) // -1: chunked
 	if n > int64(s.hookLimit) {
+		c.Context().SetConnectionClose() // the body is not read: the connection cannot carry another request
 		return bodyTooLarge(fmt.Sprintf("the request body is %d bytes, over the webhook limit of %d", n, s.hookLimit))
 	}
 	req := &runtime.HookRequest{Method: c.Method(), Header: runtime.Header{}}
@@ -44,6 +45,12 @@ func (s *Server) hook(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.hookWait)
 	defer cancel()
 	resp, err := s.eng.Hooks().Serve(ctx, tenant, path, req)
+	if req.BodyStream != nil && (err != nil || resp.Status >= 300) {
+		// A refused stream may be unread (a 401 or 415 answers before the
+		// body): close the connection rather than parse the rest of the
+		// body as the next request.
+		c.Context().SetConnectionClose()
+	}
 	if errors.Is(err, runtime.ErrNoHook) {
 		return notFound("no running integration of tenant %q serves webhook path %q", tenant, path)
 	}

@@ -296,6 +296,7 @@ func (s *Server) bufferBody(c *fiber.Ctx) error {
 func readBody(c *fiber.Ctx, limit int) error {
 	req := c.Request()
 	if n := req.Header.ContentLength(); n > limit {
+		c.Context().SetConnectionClose() // the body stays unread
 		return bodyTooLarge(fmt.Sprintf("the request body is %d bytes, over the limit of %d", n, limit))
 	}
 	if !req.IsBodyStream() {
@@ -306,9 +307,11 @@ func readBody(c *fiber.Ctx, limit int) error {
 	}
 	b, err := io.ReadAll(io.LimitReader(req.BodyStream(), int64(limit)+1))
 	if err != nil {
+		c.Context().SetConnectionClose()
 		return badRequest("body", "the request body could not be read: %v", err)
 	}
 	if len(b) > limit {
+		c.Context().SetConnectionClose() // the rest stays unread
 		return bodyTooLarge(fmt.Sprintf("the request body is over the limit of %d bytes", limit))
 	}
 	req.SetBody(b)
