@@ -170,6 +170,12 @@ func (c *claims) release(ctx context.Context, ref, sink string) error {
 	if err := c.markers.Purge(ctx, markerKey(ref, sink)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
+	return c.dropUnheld(ctx, ref)
+}
+
+// dropUnheld deletes the object ref unless a sink (or a dead letter)
+// still holds it.
+func (c *claims) dropUnheld(ctx context.Context, ref string) error {
 	lister, err := c.markers.ListKeysFiltered(ctx, strings.ReplaceAll(ref, "/", ".")+".*")
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
@@ -305,5 +306,67 @@ func TestSecretEnvScope(t *testing.T) {
 		case tc.field != "" && (!errors.As(err, &se) || se.Field != tc.field || !strings.Contains(se.Reason, "VRSKY_SECRET_ACME_")):
 			t.Errorf("CheckSpec(%s) = %v, want a refusal on %s naming the tenant's prefix", tc.cfg, err, tc.field)
 		}
+	}
+}
+
+// TestDirectRouting: without steps a source's messages go straight to the
+// sinks' subjects, routed at emit: EmitWait knows the outcome at once, a
+// `when` that cannot be evaluated dead-letters (claim-checked payloads
+// included: `when` sees only inline payloads), and a claim-checked payload
+// no sink takes is deleted at once.
+func TestDirectRouting(t *testing.T) {
+	src, never, sink := newTap(), newTap(), &bodies{got: map[string][]byte{}, claimed: map[string]bool{}}
+	neverConn := never.connector()
+	neverConn.Name = "tap2"
+	var bs blob.Store
+	h := runtimetest.Start(t, []runtime.Connector{src.connector(), neverConn, sink.connector()}, func(c *runtime.Config) {
+		var err error
+		if bs, err = blob.NewNATS(context.Background(), c.Conn.JS, "vrsky-objects", 1); err != nil {
+			t.Fatal(err)
+		}
+		c.Blobs = bs
+	})
+	spec := h.Create(t, "name: direct\nsource: {connector: tap}\nsinks: [{name: big, connector: bodies, when: 'total > 100'}]\n")
+	h.Create(t, "name: never\nsource: {connector: tap2}\nsinks: [{name: none, connector: bodies, when: 'false'}]\n")
+	emit, emitNever := <-src.em, <-never.em
+	ctx := context.Background()
+	large := `{"total": 7, "pad": "` + strings.Repeat("x", runtime.DefaultClaimThreshold) + `"}`
+
+	for _, tc := range []struct {
+		emit         runtime.Emitter
+		body, status string
+		objectKept   bool
+	}{
+		{emit, `{"total": 500}`, runtime.StatusPassed, false},
+		{emit, `{"total": 5}`, runtime.StatusFiltered, false},
+		{emit, `{"total": "many"}`, runtime.StatusFiltered, false}, // dead-lettered by its route
+		{emit, large, runtime.StatusFiltered, true},                // likewise; the DLQ holds the object
+		{emitNever, large, runtime.StatusFiltered, false},          // no sink takes it: deleted
+	} {
+		msg := &runtime.Message{Data: []byte(tc.body)}
+		out, err := tc.emit.EmitWait(ctx, msg)
+		if err != nil || out.Status != tc.status {
+			t.Fatalf("EmitWait(%.20s) = %+v, %v; want %s", tc.body, out, err, tc.status)
+		}
+		if ref := msg.Header.Get(runtime.HeaderPayloadRef); ref != "" {
+			_, err := bs.Stat(ctx, ref)
+			if kept := err == nil; kept != tc.objectKept {
+				t.Fatalf("claim-checked payload object kept = %v (%v), want %v", kept, err, tc.objectKept)
+			}
+		}
+	}
+	runtimetest.WaitFor(t, 20*time.Second, "one delivery and two dead letters", func() bool {
+		sink.mu.Lock()
+		n := len(sink.got)
+		sink.mu.Unlock()
+		return n == 1 && len(h.DeadLetters(t, "direct")) == 2
+	})
+	for _, dl := range h.DeadLetters(t, "direct") {
+		if dl.Stage != "route:big" {
+			t.Fatalf("dead letter stage %q, want route:big", dl.Stage)
+		}
+	}
+	if st := h.Engine.Status(ctx, "acme", spec); st.Ingested != 4 || st.Pending != 0 {
+		t.Fatalf("status %+v: want 4 ingested, nothing waiting on the input subject", st)
 	}
 }

@@ -262,6 +262,10 @@ func (p *pipeline) startIn(ctx context.Context) error {
 
 // Emit implements Emitter for the pipeline's source.
 func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
+	if p.direct() {
+		_, err := p.emitDirect(ctx, []*Message{msg})
+		return err
+	}
 	nm, err := p.prepare(ctx, msg)
 	if err != nil {
 		return err
@@ -273,6 +277,10 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 // EmitBatch implements Emitter: every publish is in flight at once and
 // the batch returns when JetStream has acknowledged them all.
 func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
+	if p.direct() {
+		_, err := p.emitDirect(ctx, msgs)
+		return err
+	}
 	futs := make([]jetstream.PubAckFuture, len(msgs))
 	var first error
 	for i, msg := range msgs {
@@ -306,6 +314,13 @@ func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
 // EmitWait implements Emitter: it emits msg asking the input stage to
 // report on a reply subject what the steps made of it.
 func (p *pipeline) EmitWait(ctx context.Context, msg *Message) (Outcome, error) {
+	if p.direct() { // routed at once: the outcome is known
+		statuses, err := p.emitDirect(ctx, []*Message{msg})
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{Status: statuses[0]}, nil
+	}
 	inbox := p.e.conn.NC.NewRespInbox()
 	sub, err := p.e.conn.NC.SubscribeSync(inbox)
 	if err != nil {
@@ -328,6 +343,76 @@ func (p *pipeline) EmitWait(ctx context.Context, msg *Message) (Outcome, error) 
 		return Outcome{Status: OutcomePending}, nil
 	}
 	return out, nil
+}
+
+// direct reports whether sources publish straight to the sinks'
+// subjects. Without steps the input stage has nothing to do but route, and
+// routing at emit saves a stream write, a delivery and an acknowledgement
+// per message. Messages already on the input subject (from before an
+// update that removed the steps, or replayed to a step) are still handled
+// by the input stage.
+func (p *pipeline) direct() bool { return len(p.steps) == 0 }
+
+// emitDirect routes msgs at once: each goes to the subject of every sink
+// whose `when` holds, under the same ids the input stage would give it, so
+// an emit retried after a partial failure stores each copy once. It
+// returns each message's routing status (passed or filtered) once
+// JetStream has acknowledged every copy.
+func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, error) {
+	type copyAck struct {
+		msg int
+		fut jetstream.PubAckFuture
+	}
+	var futs []copyAck
+	routes := make([][]string, len(msgs))
+	for i, msg := range msgs {
+		if _, err := p.prepare(ctx, msg); err != nil {
+			return nil, p.accepted(msg, err)
+		}
+		targets := p.route(msg)
+		if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
+			if len(targets) == 0 { // filtered, or dead-lettered by a `when` (which holds it)
+				if err := p.e.claims.dropUnheld(ctx, ref); err != nil {
+					p.log.Warn("delete claim-checked payload no sink takes", "ref", ref, "err", err)
+				}
+			} else {
+				names := make([]string, len(targets))
+				for j, r := range targets {
+					names[j] = r.spec.Name
+				}
+				if err := p.e.claims.hold(ctx, ref, names); err != nil {
+					return nil, fmt.Errorf("%w: %w", ErrPayloadStore, err)
+				}
+			}
+		}
+		for _, r := range targets {
+			f, err := p.e.conn.JS.PublishMsgAsync(r.outMsg(msg))
+			if err != nil {
+				return nil, p.accepted(msg, err)
+			}
+			futs = append(futs, copyAck{i, f})
+			routes[i] = append(routes[i], r.spec.Name)
+		}
+	}
+	for _, f := range futs {
+		select {
+		case <-f.fut.Ok():
+		case err := <-f.fut.Err():
+			return nil, p.accepted(msgs[f.msg], err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	statuses := make([]string, len(msgs))
+	for i, msg := range msgs {
+		_ = p.accepted(msg, nil)
+		statuses[i] = StatusPassed
+		if len(routes[i]) == 0 {
+			statuses[i] = StatusFiltered
+		}
+		p.track(msg.ID, StageRecord{Stage: stageRoute, Status: statuses[i], Outputs: routes[i]})
+	}
+	return statuses, nil
 }
 
 // headerReply carries EmitWait's reply subject to the input stage; it is
