@@ -63,6 +63,7 @@ type sinkRunner struct {
 	sink    Sink
 	consume jetstream.ConsumeContext
 	wg      sync.WaitGroup
+	acks    sync.WaitGroup // double acks in flight
 
 	delivered    atomic.Uint64
 	failures     atomic.Uint64
@@ -959,7 +960,9 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	labels := []string{p.tenant, p.spec.Name, r.spec.Name}
 	p.e.metrics.deliverTime.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
 	if err == nil {
-		r.ack(m, msg)
+		// The double ack's round trip runs beside the next delivery; the
+		// consumer's MaxAckPending bounds how many are in flight.
+		r.acks.Go(func() { r.ack(m, msg) })
 		return
 	}
 	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msg.ID, "err", err)
@@ -987,6 +990,7 @@ func (p *pipeline) stop() {
 	}
 	for _, r := range p.sinks {
 		r.wg.Wait()
+		r.acks.Wait()
 		if err := r.sink.Close(); err != nil {
 			p.log.Warn("close sink", "sink", r.spec.Name, "err", err)
 		}
