@@ -297,7 +297,12 @@ func TestTraceUnknownAndFiltered(t *testing.T) {
 	small := h.post(t, "tr", `{"total": 1}`)
 	big := h.post(t, "tr", `{"total": 100}`)
 	waitTrace(t, h, "tr", small, runtime.StatusFiltered)
-	waitTrace(t, h, "tr", big, runtime.StatusDelivered)
+	tr := waitTrace(t, h, "tr", big, runtime.StatusDelivered)
+	// Routed at emit (no steps), one record stands for accepted and
+	// route; the trace still shows both, accepted first.
+	if len(tr.Stages) < 3 || tr.Stages[0].Stage != "accepted" || tr.Stages[1].Stage != "route" || tr.Stages[0].At.IsZero() {
+		t.Fatalf("trace stages %+v, want accepted, route, sink", tr.Stages)
+	}
 	// Another tenant's view of the same id knows nothing.
 	if _, err := h.eng.Trace(context.Background(), "other", "tr", big); err != runtime.ErrUnknownMessage {
 		t.Fatalf("other tenant: err = %v, want ErrUnknownMessage", err)

@@ -243,6 +243,7 @@ func (e *Engine) Trace(ctx context.Context, tenant, integration, id string) (*Me
 	if len(recs) == 0 {
 		return nil, ErrUnknownMessage
 	}
+	recs = withAccepted(recs)
 	tr := &MessageTrace{ID: id, Integration: integration, Stages: recs}
 	tr.State = summarize(recs)
 	return tr, nil
@@ -251,6 +252,28 @@ func (e *Engine) Trace(ctx context.Context, tenant, integration, id string) (*Me
 // summarize derives a message's state from its stage records. The route
 // record lists the sinks the message was sent to; it is delivered when
 // each of them reports delivery.
+// withAccepted adds the accepted stage that a message routed at emit
+// (an integration without steps) does not write: its route record, made
+// at the same moment, stands for both.
+func withAccepted(recs []StageRecord) []StageRecord {
+	var route *StageRecord
+	for i := range recs {
+		switch recs[i].Stage {
+		case stageAccepted:
+			return recs
+		case stageRoute:
+			if route == nil {
+				route = &recs[i]
+			}
+		}
+	}
+	if route == nil {
+		return recs
+	}
+	acc := StageRecord{Stage: stageAccepted, Status: StatusAccepted, At: route.At}
+	return append([]StageRecord{acc}, recs...)
+}
+
 func summarize(recs []StageRecord) string {
 	last := map[string]StageRecord{} // stage → latest outcome (failed attempts aside)
 	for _, r := range recs {
