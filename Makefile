@@ -11,13 +11,17 @@ LDFLAGS  := -X main.version=$(VERSION)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build wasm run run-prod-like test test-deps bench lint clean
+.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint clean
 
 all: build
 
 wasm: ## build the Wasm connectors that ship inside the binary
 	@echo "==> building the shipped Wasm connectors (wasm-connectors/build.sh)"
 	@bash wasm-connectors/build.sh
+
+fixtures: ## write the registry's hand-assembled test modules (registry/testdata/*.wasm)
+	@echo "==> writing the registry's test modules (go run ./registry/testdata/mkfixtures)"
+	@$(GO) run ./registry/testdata/mkfixtures
 
 build: wasm ## build bin/vrsky
 	@echo "==> go build $(BIN)"
@@ -35,7 +39,7 @@ run-prod-like: build test-deps ## vrsky serve against a local PostgreSQL and S3 
 test-deps: ## install what the tests start: PostgreSQL and the S3 server
 	@bash scripts/test-deps.sh
 
-test: test-deps wasm ## everything CI runs
+test: test-deps wasm fixtures ## everything CI runs
 	@echo "==> go vet"
 	@$(GO) vet ./...
 	@echo "==> go test -race (core packages, one package at a time: several start 3-node NATS clusters)"
@@ -43,7 +47,7 @@ test: test-deps wasm ## everything CI runs
 	@echo "==> go test (everything else)"
 	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api|host)(/|$$)')
 
-bench: build test-deps ## performance figures (not pass/fail): Go benchmarks and the load driver
+bench: build test-deps fixtures ## performance figures (not pass/fail): Go benchmarks and the load driver
 	@echo "==> Go benchmarks"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/...
 	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
@@ -68,3 +72,4 @@ lint: ## go vet, gofmt, staticcheck
 clean:
 	rm -rf bin
 	rm -f wasm-connectors/build/*.wasm wasm-connectors/build/.stamp-*
+	rm -f registry/testdata/*.wasm
