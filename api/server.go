@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -149,9 +150,9 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		gatherer:  cfg.Gatherer,
 		adminHash: sha256.Sum256([]byte(cfg.AdminKey)),
-		bodyLimit: orDefault(cfg.BodyLimit, DefaultBodyLimit),
-		hookLimit: orDefault(cfg.HookBodyLimit, DefaultHookBodyLimit),
-		hookWait:  orDefault(cfg.HookTimeout, DefaultHookTimeout),
+		bodyLimit: cmp.Or(cfg.BodyLimit, DefaultBodyLimit),
+		hookLimit: cmp.Or(cfg.HookBodyLimit, DefaultHookBodyLimit),
+		hookWait:  cmp.Or(cfg.HookTimeout, DefaultHookTimeout),
 		version:   cfg.Version,
 		registry:  cfg.Registry,
 	}
@@ -183,14 +184,6 @@ func New(cfg Config) (*Server, error) {
 	s.app.Use(s.logRequests, recover.New(), s.bufferBody)
 	s.routes()
 	return s, nil
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // App returns the fiber app, for tests (app.Test) and for mounting.

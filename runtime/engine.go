@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,7 +132,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		if e.state, err = newStateBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas); err != nil {
 			return nil, err
 		}
-		e.leaseTTL = cmpOr(cfg.LeaseTTL, DefaultLeaseTTL)
+		e.leaseTTL = cmp.Or(cfg.LeaseTTL, DefaultLeaseTTL)
 		if e.leases, err = newLeaseBucket(ctx, cfg.Conn.JS, cfg.Conn.Replicas, e.leaseTTL); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -376,14 +377,8 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 				if err := p.e.claims.dropUnheld(ctx, ref); err != nil {
 					p.log.Warn("delete claim-checked payload no sink takes", "ref", ref, "err", err)
 				}
-			} else {
-				names := make([]string, len(targets))
-				for j, r := range targets {
-					names[j] = r.spec.Name
-				}
-				if err := p.e.claims.hold(ctx, ref, names); err != nil {
-					return nil, fmt.Errorf("%w: %w", ErrPayloadStore, err)
-				}
+			} else if err := p.claimOutput(msg, targets); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrPayloadStore, err)
 			}
 		}
 		for _, r := range targets {
@@ -408,8 +403,7 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 	for i, msg := range msgs {
 		// One tracking record says both: accepted and routed, at once
 		// (Trace shows the accepted stage from it).
-		p.ingested.Add(1)
-		p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+		p.countIngested()
 		statuses[i] = StatusPassed
 		if len(routes[i]) == 0 {
 			statuses[i] = StatusFiltered
@@ -457,10 +451,14 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 	if err != nil {
 		return fmt.Errorf("make message durable: %w", err)
 	}
-	p.ingested.Add(1)
-	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+	p.countIngested()
 	p.track(msg.ID, StageRecord{Stage: stageAccepted, Status: StatusAccepted})
 	return nil
+}
+
+func (p *pipeline) countIngested() {
+	p.ingested.Add(1)
+	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
 }
 
 // item follows one input message through the steps.
@@ -520,7 +518,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			if len(targets) == 0 {
 				continue
 			}
-			if err := p.claimOutput(out, it, targets); err != nil {
+			if err := p.claimOutput(out, targets); err != nil {
 				it.err = err
 				break
 			}
@@ -626,7 +624,7 @@ func (p *pipeline) loadClaimed(it *item, in *Message) {
 
 // claimOutput makes sure a large output travels by reference and that each
 // target sink holds the object until it has delivered it.
-func (p *pipeline) claimOutput(out *Message, it *item, targets []*sinkRunner) error {
+func (p *pipeline) claimOutput(out *Message, targets []*sinkRunner) error {
 	c := p.e.claims
 	if c == nil {
 		return nil
@@ -856,9 +854,9 @@ func (r *sinkRunner) start(ctx context.Context) error {
 	}
 	if bs, ok := r.sink.(BatchSink); ok {
 		b := bs.Batching()
-		b.MaxMessages = cmpOr(b.MaxMessages, defaultBatch.MaxMessages)
-		b.MaxWait = cmpOr(b.MaxWait, defaultBatch.MaxWait)
-		conc = cmpOr(b.Concurrency, defaultBatch.Concurrency)
+		b.MaxMessages = cmp.Or(b.MaxMessages, defaultBatch.MaxMessages)
+		b.MaxWait = cmp.Or(b.MaxWait, defaultBatch.MaxWait)
+		conc = cmp.Or(b.Concurrency, defaultBatch.Concurrency)
 		handle = func(ch <-chan jetstream.Msg) { r.handleBatches(ch, bs, b) }
 	}
 	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), conc, &r.wg, handle)
@@ -867,14 +865,6 @@ func (r *sinkRunner) start(ctx context.Context) error {
 }
 
 var defaultBatch = Batching{MaxMessages: 500, MaxWait: 50 * time.Millisecond, Concurrency: 4}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
 
 // handleBatches gathers up to b.MaxMessages, waiting at most b.MaxWait
 // after the first, and delivers them in one call.

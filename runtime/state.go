@@ -47,8 +47,7 @@ func checkStateKey(key string) error {
 		return fmt.Errorf("state key %q: empty token", key)
 	}
 	for _, r := range key {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=.", r)
-		if !ok {
+		if r >= 0x80 || !kvKeyChar(byte(r)) {
 			return fmt.Errorf("state key %q: character %q not allowed", key, r)
 		}
 	}

@@ -190,12 +190,16 @@ func validID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c == '-' || c == '_' || c == '.' || c == '=' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+		if !kvKeyChar(id[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// kvKeyChar reports whether c may appear in a KV key token.
+func kvKeyChar(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || c == '=' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }
 
 // attempts returns the failed attempts recorded for a stage, oldest first.

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
@@ -80,25 +81,17 @@ func (c SinkConfig) withDefaults() SinkConfig {
 	}
 	if c.Auth != nil && c.Auth.Type == AuthHMAC {
 		a := *c.Auth
-		a.Header = cmpOr(a.Header, "X-Signature-256")
-		a.Algorithm = cmpOr(a.Algorithm, "sha256")
+		a.Header = cmp.Or(a.Header, "X-Signature-256")
+		a.Algorithm = cmp.Or(a.Algorithm, "sha256")
 		c.Auth = &a
 	}
 	if c.Batch != nil {
 		b := *c.Batch
-		b.MaxMessages = cmpOr(b.MaxMessages, 100)
-		b.MaxWait = cmpOr(b.MaxWait, runtime.Duration(50*time.Millisecond))
+		b.MaxMessages = cmp.Or(b.MaxMessages, 100)
+		b.MaxWait = cmp.Or(b.MaxWait, runtime.Duration(50*time.Millisecond))
 		c.Batch = &b
 	}
 	return c
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // compiled is a validated config: its templates parsed, its secrets read.
