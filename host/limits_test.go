@@ -50,7 +50,11 @@ func TestFailuresDiscardInstance(t *testing.T) {
 		{"exit", "exit", "exited (code 3", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := hosttest.Pool(t, rt, probeSpec(t, tc.trusted, host.Capabilities{}), host.PoolConfig{})
+			// A deadline far away: growing to the ceiling under the race
+			// detector on a busy machine can take seconds, and a call that
+			// passes its deadline is reported as that, whatever ended it.
+			cfg := host.PoolConfig{Limits: host.Limits{Timeout: 2 * time.Minute}}
+			p := hosttest.Pool(t, rt, probeSpec(t, tc.trusted, host.Capabilities{}), cfg)
 			r := process1(t, p, tc.in, nil)
 			if r.Status != host.StatusRetryable || !strings.Contains(r.Error, tc.errHas) {
 				t.Fatalf("got %v %q, want retryable with %q", r.Status, r.Error, tc.errHas)

@@ -3,11 +3,9 @@ package host
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/vrsky/vrsky/internal/testenv/leaktest"
 )
 
 // TestMain fails the package if a test leaves goroutines behind (pools'
 // reclaimers, object writers, HTTP connections, NATS).
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
