@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,15 +19,28 @@ import (
 )
 
 // Message tracking: where each message of the last 7 days is. Each stage
-// a message passes writes one small record to the KV bucket vrsky_msgs,
-// keyed <tenant>.<integration>.<id>.<stage>[.a<attempt>]. Records are
-// published asynchronously by one goroutine, straight to the bucket's
-// subjects, so the hot path only does a non-blocking channel send; if the
-// buffer is full the record is dropped and counted, never the message.
+// a message passes makes one small record; the records of one message are
+// written together to the KV bucket vrsky_msgs as a JSON array, keyed
+// <tenant>.<integration>.<id>.g<writer><seq>, so a lookup lists
+// <tenant>.<integration>.<id>.> and merges what it finds.
+//
+// The hot path only does a non-blocking channel send; if the buffer is
+// full the record is dropped and counted, never the message. One
+// goroutine holds a message's records for up to trackHold, waiting for
+// its delivery, and writes them as one entry: a message that is accepted,
+// routed and delivered within that time costs one KV write, not three. A
+// failure, a dead letter, a filter or a replay is written at once (with
+// whatever is held for that message), so retries and the DLQ never wait
+// for tracking. A crash loses the held records of messages in flight;
+// JetStream redelivers those messages, and their delivery is recorded
+// then.
 
 const (
 	trackBucket = "vrsky_msgs"
 	trackBuffer = 1 << 16
+	// trackHold is how long accepted and passed records wait for their
+	// message's delivery before they are written alone.
+	trackHold = 500 * time.Millisecond
 )
 
 // Stage record statuses.
@@ -57,11 +71,14 @@ type tracker struct {
 	done    chan struct{}
 	dropped atomic.Uint64
 	log     *slog.Logger
+	// writer tells this tracker's keys from other nodes' (and from an
+	// earlier run's), so that no two entries share a key.
+	writer string
 }
 
 type trackEvent struct {
-	key  string
-	data []byte
+	key string // trackKey of the message
+	rec StageRecord
 }
 
 func newTracker(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) (*tracker, error) {
@@ -76,7 +93,12 @@ func newTracker(ctx context.Context, js jetstream.JetStream, replicas int, log *
 	if err != nil {
 		return nil, fmt.Errorf("tracking bucket: %w", err)
 	}
-	t := &tracker{js: js, kv: kv, ch: make(chan trackEvent, trackBuffer), done: make(chan struct{}), log: log}
+	t := &tracker{
+		js: js, kv: kv, log: log,
+		ch:     make(chan trackEvent, trackBuffer),
+		done:   make(chan struct{}),
+		writer: strconv.FormatUint(rand.Uint64()&(1<<40-1), 36),
+	}
 	go t.run()
 	return t, nil
 }
@@ -86,27 +108,35 @@ func trackKey(tenant, integration, id string) string {
 	return tenant + "." + integration + "." + strings.ReplaceAll(id, ".", "_")
 }
 
-// stageKey turns "sink:api" into "sink.api".
-func stageKey(stage string) string { return strings.Replace(stage, ":", ".", 1) }
-
 // record queues rec for message id; it never blocks.
 func (t *tracker) record(tenant, integration, id string, rec StageRecord) {
 	if t == nil {
 		return
 	}
-	key := trackKey(tenant, integration, id) + "." + stageKey(rec.Stage)
-	if rec.Status == StatusFailed {
-		key += ".a" + strconv.Itoa(rec.Attempt)
-	}
 	if rec.At.IsZero() {
 		rec.At = time.Now().UTC()
 	}
-	data := rec.appendJSON(make([]byte, 0, 96+len(rec.Error)))
 	select {
-	case t.ch <- trackEvent{key: key, data: data}:
+	case t.ch <- trackEvent{key: trackKey(tenant, integration, id), rec: rec}:
 	default:
 		t.dropped.Add(1)
 	}
+}
+
+// heldRecords are the records of one message not written yet.
+type heldRecords struct {
+	recs  []StageRecord
+	since time.Time
+	// outputs are the sinks the route record sent the message to;
+	// delivered counts those that reported delivery.
+	outputs   []string
+	delivered int
+}
+
+// complete reports whether nothing more is expected for the message: it
+// was routed and every sink has it.
+func (h *heldRecords) complete() bool {
+	return h.outputs != nil && h.delivered >= len(h.outputs)
 }
 
 // run writes records with plain core publishes to the bucket's subjects:
@@ -115,13 +145,105 @@ func (t *tracker) record(tenant, integration, id string, rec StageRecord) {
 // tracking (best effort, never the message) accepts for its cost.
 func (t *tracker) run() {
 	defer close(t.done)
-	nc := t.js.Conn()
-	subj := make([]byte, 0, 128)
-	for ev := range t.ch {
-		subj = append(append(subj[:0], "$KV."+trackBucket+"."...), ev.key...)
-		if err := nc.Publish(string(subj), ev.data); err != nil {
-			t.dropped.Add(1)
+	w := trackWriter{nc: t.js.Conn(), writer: t.writer, dropped: &t.dropped, held: map[string]*heldRecords{}}
+	tick := time.NewTicker(trackHold / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case ev, ok := <-t.ch:
+			if !ok {
+				w.flushOlder(time.Time{}) // everything
+				return
+			}
+			w.add(ev)
+		case now := <-tick.C:
+			w.flushOlder(now.Add(-trackHold))
 		}
+	}
+}
+
+// trackWriter is run's state: the held records, oldest first in order.
+type trackWriter struct {
+	nc interface {
+		Publish(subj string, data []byte) error
+	}
+	writer  string
+	seq     uint64
+	dropped *atomic.Uint64
+	held    map[string]*heldRecords
+	order   []heldKey // oldest first
+	subj    []byte
+	buf     []byte
+}
+
+type heldKey struct {
+	key  string
+	held *heldRecords
+}
+
+func (w *trackWriter) add(ev trackEvent) {
+	h := w.held[ev.key]
+	if h == nil {
+		h = &heldRecords{since: time.Now()}
+		w.held[ev.key] = h
+		w.order = append(w.order, heldKey{ev.key, h})
+	}
+	h.recs = append(h.recs, ev.rec)
+	switch ev.rec.Status {
+	case StatusDelivered:
+		h.delivered++
+		if !h.complete() {
+			return
+		}
+	case StatusAccepted, StatusPassed:
+		if ev.rec.Stage != stageRoute {
+			return
+		}
+		h.outputs = ev.rec.Outputs
+		if len(h.outputs) == 0 || !h.complete() {
+			return
+		}
+	}
+	w.write(ev.key, h)
+}
+
+// flushOlder writes the records held since before cutoff (all of them for
+// a zero cutoff).
+func (w *trackWriter) flushOlder(cutoff time.Time) {
+	n := 0
+	for _, o := range w.order {
+		if w.held[o.key] != o.held {
+			n++ // written already
+			continue
+		}
+		if !cutoff.IsZero() && !o.held.since.Before(cutoff) {
+			break
+		}
+		w.write(o.key, o.held)
+		n++
+	}
+	w.order = w.order[:copy(w.order, w.order[n:])]
+}
+
+func (w *trackWriter) write(key string, h *heldRecords) {
+	delete(w.held, key)
+	w.seq++
+	w.subj = append(w.subj[:0], "$KV."+trackBucket+"."...)
+	w.subj = append(w.subj, key...)
+	w.subj = append(w.subj, ".g"...)
+	w.subj = append(w.subj, w.writer...)
+	w.subj = append(w.subj, '-')
+	w.subj = strconv.AppendUint(w.subj, w.seq, 36)
+	w.buf = append(w.buf[:0], '[')
+	for i := range h.recs {
+		if i > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		w.buf = h.recs[i].appendJSON(w.buf)
+	}
+	w.buf = append(w.buf, ']')
+	if err := w.nc.Publish(string(w.subj), w.buf); err != nil {
+		w.dropped.Add(uint64(len(h.recs)))
 	}
 }
 
@@ -203,14 +325,22 @@ func kvKeyChar(c byte) bool {
 }
 
 // attempts returns the failed attempts recorded for a stage, oldest first.
+// Failures are written at once, so every earlier attempt is there.
 func (t *tracker) attempts(ctx context.Context, tenant, integration, id, stage string) []StageRecord {
 	if t == nil {
 		return nil
 	}
-	recs, _ := t.read(ctx, trackKey(tenant, integration, id)+"."+stageKey(stage)+".>")
-	return recs
+	recs, _ := t.read(ctx, trackKey(tenant, integration, id)+".>")
+	var failed []StageRecord
+	for _, r := range recs {
+		if r.Stage == stage && r.Status == StatusFailed {
+			failed = append(failed, r)
+		}
+	}
+	return failed
 }
 
+// read returns the records under filter, oldest first.
 func (t *tracker) read(ctx context.Context, filter string) ([]StageRecord, error) {
 	lister, err := t.kv.ListKeysFiltered(ctx, filter)
 	if err != nil {
@@ -222,9 +352,9 @@ func (t *tracker) read(ctx context.Context, filter string) ([]StageRecord, error
 		if err != nil {
 			continue // expired or deleted meanwhile
 		}
-		var r StageRecord
-		if json.Unmarshal(e.Value(), &r) == nil {
-			recs = append(recs, r)
+		var entry []StageRecord
+		if json.Unmarshal(e.Value(), &entry) == nil {
+			recs = append(recs, entry...)
 		}
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].At.Before(recs[j].At) })
@@ -253,9 +383,6 @@ func (e *Engine) Trace(ctx context.Context, tenant, integration, id string) (*Me
 	return tr, nil
 }
 
-// summarize derives a message's state from its stage records. The route
-// record lists the sinks the message was sent to; it is delivered when
-// each of them reports delivery.
 // withAccepted adds the accepted stage that a message routed at emit
 // (an integration without steps) does not write: its route record, made
 // at the same moment, stands for both.
@@ -278,6 +405,9 @@ func withAccepted(recs []StageRecord) []StageRecord {
 	return append([]StageRecord{acc}, recs...)
 }
 
+// summarize derives a message's state from its stage records. The route
+// record lists the sinks the message was sent to; it is delivered when
+// each of them reports delivery.
 func summarize(recs []StageRecord) string {
 	last := map[string]StageRecord{} // stage → latest outcome (failed attempts aside)
 	for _, r := range recs {
@@ -302,6 +432,10 @@ func summarize(recs []StageRecord) string {
 		return StatusDeadLettered
 	case routed && route.Status == StatusFiltered:
 		return StatusFiltered
+	case !routed && delivered > 0:
+		// The route record was lost (held when the node stopped); the
+		// redelivered message reached its sinks.
+		return StatusDelivered
 	case routed && delivered > 0:
 		for _, sink := range route.Outputs {
 			if last["sink:"+sink].Status != StatusDelivered {

@@ -3,6 +3,8 @@ package runtime
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -38,5 +40,145 @@ func BenchmarkTrackRecord(b *testing.B) {
 		case <-tr.ch:
 		default:
 		}
+	}
+}
+
+// publishLog records what a trackWriter publishes.
+type publishLog struct{ subjects, entries []string }
+
+func (l *publishLog) Publish(subj string, data []byte) error {
+	l.subjects = append(l.subjects, subj)
+	l.entries = append(l.entries, string(data))
+	return nil
+}
+
+// entryStages lists the stage:status pairs of written entry i.
+func (l *publishLog) entryStages(t *testing.T, i int) []string {
+	t.Helper()
+	var recs []StageRecord
+	if err := json.Unmarshal([]byte(l.entries[i]), &recs); err != nil {
+		t.Fatalf("entry %d %s: %v", i, l.entries[i], err)
+	}
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Stage+":"+r.Status)
+	}
+	return out
+}
+
+// The writer holds a message's records until it is delivered everywhere
+// (or until they are old), and writes failures at once.
+func TestTrackWriterCoalesces(t *testing.T) {
+	route := func(outs ...string) StageRecord {
+		return StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: outs}
+	}
+	delivered := func(sink string) StageRecord { return StageRecord{Stage: "sink:" + sink, Status: StatusDelivered} }
+	for _, tc := range []struct {
+		name string
+		recs []StageRecord
+		// writes are the entries written before the final flush, then
+		// after it.
+		writes, afterFlush [][]string
+	}{
+		{
+			name:   "routed and delivered: one entry",
+			recs:   []StageRecord{route("api"), delivered("api")},
+			writes: [][]string{{"route:passed", "sink:api:delivered"}},
+		},
+		{
+			name:   "delivered before the route record is queued",
+			recs:   []StageRecord{delivered("api"), route("api")},
+			writes: [][]string{{"sink:api:delivered", "route:passed"}},
+		},
+		{
+			name: "fan-out waits for every sink",
+			recs: []StageRecord{
+				{Stage: stageAccepted, Status: StatusAccepted}, route("a", "b"), delivered("a"), delivered("b"),
+			},
+			writes: [][]string{{"accepted:accepted", "route:passed", "sink:a:delivered", "sink:b:delivered"}},
+		},
+		{
+			name:       "in flight: held until flushed",
+			recs:       []StageRecord{route("a", "b"), delivered("a")},
+			afterFlush: [][]string{{"route:passed", "sink:a:delivered"}},
+		},
+		{
+			name: "a failure is written at once, with what was held",
+			recs: []StageRecord{
+				route("api"),
+				{Stage: "sink:api", Status: StatusFailed, Attempt: 1, Error: "500"},
+				delivered("api"),
+			},
+			writes: [][]string{{"route:passed", "sink:api:failed"}},
+			// The route record went with the failure: the delivery alone
+			// cannot tell it is the last one, and waits.
+			afterFlush: [][]string{{"sink:api:delivered"}},
+		},
+		{
+			name:   "filtered is final",
+			recs:   []StageRecord{{Stage: stageRoute, Status: StatusFiltered}},
+			writes: [][]string{{"route:filtered"}},
+		},
+		{
+			name: "dead-lettered and replayed are written at once",
+			recs: []StageRecord{
+				{Stage: "sink:api", Status: StatusDeadLettered, Attempt: 3, Error: "down"},
+				{Stage: "sink:api", Status: StatusReplayed},
+			},
+			writes: [][]string{{"sink:api:dead_lettered"}, {"sink:api:replayed"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l publishLog
+			var dropped atomic.Uint64
+			w := trackWriter{nc: &l, writer: "w1", dropped: &dropped, held: map[string]*heldRecords{}}
+			for _, r := range tc.recs {
+				r.At = time.Now()
+				w.add(trackEvent{key: "acme.orders.m1", rec: r})
+			}
+			w.flushOlder(time.Now().Add(-time.Hour)) // nothing is that old
+			check := func(when string, want [][]string, from int) {
+				t.Helper()
+				if got := len(l.entries) - from; got != len(want) {
+					t.Fatalf("%s: %d entries written, want %d: %q", when, got, len(want), l.entries[from:])
+				}
+				for i, stages := range want {
+					if got := l.entryStages(t, from+i); !reflect.DeepEqual(got, stages) {
+						t.Errorf("%s: entry %d = %q, want %q", when, i, got, stages)
+					}
+				}
+			}
+			check("before the flush", tc.writes, 0)
+			w.flushOlder(time.Time{})
+			check("after the flush", tc.afterFlush, len(tc.writes))
+			seen := map[string]bool{}
+			for _, s := range l.subjects {
+				if !strings.HasPrefix(s, "$KV.vrsky_msgs.acme.orders.m1.gw1-") || seen[s] {
+					t.Errorf("subject %q: not under the message's key, or written twice", s)
+				}
+				seen[s] = true
+			}
+			if len(w.held) != 0 || len(w.order) != 0 {
+				t.Errorf("still held after the flush: %d, order %d", len(w.held), len(w.order))
+			}
+		})
+	}
+}
+
+// Records older than the hold are written by the periodic flush, oldest
+// first, and the younger ones wait.
+func TestTrackWriterFlushesByAge(t *testing.T) {
+	var l publishLog
+	w := trackWriter{nc: &l, writer: "w1", dropped: new(atomic.Uint64), held: map[string]*heldRecords{}}
+	w.add(trackEvent{key: "t.i.old", rec: StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: []string{"a"}}})
+	cut := time.Now()
+	time.Sleep(time.Millisecond)
+	w.add(trackEvent{key: "t.i.new", rec: StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: []string{"a"}}})
+	w.flushOlder(cut.Add(time.Microsecond))
+	if len(l.subjects) != 1 || !strings.Contains(l.subjects[0], ".t.i.old.") {
+		t.Fatalf("written %q, want only the old message", l.subjects)
+	}
+	if _, ok := w.held["t.i.new"]; !ok || len(w.order) != 1 {
+		t.Fatalf("the young message is not held alone: %v %v", w.held, w.order)
 	}
 }
