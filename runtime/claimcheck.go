@@ -66,8 +66,11 @@ func newClaims(ctx context.Context, js jetstream.JetStream, replicas int, blobs 
 }
 
 func claimKey(tenant, integration, id string) string {
-	return "payloads/" + tenant + "/" + integration + "/" + id
+	return claimPrefix(tenant) + integration + "/" + id
 }
+
+// claimPrefix starts the key of every claim-check object of a tenant.
+func claimPrefix(tenant string) string { return "payloads/" + tenant + "/" }
 
 // markerKey names a sink's hold on an object.
 func markerKey(ref, sink string) string {

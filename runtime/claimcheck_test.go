@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
@@ -177,4 +179,50 @@ retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 	if _, err := b.ReadFrom(r); err != nil || b.String() != notJSON {
 		t.Fatalf("object holds %d bytes (err %v), want the %d-byte payload", b.Len(), err, len(notJSON))
 	}
+}
+
+// A step with the objects capability (the csv converter) reads a
+// claim-checked payload by reference and writes its large result to an
+// object of its own: the sink streams that, and both objects are gone
+// once it is delivered.
+func TestClaimCheckedStreamingStep(t *testing.T) {
+	conn := natsxtest.Start(t)
+	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, conn, withBlobs(t, bs), withWasmStepsEnv(t, host.Env{Objects: bs}, "csv"))
+	rec, turnOn := switchable(t)
+	h.create(t, `name: bigcsv
+source: {connector: http-webhook, config: {path: bigcsv}}
+steps: [{connector: csv, config: {split: false}}]
+sinks: [{name: api, connector: http, config: {url: "`+rec.srv.URL+`"}}]
+retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
+`)
+	const rows = 40000
+	var in strings.Builder
+	in.WriteString("id,name\n")
+	for i := range rows {
+		fmt.Fprintf(&in, "%d,name %d\n", i, i)
+	}
+	if in.Len() <= runtime.DefaultClaimThreshold {
+		t.Fatalf("the CSV is %d bytes: not claim-checked", in.Len())
+	}
+	id := h.post(t, "bigcsv", in.String())
+	// While the sink is down, the step's output waits in an object of its
+	// own, and the input's object, replaced, is gone.
+	out := payloadKey("bigcsv", id+".o0")
+	waitFor(t, 30*time.Second, "the step's output object", func() bool { return objectExists(t, bs, out) })
+	waitFor(t, 10*time.Second, "the input object deleted", func() bool { return !objectExists(t, bs, payloadKey("bigcsv", id)) })
+	turnOn()
+	waitFor(t, 30*time.Second, "the converted file delivered", func() bool { return len(rec.delivered()) == 1 })
+	var got []map[string]string
+	if err := json.Unmarshal([]byte(rec.delivered()[id]), &got); err != nil {
+		t.Fatalf("the sink got %d bytes that are not a JSON array: %v", len(rec.delivered()[id]), err)
+	}
+	if len(got) != rows || got[0]["id"] != "0" || got[rows-1]["name"] != fmt.Sprintf("name %d", rows-1) {
+		t.Fatalf("the sink got %d records (first %v), want %d", len(got), got[0], rows)
+	}
+	waitFor(t, 10*time.Second, "the output object deleted after delivery", func() bool { return !objectExists(t, bs, out) })
+	waitTrace(t, h, "bigcsv", id, runtime.StatusDelivered)
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,8 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/blob"
 )
 
 // Pipeline tuning. Batches spread the fixed cost of a step call and of
@@ -469,7 +473,7 @@ type item struct {
 	err      error      // set when a step failed
 	step     string     // the step that failed
 	routes   []string   // where the outputs went: sink, or <output id>@<sink>
-	claimRef string     // the claim-checked input the steps read, if any
+	claimRefs []string  // claim-checked payloads the steps took as input
 	reply    string     // where EmitWait waits for the outcome
 }
 
@@ -497,9 +501,6 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 	for i, m := range batch {
 		in := p.toMessage(m)
 		items[i] = &item{src: m, id: in.ID, msgs: []*Message{in}, reply: in.Header.Get(headerReply)}
-		if len(p.steps) > 0 && in.Claimed() {
-			p.loadClaimed(items[i], in)
-		}
 	}
 	for si, step := range p.steps {
 		p.runStep(si, step, items)
@@ -555,7 +556,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 				status = StatusFiltered
 			}
 			p.track(it.id, StageRecord{Stage: stageRoute, Status: status, Outputs: it.routes})
-			p.dropInputObject(it)
+			p.dropInputObjects(it)
 			p.reply(it, Outcome{Status: status})
 		case it.step == "":
 			// Publishing downstream failed: the input stays and comes back soon.
@@ -605,21 +606,70 @@ func (p *pipeline) route(out *Message) []*sinkRunner {
 	return targets
 }
 
-// loadClaimed reads a claim-checked input into memory for the steps.
-func (p *pipeline) loadClaimed(it *item, in *Message) {
-	data, err := in.Bytes(p.ctx)
+// ClaimReader is implemented by a step that reads claim-checked payloads
+// itself, by reference (a Wasm module with the objects capability streams
+// them through the ABI's object functions). Any other step gets such a
+// payload loaded into Data, without the reference headers.
+type ClaimReader interface {
+	ReadsClaims() bool
+}
+
+func readsClaims(s Step) bool {
+	cr, ok := s.(ClaimReader)
+	return ok && cr.ReadsClaims()
+}
+
+// takeClaimed prepares a claim-checked step input: it remembers the
+// reference (dropInputObjects deletes the object once nothing refers to
+// it) and, for a step that cannot read by reference, loads the payload.
+func (p *pipeline) takeClaimed(it *item, m *Message, byRef bool) error {
+	ref := m.Header.Get(HeaderPayloadRef)
+	if !slices.Contains(it.claimRefs, ref) {
+		it.claimRefs = append(it.claimRefs, ref)
+	}
+	if byRef {
+		return nil
+	}
+	data, err := m.Bytes(p.ctx)
 	if err != nil {
-		it.err, it.step = err, p.spec.Steps[0].Name
-		return
+		return err
 	}
-	it.claimRef = in.Header.Get(HeaderPayloadRef)
-	in.Data = data
-	// The header map is the JetStream message's own: a dead letter of this
-	// input is built from it and must keep the reference.
-	in.Header = in.Header.Clone()
+	m.Data = data
+	// The header map may be the JetStream message's own: a dead letter of
+	// this input is built from it and must keep the reference.
+	m.Header = m.Header.Clone()
 	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
-		delete(in.Header, k)
+		delete(m.Header, k)
 	}
+	return nil
+}
+
+// checkOutputRef vets the payload reference of a step's output. An output
+// that inherited its input's reference but carries a payload of its own
+// is that payload: the reference goes. Any other reference must name one
+// of the tenant's claim-check objects, and only a step that works by
+// reference may make one: a header is no way into another tenant's data.
+func (p *pipeline) checkOutputRef(in, out *Message, byRef bool) error {
+	ref := out.Header.Get(HeaderPayloadRef)
+	if ref == "" {
+		return nil
+	}
+	if ref == in.Header.Get(HeaderPayloadRef) {
+		if len(out.Data) > 0 {
+			out.Header = out.Header.Clone()
+			for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
+				delete(out.Header, k)
+			}
+		}
+		return nil
+	}
+	if !byRef {
+		return Permanent(fmt.Errorf("output sets %s, but the step does not work by reference (no objects capability)", HeaderPayloadRef))
+	}
+	if !strings.HasPrefix(ref, claimPrefix(p.tenant)) {
+		return Permanent(fmt.Errorf("output %s %q: not one of the tenant's payload objects (%s…)", HeaderPayloadRef, ref, claimPrefix(p.tenant)))
+	}
+	return nil
 }
 
 // claimOutput makes sure a large output travels by reference and that each
@@ -644,31 +694,36 @@ func (p *pipeline) claimOutput(out *Message, targets []*sinkRunner) error {
 	return c.hold(p.ctx, out.Header.Get(HeaderPayloadRef), names)
 }
 
-// dropInputObject deletes a claim-checked input that the steps replaced
-// (or filtered out): nothing downstream refers to it once the input is
-// acknowledged.
-func (p *pipeline) dropInputObject(it *item) {
-	ref := it.claimRef
-	if ref == "" && len(it.routes) == 0 {
-		if h := Header(it.src.Headers()); h != nil {
-			ref = h.Get(HeaderPayloadRef)
-		}
-	}
-	if ref == "" || p.e.claims == nil {
+// dropInputObjects deletes the claim-checked payloads that the steps
+// replaced (or filtered out): once the input is acknowledged nothing
+// refers to them, unless an output passes one on to the sinks.
+func (p *pipeline) dropInputObjects(it *item) {
+	if p.e.claims == nil {
 		return
 	}
-	for _, out := range it.msgs {
-		if out.Header.Get(HeaderPayloadRef) == ref {
-			return // passed through unchanged; the sinks hold it
+	refs := it.claimRefs
+	if len(refs) == 0 && len(it.routes) == 0 {
+		if h := Header(it.src.Headers()); h != nil && h.Get(HeaderPayloadRef) != "" {
+			refs = []string{h.Get(HeaderPayloadRef)}
 		}
 	}
-	if err := p.e.claims.blobs.Delete(p.ctx, ref); err != nil {
-		p.log.Warn("delete claim-checked input", "ref", ref, "err", err)
+next:
+	for _, ref := range refs {
+		for _, out := range it.msgs {
+			if out.Header.Get(HeaderPayloadRef) == ref {
+				continue next // passed on; the sinks hold it
+			}
+		}
+		if err := p.e.claims.blobs.Delete(p.ctx, ref); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			p.log.Warn("delete claim-checked input", "ref", ref, "err", err)
+		}
 	}
 }
 
 // runStep applies one step to every live item.
 func (p *pipeline) runStep(si int, step Step, items []*item) {
+	name := p.spec.Steps[si].Name
+	byRef := readsClaims(step)
 	var in []*Message
 	var owner []*item
 	for _, it := range items {
@@ -676,6 +731,12 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 			continue
 		}
 		for _, m := range it.msgs {
+			if m.Claimed() {
+				if err := p.takeClaimed(it, m, byRef); err != nil {
+					it.err, it.step = err, name
+					break
+				}
+			}
 			in = append(in, m)
 			owner = append(owner, it)
 		}
@@ -684,7 +745,6 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 	if len(in) == 0 {
 		return
 	}
-	name := p.spec.Steps[si].Name
 	res, err := step.Process(p.ctx, in)
 	if err == nil && len(res) != len(in) {
 		err = fmt.Errorf("step returned %d results for %d messages", len(res), len(in))
@@ -713,8 +773,13 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 				if o.Header == nil {
 					o.Header = in[i].Header.Clone()
 				}
+				if err := p.checkOutputRef(in[i], o, byRef); err != nil {
+					it.err, it.step = err, name
+				}
 			}
-			it.msgs = append(it.msgs, outs...)
+			if it.err == nil {
+				it.msgs = append(it.msgs, outs...)
+			}
 		}
 	}
 }

@@ -48,12 +48,19 @@ func WasmStep(w WasmStepInfo) Connector {
 			if err != nil {
 				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
 			}
-			return &wasmStep{pool: pool}, nil
+			return &wasmStep{pool: pool, byRef: mod.Spec().Capabilities.Objects}, nil
 		},
 	}
 }
 
-type wasmStep struct{ pool *host.Pool }
+type wasmStep struct {
+	pool  *host.Pool
+	byRef bool // the module may open objects: it streams claim-checked payloads
+}
+
+// ReadsClaims implements ClaimReader: a module with the objects capability
+// gets a claim-checked payload by reference (ABI.md §7).
+func (s *wasmStep) ReadsClaims() bool { return s.byRef }
 
 // Process hands the batch to one guest call (or a few, past the pool's
 // batch size) and maps each message's status: OK → outputs, Drop → none,

@@ -16,6 +16,12 @@ import (
 // withWasmSteps registers shipped Wasm connectors, built from source and
 // loaded through the real host, in the harness's catalogue.
 func withWasmSteps(t *testing.T, names ...string) func(*runtime.Config) {
+	return withWasmStepsEnv(t, host.Env{}, names...)
+}
+
+// withWasmStepsEnv is withWasmSteps with env behind the modules' I/O
+// functions (objects, NATS, KV).
+func withWasmStepsEnv(t *testing.T, env host.Env, names ...string) func(*runtime.Config) {
 	rt := hosttest.Runtime(t, host.Config{})
 	var conns []runtime.Connector
 	for _, name := range names {
@@ -27,6 +33,7 @@ func withWasmSteps(t *testing.T, names ...string) func(*runtime.Config) {
 		conns = append(conns, runtime.WasmStep(runtime.WasmStepInfo{
 			Name: man.Name, Version: man.Version, Description: man.Description,
 			ConfigSchema: man.ConfigSchema, Module: func(context.Context) (*host.Module, error) { return mod, nil },
+			Env: env,
 		}))
 	}
 	return func(c *runtime.Config) {

@@ -7,10 +7,15 @@
 //     with a header row unless "header" is false. Columns come from
 //     "columns" or the first object's keys in order.
 //
+// A claim-checked input (a payload over the claim-check threshold) is read
+// from the object store as a stream; as one array its JSON is written to
+// a new object as it is made, so a large file never sits whole in memory.
+//
 // Config: {"mode": "csv_to_json", "delimiter": ";", "header": true, "split": true}
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -81,40 +86,97 @@ func process(m *guest.Message) error {
 }
 
 func csvToJSON(m *guest.Message) error {
-	r := csv.NewReader(bytes.NewReader(m.Data()))
+	src, err := m.Payload()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if cfg.split {
+		n, err := eachRecord(src, m.Emit)
+		if errors.Is(err, errNoHeader) || (err == nil && n == 0) {
+			m.Drop()
+			return nil
+		}
+		return err
+	}
+	if m.Claimed() {
+		// A claim-checked file stays out of memory: the array streams
+		// into an object of its own.
+		err := m.EmitObject(func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 64<<10)
+			if err := writeArray(src, bw); err != nil {
+				return err
+			}
+			return bw.Flush()
+		})
+		if errors.Is(err, errNoHeader) {
+			m.Drop()
+			return nil
+		}
+		return err
+	}
+	buf.Reset()
+	if err := writeArray(src, &buf); err != nil {
+		if errors.Is(err, errNoHeader) {
+			m.Drop()
+			return nil
+		}
+		return err
+	}
+	return m.Emit(buf.Bytes())
+}
+
+// errNoHeader: the input is empty where a header row was expected.
+var errNoHeader = errors.New("no header row")
+
+// writeArray writes the records of src to w as one JSON array.
+func writeArray(src io.Reader, w io.Writer) error {
+	sep := []byte("[")
+	if _, err := eachRecord(src, func(rec []byte) error {
+		if _, err := w.Write(sep); err != nil {
+			return err
+		}
+		sep[0] = ','
+		_, err := w.Write(rec)
+		return err
+	}); err != nil {
+		return err
+	}
+	if sep[0] == '[' { // no record
+		_, err := w.Write([]byte("[]"))
+		return err
+	}
+	_, err := w.Write([]byte("]"))
+	return err
+}
+
+// eachRecord parses CSV from src and hands each record, as a JSON object,
+// to emit (the slice is reused). It returns how many there were.
+func eachRecord(src io.Reader, emit func(rec []byte) error) (int, error) {
+	r := csv.NewReader(src)
 	r.Comma = cfg.delimiter
 	r.ReuseRecord = true
 	names := cfg.columns
 	if cfg.header {
 		rec, err := r.Read()
 		if err == io.EOF {
-			m.Drop()
-			return nil
+			return 0, errNoHeader
 		}
 		if err != nil {
-			return fmt.Errorf("csv: %w", err)
+			return 0, fmt.Errorf("csv: %w", err)
 		}
 		names = append([]string(nil), rec...)
 	}
 	n := 0
-	out = out[:0]
-	if !cfg.split {
-		out = append(out, '[')
-	}
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
-			break
+			return n, nil
 		}
 		if err != nil {
-			return fmt.Errorf("csv: %w", err)
+			return n, fmt.Errorf("csv: %w", err)
 		}
-		if cfg.split {
-			out = out[:0]
-		} else if n > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, '{')
+		out = append(out[:0], '{')
 		for i, f := range rec {
 			if i > 0 {
 				out = append(out, ',')
@@ -129,24 +191,27 @@ func csvToJSON(m *guest.Message) error {
 		}
 		out = append(out, '}')
 		n++
-		if cfg.split {
-			if err := m.Emit(out); err != nil {
-				return err
-			}
+		if err := emit(out); err != nil {
+			return n, err
 		}
 	}
-	if cfg.split {
-		if n == 0 {
-			m.Drop()
-		}
-		return nil
-	}
-	out = append(out, ']')
-	return m.Emit(out)
 }
 
 func jsonToCSV(m *guest.Message) error {
-	v, err := parser.ParseBytes(m.Data())
+	data := m.Data()
+	if m.Claimed() {
+		// JSON is parsed whole: read the object into memory.
+		src, err := m.Payload()
+		if err != nil {
+			return err
+		}
+		data, err = io.ReadAll(src)
+		src.Close()
+		if err != nil {
+			return err
+		}
+	}
+	v, err := parser.ParseBytes(data)
 	if err != nil {
 		return fmt.Errorf("input is not JSON: %w", err)
 	}
@@ -189,6 +254,12 @@ func jsonToCSV(m *guest.Message) error {
 	}
 	if err := m.SetHeader("Content-Type", "text/csv"); err != nil {
 		return err
+	}
+	if m.Claimed() {
+		return m.EmitObject(func(w io.Writer) error {
+			_, err := w.Write(buf.Bytes())
+			return err
+		})
 	}
 	return m.Emit(buf.Bytes())
 }
