@@ -3,9 +3,11 @@ package host
 import (
 	"testing"
 
-	"github.com/vrsky/vrsky/internal/testenv/leaktest"
+	"go.uber.org/goleak"
 )
 
 // TestMain fails the package if a test leaves goroutines behind (pools'
 // reclaimers, object writers, HTTP connections, NATS).
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -467,14 +467,14 @@ func (p *pipeline) countIngested() {
 
 // item follows one input message through the steps.
 type item struct {
-	src      jetstream.Msg
-	id       string     // the input's message id
-	msgs     []*Message // current outputs
-	err      error      // set when a step failed
-	step     string     // the step that failed
-	routes   []string   // where the outputs went: sink, or <output id>@<sink>
-	claimRefs []string  // claim-checked payloads the steps took as input
-	reply    string     // where EmitWait waits for the outcome
+	src       jetstream.Msg
+	id        string     // the input's message id
+	msgs      []*Message // current outputs
+	err       error      // set when a step failed
+	step      string     // the step that failed
+	routes    []string   // where the outputs went: sink, or <output id>@<sink>
+	claimRefs []string   // claim-checked payloads the steps took as input
+	reply     string     // where EmitWait waits for the outcome
 }
 
 func (p *pipeline) toMessage(m jetstream.Msg) *Message {

@@ -72,7 +72,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.refDuration, "ref-duration", 5*time.Second, "length of each reference measurement")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
 	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
-	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration")
+	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration (with -payload-mib: the csv converter, reading the payload by reference)")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
 	fs.BoolVar(&c.jsonOut, "json", false, "also print one machine-readable JSON line")

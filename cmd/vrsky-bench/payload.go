@@ -20,7 +20,9 @@ import (
 // The large-payload mode (-payload-mib N): one N MiB message crosses
 // webhook → claim-check → HTTP sink, and the figure is the peak growth of
 // vrsky serve's resident memory (VmHWM after, minus VmRSS before) as a
-// multiple of the payload (DESIGN.md target: ≤ 2×).
+// multiple of the payload (DESIGN.md target: ≤ 2×). With -steps the payload
+// is a CSV file and the Wasm csv converter turns it into one JSON array on
+// the way, streaming it by reference (webhook → step → sink).
 
 func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 	var got atomic.Int64
@@ -51,14 +53,23 @@ func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 	if err := proc.waitReady(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	hook, _, err := setupIntegration(ctx, proc.base, adminKey, "http://"+ln.Addr().String()+"/", false)
-	if err != nil {
+	sinkURL := "http://" + ln.Addr().String() + "/"
+	spec, makeBody, shape := integrationSpec(sinkURL, false), jsonString, "webhook → claim-check → http sink"
+	if cfg.steps {
+		spec, makeBody, shape = csvIntegrationSpec(sinkURL), csvFile, "webhook → csv step (by reference) → http sink"
+	}
+	if _, err := setupSpec(ctx, proc.base, adminKey, benchIntegration, spec); err != nil {
 		return err
 	}
+	hook := proc.base + "/hooks/" + benchTenant + "/" + benchHookPath
 	send := func(size int) error {
 		got.Store(0)
-		body := jsonString(size)
-		resp, err := http.Post(hook, "application/json", bytes.NewReader(body))
+		body := makeBody(size)
+		want := int64(len(body))
+		if cfg.steps {
+			want = int64(csvJSONSize(body))
+		}
+		resp, err := http.Post(hook, "text/plain", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -67,9 +78,9 @@ func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 			return fmt.Errorf("webhook answered %s for %d bytes", resp.Status, size)
 		}
 		deadline := time.Now().Add(60 * time.Second)
-		for got.Load() != int64(len(body)) {
+		for got.Load() != want {
 			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("the sink did not receive the %d-byte payload", len(body))
+				return fmt.Errorf("the sink did not receive the %d-byte payload (last: %d bytes)", want, got.Load())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -101,10 +112,48 @@ func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 	if ratio > 2 {
 		mark = "✗ above target"
 	}
-	fmt.Printf("VRSky large payload: %d MiB webhook → claim-check → http sink, delivered in %v\n", cfg.payloadMiB, took.Round(time.Millisecond))
+	fmt.Printf("VRSky large payload: %d MiB %s, delivered in %v\n", cfg.payloadMiB, shape, took.Round(time.Millisecond))
 	fmt.Printf("  vrsky serve RSS %.1f MiB before, peak %.1f MiB: growth %.1f MiB = %.1f× the payload   target ≤ 2×  %s\n",
 		float64(base)/1024, float64(peak)/1024, growth, ratio, mark)
 	return nil
+}
+
+// csvIntegrationSpec is the bench integration with the csv converter,
+// making one JSON array of the whole file.
+func csvIntegrationSpec(sinkURL string) []byte {
+	return []byte(`{"name":"` + benchIntegration + `",
+"source":{"connector":"http-webhook","config":{"path":"` + benchHookPath + `"}},
+"steps":[{"connector":"csv","config":{"split":false}}],
+"sinks":[{"name":"sink","connector":"http","config":{"url":"` + sinkURL + `"}}]}`)
+}
+
+// csvFile is a CSV file of exactly size bytes: a header and rows of
+// "<n>,xxxx…" (the last row padded to fit).
+func csvFile(size int) []byte {
+	b := make([]byte, 0, size)
+	b = append(b, "id,name\n"...)
+	for i := 0; ; i++ {
+		row := strconv.Itoa(i) + ",name-of-row-" + strconv.Itoa(i) + "\n"
+		if len(b)+len(row) > size-64 {
+			pad := size - len(b) - len(strconv.Itoa(i)) - 2
+			b = append(b, strconv.Itoa(i)+","...)
+			b = append(b, bytes.Repeat([]byte("x"), pad)...)
+			return append(b, '\n')
+		}
+		b = append(b, row...)
+	}
+}
+
+// csvJSONSize is the size of the csv converter's JSON array for a file
+// made by csvFile: each row {"id":"…","name":"…"}, comma-separated, in [].
+func csvJSONSize(file []byte) int {
+	rows := bytes.Split(bytes.TrimSuffix(file, []byte("\n")), []byte("\n"))[1:]
+	n := 2 + len(rows) - 1
+	for _, r := range rows {
+		id, name, _ := bytes.Cut(r, []byte(","))
+		n += len(`{"id":"","name":""}`) + len(id) + len(name)
+	}
+	return n
 }
 
 // jsonString is a JSON string document of exactly size bytes.

@@ -3,7 +3,7 @@ package blob_test
 import (
 	"testing"
 
-	"github.com/vrsky/vrsky/internal/testenv/leaktest"
+	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

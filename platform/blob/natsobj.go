@@ -3,7 +3,9 @@ package blob
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // defaultOpTimeout bounds metadata operations (Stat, Delete, opening a Get)
@@ -22,11 +25,12 @@ const defaultOpTimeout = 10 * time.Second
 // streamed in 128 KiB chunks both ways; NATS computes the SHA-256 digest on
 // Put and Get verifies it at the end of the stream.
 type NATSStore struct {
+	js     jetstream.JetStream
 	obs    jetstream.ObjectStore
 	bucket string
-	// leader is the bucket's stream when it is replicated: Get then reads
-	// the chunks from the stream leader (see Get).
-	leader jetstream.Stream
+	// stream is the bucket's stream: Get reads the chunks from it one at
+	// a time (see chunkReader).
+	stream jetstream.Stream
 }
 
 var _ Store = (*NATSStore)(nil)
@@ -54,11 +58,9 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replica
 	if err != nil {
 		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
 	}
-	s := &NATSStore{obs: obs, bucket: bucket}
-	if replicas > 1 {
-		if s.leader, err = js.Stream(octx, "OBJ_"+bucket); err != nil {
-			return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
-		}
+	s := &NATSStore{js: js, obs: obs, bucket: bucket}
+	if s.stream, err = js.Stream(octx, "OBJ_"+bucket); err != nil {
+		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
 	}
 	return s, nil
 }
@@ -86,13 +88,45 @@ func consistentReads(ctx context.Context, js jetstream.JetStream, obs jetstream.
 }
 
 // Put implements Store.
+//
+// It writes the chunks itself, with at most putWindow of them awaiting
+// their acknowledgement, in the object store's format (chunks on
+// $O.<bucket>.C.<nuid>, then the rolled-up meta message), so the NATS
+// client's Get, GetInfo and Delete read it as their own. The client's Put
+// publishes every chunk before it waits for any: a 10 MiB payload sat
+// whole in the connection's buffers (and, with an embedded server, again
+// in the server's), and each call made a JetStream context whose
+// goroutine can outlive it (nats.go v1.55.0).
 func (s *NATSStore) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err := ValidateKey(key); err != nil {
 		return Info{}, fmt.Errorf("blob: put: %w", err)
 	}
-	oi, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: key}, r)
-	if err != nil {
-		return Info{}, fmt.Errorf("blob: put %s: %w", key, mapErr(ctx, err))
+	octx, cancel := opContext(ctx)
+	old, err := s.obs.GetInfo(octx, key, jetstream.GetObjectInfoShowDeleted())
+	cancel()
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return Info{}, fmt.Errorf("blob: put %s: %w", key, mapErr(octx, err))
+	}
+	oi := &jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{Name: key, Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}},
+		Bucket:     s.bucket,
+		NUID:       nuid.Next(),
+	}
+	chunks := "$O." + s.bucket + ".C." + oi.NUID
+	if err := s.putChunks(ctx, chunks, r, oi); err != nil {
+		pctx, cancel := opContext(context.WithoutCancel(ctx))
+		_ = s.stream.Purge(pctx, jetstream.WithPurgeSubject(chunks))
+		cancel()
+		return Info{}, fmt.Errorf("blob: put %s: %w", key, err)
+	}
+	if old != nil && old.NUID != "" && old.NUID != oi.NUID {
+		// Replaced: the earlier version's chunks go.
+		pctx, cancel := opContext(ctx)
+		err := s.stream.Purge(pctx, jetstream.WithPurgeSubject("$O."+s.bucket+".C."+old.NUID))
+		cancel()
+		if err != nil {
+			return Info{}, fmt.Errorf("blob: put %s: purge the replaced chunks: %w", key, mapErr(pctx, err))
+		}
 	}
 	info, err := toInfo(oi)
 	if err != nil {
@@ -101,57 +135,97 @@ func (s *NATSStore) Put(ctx context.Context, key string, r io.Reader) (Info, err
 	return info, nil
 }
 
+const (
+	chunkSize = 128 << 10 // the NATS client's default
+	putWindow = 4         // chunks awaiting their acknowledgement
+)
+
+// putChunks publishes r in chunks on subject and then the meta message
+// describing them (size, count, digest), which makes the object visible.
+func (s *NATSStore) putChunks(ctx context.Context, subject string, r io.Reader, oi *jetstream.ObjectInfo) error {
+	var (
+		bufs    [putWindow + 1][]byte
+		pending []jetstream.PubAckFuture
+		h       = sha256.New()
+	)
+	wait := func(f jetstream.PubAckFuture) error {
+		wctx, cancel := opContext(ctx)
+		defer cancel()
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return mapErr(wctx, err)
+		case <-wctx.Done():
+			return mapErr(wctx, wctx.Err())
+		}
+	}
+	for i := 0; ; i++ {
+		if len(pending) == putWindow {
+			if err := wait(pending[0]); err != nil {
+				return err
+			}
+			pending = pending[1:]
+		}
+		buf := bufs[i%len(bufs)]
+		if buf == nil {
+			buf = make([]byte, chunkSize)
+			bufs[i%len(bufs)] = buf
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			oi.Size += uint64(n)
+			oi.Chunks++
+			f, perr := s.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: buf[:n]})
+			if perr != nil {
+				return mapErr(ctx, perr)
+			}
+			pending = append(pending, f)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, f := range pending {
+		if err := wait(f); err != nil {
+			return err
+		}
+	}
+	oi.Digest = jetstream.GetObjectDigestValue(h)
+	meta, err := json.Marshal(oi)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg("$O." + s.bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(oi.Name)))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Data = meta
+	octx, cancel := opContext(ctx)
+	defer cancel()
+	if _, err := s.js.PublishMsg(octx, m); err != nil {
+		return mapErr(octx, err)
+	}
+	oi.ModTime = time.Now().UTC()
+	return nil
+}
+
 // Get implements Store. The reader fails with an error at the end of the
 // stream if the content does not match the stored digest.
+//
+// It reads the chunks itself, one "next message on subject" request at a
+// time, rather than through the NATS client's Get: that one subscribes an
+// ordered push consumer, which sends the whole object into the client's
+// pending buffer as fast as the server can, however slowly the caller
+// reads (a 10 MiB payload going to a slow sink sat whole in memory), and
+// which on a cluster may run on a follower still applying the Put, and see
+// the object end early. The requests are answered by the stream leader.
 func (s *NATSStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, Info{}, fmt.Errorf("blob: get: %w", err)
 	}
-	if s.leader != nil {
-		return s.getFromLeader(ctx, key)
-	}
-	res, err := s.obs.Get(ctx, key)
-	if err != nil {
-		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(ctx, err))
-	}
-	oi, err := res.Info()
-	if err != nil {
-		_ = res.Close()
-		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, mapErr(ctx, err))
-	}
-	info, err := toInfo(oi)
-	if err != nil {
-		_ = res.Close()
-		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, err)
-	}
-	return &natsReader{ctx: ctx, res: res, key: key}, info, nil
-}
-
-// natsReader wraps errors from the chunk stream like the rest of the store.
-type natsReader struct {
-	ctx context.Context // Get's: a cancelled read is not an outage
-	res jetstream.ObjectResult
-	key string
-}
-
-func (r *natsReader) Read(p []byte) (int, error) {
-	n, err := r.res.Read(p)
-	if err != nil && err != io.EOF {
-		if errors.Is(err, jetstream.ErrDigestMismatch) {
-			return n, fmt.Errorf("blob: read %s: %w", r.key, err)
-		}
-		return n, fmt.Errorf("blob: read %s: %w", r.key, mapErr(r.ctx, err))
-	}
-	return n, err
-}
-
-func (r *natsReader) Close() error { return r.res.Close() }
-
-// getFromLeader streams a replicated object chunk by chunk with "next
-// message on subject" requests, which the stream leader answers. The NATS
-// client's own Get reads through a consumer that may sit on a follower
-// still applying the Put, and would see the object end early.
-func (s *NATSStore) getFromLeader(ctx context.Context, key string) (io.ReadCloser, Info, error) {
 	octx, cancel := opContext(ctx)
 	oi, err := s.obs.GetInfo(octx, key)
 	cancel()
@@ -162,13 +236,13 @@ func (s *NATSStore) getFromLeader(ctx context.Context, key string) (io.ReadClose
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("blob: get %s: %w", key, err)
 	}
-	return &leaderReader{ctx: ctx, st: s.leader, key: key, subject: "$O." + s.bucket + ".C." + oi.NUID,
+	return &chunkReader{ctx: ctx, st: s.stream, key: key, subject: "$O." + s.bucket + ".C." + oi.NUID,
 		left: oi.Chunks, want: info, h: sha256.New(), seq: 1}, info, nil
 }
 
-// leaderReader reads an object's chunks from the stream leader in order and
-// checks size and digest at the end.
-type leaderReader struct {
+// chunkReader reads an object's chunks in order and checks size and
+// digest at the end.
+type chunkReader struct {
 	ctx     context.Context
 	st      jetstream.Stream
 	key     string
@@ -182,7 +256,7 @@ type leaderReader struct {
 	err     error
 }
 
-func (r *leaderReader) Read(p []byte) (int, error) {
+func (r *chunkReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
 		if r.err != nil {
 			return 0, r.err
@@ -217,7 +291,7 @@ func (r *leaderReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *leaderReader) Close() error {
+func (r *chunkReader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("blob: reader closed")
 	}
