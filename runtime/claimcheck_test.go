@@ -226,3 +226,26 @@ retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 	waitFor(t, 10*time.Second, "the output object deleted after delivery", func() bool { return !objectExists(t, bs, out) })
 	waitTrace(t, h, "bigcsv", id, runtime.StatusDelivered)
 }
+
+// A when expression sees a claim-checked payload's fields like an inline
+// one's (the object is read back for it).
+func TestClaimCheckedRouting(t *testing.T) {
+	h, bs := newBlobHarness(t)
+	big, small := newRecorder(t, nil), newRecorder(t, nil)
+	h.create(t, specYAML("routed", "routed", sinkYAML("big", big.srv.URL, `kind == "big"`), sinkYAML("small", small.srv.URL, `kind == "small"`)))
+	body := `{"kind":"big","pad":"` + strings.Repeat("x", runtime.DefaultClaimThreshold) + `"}`
+	id := h.post(t, "routed", body)
+	waitFor(t, 15*time.Second, "the big sink's delivery", func() bool { return len(big.delivered()) == 1 })
+	if big.delivered()[id] != body {
+		t.Fatalf("the big sink got %d bytes, want the %d posted", len(big.delivered()[id]), len(body))
+	}
+	waitTrace(t, h, "routed", id, runtime.StatusDelivered)
+	if n := len(small.delivered()); n != 0 {
+		t.Fatalf("the small sink got %d messages", n)
+	}
+	dl, _, err := h.eng.ListDeadLetters(context.Background(), "acme", "routed", runtime.DLQFilter{})
+	if err != nil || len(dl) != 0 {
+		t.Fatalf("%d dead letters (%v), want none", len(dl), err)
+	}
+	waitFor(t, 5*time.Second, "the object deleted", func() bool { return !objectExists(t, bs, payloadKey("routed", id)) })
+}

@@ -583,13 +583,17 @@ func (p *pipeline) reply(it *item, out Outcome) {
 // cannot be evaluated dead-letters the message for that sink.
 func (p *pipeline) route(out *Message) []*sinkRunner {
 	var env map[string]any
+	var envErr error
 	var targets []*sinkRunner
 	for i, r := range p.sinks {
 		if prog := p.routes[i]; prog != nil {
-			if env == nil {
-				env = routeEnv(out)
+			if env == nil && envErr == nil {
+				env, envErr = p.routeEnv(out)
 			}
-			ok, err := expr.Run(prog, env)
+			ok, err := any(nil), envErr
+			if err == nil {
+				ok, err = expr.Run(prog, env)
+			}
 			if err != nil {
 				if out.Claimed() {
 					_ = p.e.claims.hold(p.ctx, out.Header.Get(HeaderPayloadRef), []string{r.spec.Name})
@@ -885,14 +889,29 @@ func clip(s string) string {
 	return s[:cut] + "…"
 }
 
-// routeEnv exposes a JSON object's fields to `when` expressions; anything
-// else gives an empty environment.
-func routeEnv(m *Message) map[string]any {
+// maxRouteBytes bounds a claim-checked payload that a when expression
+// reads: routing needs it parsed whole.
+const maxRouteBytes = 16 << 20
+
+// routeEnv is the payload as a when expression sees it: a JSON object's
+// fields, or nothing for anything else. A claim-checked payload is read from the object store
+// (verified), up to maxRouteBytes.
+func (p *pipeline) routeEnv(m *Message) (map[string]any, error) {
+	data := m.Data
+	if m.Claimed() {
+		if size := m.Size(); size > maxRouteBytes {
+			return nil, Permanent(fmt.Errorf("the payload (%d bytes) is over the %d bytes a when expression may read", size, maxRouteBytes))
+		}
+		var err error
+		if data, err = m.Bytes(p.ctx); err != nil {
+			return nil, err
+		}
+	}
 	var env map[string]any
-	if json.Unmarshal(m.Data, &env) != nil || env == nil {
+	if json.Unmarshal(data, &env) != nil || env == nil {
 		env = map[string]any{}
 	}
-	return env
+	return env, nil
 }
 
 func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
