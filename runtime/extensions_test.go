@@ -311,9 +311,9 @@ func TestSecretEnvScope(t *testing.T) {
 
 // TestDirectRouting: without steps a source's messages go straight to the
 // sinks' subjects, routed at emit: EmitWait knows the outcome at once, a
-// `when` that cannot be evaluated dead-letters (claim-checked payloads
-// included: `when` sees only inline payloads), and a claim-checked payload
-// no sink takes is deleted at once.
+// `when` sees a claim-checked payload's fields, one that cannot be
+// evaluated dead-letters (the DLQ keeps a claim-checked payload's object),
+// and a claim-checked payload no sink takes is deleted at once.
 func TestDirectRouting(t *testing.T) {
 	src, never, sink := newTap(), newTap(), &bodies{got: map[string][]byte{}, claimed: map[string]bool{}}
 	neverConn := never.connector()
@@ -330,7 +330,8 @@ func TestDirectRouting(t *testing.T) {
 	h.Create(t, "name: never\nsource: {connector: tap2}\nsinks: [{name: none, connector: bodies, when: 'false'}]\n")
 	emit, emitNever := <-src.em, <-never.em
 	ctx := context.Background()
-	large := `{"total": 7, "pad": "` + strings.Repeat("x", runtime.DefaultClaimThreshold) + `"}`
+	pad := strings.Repeat("x", runtime.DefaultClaimThreshold)
+	large, largeBad := `{"total": 7, "pad": "`+pad+`"}`, `{"total": "many", "pad": "`+pad+`"}`
 
 	for _, tc := range []struct {
 		emit         runtime.Emitter
@@ -340,7 +341,8 @@ func TestDirectRouting(t *testing.T) {
 		{emit, `{"total": 500}`, runtime.StatusPassed, false},
 		{emit, `{"total": 5}`, runtime.StatusFiltered, false},
 		{emit, `{"total": "many"}`, runtime.StatusFiltered, false}, // dead-lettered by its route
-		{emit, large, runtime.StatusFiltered, true},                // likewise; the DLQ holds the object
+		{emit, large, runtime.StatusFiltered, false},               // read back for its route; no sink takes it: deleted
+		{emit, largeBad, runtime.StatusFiltered, true},             // dead-lettered by its route; the DLQ holds the object
 		{emitNever, large, runtime.StatusFiltered, false},          // no sink takes it: deleted
 	} {
 		msg := &runtime.Message{Data: []byte(tc.body)}
@@ -366,7 +368,7 @@ func TestDirectRouting(t *testing.T) {
 			t.Fatalf("dead letter stage %q, want route:big", dl.Stage)
 		}
 	}
-	if st := h.Engine.Status(ctx, "acme", spec); st.Ingested != 4 || st.Pending != 0 {
-		t.Fatalf("status %+v: want 4 ingested, nothing waiting on the input subject", st)
+	if st := h.Engine.Status(ctx, "acme", spec); st.Ingested != 5 || st.Pending != 0 {
+		t.Fatalf("status %+v: want 5 ingested, nothing waiting on the input subject", st)
 	}
 }

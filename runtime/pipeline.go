@@ -777,6 +777,12 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 				if o.Header == nil {
 					o.Header = in[i].Header.Clone()
 				}
+				if o.Header.Get(HeaderMsgID) != o.ID {
+					// The next step sees the output's own id (a module
+					// names its objects after it).
+					o.Header = o.Header.Clone()
+					o.Header.Set(HeaderMsgID, o.ID)
+				}
 				if err := p.checkOutputRef(in[i], o, byRef); err != nil {
 					it.err, it.step = err, name
 				}

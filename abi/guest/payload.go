@@ -85,7 +85,7 @@ func (m *Message) EmitObject(write func(w io.Writer) error) error {
 	if tenant == "" || integration == "" || id == "" {
 		return errors.New("emit object: the message has no Vrsky-Tenant, Vrsky-Integration or Vrsky-Msg-Id header")
 	}
-	key := "payloads/" + tenant + "/" + integration + "/" + id + ".o" + strconv.Itoa(m.emitted)
+	key := "payloads/" + tenant + "/" + integration + "/" + keySafe(id) + ".o" + strconv.Itoa(m.emitted)
 	obj, err := CreateObject(key)
 	if err != nil {
 		return fmt.Errorf("emit object %s: %w", key, err)
@@ -121,4 +121,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.h.Write(p[:n])
 	c.n += int64(n)
 	return n, err
+}
+
+// keySafe maps the characters a message id may have but an object key
+// segment may not (such as "=") to "_".
+func keySafe(id string) string {
+	b := []byte(id)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
