@@ -141,7 +141,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if !cfg.DisableTracking {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		t, err := newTracker(ctx, cfg.Conn.JS, cfg.Conn.Replicas, e.log)
+		t, err := newTracker(ctx, cfg.Conn.JS, cfg.Conn.Replicas)
 		if err != nil {
 			return nil, err
 		}

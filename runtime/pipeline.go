@@ -641,11 +641,17 @@ func (p *pipeline) takeClaimed(it *item, m *Message, byRef bool) error {
 	m.Data = data
 	// The header map may be the JetStream message's own: a dead letter of
 	// this input is built from it and must keep the reference.
-	m.Header = m.Header.Clone()
-	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
-		delete(m.Header, k)
-	}
+	m.Header = withoutRef(m.Header)
 	return nil
+}
+
+// withoutRef is a copy of h without the claim-check headers.
+func withoutRef(h Header) Header {
+	h = h.Clone()
+	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
+		delete(h, k)
+	}
+	return h
 }
 
 // checkOutputRef vets the payload reference of a step's output. An output
@@ -660,10 +666,7 @@ func (p *pipeline) checkOutputRef(in, out *Message, byRef bool) error {
 	}
 	if ref == in.Header.Get(HeaderPayloadRef) {
 		if len(out.Data) > 0 {
-			out.Header = out.Header.Clone()
-			for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
-				delete(out.Header, k)
-			}
+			out.Header = withoutRef(out.Header)
 		}
 		return nil
 	}

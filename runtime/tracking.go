@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -70,7 +69,6 @@ type tracker struct {
 	ch      chan trackEvent
 	done    chan struct{}
 	dropped atomic.Uint64
-	log     *slog.Logger
 	// writer tells this tracker's keys from other nodes' (and from an
 	// earlier run's), so that no two entries share a key.
 	writer string
@@ -81,7 +79,7 @@ type trackEvent struct {
 	rec StageRecord
 }
 
-func newTracker(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) (*tracker, error) {
+func newTracker(ctx context.Context, js jetstream.JetStream, replicas int) (*tracker, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      trackBucket,
 		Description: "VRSky message tracking",
@@ -94,7 +92,7 @@ func newTracker(ctx context.Context, js jetstream.JetStream, replicas int, log *
 		return nil, fmt.Errorf("tracking bucket: %w", err)
 	}
 	t := &tracker{
-		js: js, kv: kv, log: log,
+		js: js, kv: kv,
 		ch:     make(chan trackEvent, trackBuffer),
 		done:   make(chan struct{}),
 		writer: strconv.FormatUint(rand.Uint64()&(1<<40-1), 36),

@@ -102,28 +102,24 @@ func csvToJSON(m *guest.Message) error {
 	if m.Claimed() {
 		// A claim-checked file stays out of memory: the array streams
 		// into an object of its own.
-		err := m.EmitObject(func(w io.Writer) error {
+		err = m.EmitObject(func(w io.Writer) error {
 			bw := bufio.NewWriterSize(w, 64<<10)
 			if err := writeArray(src, bw); err != nil {
 				return err
 			}
 			return bw.Flush()
 		})
-		if errors.Is(err, errNoHeader) {
-			m.Drop()
-			return nil
+	} else {
+		buf.Reset()
+		if err = writeArray(src, &buf); err == nil {
+			err = m.Emit(buf.Bytes())
 		}
-		return err
 	}
-	buf.Reset()
-	if err := writeArray(src, &buf); err != nil {
-		if errors.Is(err, errNoHeader) {
-			m.Drop()
-			return nil
-		}
-		return err
+	if errors.Is(err, errNoHeader) {
+		m.Drop()
+		return nil
 	}
-	return m.Emit(buf.Bytes())
+	return err
 }
 
 // errNoHeader: the input is empty where a header row was expected.
