@@ -189,9 +189,9 @@ func (r *Registry) staticEntry(x *runtime.Connector, count map[string]int, detai
 				ver.Manifest = m
 			}
 		}
-		if sh.Wasm != nil {
-			e.Digest = digestOf(sh.Wasm)
-			ver.Digest, ver.Size = e.Digest, int64(len(sh.Wasm))
+		if sh.Digest != "" {
+			e.Digest = sh.Digest
+			ver.Digest, ver.Size = sh.Digest, sh.Size
 		}
 	}
 	e.Versions = []Version{ver}
@@ -344,8 +344,8 @@ func (r *Registry) Module(ctx context.Context, v Viewer, name, version string) (
 	case OriginBuiltin:
 		return nil, fmt.Errorf("%w: %s is native Go, it has no module", ErrNotFound, name)
 	case OriginShipped:
-		if w := r.cfg.Shipped[name].Wasm; w != nil {
-			return w, nil
+		if read := r.cfg.Shipped[name].Wasm; read != nil {
+			return read()
 		}
 		return nil, fmt.Errorf("%w: the module of %s was not built into this binary", ErrNotFound, name)
 	}

@@ -113,14 +113,18 @@ func catalogue(t testing.TB, rt *host.Runtime) (*runtime.Catalog, map[string]reg
 	}
 	shipped := map[string]registry.Shipped{}
 	for _, b := range wasmconnectors.List() {
-		shipped[b.Manifest.Name] = registry.Shipped{Manifest: b.ManifestYAML, Wasm: b.Wasm}
-		spec, _ := b.Spec()
+		sh := registry.Shipped{Manifest: b.ManifestYAML}
+		if b.Err == nil {
+			sh.Digest, sh.Size, sh.Wasm = b.Digest, b.Size, b.Wasm
+		}
+		shipped[b.Manifest.Name] = sh
 		err := cat.Register(runtime.WasmStep(runtime.WasmStepInfo{
 			Name: b.Manifest.Name, Version: b.Manifest.Version, Description: b.Manifest.Description,
 			ConfigSchema: b.Manifest.ConfigSchema,
 			Module: func(ctx context.Context) (*host.Module, error) {
-				if b.Err != nil {
-					return nil, b.Err
+				spec, err := b.Spec()
+				if err != nil {
+					return nil, err
 				}
 				return rt.Load(ctx, spec)
 			},

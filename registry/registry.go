@@ -40,8 +40,13 @@ type Store interface {
 type Shipped struct {
 	// Manifest is its vrsky-connector.yaml.
 	Manifest []byte
-	// Wasm is the module; nil when it was not built.
-	Wasm []byte
+	// Digest (SHA-256, hex) and Size describe the module; Digest is
+	// empty when it was not built.
+	Digest string
+	Size   int64
+	// Wasm reads the module when it is downloaded; nil when it was not
+	// built. The registry does not hold shipped modules in memory.
+	Wasm func() ([]byte, error)
 }
 
 // Config configures a Registry. Store, Blobs, Host and Catalog are required.

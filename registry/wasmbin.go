@@ -2,8 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -125,10 +123,4 @@ func (r *reader) limits() {
 	if flag&1 != 0 {
 		r.u32()
 	}
-}
-
-// digestOf is the hex SHA-256 of b.
-func digestOf(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

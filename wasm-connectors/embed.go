@@ -8,12 +8,17 @@
 package wasmconnectors
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
+	"sync"
 
 	"sigs.k8s.io/yaml"
 
@@ -99,23 +104,44 @@ type Builtin struct {
 	Manifest Manifest
 	// ManifestYAML is the document as written.
 	ManifestYAML []byte
-	// Wasm is the built module; nil when Err is set.
-	Wasm []byte
+	// Digest is the module's SHA-256 (hex) and Size its length in bytes;
+	// both are zero when Err is set.
+	Digest string
+	Size   int64
 	// Err says why the module is missing (not built).
 	Err error
+
+	wasmPath string
+}
+
+// Wasm reads the built module out of the binary. Each call returns a fresh
+// copy that nothing else holds: the shipped modules come to about 26 MB,
+// and a server that keeps them on its heap doubles its garbage-collection
+// goal (and so its memory growth under load) for modules it compiles once,
+// if ever.
+func (b Builtin) Wasm() ([]byte, error) {
+	if b.Err != nil {
+		return nil, b.Err
+	}
+	return files.ReadFile(b.wasmPath)
 }
 
 // Spec returns the module spec of a shipped (trusted) connector, or Err.
 func (b Builtin) Spec() (host.ModuleSpec, error) {
-	if b.Err != nil {
-		return host.ModuleSpec{}, b.Err
+	wasm, err := b.Wasm()
+	if err != nil {
+		return host.ModuleSpec{}, err
 	}
-	return b.Manifest.ModuleSpec(b.Wasm, true), nil
+	return b.Manifest.ModuleSpec(wasm, true), nil
 }
 
 // List returns every shipped connector, sorted by name. It panics if a
 // committed manifest is invalid (a build error, caught by the tests).
 func List() []Builtin {
+	return slices.Clone(list())
+}
+
+var list = sync.OnceValue(func() []Builtin {
 	manifests, _ := fs.Glob(files, "*/vrsky-connector.yaml")
 	sort.Strings(manifests)
 	out := make([]Builtin, 0, len(manifests))
@@ -125,16 +151,28 @@ func List() []Builtin {
 		if err != nil {
 			panic(fmt.Sprintf("wasmconnectors: %s: %v", p, err))
 		}
-		b := Builtin{Manifest: m, ManifestYAML: doc}
-		dir := path.Dir(p)
-		if wasm, err := files.ReadFile("build/" + dir + ".wasm"); err == nil {
-			b.Wasm = wasm
-		} else {
-			b.Err = fmt.Errorf("module %s not built: run `make wasm` (wasm-connectors/build.sh)", dir)
+		b := Builtin{Manifest: m, ManifestYAML: doc, wasmPath: "build/" + path.Dir(p) + ".wasm"}
+		if b.Digest, b.Size, err = digest(b.wasmPath); err != nil {
+			b.Err = fmt.Errorf("module %s not built: run `make wasm` (wasm-connectors/build.sh)", path.Dir(p))
 		}
 		out = append(out, b)
 	}
 	return out
+})
+
+// digest hashes an embedded file without copying it whole.
+func digest(name string) (string, int64, error) {
+	f, err := files.Open(name)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // Lookup returns the shipped connector with that name.

@@ -303,13 +303,13 @@ func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runti
 			log.Warn("shipped Wasm connector not available", "connector", b.Manifest.Name, "err", b.Err)
 			continue
 		}
-		spec, err := b.Spec()
-		if err != nil {
-			return err
-		}
 		name := b.Manifest.Name
 		load := sync.OnceValues(func() (*host.Module, error) {
 			start := time.Now()
+			spec, err := b.Spec() // read from the binary only now, and not kept
+			if err != nil {
+				return nil, err
+			}
 			mod, err := rt.Load(context.WithoutCancel(ctx), spec)
 			if err != nil {
 				return nil, fmt.Errorf("load shipped connector %s: %w", name, err)
@@ -355,7 +355,11 @@ func openRegistry(ctx context.Context, f registryServeFlags, cat *runtime.Catalo
 		Logger: log.With("component", "registry"),
 	}
 	for _, b := range wasmconnectors.List() {
-		cfg.Shipped[b.Manifest.Name] = registry.Shipped{Manifest: b.ManifestYAML, Wasm: b.Wasm}
+		sh := registry.Shipped{Manifest: b.ManifestYAML}
+		if b.Err == nil {
+			sh.Digest, sh.Size, sh.Wasm = b.Digest, b.Size, b.Wasm
+		}
+		cfg.Shipped[b.Manifest.Name] = sh
 	}
 	if f.trustedKeys != "" {
 		doc, err := os.ReadFile(f.trustedKeys)
