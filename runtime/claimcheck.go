@@ -69,8 +69,13 @@ func claimKey(tenant, integration, id string) string {
 	return claimPrefix(tenant) + integration + "/" + id
 }
 
+// PayloadPrefix starts the key of every claim-checked payload object (the
+// runtime's and those Wasm steps emit), so a server may keep them apart
+// from the other objects (blob.Split).
+const PayloadPrefix = "payloads/"
+
 // claimPrefix starts the key of every claim-check object of a tenant.
-func claimPrefix(tenant string) string { return "payloads/" + tenant + "/" }
+func claimPrefix(tenant string) string { return PayloadPrefix + tenant + "/" }
 
 // markerKey names a sink's hold on an object.
 func markerKey(ref, sink string) string {

@@ -19,7 +19,8 @@ import (
 
 // The large-payload mode (-payload-mib N): one N MiB message crosses
 // webhook → claim-check → HTTP sink, and the figure is the peak growth of
-// vrsky serve's resident memory (VmHWM after, minus VmRSS before) as a
+// vrsky serve's resident memory (VmHWM after, minus VmRSS before, the peak
+// reset to it through /proc/PID/clear_refs) as a
 // multiple of the payload (DESIGN.md target: ≤ 2×). With -steps the payload
 // is a CSV file and the Wasm csv converter turns it into one JSON array on
 // the way, streaming it by reference (webhook → step → sink).
@@ -92,6 +93,11 @@ func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 	}
 	time.Sleep(2 * time.Second) // let the warm-up's garbage settle before the baseline (a measurement, not a sync)
 	pid := proc.cmd.Process.Pid
+	// Reset the peak to the current RSS, so the figure is this payload's
+	// alone and not the warm-up's or start-up's.
+	if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset the peak RSS of vrsky serve: %w", err)
+	}
 	base, err := procStatusKiB(pid, "VmRSS")
 	if err != nil {
 		return err

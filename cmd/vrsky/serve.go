@@ -52,6 +52,7 @@ type serveFlags struct {
 	natsURL    string
 	natsListen string
 	natsSync   string
+	payloads   string
 	logFormat  string
 	logLevel   string
 
@@ -88,6 +89,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
+	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server, else objects)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for the control plane (default: NATS KV in the embedded or external NATS)")
@@ -139,6 +141,27 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 			return nil, nil, nil, fmt.Errorf("object store: %w", err)
 		}
 		bs = obj
+	}
+	payloads := f.payloads
+	if payloads == "auto" {
+		payloads = "objects"
+		if f.natsURL == "" {
+			payloads = "disk"
+		}
+	}
+	switch payloads {
+	case "objects":
+	case "disk":
+		dir, err := blob.NewDir(filepath.Join(f.data, "payloads"), f.natsSync == "always")
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("--payload-store disk: %w", err)
+		}
+		bs = blob.Split{Prefix: runtime.PayloadPrefix, Under: dir, Rest: bs}
+		log.Info("claim-checked payloads on local disk", "dir", filepath.Join(f.data, "payloads"))
+	default:
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("--payload-store %q: want auto, disk or objects", f.payloads)
 	}
 	return st, bs, closeAll, nil
 }

@@ -1,5 +1,6 @@
 // Package blob defines VRSky's object store: claim-check payloads and Wasm
-// modules. The embedded default is the NATS Object Store (NewNATS);
+// modules. The embedded default is the NATS Object Store (NewNATS), with
+// claim-check payloads on the local disk (NewDir, joined by Split);
 // production deployments use S3-compatible storage. Every implementation
 // passes the same contract suite in package blobtest.
 package blob
