@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // DirStore keeps objects as files in one directory of the local disk: the
@@ -238,4 +239,42 @@ func (s *DirStore) Delete(_ context.Context, key string) error {
 		return fmt.Errorf("blob: delete %s: %w: %w", key, ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Sweep deletes the objects last written before cutoff and reports how
+// many it deleted. Claim-check payloads normally go when their message is
+// delivered or leaves the DLQ; Sweep catches the rest (a dead letter that
+// expired, the output of a step whose message failed later), which no
+// message names any more once they are older than every retention.
+func (s *DirStore) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted meanwhile
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != s.dir && filepath.Base(p) == "tmp" {
+				return filepath.SkipDir // Puts in progress
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := os.Remove(p); err == nil {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("blob: sweep %s: %w", s.dir, err)
+	}
+	return n, nil
 }

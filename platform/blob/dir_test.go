@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/blobtest"
@@ -195,4 +196,49 @@ func newDir(t *testing.T) *blob.DirStore {
 		t.Fatalf("NewDir: %v", err)
 	}
 	return s
+}
+
+// Sweep deletes what was written before the cutoff, and nothing else.
+func TestDirSweep(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := blob.NewDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"payloads/a/x/old1", "payloads/a/x/old2", "payloads/a/x/new"} {
+		if _, err := s.Put(ctx, k, bytes.NewReader([]byte(k))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	weekAgo := time.Now().Add(-7 * 24 * time.Hour)
+	var paths []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			paths = append(paths, p)
+		}
+		return err
+	})
+	aged := 0
+	for _, p := range paths {
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("old")) {
+			if err := os.Chtimes(p, weekAgo, weekAgo); err != nil {
+				t.Fatal(err)
+			}
+			aged++
+		}
+	}
+	if aged != 2 {
+		t.Fatalf("aged %d files, want 2", aged)
+	}
+	n, err := s.Sweep(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want 2 deleted", n, err)
+	}
+	for k, want := range map[string]bool{"payloads/a/x/old1": false, "payloads/a/x/old2": false, "payloads/a/x/new": true} {
+		if _, err := s.Stat(ctx, k); (err == nil) != want {
+			t.Errorf("after Sweep, Stat %s: %v, want present=%v", k, err, want)
+		}
+	}
 }
