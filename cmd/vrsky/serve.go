@@ -89,7 +89,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
-	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server, else objects)")
+	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server and no --s3-endpoint, else objects)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for the control plane (default: NATS KV in the embedded or external NATS)")
@@ -145,7 +145,7 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 	payloads := f.payloads
 	if payloads == "auto" {
 		payloads = "objects"
-		if f.natsURL == "" {
+		if f.natsURL == "" && f.s3Endpoint == "" {
 			payloads = "disk"
 		}
 	}
