@@ -166,7 +166,9 @@ func (st *callState) headerSet(name, value string) {
 }
 
 // guest memory helpers: every pointer and length from the guest is
-// checked against the memory's size; a bad one is abi.ErrInvalid.
+// checked against the memory's size; a bad one is abi.ErrInvalid. A slice
+// from memRead is guest memory, unmapped when the instance closes: copy
+// what outlives the host function.
 
 func memRead(m api.Module, ptr, n uint32) ([]byte, bool) {
 	if n == 0 {
@@ -207,6 +209,7 @@ func (st *callState) putResult(m api.Module, buf, capacity uint32, data []byte) 
 type abiInstance struct {
 	pool    *Pool
 	mod     api.Module
+	mem     *linearMemory
 	process api.Function
 	st      *callState
 	stack   [1]uint64
@@ -226,18 +229,30 @@ func (p *Pool) newABIInstance(ctx context.Context) (*abiInstance, error) {
 		WithRandSource(rand.Reader)
 	cctx, cancel := p.callContext(ctx, st, p.limits.InitTimeout)
 	defer cancel()
-	mod, err := m.wz.InstantiateModule(cctx, m.compiled, mc)
+	// Linear memory outside the Go heap (linmem_unix.go), pinned during
+	// guest calls.
+	mem := newLinearMemory(m.rt.cfg.MaxMemoryPages, p.log)
+	mod, err := m.wz.InstantiateModule(mem.withAllocator(cctx), m.compiled, mc)
 	if err != nil {
 		return nil, fmt.Errorf("host: module %s: instantiate: %w", m.spec.Name, err)
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		if _, err := init.Call(cctx); err != nil {
+		if !mem.pin() {
+			return nil, fmt.Errorf("host: module %s: _initialize: %w", m.spec.Name, errMemoryFreed)
+		}
+		_, err := init.Call(cctx)
+		mem.unpin()
+		if err != nil {
 			mod.Close(context.Background())
 			return nil, fmt.Errorf("host: module %s: _initialize: %w", m.spec.Name, callError(cctx, err))
 		}
 	}
-	return &abiInstance{pool: p, mod: mod, process: mod.ExportedFunction(abi.ExportProcess), st: st}, nil
+	return &abiInstance{pool: p, mod: mod, mem: mem, process: mod.ExportedFunction(abi.ExportProcess), st: st}, nil
 }
+
+// errMemoryFreed refuses a call to an instance wazero closed between calls
+// (its Runtime was closed): its memory is unmapped.
+var errMemoryFreed = errors.New("instance closed: guest memory freed")
 
 // callContext gives the guest call its context: the state for host
 // functions and, for untrusted modules, the deadline.
@@ -254,6 +269,10 @@ func (p *Pool) callContext(ctx context.Context, st *callState, timeout time.Dura
 func (i *abiInstance) run(ctx context.Context, st *callState) error {
 	cctx, cancel := i.pool.callContext(ctx, st, i.pool.limits.Timeout)
 	defer cancel()
+	if !i.mem.pin() {
+		return errMemoryFreed
+	}
+	defer i.mem.unpin()
 	i.stack[0] = uint64(len(st.msgs))
 	if err := i.process.CallWithStack(cctx, i.stack[:]); err != nil {
 		return callError(cctx, err)
