@@ -3,15 +3,13 @@ package host
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/egress"
 )
 
 // Env gives a pool the capabilities behind the ABI's I/O functions. The
@@ -76,28 +74,14 @@ var ErrNotFound = errors.New("not found")
 
 // ErrPrivateAddress is returned when the host's HTTP client refuses an
 // address that is not public.
-var ErrPrivateAddress = errors.New("address is not public")
+var ErrPrivateAddress = egress.ErrDenied
 
 func newHTTPClient(allowPrivate bool) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	if !allowPrivate {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil {
-				return err
-			}
-			ip = ip.Unmap()
-			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-				ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-				return fmt.Errorf("%w: %s", ErrPrivateAddress, ip)
-			}
-			return nil
-		}
+	policy := egress.Public
+	if allowPrivate {
+		policy = egress.All
 	}
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: policy.Control}
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{

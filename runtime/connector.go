@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/platform/schema"
 )
 
@@ -142,6 +143,9 @@ type Env struct {
 	// State keeps the connector's checkpoints; nil outside a pipeline
 	// that has one (Check and Remove get it too).
 	State State
+	// Egress is what the connector may connect to: outbound connectors
+	// dial through Egress.Control.
+	Egress egress.Policy
 }
 
 // Connector describes one connector in the catalogue and builds instances.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	// node died waits before another node runs it; zero means
 	// DefaultLeaseTTL. Every node of a deployment must use the same.
 	LeaseTTL time.Duration
+	// Egress is what outbound connectors may connect to (Env.Egress);
+	// the zero value is egress.Private.
+	Egress egress.Policy
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -73,6 +77,7 @@ type Engine struct {
 	interval time.Duration
 	tracker  *tracker // nil when tracking is off
 	claims   *claims  // nil without an object store
+	egress   egress.Policy
 	limits   struct{ maxMsgs, maxBytes int64 }
 	state    jetstream.KeyValue // connector checkpoints
 	leases   jetstream.KeyValue // singleton-source leases
@@ -105,6 +110,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		metrics:  cfg.Metrics,
 		log:      cfg.Logger,
 		interval: cfg.ReconcileInterval,
+		egress:   cfg.Egress,
 		pipes:    map[string]*entry{},
 		locks:    map[string]*sync.Mutex{},
 	}
@@ -430,6 +436,7 @@ func (e *Engine) env(tenant, integration, stage string) Env {
 		Tenant: tenant, Integration: integration, Name: stage, Hooks: e.hooks,
 		Logger: e.log.With("tenant", tenant, "integration", integration, "connector", stage),
 		State:  &kvState{kv: e.state, prefix: stateScope(tenant, integration, stage)},
+		Egress: e.egress,
 	}
 }
 

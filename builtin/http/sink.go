@@ -100,7 +100,7 @@ func newSink(c *compiled, env runtime.Env) *sink {
 	}
 	s := &sink{
 		c:      c,
-		client: httpx.NewClient(time.Duration(c.Timeout), conns),
+		client: httpx.NewClient(time.Duration(c.Timeout), conns, env.Egress),
 		limit:  httpx.NewLimit(c.MaxConcurrency),
 		log:    log,
 	}
@@ -250,7 +250,7 @@ func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// A corrupt claim-checked payload stays permanent through the wrap.
-		return fmt.Errorf("%s: %w", what, err)
+		return httpx.DoError(what, err)
 	}
 	defer resp.Body.Close()
 	return httpx.Check(what, resp)

@@ -68,7 +68,7 @@ func newSink(c *compiled, env runtime.Env) *sink {
 	}
 	return &sink{
 		c:      c,
-		client: httpx.NewClient(time.Duration(c.Timeout), c.MaxConcurrency),
+		client: httpx.NewClient(time.Duration(c.Timeout), c.MaxConcurrency, env.Egress),
 		limit:  httpx.NewLimit(c.MaxConcurrency),
 		pause:  pauseFor(c.url),
 		log:    log,
@@ -109,7 +109,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 		if errors.As(err, &ue) {
 			ue.URL = "(webhook URL)" // the URL is the secret
 		}
-		return fmt.Errorf("%s: %w", what, err)
+		return httpx.DoError(what, err)
 	}
 	defer resp.Body.Close()
 	err = httpx.Check(what, resp)

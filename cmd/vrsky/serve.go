@@ -34,6 +34,7 @@ import (
 	"github.com/vrsky/vrsky/builtin/slack"
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/platform/blob/s3blob"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
@@ -53,6 +54,7 @@ type serveFlags struct {
 	natsListen string
 	natsSync   string
 	payloads   string
+	egress     string
 	logFormat  string
 	logLevel   string
 
@@ -90,6 +92,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
 	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server and no --s3-endpoint, else objects)")
+	fl.StringVar(&f.egress, "egress", "private", "addresses the http and slack sinks may connect to: private (public, private networks and loopback, never link-local such as the cloud metadata service), public (public addresses only: for servers whose tenants must not reach its network), or all")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL URL for the control plane (default: NATS KV in the embedded or external NATS)")
@@ -218,6 +221,13 @@ func serve(ctx context.Context, f serveFlags) error {
 	if f.natsSync != "interval" && f.natsSync != "always" {
 		return fmt.Errorf("--nats-sync %q: want interval or always", f.natsSync)
 	}
+	if f.payloads != "auto" && f.payloads != "disk" && f.payloads != "objects" {
+		return fmt.Errorf("--payload-store %q: want auto, disk or objects", f.payloads)
+	}
+	policy, err := egress.Parse(f.egress)
+	if err != nil {
+		return fmt.Errorf("--egress: %w", err)
+	}
 	if err := os.MkdirAll(f.data, 0o750); err != nil {
 		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
@@ -271,7 +281,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	eng, err := runtime.NewEngine(runtime.Config{
 		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
-		SecretEnvPrefix: f.secretPrefix,
+		SecretEnvPrefix: f.secretPrefix, Egress: policy,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ package httpx
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,19 +17,23 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/runtime"
 )
 
 // NewClient returns a client whose transport keeps up to conns idle
 // connections to each host, so conns concurrent requests reuse them
-// instead of dialling; timeout bounds each request.
-func NewClient(timeout time.Duration, conns int) *http.Client {
+// instead of dialling; timeout bounds each request, and policy the
+// addresses it may connect to (through a proxy from the environment,
+// that is the proxy's).
+func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Client {
 	if conns <= 0 {
 		conns = 64
 	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: policy.Control}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          max(conns, 100),
 		MaxIdleConnsPerHost:   conns,
@@ -37,6 +42,17 @@ func NewClient(timeout time.Duration, conns int) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// DoError is the error of a request that got no response: permanent when
+// the egress policy refused the address (retrying cannot help), else
+// retryable.
+func DoError(what string, err error) error {
+	err = fmt.Errorf("%s: %w", what, err)
+	if errors.Is(err, egress.ErrDenied) {
+		return runtime.Permanent(err)
+	}
+	return err
 }
 
 // Limit bounds how many requests are in flight; nil means no bound.

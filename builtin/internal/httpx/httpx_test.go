@@ -2,6 +2,7 @@ package httpx_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vrsky/vrsky/builtin/internal/httpx"
+	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -40,7 +42,7 @@ func TestCheck(t *testing.T) {
 		_, _ = w.Write([]byte(body))
 	}))
 	defer srv.Close()
-	client := httpx.NewClient(5*time.Second, 2)
+	client := httpx.NewClient(5*time.Second, 2, egress.Private)
 	for _, tc := range []struct {
 		code          int
 		body          string
@@ -100,5 +102,39 @@ func TestRedactAndHeaders(t *testing.T) {
 	}
 	if !httpx.ValidHeaderValue("a\tb") || httpx.ValidHeaderValue("a\r\nb") {
 		t.Error("ValidHeaderValue")
+	}
+}
+
+// A sink's client refuses what the egress policy refuses, and the refusal
+// is permanent (a retry cannot help); a sink that is down stays retryable.
+func TestClientEgress(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	downURL := down.URL
+	down.Close()
+	for _, tc := range []struct {
+		policy        egress.Policy
+		url           string
+		wantErr, perm bool
+	}{
+		{egress.Private, srv.URL, false, false},
+		{egress.All, srv.URL, false, false},
+		{egress.Public, srv.URL, true, true},                           // loopback
+		{egress.Private, "http://169.254.169.254/latest/", true, true}, // cloud metadata
+		{egress.Private, downURL, true, false},
+	} {
+		resp, err := httpx.NewClient(5*time.Second, 1, tc.policy).Get(tc.url)
+		if err == nil {
+			resp.Body.Close()
+		} else {
+			err = httpx.DoError("GET "+tc.url, err)
+		}
+		if (err != nil) != tc.wantErr || runtime.IsPermanent(err) != tc.perm {
+			t.Errorf("%s GET %s: %v (permanent %v), want error=%v permanent=%v", tc.policy, tc.url, err, runtime.IsPermanent(err), tc.wantErr, tc.perm)
+		}
+		if tc.perm && !errors.Is(err, egress.ErrDenied) {
+			t.Errorf("%s GET %s: %v, want ErrDenied", tc.policy, tc.url, err)
+		}
 	}
 }
