@@ -262,6 +262,9 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want || v.left != 0 {
 			return n, Permanent(fmt.Errorf("%w: got %s, want %s", ErrPayloadCorrupt, got, v.want))
 		}
+	} else if errors.Is(err, blob.ErrCorrupt) {
+		// The store's own check found it first.
+		err = Permanent(fmt.Errorf("%w: %w", ErrPayloadCorrupt, err))
 	} else if err != nil {
 		err = fmt.Errorf("%w: %w", ErrPayloadStore, err)
 	}

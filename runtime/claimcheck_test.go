@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -115,15 +117,57 @@ func TestClaimCheckCorruptObjectIsPermanent(t *testing.T) {
 	h.create(t, strings.Replace(specYAML("corrupt", "corrupt", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
 	body := strings.Repeat("x", runtime.DefaultClaimThreshold+100)
 	id := h.post(t, "corrupt", body)
+	// Replaced through the store: the store's digest fits, the message's does not.
 	if _, err := bs.Put(context.Background(), payloadKey("corrupt", id), strings.NewReader(strings.Repeat("y", len(body)))); err != nil {
 		t.Fatal(err)
 	}
-	dl := dlqMessages(t, h, "corrupt", 1)[0]
+	assertDigestDeadLetter(t, h, "corrupt")
+}
+
+// A payload file damaged on disk is found by the store's own check, and
+// is as permanent as a digest the runtime finds wrong.
+func TestClaimCheckCorruptFileIsPermanent(t *testing.T) {
+	dir := t.TempDir()
+	bs, err := blob.NewDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, natsxtest.Start(t), withBlobs(t, bs))
+	rec, _ := switchable(t)
+	h.create(t, strings.Replace(specYAML("corrupt", "corrupt", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+	h.post(t, "corrupt", strings.Repeat("x", runtime.DefaultClaimThreshold+100))
+	var file string
+	waitFor(t, 10*time.Second, "the payload file", func() bool {
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && filepath.Base(filepath.Dir(p)) != "tmp" {
+				file = p
+			}
+			return err
+		})
+		return file != ""
+	})
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] = 'y'
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	assertDigestDeadLetter(t, h, "corrupt")
+}
+
+// assertDigestDeadLetter waits for integration's one dead letter and
+// checks that a digest failure ended it, and was met once: a permanent
+// error, not retried.
+func assertDigestDeadLetter(t *testing.T, h *harness, integration string) {
+	t.Helper()
+	dl := dlqMessages(t, h, integration, 1)[0]
 	hd := runtime.Header(dl.Headers())
 	if !strings.Contains(hd.Get(runtime.HeaderError), "SHA-256") {
 		t.Fatalf("dead letter error %q does not name the digest", hd.Get(runtime.HeaderError))
 	}
-	// The first attempt may have met the 503 before the object was
+	// The first attempts may have met the 503 before the object was
 	// corrupted; exactly one attempt may meet the bad digest.
 	var log []struct{ Error string }
 	if err := json.Unmarshal([]byte(hd.Get(runtime.HeaderAttemptLog)), &log); err != nil {

@@ -16,6 +16,9 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrUnavailable: the backend cannot be reached right now; retry later.
 	ErrUnavailable = errors.New("object store unavailable")
+	// ErrCorrupt: a stored object does not read back as it was written
+	// (its size or SHA-256 differs); reading it again will not help.
+	ErrCorrupt = errors.New("stored object is corrupt")
 )
 
 // Info describes a stored object.
@@ -32,14 +35,15 @@ type Info struct {
 // [A-Za-z0-9._-] segments, e.g. "payloads/acme/orders/<id>" (ValidateKey;
 // other keys fail with ErrInvalidKey). Implementations are safe for
 // concurrent use; concurrent Puts of one key leave one of them, whole.
-// Errors wrap ErrNotFound, ErrUnavailable and ErrInvalidKey for errors.Is.
+// Errors wrap ErrNotFound, ErrUnavailable, ErrInvalidKey and ErrCorrupt
+// for errors.Is.
 type Store interface {
 	// Put streams r into the object named key, replacing any previous one,
 	// and returns its size and digest. It never buffers the whole object.
 	Put(ctx context.Context, key string, r io.Reader) (Info, error)
 	// Get opens the object for streaming; the caller closes the reader.
-	// The reader returns an error instead of io.EOF if the content does
-	// not match the stored digest. A failed Put leaves the previous
+	// The reader returns an error wrapping ErrCorrupt instead of io.EOF if
+	// the content does not match the stored digest. A failed Put leaves the previous
 	// object (or none) in place.
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	// Stat returns the object's Info without reading it.

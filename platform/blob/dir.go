@@ -172,18 +172,15 @@ func (s *DirStore) open(op, key string) (*os.File, *bufio.Reader, Info, error) {
 	for i := range lines {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return fail(fmt.Errorf("%w: header cut short", ErrCorruptObject))
+			return fail(fmt.Errorf("%w: header cut short", ErrCorrupt))
 		}
 		lines[i], head = line, head+len(line)
 	}
 	if lines[0] != dirMagic || len(lines[1]) != sha256.Size*2+1 || lines[2] != key+"\n" {
-		return fail(fmt.Errorf("%w: bad header", ErrCorruptObject))
+		return fail(fmt.Errorf("%w: bad header", ErrCorrupt))
 	}
 	return f, br, Info{Key: key, Size: st.Size() - int64(head), SHA256: strings.TrimSuffix(lines[1], "\n")}, nil
 }
-
-// ErrCorruptObject: a stored object does not read back as it was written.
-var ErrCorruptObject = errors.New("stored object is corrupt")
 
 // Get implements Store.
 func (s *DirStore) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
@@ -210,7 +207,7 @@ func (d *dirReader) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		if got := hex.EncodeToString(d.h.Sum(nil)); d.n != d.want.Size || got != d.want.SHA256 {
 			return n, fmt.Errorf("blob: read %s: %w: %d bytes with sha256 %s, want %d bytes with %s",
-				d.want.Key, ErrCorruptObject, d.n, got, d.want.Size, d.want.SHA256)
+				d.want.Key, ErrCorrupt, d.n, got, d.want.Size, d.want.SHA256)
 		}
 	} else if err != nil {
 		err = fmt.Errorf("blob: read %s: %w", d.want.Key, err)

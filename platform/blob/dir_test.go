@@ -78,11 +78,11 @@ func TestDirCorruption(t *testing.T) {
 			}
 			r, _, err := s.Get(ctx, "payloads/acme/orders/1")
 			if tc.atOpen {
-				if !errors.Is(err, blob.ErrCorruptObject) {
-					t.Fatalf("Get: %v, want ErrCorruptObject", err)
+				if !errors.Is(err, blob.ErrCorrupt) {
+					t.Fatalf("Get: %v, want ErrCorrupt", err)
 				}
-				if _, err := s.Stat(ctx, "payloads/acme/orders/1"); !errors.Is(err, blob.ErrCorruptObject) {
-					t.Fatalf("Stat: %v, want ErrCorruptObject", err)
+				if _, err := s.Stat(ctx, "payloads/acme/orders/1"); !errors.Is(err, blob.ErrCorrupt) {
+					t.Fatalf("Stat: %v, want ErrCorrupt", err)
 				}
 				return
 			}
@@ -90,8 +90,8 @@ func TestDirCorruption(t *testing.T) {
 				t.Fatalf("Get: %v", err)
 			}
 			defer r.Close()
-			if _, err := io.ReadAll(r); !errors.Is(err, blob.ErrCorruptObject) {
-				t.Fatalf("reading a corrupted object: %v, want ErrCorruptObject", err)
+			if _, err := io.ReadAll(r); !errors.Is(err, blob.ErrCorrupt) {
+				t.Fatalf("reading a corrupted object: %v, want ErrCorrupt", err)
 			}
 		})
 	}

@@ -264,8 +264,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		if r.left == 0 {
 			r.err = io.EOF
 			if got := hex.EncodeToString(r.h.Sum(nil)); r.n != r.want.Size || got != r.want.SHA256 {
-				r.err = fmt.Errorf("blob: read %s: %w: %d bytes with sha256 %s, want %d bytes with %s",
-					r.key, jetstream.ErrDigestMismatch, r.n, got, r.want.Size, r.want.SHA256)
+				r.err = fmt.Errorf("blob: read %s: %w: %w: %d bytes with sha256 %s, want %d bytes with %s",
+					r.key, ErrCorrupt, jetstream.ErrDigestMismatch, r.n, got, r.want.Size, r.want.SHA256)
 			}
 			continue
 		}

@@ -375,7 +375,8 @@ type verifyingReader struct {
 
 // ErrDigestMismatch: the bytes read do not match the object's recorded
 // size or SHA-256.
-var ErrDigestMismatch = errors.New("s3blob: content does not match its digest")
+// It wraps blob.ErrCorrupt.
+var ErrDigestMismatch = fmt.Errorf("s3blob: %w: content does not match its digest", blob.ErrCorrupt)
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
 	n, err := v.body.Read(p)
