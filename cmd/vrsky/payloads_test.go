@@ -46,6 +46,7 @@ func TestServePayloadStore(t *testing.T) {
 		{nil, 1},
 		{[]string{"--payload-store", "disk"}, 1},
 		{[]string{"--payload-store", "objects"}, 0},
+		{[]string{"--nats-listen", "127.0.0.1:0"}, 0}, // other nodes may join: the object store
 	} {
 		t.Run(strings.Join(append([]string{"default"}, tc.flag...), " "), func(t *testing.T) {
 			var (

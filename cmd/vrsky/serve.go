@@ -91,7 +91,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
-	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server and no --s3-endpoint, else objects)")
+	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server on its default address and no --s3-endpoint, else objects)")
 	fl.StringVar(&f.egress, "egress", "private", "addresses the http and slack sinks may connect to: private (public, private networks and loopback, never link-local such as the cloud metadata service), public (public addresses only: for servers whose tenants must not reach its network), or all")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -148,7 +148,10 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 	payloads := f.payloads
 	if payloads == "auto" {
 		payloads = "objects"
-		if f.natsURL == "" && f.s3Endpoint == "" {
+		// Only this process can read the disk: with another node possible
+		// (an external NATS, or the embedded one listening where other
+		// nodes may connect) payloads go where every node can read them.
+		if f.natsURL == "" && f.natsListen == "" && f.s3Endpoint == "" {
 			payloads = "disk"
 		}
 	}
