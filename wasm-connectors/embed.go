@@ -116,9 +116,9 @@ type Builtin struct {
 
 // Wasm reads the built module out of the binary. Each call returns a fresh
 // copy that nothing else holds: the shipped modules come to about 26 MB,
-// and a server that keeps them on its heap doubles its garbage-collection
-// goal (and so its memory growth under load) for modules it compiles once,
-// if ever.
+// and a server that kept them on its heap (twice, as it did) had its
+// garbage-collection goal, and so its memory growth under load, raised by
+// that much for modules it compiles once, if ever.
 func (b Builtin) Wasm() ([]byte, error) {
 	if b.Err != nil {
 		return nil, b.Err
