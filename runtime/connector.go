@@ -31,6 +31,15 @@ type Source interface {
 	Run(ctx context.Context, emit Emitter) error
 }
 
+// Binder is a Source that claims something before it serves, as a
+// webhook claims its path. The pipeline calls Bind before the integration
+// counts as running, so that a request right after the start finds it and
+// a conflict fails the start; release is called once Run has returned.
+// Singleton sources are not bound: they run only where they hold the lease.
+type Binder interface {
+	Bind(emit Emitter) (release func(), err error)
+}
+
 // Emitter makes a source's messages durable.
 type Emitter interface {
 	// Emit stores msg on the integration's input subject and returns once

@@ -516,3 +516,30 @@ func TestIdempotencyKeyStoresOnce(t *testing.T) {
 		t.Fatal("the other key was not delivered")
 	}
 }
+
+// A webhook serves from the moment its integration reports running, and a
+// second integration of the tenant on the same path fails to start, at
+// once and saying why, while the first keeps its path.
+func TestWebhookBoundBeforeRunning(t *testing.T) {
+	h := newHarness(t, natsxtest.Start(t))
+	rec := newRecorder(t, nil)
+	h.create(t, specYAML("first", "shared", sinkYAML("api", rec.srv.URL, "")))
+	id := h.post(t, "shared", `{"n":1}`) // no wait between running and the first post
+	spec, err := h.eng.ParseSpec([]byte(specYAML("second", "shared", sinkYAML("api", rec.srv.URL, ""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := h.store.CreateIntegration(context.Background(), store.Integration{
+		Tenant: "acme", Name: spec.Name, Spec: spec.JSON(), Desired: store.StateRunning,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eng.Apply(in)
+	st := h.eng.Status(context.Background(), "acme", spec)
+	if st.State != "error" || !strings.Contains(st.Error, "already served") {
+		t.Fatalf("second integration on the same path: %+v, want state error naming the conflict", st)
+	}
+	waitFor(t, 10*time.Second, "the first message", func() bool { return rec.delivered()[id] != "" })
+	h.post(t, "shared", `{"n":2}`) // still the first integration's
+}

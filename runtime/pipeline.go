@@ -144,6 +144,12 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		return nil, fmt.Errorf("source: %w", err)
 	}
 	p.source = src
+	var release func()
+	if b, ok := src.(Binder); ok && !c.Singleton {
+		if release, err = b.Bind(p); err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+	}
 	p.srcDone = make(chan struct{})
 	run := src.Run
 	if c.Singleton {
@@ -153,6 +159,9 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	}
 	go func() {
 		defer close(p.srcDone)
+		if release != nil {
+			defer release()
+		}
 		if err := run(p.srcCtx, p); err != nil && p.srcCtx.Err() == nil {
 			msg := err.Error()
 			p.srcErr.Store(&msg)

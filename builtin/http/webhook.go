@@ -75,7 +75,10 @@ type webhook struct {
 	cfg    WebhookConfig
 	secret []byte
 	env    runtime.Env
+	bound  bool // Bind claimed the path (before Run, in the same goroutine)
 }
+
+var _ runtime.Binder = (*webhook)(nil)
 
 func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
 	if c.MaxBodyBytes < 0 {
@@ -98,18 +101,29 @@ func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
 	return w, nil
 }
 
-// Run serves the hook until ctx ends.
-func (w *webhook) Run(ctx context.Context, emit runtime.Emitter) error {
+// Bind claims the hook's path for emit (runtime.Binder), so the path
+// serves from the moment the integration counts as running.
+func (w *webhook) Bind(emit runtime.Emitter) (release func(), err error) {
 	if w.env.Hooks == nil {
-		return fmt.Errorf("http-webhook: no hook router in this process")
+		return nil, fmt.Errorf("http-webhook: no hook router in this process")
 	}
-	unregister, err := w.env.Hooks.Register(w.env.Tenant, w.cfg.Path, func(rctx context.Context, req *runtime.HookRequest) (*runtime.HookResponse, error) {
+	release, err = w.env.Hooks.Register(w.env.Tenant, w.cfg.Path, func(rctx context.Context, req *runtime.HookRequest) (*runtime.HookResponse, error) {
 		return w.serve(rctx, emit, req)
 	})
-	if err != nil {
-		return err
+	w.bound = err == nil
+	return release, err
+}
+
+// Run serves the hook until ctx ends, binding its path first when the
+// caller did not.
+func (w *webhook) Run(ctx context.Context, emit runtime.Emitter) error {
+	if !w.bound {
+		release, err := w.Bind(emit)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer unregister()
 	<-ctx.Done()
 	return nil
 }
