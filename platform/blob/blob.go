@@ -43,8 +43,8 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader) (Info, error)
 	// Get opens the object for streaming; the caller closes the reader.
 	// The reader returns an error wrapping ErrCorrupt instead of io.EOF if
-	// the content does not match the stored digest. A failed Put leaves the previous
-	// object (or none) in place.
+	// the content does not match the stored digest. A failed Put leaves
+	// the previous object (or none) in place.
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	// Stat returns the object's Info without reading it.
 	Stat(ctx context.Context, key string) (Info, error)
