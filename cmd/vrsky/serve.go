@@ -165,31 +165,36 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 		}
 		bs = blob.Split{Prefix: runtime.PayloadPrefix, Under: dir, Rest: bs}
 		log.Info("claim-checked payloads on local disk", "dir", filepath.Join(f.data, "payloads"))
-		go sweepPayloads(ctx, dir, log)
 	default:
 		closeAll()
 		return nil, nil, nil, fmt.Errorf("--payload-store %q: want auto, disk or objects", f.payloads)
 	}
+	if sw, ok := bs.(blob.Sweeper); ok {
+		go sweepPayloads(ctx, sw, log)
+	}
 	return st, bs, closeAll, nil
 }
 
-// payloadMaxAge is how old a payload file gets before sweepPayloads
-// deletes it: twice the DLQ's retention, so that a dead letter replayed
-// on its last day still finds its payload through another round.
+// payloadMaxAge is how old a claim-checked payload gets before
+// sweepPayloads deletes it: twice the DLQ's retention, so that a dead
+// letter replayed on its last day still finds its payload through another
+// round.
 const payloadMaxAge = 2 * runtime.DLQRetention
 
-// sweepPayloads deletes, at start and then hourly, the payload files that
-// no message can name any more (see blob.DirStore.Sweep).
-func sweepPayloads(ctx context.Context, dir *blob.DirStore, log *slog.Logger) {
+// sweepPayloads deletes, at start and then hourly, the payloads that no
+// message can name any more: those of dead letters that expired, and the
+// outputs of steps whose message failed later. Every node sweeps; the
+// deletes are idempotent.
+func sweepPayloads(ctx context.Context, sw blob.Sweeper, log *slog.Logger) {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		n, err := dir.Sweep(ctx, time.Now().Add(-payloadMaxAge))
+		n, err := sw.Sweep(ctx, runtime.PayloadPrefix, time.Now().Add(-payloadMaxAge))
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("payload sweep", "err", err)
 		case n > 0:
-			log.Info("payload sweep: deleted unclaimed payloads", "files", n, "older_than", payloadMaxAge)
+			log.Info("payload sweep: deleted unclaimed payloads", "objects", n, "older_than", payloadMaxAge)
 		}
 		select {
 		case <-ctx.Done():

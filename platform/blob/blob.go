@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 var (
@@ -50,4 +51,12 @@ type Store interface {
 	Stat(ctx context.Context, key string) (Info, error)
 	// Delete removes the object; deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
+}
+
+// Sweeper is a Store that can delete its old objects under a key prefix:
+// the janitor of claim-check payloads that no message names any more.
+type Sweeper interface {
+	// Sweep deletes the objects whose key starts with prefix and that were
+	// last written before cutoff, and reports how many it deleted.
+	Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error)
 }

@@ -238,12 +238,9 @@ func (s *DirStore) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// Sweep deletes the objects last written before cutoff and reports how
-// many it deleted. Claim-check payloads normally go when their message is
-// delivered or leaves the DLQ; Sweep catches the rest (a dead letter that
-// expired, the output of a step whose message failed later), which no
-// message names any more once they are older than every retention.
-func (s *DirStore) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
+// Sweep implements Sweeper. Files are named by their key's hash, so the
+// key comes from the header of each file old enough to go.
+func (s *DirStore) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
 	n := 0
 	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -262,7 +259,7 @@ func (s *DirStore) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
 			return nil
 		}
 		info, err := d.Info()
-		if err != nil || !info.ModTime().Before(cutoff) {
+		if err != nil || !info.ModTime().Before(cutoff) || !strings.HasPrefix(fileKey(p), prefix) {
 			return nil
 		}
 		if err := os.Remove(p); err == nil {
@@ -274,4 +271,21 @@ func (s *DirStore) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
 		return n, fmt.Errorf("blob: sweep %s: %w", s.dir, err)
 	}
 	return n, nil
+}
+
+// fileKey is the key in an object file's header, "" if it has none.
+func fileKey(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 512)
+	var line string
+	for range 3 {
+		if line, err = br.ReadString('\n'); err != nil {
+			return ""
+		}
+	}
+	return strings.TrimSuffix(line, "\n")
 }

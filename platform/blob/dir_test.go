@@ -232,7 +232,7 @@ func TestDirSweep(t *testing.T) {
 	if aged != 2 {
 		t.Fatalf("aged %d files, want 2", aged)
 	}
-	n, err := s.Sweep(ctx, time.Now().Add(-24*time.Hour))
+	n, err := s.Sweep(ctx, "payloads/", time.Now().Add(-24*time.Hour))
 	if err != nil || n != 2 {
 		t.Fatalf("Sweep = %d, %v; want 2 deleted", n, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -329,6 +330,31 @@ func (s *NATSStore) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	return fmt.Errorf("blob: delete %s: %w", key, mapErr(ctx, err))
+}
+
+// Sweep implements Sweeper. It lists the bucket (one meta message per
+// object) and deletes what is old enough.
+func (s *NATSStore) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	list, cancel := opContext(ctx)
+	infos, err := s.obs.List(list)
+	cancel()
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("blob: sweep: %w", mapErr(ctx, err))
+	}
+	n := 0
+	for _, oi := range infos {
+		if !strings.HasPrefix(oi.Name, prefix) || !oi.ModTime.Before(cutoff) {
+			continue
+		}
+		if err := s.Delete(ctx, oi.Name); err != nil {
+			return n, fmt.Errorf("blob: sweep: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 func toInfo(oi *jetstream.ObjectInfo) (Info, error) {

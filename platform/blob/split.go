@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"time"
 )
 
 // Split keeps the keys under one prefix in another store: `vrsky serve`
@@ -60,4 +61,19 @@ func (s Split) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return s.Rest.Delete(ctx, key)
+}
+
+// Sweep implements Sweeper on whichever of the two stores can sweep.
+func (s Split) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	n := 0
+	for _, st := range []Store{s.Under, s.Rest} {
+		if sw, ok := st.(Sweeper); ok {
+			m, err := sw.Sweep(ctx, prefix, cutoff)
+			n += m
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }

@@ -216,6 +216,29 @@ var tests = []test{
 			t.Errorf("Put with a cancelled context succeeded")
 		}
 	}},
+	{"Sweep", func(ctx context.Context, t *testing.T, s blob.Store) {
+		sw, ok := s.(blob.Sweeper)
+		if !ok {
+			t.Fatalf("%T is not a blob.Sweeper (the payload janitor needs it)", s)
+		}
+		keys := []string{"payloads/acme/orders/1", "payloads/acme/orders/2", "modules/acme/jq/1"}
+		for _, k := range keys {
+			if _, err := s.Put(ctx, k, bytes.NewReader([]byte(k))); err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+		}
+		if n, err := sw.Sweep(ctx, "payloads/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+			t.Fatalf("Sweep of what is older than an hour = %d, %v; want 0 deleted", n, err)
+		}
+		if n, err := sw.Sweep(ctx, "payloads/", time.Now().Add(time.Minute)); err != nil || n != 2 {
+			t.Fatalf("Sweep of every payload = %d, %v; want 2 deleted", n, err)
+		}
+		for i, k := range keys {
+			if _, err := s.Stat(ctx, k); (err == nil) != (i == 2) {
+				t.Errorf("after Sweep, Stat %s: %v; want only the module kept", k, err)
+			}
+		}
+	}},
 	{"EarlyClose", func(ctx context.Context, t *testing.T, s blob.Store) {
 		if _, err := s.Put(ctx, "k", newPattern(2<<20, 5)); err != nil {
 			t.Fatalf("Put: %v", err)

@@ -426,6 +426,33 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Sweep implements blob.Sweeper: it lists the keys under prefix, page by
+// page, and deletes the objects last modified before cutoff. (A bucket
+// lifecycle rule on the prefix does the same on AWS; not every
+// S3-compatible server has them.)
+func (s *Store) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)})
+	n := 0
+	for pages.HasMorePages() {
+		pctx, cancel := opContext(ctx)
+		page, err := pages.NextPage(pctx)
+		cancel()
+		if err != nil {
+			return n, fmt.Errorf("s3blob: sweep %s: %w", prefix, mapErr(ctx, err))
+		}
+		for _, o := range page.Contents {
+			if o.LastModified == nil || !o.LastModified.Before(cutoff) {
+				continue
+			}
+			if err := s.Delete(ctx, strings.TrimPrefix(aws.ToString(o.Key), s.prefix)); err != nil {
+				return n, fmt.Errorf("s3blob: sweep: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Ping checks that the bucket answers (for readiness probes).
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := opContext(ctx)
