@@ -84,7 +84,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.data, "data", "./data", "data directory (embedded NATS files, generated admin key)")
+	fl.StringVar(&f.data, "data", "./data", "data directory (embedded NATS files, claim-checked payloads, Wasm compile cache, generated admin key)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of the REST API and webhooks")
 	fl.StringVar(&f.debugAddr, "debug-listen", "", "address of Go's /debug/pprof profiles (default: off; keep it on loopback)")
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
