@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package host_test
 
 import (
@@ -19,9 +21,6 @@ func growSpec(t testing.TB, trusted bool) host.ModuleSpec {
 // the Go heap next to nothing (it cost the growth, copied, on wazero's
 // default allocator).
 func TestGuestMemoryOffHeap(t *testing.T) {
-	if !host.MemoryMapped {
-		t.Skip("guest memory is on the Go heap on this OS")
-	}
 	rt := hosttest.Runtime(t, host.Config{})
 	p := hosttest.Pool(t, rt, growSpec(t, true), host.PoolConfig{})
 	before := p.Stats().IdleMemoryBytes
@@ -84,7 +83,7 @@ func TestGuestMemoryReleased(t *testing.T) {
 			if (s.Live == 1) != tc.kept || s.Live > 1 {
 				t.Fatalf("instance kept %v: %+v", tc.kept, s)
 			}
-			if host.MemoryMapped && host.LiveMappings() != base+int64(s.Live) {
+			if host.LiveMappings() != base+int64(s.Live) {
 				t.Fatalf("%d mappings live, want %d", host.LiveMappings(), base+int64(s.Live))
 			}
 			p.Close()
@@ -100,9 +99,6 @@ func TestGuestMemoryReleased(t *testing.T) {
 // Runtime closed during a call is TestPinnedMemoryOutlivesFree: wazero
 // itself races then, which the race detector reports.)
 func TestRuntimeCloseUnderPool(t *testing.T) {
-	if !host.MemoryMapped {
-		t.Skip("guest memory is on the Go heap on this OS")
-	}
 	for _, trusted := range []bool{true, false} {
 		base := host.LiveMappings()
 		rt := hosttest.Runtime(t, host.Config{})

@@ -155,9 +155,7 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 			payloads = "disk"
 		}
 	}
-	switch payloads {
-	case "objects":
-	case "disk":
+	if payloads == "disk" { // serve checked the value
 		dir, err := blob.NewDir(filepath.Join(f.data, "payloads"), f.natsSync == "always")
 		if err != nil {
 			closeAll()
@@ -165,9 +163,6 @@ func openStores(ctx context.Context, f serveFlags, conn *natsx.Conn, log *slog.L
 		}
 		bs = blob.Split{Prefix: runtime.PayloadPrefix, Under: dir, Rest: bs}
 		log.Info("claim-checked payloads on local disk", "dir", filepath.Join(f.data, "payloads"))
-	default:
-		closeAll()
-		return nil, nil, nil, fmt.Errorf("--payload-store %q: want auto, disk or objects", f.payloads)
 	}
 	if sw, ok := bs.(blob.Sweeper); ok {
 		go sweepPayloads(ctx, sw, log)

@@ -167,19 +167,37 @@ func (s *DirStore) open(op, key string) (*os.File, *bufio.Reader, Info, error) {
 		return fail(err)
 	}
 	br := bufio.NewReaderSize(f, 32<<10)
+	h, err := readHeader(br)
+	if err != nil {
+		return fail(err)
+	}
+	if h.key != key {
+		return fail(fmt.Errorf("%w: bad header", ErrCorrupt))
+	}
+	return f, br, Info{Key: key, Size: st.Size() - int64(h.len), SHA256: h.sha256}, nil
+}
+
+// header is an object file's header.
+type header struct {
+	sha256, key string
+	len         int // bytes, up to the content
+}
+
+// readHeader reads the header that write wrote, leaving br at the content.
+func readHeader(br *bufio.Reader) (header, error) {
 	var lines [3]string
-	head := 0
+	n := 0
 	for i := range lines {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return fail(fmt.Errorf("%w: header cut short", ErrCorrupt))
+			return header{}, fmt.Errorf("%w: header cut short", ErrCorrupt)
 		}
-		lines[i], head = line, head+len(line)
+		lines[i], n = strings.TrimSuffix(line, "\n"), n+len(line)
 	}
-	if lines[0] != dirMagic || len(lines[1]) != sha256.Size*2+1 || lines[2] != key+"\n" {
-		return fail(fmt.Errorf("%w: bad header", ErrCorrupt))
+	if lines[0]+"\n" != dirMagic || len(lines[1]) != sha256.Size*2 {
+		return header{}, fmt.Errorf("%w: bad header", ErrCorrupt)
 	}
-	return f, br, Info{Key: key, Size: st.Size() - int64(head), SHA256: strings.TrimSuffix(lines[1], "\n")}, nil
+	return header{sha256: lines[1], key: lines[2], len: n}, nil
 }
 
 // Get implements Store.
@@ -280,12 +298,6 @@ func fileKey(path string) string {
 		return ""
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 512)
-	var line string
-	for range 3 {
-		if line, err = br.ReadString('\n'); err != nil {
-			return ""
-		}
-	}
-	return strings.TrimSuffix(line, "\n")
+	h, _ := readHeader(bufio.NewReaderSize(f, 512))
+	return h.key
 }
