@@ -44,6 +44,8 @@ test: test-deps wasm fixtures ## everything CI runs
 	@$(GO) vet ./...
 	@echo "==> go test -race (core packages, one package at a time: several start 3-node NATS clusters)"
 	@$(GO) test -race -p 1 -count=1 -timeout 30m $(RACE_PKGS)
+	@echo "==> go test -fuzz: the Wasm structure check, 20 s (corpus in host/wasmcheck/testdata/fuzz)"
+	@$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 20s ./host/wasmcheck
 	@echo "==> go test (everything else)"
 	@$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '/(runtime|platform|builtin|api|host)(/|$$)')
 

@@ -25,11 +25,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/vrsky/vrsky/abi"
+	"github.com/vrsky/vrsky/host/wasmcheck"
 )
 
 // DefaultMaxMemoryPages bounds a guest's linear memory (64 KiB pages) when
@@ -50,6 +52,16 @@ type Config struct {
 	// AllowPrivateNetworks lets the host's HTTP client reach loopback and
 	// private addresses (tests, or an on-premises install that means it).
 	AllowPrivateNetworks bool
+	// CompileTimeout bounds the compilation of an untrusted module, which
+	// runs in a child process of this binary. Zero means
+	// DefaultCompileTimeout.
+	CompileTimeout time.Duration
+	// CompileMemory bounds the memory of that child process, in bytes.
+	// Zero means DefaultCompileMemory.
+	CompileMemory int64
+	// ModuleLimits bound every module's structure, checked before it is
+	// compiled. The zero value means wasmcheck.DefaultLimits (ABI v1's).
+	ModuleLimits wasmcheck.Limits
 }
 
 // Runtime compiles and runs modules. It holds two wazero runtimes: a
@@ -59,6 +71,8 @@ type Config struct {
 type Runtime struct {
 	cfg       Config
 	log       *slog.Logger
+	cacheDir  string // the compilation cache's directory
+	tempCache bool   // cacheDir is New's own, removed by Close
 	cache     wazero.CompilationCache
 	http      *http.Client
 	trusted   wazero.Runtime
@@ -81,36 +95,56 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if cfg.MaxMemoryPages == 0 {
 		cfg.MaxMemoryPages = DefaultMaxMemoryPages
 	}
+	if cfg.CompileTimeout <= 0 {
+		cfg.CompileTimeout = DefaultCompileTimeout
+	}
+	if cfg.CompileMemory <= 0 {
+		cfg.CompileMemory = DefaultCompileMemory
+	}
+	if cfg.ModuleLimits == (wasmcheck.Limits{}) {
+		cfg.ModuleLimits = wasmcheck.DefaultLimits()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Runtime{cfg: cfg, log: log, compiled: map[moduleKey]*compiledEntry{}, plugins: map[*extismModule]bool{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
-	if cfg.CacheDir != "" {
-		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+	r := &Runtime{cfg: cfg, log: log, cacheDir: cfg.CacheDir, compiled: map[moduleKey]*compiledEntry{}, plugins: map[*extismModule]bool{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
+	// The cache is always on disk: the compile sandbox (sandbox.go) writes
+	// its result there for this process to read.
+	if r.cacheDir == "" {
+		dir, err := os.MkdirTemp("", "vrsky-wasm-cache-")
+		if err != nil {
 			return nil, fmt.Errorf("host: cache dir: %w", err)
 		}
-		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.CacheDir, err)
-		}
-		r.cache = c
-	} else {
-		r.cache = wazero.NewCompilationCache()
+		r.cacheDir, r.tempCache = dir, true
 	}
-	base := wazero.NewRuntimeConfig().
-		WithCompilationCache(r.cache).
-		WithMemoryLimitPages(cfg.MaxMemoryPages).
-		WithCoreFeatures(api.CoreFeaturesV2)
-	var err error
-	if r.trusted, err = newWazero(ctx, base); err != nil {
+	if err := os.MkdirAll(r.cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("host: cache dir: %w", err)
+	}
+	c, err := wazero.NewCompilationCacheWithDir(r.cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("host: compilation cache %s: %w", r.cacheDir, err)
+	}
+	r.cache = c
+	if r.trusted, err = newWazero(ctx, runtimeConfig(r.cache, cfg.MaxMemoryPages, false)); err != nil {
 		return nil, err
 	}
-	if r.untrusted, err = newWazero(ctx, base.WithCloseOnContextDone(true)); err != nil {
+	if r.untrusted, err = newWazero(ctx, runtimeConfig(r.cache, cfg.MaxMemoryPages, true)); err != nil {
 		r.trusted.Close(ctx)
 		return nil, err
 	}
 	return r, nil
+}
+
+// runtimeConfig is the wazero configuration of the trusted or untrusted
+// runtime. The compile sandbox uses it too: the compilation cache finds a
+// module only when both sides compiled it alike.
+func runtimeConfig(cache wazero.CompilationCache, pages uint32, untrusted bool) wazero.RuntimeConfig {
+	return wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithMemoryLimitPages(pages).
+		WithCoreFeatures(api.CoreFeaturesV2).
+		WithCloseOnContextDone(untrusted)
 }
 
 func newWazero(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
@@ -154,6 +188,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		errs = append(errs, x.Close(ctx))
 	}
 	errs = append(errs, r.trusted.Close(ctx), r.untrusted.Close(ctx), r.cache.Close(ctx))
+	if r.tempCache {
+		errs = append(errs, os.RemoveAll(r.cacheDir))
+	}
 	r.http.CloseIdleConnections()
 	return errors.Join(errs...)
 }
@@ -257,6 +294,9 @@ func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
 	if spec.Version != "" {
 		name += "@" + spec.Version
 	}
+	if _, err := wasmcheck.Check(spec.Wasm, r.cfg.ModuleLimits); err != nil {
+		return nil, fmt.Errorf("host: module %s: %w", name, err)
+	}
 	key := moduleKey{sum: sha256.Sum256(spec.Wasm), trusted: spec.Trusted}
 	wz := r.untrusted
 	if spec.Trusted {
@@ -264,7 +304,7 @@ func (r *Runtime) Load(ctx context.Context, spec ModuleSpec) (*Module, error) {
 	}
 	code, err := r.compile(ctx, key, wz, spec.Wasm)
 	if err != nil {
-		return nil, fmt.Errorf("host: module %s: compile: %w", name, err)
+		return nil, fmt.Errorf("host: module %s: %w", name, err)
 	}
 	m := &Module{rt: r, key: key, spec: spec, wz: wz, compiled: code}
 	m.spec.Wasm = nil
@@ -303,7 +343,20 @@ func (r *Runtime) compile(ctx context.Context, key moduleKey, wz wazero.Runtime,
 		return e.code, nil
 	}
 	r.mu.Unlock()
-	code, err := wz.CompileModule(ctx, wasm) // outside the lock: seconds for a big module
+	// Outside the lock: seconds for a big module. An untrusted one is
+	// compiled in a child process first, so that no module, however
+	// crafted, compiles here unbounded (sandbox.go).
+	var code wazero.CompiledModule
+	var err error
+	if key.trusted {
+		code, err = wz.CompileModule(ctx, wasm)
+	} else {
+		code, err = r.compileUntrusted(ctx, key, wz, wasm)
+	}
+	var ce *CompileError
+	if err != nil && !errors.As(err, &ce) && ctx.Err() == nil {
+		err = &CompileError{Reason: err.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func TestLoadRefusesImports(t *testing.T) {
 		{"socket", rawModule([][2]string{{"wasi_snapshot_preview1", "sock_accept"}}), "wasi_snapshot_preview1.sock_accept"},
 		{"unknown vrsky function", rawModule([][2]string{{"vrsky", "exec"}}), "vrsky.exec"},
 		{"wrong signature", rawModule([][2]string{{"vrsky", "emit"}}), "vrsky.emit"},
-		{"not wasm", []byte("hello"), "compile"},
+		{"not wasm", []byte("hello"), "not a WebAssembly binary"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -101,7 +101,7 @@ func TestImports(t *testing.T) {
 	if err != nil || !slices.Equal(ims, []funcImport{{"vrsky", "kv_get"}}) {
 		t.Fatalf("imports = %v, %v", ims, err)
 	}
-	for _, bad := range [][]byte{nil, []byte("\x00asm"), append(slices.Clone(wasmMagic), 2, 0xff, 0xff, 0xff, 0xff, 0x0f)} {
+	for _, bad := range [][]byte{nil, []byte("\x00asm"), append([]byte("\x00asm\x01\x00\x00\x00"), 2, 0xff, 0xff, 0xff, 0xff, 0x0f)} {
 		if _, err := imports(bad); err == nil {
 			t.Errorf("imports(%q) accepted it", bad)
 		}

@@ -13,11 +13,11 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/host/wasmcheck"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/runtime"
@@ -157,6 +157,7 @@ const (
 	RuleKind         = "kind"
 	RuleSize         = "size"
 	RuleWasm         = "wasm"
+	RuleLimits       = "limits"
 	RuleCompile      = "compile"
 	RuleImports      = "imports"
 	RuleCapabilities = "capabilities"
@@ -170,6 +171,34 @@ const (
 
 func refuse(rule, field string, status int, format string, args ...any) *Refusal {
 	return &Refusal{Rule: rule, Field: field, Status: status, Reason: fmt.Sprintf(format, args...)}
+}
+
+// loadRefusal maps the host's refusals of a module to upload rules: the
+// structure check's limits, a binary that does not decode, the compiler's
+// refusal and its bounds, and imports outside the ABI. Other errors (an
+// export missing) are nil here.
+func loadRefusal(err error) *Refusal {
+	var (
+		le *wasmcheck.LimitError
+		fe *wasmcheck.FormatError
+		ce *host.CompileError
+		ie *host.ImportError
+	)
+	switch {
+	case errors.Is(err, wasmcheck.ErrNotWasm):
+		return refuse(RuleWasm, "module", http.StatusBadRequest, "%v", wasmcheck.ErrNotWasm)
+	case errors.As(err, &le):
+		return refuse(RuleLimits, "module", http.StatusBadRequest, "the module is over a limit of ABI v1 (abi/ABI.md, module limits): %v", le)
+	case errors.As(err, &fe):
+		return refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not compile: it does not decode %v", fe)
+	case errors.As(err, &ce) && ce.Limit != "":
+		return refuse(RuleCompile, "module", http.StatusUnprocessableEntity, "the module could not be compiled within the server's bounds: %v", ce)
+	case errors.As(err, &ce):
+		return refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not compile: %s", ce.Reason)
+	case errors.As(err, &ie):
+		return refuse(RuleImports, "module", http.StatusBadRequest, "%v", ie)
+	}
+	return nil
 }
 
 // ErrNotFound: no such connector or version (or not visible to the caller).
@@ -214,19 +243,11 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 	if len(up.Module) == 0 {
 		return store.ConnectorVersion{}, refuse(RuleWasm, "module", http.StatusBadRequest, "the module is empty")
 	}
-	if !isWasm(up.Module) {
-		return store.ConnectorVersion{}, refuse(RuleWasm, "module", http.StatusBadRequest,
-			"not a WebAssembly binary: it does not start with \\0asm and version 1")
-	}
 	mod, err := r.cfg.Host.Load(ctx, m.ModuleSpec(up.Module))
 	var loadErr error
 	if err != nil {
-		var ie *host.ImportError
-		switch {
-		case errors.As(err, &ie):
-			return store.ConnectorVersion{}, refuse(RuleImports, "module", http.StatusBadRequest, "%v", ie)
-		case strings.Contains(err.Error(), ": compile: "):
-			return store.ConnectorVersion{}, refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not compile: %v", err)
+		if rf := loadRefusal(err); rf != nil {
+			return store.ConnectorVersion{}, rf
 		}
 		loadErr = err // an export missing: reported after the capabilities
 	} else {

@@ -11,11 +11,42 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vrsky/vrsky/host/wasmcheck/wasmchecktest"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
 )
+
+// TestRefusesLargeHostileModules: the crafted modules that are too big
+// for TestRefusals' size limit (1 MB and more of nesting or br_table
+// targets, which kept an upload compiling past 120 s) are refused by the
+// limit they break, at once.
+func TestRefusesLargeHostileModules(t *testing.T) {
+	e := newEnv(t, natsBackend)
+	cases := []struct {
+		name string
+		wasm []byte
+		has  string
+	}{
+		{"1,000,000 nested blocks", wasmchecktest.NestedBlocks(1_000_000), "function 1: 10001 nesting depth, over the limit of 10000"},
+		{"br_table of 1,000,000 targets", wasmchecktest.BrTable(1_000_000), "function 1: 1000000 br_table targets, over the limit of 65520"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := e.reg.Publish(e.ctx, "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: c.wasm})
+			r := refusal(t, err, registry.RuleLimits)
+			if r.Field != "module" || r.Status != http.StatusBadRequest || !strings.Contains(r.Reason, c.has) {
+				t.Errorf("got field %q status %d reason %q; want module, 400, %q", r.Field, r.Status, r.Reason, c.has)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("refused after %v", took)
+			}
+		})
+	}
+}
 
 // TestRefusals: each bad upload is refused by the rule it breaks, with
 // the field to fix, and nothing is stored.
@@ -54,6 +85,12 @@ func TestRefusals(t *testing.T) {
 			registry.RuleSize, "module", 413, "over the limit of 1000"},
 		{"not wasm", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: []byte("#!/bin/sh\necho hi\n")},
 			registry.RuleWasm, "module", 400, "not a WebAssembly binary"},
+		{"2^32-1 locals", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: wasmchecktest.ManyLocals(0xffffffff, wasmchecktest.I32)},
+			registry.RuleLimits, "module", 400, "function 1: 4294967296 locals per function, over the limit of 50000"},
+		{"50,000,000 i64 locals", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: wasmchecktest.ManyLocals(50_000_000, wasmchecktest.I64)},
+			registry.RuleLimits, "module", 400, "function 1: 50000001 locals per function"},
+		{"invalid code", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: wasmchecktest.Guest(nil, []byte{0x10, 0x7f, 0x41, 0, 0x0b})},
+			registry.RuleCompile, "module", 400, "does not compile"},
 		{"does not compile", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: fixture(t, "broken.wasm")},
 			registry.RuleCompile, "module", 400, "does not compile"},
 		{"forbidden import", "acme", registry.Upload{Manifest: manifest("xx", "1.0.0"), Module: fixture(t, "forbidden.wasm")},

@@ -10,8 +10,28 @@ import (
 
 	"github.com/vrsky/vrsky/abi"
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/host/wasmcheck"
 	"github.com/vrsky/vrsky/platform/schema"
 )
+
+// funcImport is one imported function.
+type funcImport struct{ Module, Name string }
+
+// imports lists the function imports of a Wasm binary, as the host's
+// structure check (which Publish has passed already) reads them.
+func imports(b []byte) ([]funcImport, error) {
+	info, err := wasmcheck.Check(b, wasmcheck.DefaultLimits())
+	if err != nil {
+		return nil, err
+	}
+	var out []funcImport
+	for _, im := range info.Imports {
+		if im.Kind == 0 {
+			out = append(out, funcImport{im.Module, im.Name})
+		}
+	}
+	return out, nil
+}
 
 // capabilityOf names the manifest capability an import needs ("" when it
 // needs none). The host has already refused imports outside the ABI.

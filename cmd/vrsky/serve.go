@@ -35,6 +35,7 @@ import (
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/s3blob"
+	"github.com/vrsky/vrsky/platform/datadir"
 	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
@@ -234,6 +235,13 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err := os.MkdirAll(f.data, 0o750); err != nil {
 		return fmt.Errorf("--data %s: %w", f.data, err)
 	}
+	// One process per data dir, embedded NATS or not (the Wasm cache and
+	// payloads live there too); the kernel releases the lock on any exit.
+	lock, err := datadir.Acquire(f.data)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	adminKey, generated, err := loadAdminKey(f.data, f.adminKey)
 	if err != nil {
 		return err
