@@ -66,7 +66,20 @@ func unauthorized(format string, args ...any) *Error {
 }
 
 // authenticate resolves the bearer key to the admin or a tenant.
+//
+// Refused keys are charged to the client's address, and a wrong secret to
+// its key id too; while either is over its budget, every key is answered
+// 429 without being looked at (throttle.go).
+//
+// Keys are compared only as SHA-256 sums and only with
+// subtle.ConstantTimeCompare, never with == or bytes.Equal, so the time
+// an answer takes says nothing about how much of a guess was right
+// (TestKeyComparisonIsConstantTime keeps it so).
 func (s *Server) authenticate(c *fiber.Ctx) error {
+	client := clientKey(c.IP())
+	if wait := s.addrFails.wait(client); wait > 0 {
+		return throttled(wait, "from this address")
+	}
 	h := c.Get(fiber.HeaderAuthorization)
 	if h == "" {
 		return unauthorized("missing API key: send Authorization: Bearer <key>")
@@ -74,6 +87,7 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	scheme, text, ok := strings.Cut(h, " ")
 	text = strings.TrimSpace(text)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || text == "" {
+		s.authFailed(client, "")
 		return unauthorized("the Authorization header must be \"Bearer <key>\"")
 	}
 	sum := sha256.Sum256([]byte(text))
@@ -83,16 +97,22 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	}
 	id, ok := keyID(text)
 	if !ok {
+		s.authFailed(client, "")
 		return unauthorized("invalid API key")
+	}
+	if wait := s.idFails.wait(id); wait > 0 {
+		return throttled(wait, "for this key id")
 	}
 	k, err := s.store.GetKey(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
+		s.authFailed(client, "")
 		return unauthorized("invalid API key")
 	}
 	if err != nil {
 		return storeError(err, "API key")
 	}
 	if subtle.ConstantTimeCompare(sum[:], k.Hash) != 1 {
+		s.authFailed(client, id)
 		return unauthorized("invalid API key")
 	}
 	c.Locals(principalKey{}, &principal{tenant: k.Tenant, keyID: k.ID})

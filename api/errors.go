@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -18,20 +19,21 @@ type Code string
 
 // The error code catalogue. Every error the API returns carries one of these.
 const (
-	CodeBadRequest       Code = "bad_request"
-	CodeInvalidSpec      Code = "invalid_spec"
-	CodeUnauthorized     Code = "unauthorized"
-	CodeForbidden        Code = "forbidden"
-	CodeNotFound         Code = "not_found"
-	CodeMethodNotAllowed Code = "method_not_allowed"
-	CodeAlreadyExists    Code = "already_exists"
-	CodeConflict         Code = "conflict"
-	CodeBodyTooLarge     Code = "body_too_large"
-	CodeUnsupportedMedia Code = "unsupported_media_type"
-	CodeQuotaExceeded    Code = "quota_exceeded"
-	CodeInternal         Code = "internal"
-	CodeUnavailable      Code = "unavailable"
-	CodeNotReady         Code = "not_ready"
+	CodeBadRequest          Code = "bad_request"
+	CodeInvalidSpec         Code = "invalid_spec"
+	CodeUnauthorized        Code = "unauthorized"
+	CodeForbidden           Code = "forbidden"
+	CodeNotFound            Code = "not_found"
+	CodeMethodNotAllowed    Code = "method_not_allowed"
+	CodeAlreadyExists       Code = "already_exists"
+	CodeConflict            Code = "conflict"
+	CodeBodyTooLarge        Code = "body_too_large"
+	CodeUnsupportedMedia    Code = "unsupported_media_type"
+	CodeQuotaExceeded       Code = "quota_exceeded"
+	CodeTooManyAuthFailures Code = "too_many_auth_failures"
+	CodeInternal            Code = "internal"
+	CodeUnavailable         Code = "unavailable"
+	CodeNotReady            Code = "not_ready"
 )
 
 // Codes is the catalogue as data: each code, the HTTP status it goes with,
@@ -53,6 +55,7 @@ var Codes = []struct {
 	{CodeBodyTooLarge, http.StatusRequestEntityTooLarge, "the request body is over the limit"},
 	{CodeUnsupportedMedia, http.StatusUnsupportedMediaType, "the Content-Type is not one the route accepts"},
 	{CodeQuotaExceeded, http.StatusTooManyRequests, "a tenant quota is reached; the message names it"},
+	{CodeTooManyAuthFailures, http.StatusTooManyRequests, "too many failed authentications from the client's address or for the key id; every key is refused until Retry-After seconds have passed"},
 	{CodeInternal, http.StatusInternalServerError, "a server-side failure"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "a backend (store, NATS) is unavailable; retry after Retry-After seconds"},
 	{CodeNotReady, http.StatusServiceUnavailable, "the node is not ready; the checks say which backend fails"},
@@ -74,7 +77,8 @@ type Error struct {
 	// "body"), or is empty.
 	Field string
 
-	cause error
+	cause      error
+	retryAfter time.Duration // sent as Retry-After, rounded up to seconds, when > 0
 }
 
 func (e *Error) Error() string {
@@ -177,6 +181,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	}
 	if e.Status == http.StatusServiceUnavailable {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfter))
+	}
+	if e.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retrySeconds(e.retryAfter)))
 	}
 	if e.Status == http.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="vrsky"`)

@@ -34,6 +34,9 @@ type testEnv struct {
 	store *store.NATSStore
 	eng   *runtime.Engine
 	reg   *prometheus.Registry
+	// via sends do's requests instead of app.Test, e.g. over a real
+	// connection from a chosen client address (see from); nil uses app.Test.
+	via func(*http.Request) (*http.Response, error)
 }
 
 func newTestEnv(t *testing.T, tune ...func(*Config)) *testEnv {
@@ -154,7 +157,11 @@ func (e *testEnv) do(r req) resp {
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
 	}
-	res, err := e.srv.App().Test(hr, 30_000)
+	send := func(r *http.Request) (*http.Response, error) { return e.srv.App().Test(r, 30_000) }
+	if e.via != nil {
+		send = e.via
+	}
+	res, err := send(hr)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", r.method, r.path, err)
 	}

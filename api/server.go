@@ -106,6 +106,17 @@ type Config struct {
 	// Registry serves the connector catalogue and uploads; nil lists the
 	// engine's catalogue only, without the registry's routes.
 	Registry Registry
+	// AuthFailureBurst is how many failed authentications a client address,
+	// or a tenant key's id, may make in a row before every key it sends is
+	// answered 429 too_many_auth_failures (default 10; see throttle.go).
+	AuthFailureBurst int
+	// AuthFailureRefill is how often, once the burst is spent, one more
+	// failed authentication is allowed (default 1s).
+	AuthFailureRefill time.Duration
+	// AuthFailureTrack caps how many client addresses, and how many key
+	// ids, the throttle remembers (default 65,536 each); the least recently
+	// failing are forgotten first.
+	AuthFailureTrack int
 }
 
 // Server is the REST API. Create it with New; serve it with Listen or
@@ -124,6 +135,9 @@ type Server struct {
 	registry  Registry
 	app       *fiber.App
 
+	// Failed authentications per client address and per key id (throttle.go).
+	addrFails, idFails *failLimiter
+
 	// specMu serialises integration creates and updates on this node, so
 	// that the quota and webhook-path checks and the write that follows
 	// them are not interleaved with another request's. (Across nodes the
@@ -140,9 +154,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("api: Config.Engine is required")
 	case cfg.AdminKey == "":
 		return nil, errors.New("api: Config.AdminKey is required")
-	case cfg.BodyLimit < 0, cfg.HookBodyLimit < 0, cfg.HookTimeout < 0:
+	case cfg.BodyLimit < 0, cfg.HookBodyLimit < 0, cfg.HookTimeout < 0,
+		cfg.AuthFailureBurst < 0, cfg.AuthFailureRefill < 0, cfg.AuthFailureTrack < 0:
 		return nil, errors.New("api: limits must not be negative")
 	}
+	burst := cmp.Or(cfg.AuthFailureBurst, DefaultAuthFailureBurst)
+	refill := cmp.Or(cfg.AuthFailureRefill, DefaultAuthFailureRefill)
+	track := cmp.Or(cfg.AuthFailureTrack, DefaultAuthFailureTrack)
 	s := &Server{
 		store:     cfg.Store,
 		eng:       cfg.Engine,
@@ -155,6 +173,8 @@ func New(cfg Config) (*Server, error) {
 		hookWait:  cmp.Or(cfg.HookTimeout, DefaultHookTimeout),
 		version:   cfg.Version,
 		registry:  cfg.Registry,
+		addrFails: newFailLimiter(burst, refill, track),
+		idFails:   newFailLimiter(burst, refill, track),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
