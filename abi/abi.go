@@ -56,6 +56,12 @@ const (
 	FnHTTPRequest  = "http_request"  // (method, mlen, url, ulen, hdrs, hlen, body, blen, buf, cap) -> size|err
 )
 
+// SubjectAppToken is the token after the tenant that opens the guests'
+// own NATS namespace, "vrsky.<tenant>._app.>" (ABI.md §5): no integration
+// can be named so (integration names are DNS labels), and the platform
+// never uses it, so no stream of the platform captures those subjects.
+const SubjectAppToken = "_app"
+
 // Status is the outcome of one message of a batch, set by the guest with
 // the "status" host function. A message whose status is never set is OK.
 type Status int32
@@ -100,7 +106,9 @@ const (
 	// ErrInvalid: a pointer or length outside guest memory, a bad
 	// argument, or a call made outside a message.
 	ErrInvalid int32 = -3
-	// ErrTooLarge: an output, value or response exceeds its limit.
+	// ErrTooLarge: an output, value or response exceeds its limit, or a
+	// call's budget (outputs, header_set) is spent; a budget also fails
+	// the message (ABI.md §4.1).
 	ErrTooLarge int32 = -4
 	// ErrUnavailable: the backend failed; retrying later may succeed.
 	ErrUnavailable int32 = -5

@@ -42,8 +42,14 @@ type callState struct {
 
 	headers       map[string][]string // output headers of the current message
 	headersShared bool                // headers is referenced by an output or the input
-	outBytes      int
-	overflow      bool
+
+	// The call's budgets (ABI.md §4.1). use[i] is what message i has
+	// spent; it lives for the whole call, so selecting a message again
+	// with input() resets nothing. callOutputs and callOutBytes are what
+	// the call's live messages (neither failed nor deferred) hold.
+	use          []msgUse
+	callOutputs  int
+	callOutBytes int
 
 	last []byte // the held result (see the "result" host function)
 
@@ -60,7 +66,33 @@ func newCallState(p *Pool) *callState { return &callState{pool: p, cur: -1} }
 func (st *callState) begin(msgs []Message, results []Result) {
 	st.msgs, st.results, st.cur = msgs, results, -1
 	st.last, st.slab = nil, nil
+	if cap(st.use) < len(msgs) {
+		st.use = make([]msgUse, len(msgs))
+	}
+	st.use = st.use[:len(msgs)]
+	clear(st.use)
+	st.callOutputs, st.callOutBytes = 0, 0
 }
+
+// msgUse is what one message of the call has spent of its budgets, and
+// whether a budget has stopped it.
+type msgUse struct {
+	headerSets  int // header_set calls accepted
+	headerBytes int // their name and value bytes
+	outputs     int // outputs accepted and still held
+	outBytes    int // their payload bytes
+	slab        int // 1 + the index of its first output in slab; 0: none
+	// failed, when not empty, is why a budget failed the message: it is
+	// PERMANENT whatever the guest says with status().
+	failed string
+	// deferred: the call's output budget was spent by other messages of
+	// the batch; the message is run again in a call of its own.
+	deferred bool
+}
+
+// stopped reports whether a budget has failed or deferred the message:
+// its header_set, emit and forward are refused and its status ignored.
+func (u *msgUse) stopped() bool { return u.failed != "" || u.deferred }
 
 // selectMessage makes msgs[i] current.
 func (st *callState) selectMessage(i int) {
@@ -70,31 +102,46 @@ func (st *callState) selectMessage(i int) {
 	st.cur = i
 	st.headers = st.msgs[i].Headers
 	st.headersShared = true
-	st.outBytes = 0
-	st.overflow = false
 }
 
 // failRest marks the current message and those after it retryable after
-// the instance broke.
+// the instance broke (a budget's permanent failure stands).
 func (st *callState) failRest(err error) {
 	msg, _, _ := strings.Cut(err.Error(), "\n") // drop the wasm stack trace
 	for i := max(st.cur, 0); i < len(st.results); i++ {
-		st.results[i] = Result{Status: StatusRetryable, Error: msg}
+		st.use[i].deferred = false
+		if st.use[i].failed == "" {
+			st.results[i] = Result{Status: StatusRetryable, Error: msg}
+		}
 	}
 }
 
-// finish closes what the guest left open and settles each result.
-func (st *callState) finish() {
+// finish closes what the guest left open and settles each result. It
+// returns the indexes of the messages deferred by the call's output
+// budget, which the pool runs again (nil when there are none).
+func (st *callState) finish() []int {
 	st.closeHandles()
+	var deferred []int
 	for i := range st.results {
 		r := &st.results[i]
-		if r.Status != StatusOK {
+		switch u := &st.use[i]; {
+		case u.failed != "":
+			*r = Result{Status: StatusPermanent, Error: u.failed}
+		case u.deferred:
+			*r = Result{Status: StatusRetryable, Error: errDeferred}
+			deferred = append(deferred, i)
+		case r.Status != StatusOK:
 			r.Out = nil
 		}
 	}
 	st.msgs, st.results, st.last, st.headers, st.slab = nil, nil, nil, nil, nil
 	st.ctx = nil
+	return deferred
 }
+
+// errDeferred explains the result of a deferred message that could not be
+// run again (no instance could be had).
+const errDeferred = "deferred: other messages of the batch spent the call's output budget"
 
 func (st *callState) current() (int, bool) {
 	if st.cur < 0 || st.cur >= len(st.msgs) {
@@ -103,26 +150,62 @@ func (st *callState) current() (int, bool) {
 	return st.cur, true
 }
 
-// addOutput appends an output to the current message, enforcing the
-// output size limit.
+// addOutput appends an output holding data to the current message, within
+// the call's output budget.
 func (st *callState) addOutput(data []byte) int32 {
+	if code := st.admitOutput(len(data)); code != 0 {
+		return code
+	}
+	st.appendOutput(data)
+	return 0
+}
+
+// admitOutput charges one output of n bytes to the call's output budget
+// (ABI.md §4.1) before anything is copied, so that a refused output costs
+// the host nothing. Past the budget the output is refused with
+// abi.ErrTooLarge and the message stops: if it alone would pass the budget
+// it fails permanently (the same input will always do so); if other
+// messages of the batch spent the budget it is deferred, and the pool runs
+// it again in a call of its own.
+func (st *callState) admitOutput(n int) int32 {
 	i, ok := st.current()
 	if !ok {
 		return abi.ErrInvalid
 	}
-	r := &st.results[i]
-	if st.overflow || st.outBytes+len(data) > st.pool.limits.MaxOutputBytes {
-		st.overflow = true
-		r.Status = StatusPermanent
-		r.Error = fmt.Sprintf("output limit exceeded (%d bytes)", st.pool.limits.MaxOutputBytes)
+	u := &st.use[i]
+	if u.stopped() {
 		return abi.ErrTooLarge
 	}
-	st.outBytes += len(data)
+	l := &st.pool.limits
+	if st.callOutputs+1 <= l.MaxOutputs && st.callOutBytes+n <= l.MaxOutputBytes {
+		u.outputs++
+		u.outBytes += n
+		st.callOutputs++
+		st.callOutBytes += n
+		return 0
+	}
+	switch {
+	case u.outputs+1 > l.MaxOutputs:
+		st.failMessage(i, fmt.Sprintf("output limit exceeded: more than %d outputs in one call", l.MaxOutputs))
+	case u.outBytes+n > l.MaxOutputBytes:
+		st.failMessage(i, fmt.Sprintf("output limit exceeded: more than %d bytes of outputs in one call", l.MaxOutputBytes))
+	default:
+		st.release(i)
+		u.deferred = true
+	}
+	return abi.ErrTooLarge
+}
+
+// appendOutput appends an admitted output to the current message.
+func (st *callState) appendOutput(data []byte) {
+	i := st.cur
+	r := &st.results[i]
 	id := st.msgs[i].ID
 	if k := len(r.Out); k > 0 {
 		id += "-" + strconv.Itoa(k)
 	}
 	out := Message{ID: id, Headers: st.headers, Data: data}
+	st.headersShared = true
 	if len(r.Out) == 0 {
 		if st.slab == nil {
 			st.slab = make([]Message, 0, len(st.msgs))
@@ -131,12 +214,62 @@ func (st *callState) addOutput(data []byte) int32 {
 			st.slab = append(st.slab, out)
 			n := len(st.slab)
 			r.Out = st.slab[n-1 : n : n]
-			st.headersShared = true
-			return 0
+			st.use[i].slab = n
+			return
 		}
 	}
 	r.Out = append(r.Out, out)
-	st.headersShared = true
+}
+
+// failMessage fails message i permanently for a budget: its outputs are
+// dropped at once and their share of the call's budget given back.
+func (st *callState) failMessage(i int, why string) {
+	st.release(i)
+	st.use[i].failed = why
+	st.results[i] = Result{Status: StatusPermanent, Error: why}
+}
+
+// release drops message i's outputs, so that the host holds nothing of
+// them, and gives their share of the call's output budget back.
+func (st *callState) release(i int) {
+	u := &st.use[i]
+	st.callOutputs -= u.outputs
+	st.callOutBytes -= u.outBytes
+	u.outputs, u.outBytes = 0, 0
+	if u.slab > 0 {
+		st.slab[u.slab-1] = Message{} // r.Out may have moved off the slab
+		u.slab = 0
+	}
+	r := &st.results[i]
+	clear(r.Out)
+	r.Out = nil
+}
+
+// admitHeader charges one header_set of n bytes (name and value) to the
+// current message's header budget (ABI.md §4.1), before anything is
+// copied. Past the budget the message fails permanently and
+// abi.ErrTooLarge is returned. The budget is the message's for the whole
+// call: selecting it again with input() does not reset it.
+func (st *callState) admitHeader(n int) int32 {
+	i, ok := st.current()
+	if !ok {
+		return abi.ErrInvalid
+	}
+	u := &st.use[i]
+	if u.stopped() {
+		return abi.ErrTooLarge
+	}
+	l := &st.pool.limits
+	switch {
+	case u.headerSets+1 > l.MaxHeaderSets:
+		st.failMessage(i, fmt.Sprintf("header limit exceeded: more than %d header_set calls on one message", l.MaxHeaderSets))
+		return abi.ErrTooLarge
+	case u.headerBytes+n > l.MaxHeaderBytes:
+		st.failMessage(i, fmt.Sprintf("header limit exceeded: more than %d bytes of header_set on one message", l.MaxHeaderBytes))
+		return abi.ErrTooLarge
+	}
+	u.headerSets++
+	u.headerBytes += n
 	return 0
 }
 
@@ -154,9 +287,20 @@ func (st *callState) headerGet(name string) (string, bool) {
 	return v[0], true
 }
 
-// headerSet sets a header (canonical MIME form) on the current message's
-// later outputs, copying the map first if an output or the input shares it.
-func (st *callState) headerSet(name, value string) {
+// headerSet sets a header on the current message's later outputs, within
+// the message's header budget; see admitHeader and putHeader.
+func (st *callState) headerSet(name, value string) int32 {
+	if code := st.admitHeader(len(name) + len(value)); code != 0 {
+		return code
+	}
+	st.putHeader(name, value)
+	return 0
+}
+
+// putHeader sets an admitted header (canonical MIME form) on the current
+// message's later outputs, copying the map first if an output or the input
+// shares it.
+func (st *callState) putHeader(name, value string) {
 	if st.headersShared {
 		h := make(map[string][]string, len(st.headers)+1)
 		maps.Copy(h, st.headers)

@@ -25,7 +25,7 @@ func TestNATSCapability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nc.NC.Subscribe("vrsky.acme.svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("pong:"), m.Data...)) }); err != nil {
+	if _, err := nc.NC.Subscribe("vrsky.acme._app.svc.echo", func(m *nats.Msg) { m.Respond(append([]byte("pong:"), m.Data...)) }); err != nil {
 		t.Fatal(err)
 	}
 	nc.NC.Flush()
@@ -40,12 +40,13 @@ func TestNATSCapability(t *testing.T) {
 		errHas string
 		out    string
 	}{
-		{name: "own subject", in: "publish:vrsky.acme.orders.audit", status: host.StatusOK},
+		{name: "own subject", in: "publish:vrsky.acme._app.orders.audit", status: host.StatusOK},
+		{name: "own integration's stream", in: "publish:vrsky.acme.orders.audit", status: host.StatusPermanent, errHas: "denied"},
 		{name: "other tenant", in: "publish:vrsky.globex.orders.audit", status: host.StatusPermanent, errHas: "denied"},
 		{name: "wildcard", in: "publish:vrsky.acme.>", status: host.StatusPermanent, errHas: "denied"},
 		{name: "outside vrsky", in: "publish:$JS.API.STREAM.LIST", status: host.StatusPermanent, errHas: "denied"},
 		{name: "tenant prefix trick", in: "publish:vrsky.acmeevil.x", status: host.StatusPermanent, errHas: "denied"},
-		{name: "request", in: "request:vrsky.acme.svc.echo", status: host.StatusOK, out: "pong:ping"},
+		{name: "request", in: "request:vrsky.acme._app.svc.echo", status: host.StatusOK, out: "pong:ping"},
 		{name: "request other tenant", in: "request:vrsky.globex.svc.echo", status: host.StatusPermanent, errHas: "denied"},
 	}
 	for _, tc := range tests {
@@ -60,7 +61,7 @@ func TestNATSCapability(t *testing.T) {
 		})
 	}
 	m, err := sub.NextMsg(5 * time.Second)
-	if err != nil || m.Subject != "vrsky.acme.orders.audit" || string(m.Data) != "hi" {
+	if err != nil || m.Subject != "vrsky.acme._app.orders.audit" || string(m.Data) != "hi" {
 		t.Fatalf("published message: %v %+v", err, m)
 	}
 	for {
@@ -174,16 +175,17 @@ func TestHostAllowed(t *testing.T) {
 
 func TestSubjectAndKeyRules(t *testing.T) {
 	subjects := map[string]bool{
-		"vrsky.acme.x":     true,
-		"vrsky.acme.a.b.c": true,
-		"vrsky.acme.":      false,
-		"vrsky.acme":       false,
-		"vrsky.acme..x":    false,
-		"vrsky.acme.*":     false,
-		"vrsky.acme.a b":   false,
-		"vrsky.globex.x":   false,
-		"vrsky.acmecorp.x": false,
-		"_INBOX.acme":      false,
+		"vrsky.acme.x":        true,
+		"vrsky.acme._app.a.b": true,
+		"vrsky.acme.a.b.c":    false,
+		"vrsky.acme.":         false,
+		"vrsky.acme":          false,
+		"vrsky.acme..x":       false,
+		"vrsky.acme.*":        false,
+		"vrsky.acme.a b":      false,
+		"vrsky.globex.x":      false,
+		"vrsky.acmecorp.x":    false,
+		"_INBOX.acme":         false,
 	}
 	for s, want := range subjects {
 		if got := host.SubjectAllowed("acme", s); got != want {

@@ -72,30 +72,42 @@ func fnHeaderList(_ context.Context, st *callState, m api.Module, stack []uint64
 }
 
 // header_set(name, name_len, val, val_len): set a header on the current
-// message's outputs from now on.
+// message's outputs from now on. The header budget is charged before the
+// name and value are copied out of guest memory.
 func fnHeaderSet(_ context.Context, st *callState, m api.Module, stack []uint64) {
 	if _, ok := st.current(); !ok {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	name, ok1 := memString(m, u32(stack, 0), u32(stack, 1), maxNameLen)
-	val, ok2 := memString(m, u32(stack, 2), u32(stack, 3), 1<<20)
-	if !ok1 || !ok2 || name == "" {
+	nameLen, valLen := u32(stack, 1), u32(stack, 3)
+	name, ok1 := memRead(m, u32(stack, 0), nameLen)
+	val, ok2 := memRead(m, u32(stack, 2), valLen)
+	if !ok1 || !ok2 || nameLen == 0 || nameLen > maxNameLen {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	st.headerSet(name, val)
+	if code := st.admitHeader(int(nameLen) + int(valLen)); code != 0 {
+		ret(stack, code)
+		return
+	}
+	st.putHeader(string(name), string(val))
 	ret(stack, 0)
 }
 
-// emit(buf, len): one output for the current message, copied.
+// emit(buf, len): one output for the current message, copied once the
+// call's output budget has admitted it.
 func fnEmit(_ context.Context, st *callState, m api.Module, stack []uint64) {
 	b, ok := memRead(m, u32(stack, 0), u32(stack, 1))
 	if !ok {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	ret(stack, st.addOutput(append([]byte(nil), b...)))
+	if code := st.admitOutput(len(b)); code != 0 {
+		ret(stack, code)
+		return
+	}
+	st.appendOutput(append([]byte(nil), b...))
+	ret(stack, 0)
 }
 
 // forward(): the current input, unchanged, as an output (no copy).
@@ -122,11 +134,11 @@ func fnStatus(_ context.Context, st *callState, m api.Module, stack []uint64) {
 		ret(stack, abi.ErrInvalid)
 		return
 	}
-	r := &st.results[i]
-	if st.overflow { // the output limit's permanent error stands
+	if st.use[i].stopped() { // a budget's failure or deferral stands
 		ret(stack, 0)
 		return
 	}
+	r := &st.results[i]
 	r.Status, r.Error = code, text
 	ret(stack, 0)
 }

@@ -19,20 +19,33 @@ const (
 	capabilityTimeout     = 30 * time.Second
 )
 
-// SubjectAllowed reports whether a guest of tenant may use subject: it
-// must lie under "vrsky.<tenant>." and hold no wildcard, whitespace or
-// empty token.
+// SubjectAllowed reports whether a guest of tenant may publish or send a
+// request on subject (ABI.md §5, "Capabilities and their scope"). Guests
+// have a namespace of their own, which no stream of the platform captures:
+//
+//   - "vrsky.<tenant>._app.<token>[.<token>…]", the guests' namespace:
+//     "_app" can be neither an integration name (those are DNS labels) nor
+//     "dlq";
+//   - "vrsky.<tenant>.<token>", one token after the tenant, as v1 allowed:
+//     the platform's subjects all have at least two.
+//
+// Everything else is refused, in particular the platform's own subjects
+// under the tenant: an integration's "vrsky.<tenant>.<integration>.in" and
+// ".out.<sink>" (its stream captures "vrsky.<tenant>.<integration>.>") and
+// the dead letters, "vrsky.<tenant>.dlq.>". Tokens must be non-empty and
+// hold no wildcard ("*", ">") or whitespace.
 func SubjectAllowed(tenant, subject string) bool {
-	prefix := "vrsky." + tenant + "."
-	if tenant == "" || !strings.HasPrefix(subject, prefix) || len(subject) == len(prefix) {
+	rest, ok := strings.CutPrefix(subject, "vrsky."+tenant+".")
+	if tenant == "" || !ok || rest == "" {
 		return false
 	}
-	for _, tok := range strings.Split(subject, ".") {
-		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n*>") {
+	toks := strings.Split(rest, ".")
+	for _, tok := range toks {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
 			return false
 		}
 	}
-	return true
+	return len(toks) == 1 || toks[0] == abi.SubjectAppToken
 }
 
 // errCode maps a backend error to an ABI error code.

@@ -65,9 +65,24 @@ type Limits struct {
 	// Config.MaxMemoryPages is the hard ceiling enforced by memory.grow.
 	// Default: the runtime's ceiling.
 	MaxMemoryPages uint32
-	// MaxOutputBytes bounds the total payload one input may emit. Past it,
-	// emit fails with ErrTooLarge and the message is permanent. Default 16 MiB.
+	// MaxOutputBytes bounds the payload bytes the outputs of one guest call
+	// hold, all messages of the batch together (ABI.md §4.1). Selecting a
+	// message again with input() resets nothing. An emit or forward past it
+	// returns abi.ErrTooLarge: a message that alone would pass it fails
+	// permanently; one that finds it spent by other messages of the batch
+	// is run again in a call of its own. Default DefaultMaxOutputBytes.
 	MaxOutputBytes int
+	// MaxOutputs bounds the outputs of one guest call, in the same way
+	// as MaxOutputBytes. Default DefaultMaxOutputs.
+	MaxOutputs int
+	// MaxHeaderSets bounds the header_set calls on one message in one
+	// guest call; past it the message fails permanently. Default
+	// DefaultMaxHeaderSets.
+	MaxHeaderSets int
+	// MaxHeaderBytes bounds the name and value bytes of all header_set
+	// calls on one message in one guest call (replaced values count too);
+	// past it the message fails permanently. Default DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
 	// MaxBatch is the most messages passed in one guest call; larger
 	// inputs to Process are split. Default 256.
 	MaxBatch int
@@ -80,6 +95,24 @@ type Limits struct {
 	MaxHTTPResponseBytes int64
 }
 
+// Defaults of the call's budgets (ABI.md §4.1, RATIONALE.md "Why budgets
+// per call?").
+const (
+	// DefaultMaxOutputBytes is the default Limits.MaxOutputBytes: 16 MiB
+	// per call, what one input could emit before the budgets.
+	DefaultMaxOutputBytes = 16 << 20
+	// DefaultMaxOutputs is the default Limits.MaxOutputs: 65,536 outputs
+	// per call, so that outputs of 256 bytes or more meet the byte budget
+	// first and the host's bookkeeping of small ones stays near 10 MiB.
+	DefaultMaxOutputs = 1 << 16
+	// DefaultMaxHeaderSets is the default Limits.MaxHeaderSets: 64
+	// header_set calls per message (the shipped connectors make at most 4).
+	DefaultMaxHeaderSets = 64
+	// DefaultMaxHeaderBytes is the default Limits.MaxHeaderBytes: 64 KiB
+	// of header names and values per message.
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
 func (l Limits) withDefaults(rtMax uint32) Limits {
 	if l.Timeout <= 0 {
 		l.Timeout = 5 * time.Second
@@ -91,7 +124,16 @@ func (l Limits) withDefaults(rtMax uint32) Limits {
 		l.MaxMemoryPages = rtMax
 	}
 	if l.MaxOutputBytes <= 0 {
-		l.MaxOutputBytes = 16 << 20
+		l.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if l.MaxOutputs <= 0 {
+		l.MaxOutputs = DefaultMaxOutputs
+	}
+	if l.MaxHeaderSets <= 0 {
+		l.MaxHeaderSets = DefaultMaxHeaderSets
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if l.MaxBatch <= 0 {
 		l.MaxBatch = 256
@@ -235,8 +277,7 @@ func (p *Pool) Process(ctx context.Context, msgs []Message) ([]Result, error) {
 	defer func() { <-p.sem }()
 	for start := 0; start < len(msgs); start += p.limits.MaxBatch {
 		end := min(start+p.limits.MaxBatch, len(msgs))
-		inst, err := p.acquire(ctx)
-		if err != nil {
+		if err := p.call(ctx, msgs[start:end], results[start:end]); err != nil {
 			if start == 0 {
 				return nil, err
 			}
@@ -245,23 +286,57 @@ func (p *Pool) Process(ctx context.Context, msgs []Message) ([]Result, error) {
 			}
 			return results, nil
 		}
-		st := inst.state()
-		st.begin(msgs[start:end], results[start:end])
-		err = inst.inst.run(ctx, st)
-		p.calls.Add(1)
-		p.messages.Add(int64(end - start))
-		broken := err != nil
-		if err != nil {
-			st.failRest(err)
-			p.log.Warn("instance discarded", "error", err)
-		} else if pages := inst.inst.memoryPages(); pages > p.limits.MaxMemoryPages {
-			broken = true
-			p.log.Warn("instance discarded: memory above limit", "pages", pages, "limit", p.limits.MaxMemoryPages)
-		}
-		st.finish()
-		p.release(inst, broken)
 	}
 	return results, nil
+}
+
+// call runs one guest call over msgs, then runs again, in a call of their
+// own, the messages it deferred because other messages of the batch had
+// spent the call's output budget (ABI.md §4.1). An error means that no
+// instance could be had for the first call, and nothing was processed.
+//
+// It ends: a message is deferred only while another holds outputs, and
+// the last one to hold them when the call ends is not deferred, so each
+// new call has fewer messages than the one before.
+func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error {
+	inst, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	st := inst.state()
+	st.begin(msgs, results)
+	err = inst.inst.run(ctx, st)
+	p.calls.Add(1)
+	p.messages.Add(int64(len(msgs)))
+	broken := err != nil
+	if err != nil {
+		st.failRest(err)
+		p.log.Warn("instance discarded", "error", err)
+	} else if pages := inst.inst.memoryPages(); pages > p.limits.MaxMemoryPages {
+		broken = true
+		p.log.Warn("instance discarded: memory above limit", "pages", pages, "limit", p.limits.MaxMemoryPages)
+	}
+	deferred := st.finish()
+	p.release(inst, broken)
+	if len(deferred) == 0 || len(deferred) == len(msgs) {
+		// All deferred cannot happen (see above); if it did, the results
+		// stay retryable rather than loop.
+		return nil
+	}
+	again := make([]Message, len(deferred))
+	res := make([]Result, len(deferred))
+	for k, i := range deferred {
+		again[k] = msgs[i]
+	}
+	if err := p.call(ctx, again, res); err != nil {
+		for k := range res {
+			res[k] = Result{Status: StatusRetryable, Error: fmt.Sprintf("%s: %v", errDeferred, err)}
+		}
+	}
+	for k, i := range deferred {
+		results[i] = res[k]
+	}
+	return nil
 }
 
 func (pi *pooled) state() *callState {

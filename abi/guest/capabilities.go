@@ -20,14 +20,17 @@ func Info(text string)  { Log(abi.LogInfo, text) }
 func Warn(text string)  { Log(abi.LogWarn, text) }
 func Error(text string) { Log(abi.LogError, text) }
 
-// Publish sends data on a NATS subject. The subject must be one of the
-// tenant's own ("vrsky.<tenant>.…") and the manifest must grant "nats".
+// Publish sends data on a NATS subject. The manifest must grant "nats",
+// and the subject must be in the tenant's guest namespace,
+// "vrsky.<tenant>._app.<token>[.<token>…]" (abi.SubjectAppToken), or be
+// "vrsky.<tenant>.<token>"; the platform's own subjects (an integration's
+// ".in" and ".out.<sink>", the dead letters) are refused with ErrDenied.
 func Publish(subject string, data []byte) error {
 	return codeErr(hostNATSPublish(strPtr(subject), uint32(len(subject)), bytesPtr(data), uint32(len(data))))
 }
 
 // Request sends data on a NATS subject and waits up to timeout for one
-// reply, returned in a new slice.
+// reply, returned in a new slice. The subject rules are Publish's.
 func Request(subject string, data []byte, timeout time.Duration) ([]byte, error) {
 	ms := uint32(timeout / time.Millisecond)
 	b, code := fetch(func(buf unsafe.Pointer, c uint32) int32 {
