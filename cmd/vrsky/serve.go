@@ -33,6 +33,7 @@ import (
 	"github.com/vrsky/vrsky/builtin/schedule"
 	"github.com/vrsky/vrsky/builtin/slack"
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/host/wasmcheck"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/blob/s3blob"
 	"github.com/vrsky/vrsky/platform/datadir"
@@ -52,12 +53,17 @@ type serveFlags struct {
 	debugAddr  string
 	adminKey   string
 	natsURL    string
+	natsNKey   string
+	natsCreds  string
 	natsListen string
 	natsSync   string
-	payloads   string
-	egress     string
-	logFormat  string
-	logLevel   string
+	// Bounds of the child process that compiles uploaded Wasm modules.
+	wasmCompileTimeout time.Duration
+	wasmCompileMemory  int // MiB
+	payloads           string
+	egress             string
+	logFormat          string
+	logLevel           string
 
 	databaseURL    string
 	s3Endpoint     string
@@ -89,8 +95,10 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of the REST API and webhooks")
 	fl.StringVar(&f.debugAddr, "debug-listen", "", "address of Go's /debug/pprof profiles (default: off; keep it on loopback)")
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
-	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL (default: embedded server)")
-	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server (default: random loopback port)")
+	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL, or another node's --nats-listen address (default: embedded server); a user and password go in the URL")
+	fl.StringVar(&f.natsNKey, "nats-nkey", "", "nkey seed file to sign in to --nats-url with: for another node's embedded server, a copy of its DATA/"+natsx.NodeKeyFile)
+	fl.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and seed) to sign in to --nats-url with")
+	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server, for other nodes (port 0: a free one); they sign in with the nkey seed in DATA/"+natsx.NodeKeyFile+", generated on first start (default: no network listener, in-process only)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
 	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server on its default address and no --s3-endpoint, else objects)")
 	fl.StringVar(&f.egress, "egress", "private", "addresses the http and slack sinks may connect to: private (public, private networks and loopback, never link-local such as the cloud metadata service), public (public addresses only: for servers whose tenants must not reach its network), or all")
@@ -104,8 +112,10 @@ func newServeCmd() *cobra.Command {
 	fl.BoolVar(&f.tracking, "tracking", true, "record where each message is for 7 days (GET .../messages/{id})")
 	fl.IntVar(&f.claimThreshold, "claim-threshold", runtime.DefaultClaimThreshold, "payloads larger than this many bytes travel through the object store")
 	fl.StringVar(&f.filesRoot, "files-root", "", "where the file source and sink read and write: each tenant's dir is ROOT/<tenant>/<dir> (default: DATA/files)")
-	fl.StringVar(&f.secretPrefix, "secret-env-prefix", "VRSKY_SECRET_", "connector configs of tenant T may name (in *_env fields) only environment variables starting with PREFIX<T>_ (T upper case, - as _); empty allows any variable, for single-tenant servers")
+	fl.StringVar(&f.secretPrefix, "secret-env-prefix", "VRSKY_SECRET_", "connector configs of tenant T may name (in *_env fields) only environment variables starting with PREFIX<T>__ (T upper case, - as _, then two underscores: tenant acme's are PREFIXACME__*, not acme-x's PREFIXACME_X__*); empty allows any variable, for single-tenant servers")
 	fl.IntVar(&f.maxPayload, "max-payload", api.DefaultHookBodyLimit, "largest webhook payload accepted, in bytes (413 above)")
+	fl.DurationVar(&f.wasmCompileTimeout, "wasm-compile-timeout", host.DefaultCompileTimeout, "uploaded Wasm modules compile in a child process, stopped after this long (the upload answers 422)")
+	fl.IntVar(&f.wasmCompileMemory, "wasm-compile-memory", host.DefaultCompileMemory>>20, "memory bound of that child process, in MiB (the upload answers 422 above it)")
 	addRegistryFlags(fl, &f.registry)
 	return cmd
 }
@@ -222,8 +232,14 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if f.wasmCompileTimeout <= 0 || f.wasmCompileMemory <= 0 {
+		return errors.New("--wasm-compile-timeout and --wasm-compile-memory must be positive")
+	}
 	if f.natsSync != "interval" && f.natsSync != "always" {
 		return fmt.Errorf("--nats-sync %q: want interval or always", f.natsSync)
+	}
+	if err := checkNATSFlags(f); err != nil {
+		return err
 	}
 	if f.payloads != "auto" && f.payloads != "disk" && f.payloads != "objects" {
 		return fmt.Errorf("--payload-store %q: want auto, disk or objects", f.payloads)
@@ -250,15 +266,19 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer stop()
 
 	conn, err := natsx.Connect(ctx, natsx.Options{
-		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen,
+		URL: f.natsURL, NKeyFile: f.natsNKey, CredsFile: f.natsCreds, DataDir: f.data, Listen: f.natsListen,
 		SyncAlways: f.natsSync == "always", Name: "vrsky", Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if conn.Embedded() {
-		log.Info("embedded NATS running", "url", conn.ClientURL(), "sync", f.natsSync)
+	switch {
+	case conn.Embedded() && conn.ClientURL() != "":
+		log.Info("embedded NATS running; other nodes join with --nats-url and --nats-nkey (a copy of the node key)",
+			"url", conn.ClientURL(), "node_key", conn.NodeKeyPath(), "sync", f.natsSync)
+	case conn.Embedded():
+		log.Info("embedded NATS running, in-process only (no network listener)", "sync", f.natsSync)
 	}
 	st, bs, closeStores, err := openStores(ctx, f, conn, log)
 	if err != nil {
@@ -276,7 +296,12 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	wasmRT, err := host.New(ctx, host.Config{CacheDir: filepath.Join(f.data, "wasm-cache"), Logger: log.With("component", "wasm")})
+	limits := wasmcheck.DefaultLimits()
+	limits.ModuleBytes = max(limits.ModuleBytes, f.registry.maxModuleSize)
+	wasmRT, err := host.New(ctx, host.Config{
+		CacheDir: filepath.Join(f.data, "wasm-cache"), Logger: log.With("component", "wasm"),
+		CompileTimeout: f.wasmCompileTimeout, CompileMemory: int64(f.wasmCompileMemory) << 20, ModuleLimits: limits,
+	})
 	if err != nil {
 		return fmt.Errorf("wasm host: %w", err)
 	}
@@ -342,6 +367,19 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	stopEngine()
 	<-engDone
+	return nil
+}
+
+// checkNATSFlags rejects NATS credential flags that cannot work: they sign
+// in to --nats-url (the embedded server's own connection needs none), one
+// at a time.
+func checkNATSFlags(f serveFlags) error {
+	switch {
+	case f.natsURL == "" && (f.natsNKey != "" || f.natsCreds != ""):
+		return errors.New("--nats-nkey and --nats-creds sign in to --nats-url; the embedded server needs neither")
+	case f.natsNKey != "" && f.natsCreds != "":
+		return errors.New("--nats-nkey and --nats-creds: give one")
+	}
 	return nil
 }
 

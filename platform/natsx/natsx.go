@@ -2,36 +2,69 @@
 // embedded nats-server with JetStream (the single-machine default) or dials
 // an external cluster, and hands both out through the same Conn so the rest
 // of the platform has one code path.
+//
+// The embedded server admits no anonymous client. The platform's own
+// connection is in-process and signs in with an nkey generated at each
+// start that only in-process connections may use. Without Options.Listen
+// the server has no network listener at all; with it, clients on the
+// network must sign in with the node key kept in DataDir/NodeKeyFile (see
+// RATIONALE.md).
 package natsx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	neturl "net/url"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // PublishAsyncTimeout bounds how long an asynchronous JetStream publish
 // waits for its acknowledgement before its future fails.
 const PublishAsyncTimeout = 10 * time.Second
 
+// NodeKeyFile is the name, in the embedded server's DataDir, of the file
+// holding the nkey seed other nodes sign in with when the server listens
+// (Options.Listen). It is generated on the first start that listens,
+// readable by its owner only (0600); a node joins with a copy of it as its
+// Options.NKeyFile.
+const NodeKeyFile = "nats-node.nk"
+
 // Options selects and tunes the NATS backend.
 type Options struct {
-	// URL of an external NATS cluster. Empty starts the embedded server.
+	// URL of an external NATS cluster, or of another node's embedded server
+	// (its Listen address). Empty starts the embedded server. User and
+	// password, if any, go in the URL.
 	URL string
+	// NKeyFile is, with URL, a file holding the nkey user seed to sign in
+	// with: e.g. a copy of the DataDir/NodeKeyFile of the node whose
+	// embedded server URL names.
+	NKeyFile string
+	// CredsFile is, with URL, a NATS credentials file (user JWT and seed)
+	// for a server with decentralised (operator) authentication.
+	CredsFile string
 	// DataDir is where the embedded server keeps JetStream files
-	// (DataDir/jetstream). Required when URL is empty.
+	// (DataDir/jetstream) and, when it listens, the node key
+	// (DataDir/NodeKeyFile). Required when URL is empty.
 	DataDir string
-	// Listen is the embedded server's client address, "host:port". Empty
-	// means loopback on a random free port.
+	// Listen is the embedded server's client address, "host:port", for
+	// other nodes; port 0 picks a free one. Clients that connect there must
+	// sign in with the node key. Empty means no network listener: only this
+	// process reaches the server.
 	Listen string
 	// SyncAlways makes the embedded server fsync every JetStream write
 	// before acknowledging it, instead of on an interval.
@@ -55,34 +88,100 @@ type Conn struct {
 	// Replicas is the replication factor for streams the platform creates.
 	Replicas int
 
-	srv *server.Server
+	d   dialer
+	own bool // Close shuts the embedded server down
+}
+
+// dialer is what it takes to open another connection like a Conn's own.
+type dialer struct {
+	url      string         // external URL; unused in-process
+	srv      *server.Server // the embedded server, dialled in-process
+	auth     []nats.Option  // how the connection signs in
+	replicas int
+	// listenURL and nodeKey are the embedded server's network address and
+	// node key file, when it listens.
+	listenURL, nodeKey string
 }
 
 // Connect starts the embedded server or dials opts.URL and waits until
 // JetStream answers.
 func Connect(ctx context.Context, opts Options) (*Conn, error) {
-	c := &Conn{Replicas: max(opts.Replicas, 1)}
-	url := opts.URL
-	if url == "" {
-		srv, err := startEmbedded(opts)
+	d := dialer{url: opts.URL, replicas: max(opts.Replicas, 1)}
+	if opts.URL == "" {
+		if opts.NKeyFile != "" || opts.CredsFile != "" {
+			return nil, errors.New("natsx: NKeyFile and CredsFile sign in to an external server (URL); the embedded one needs neither")
+		}
+		e, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		c.srv = srv
-		url = srv.ClientURL()
+		d.srv, d.auth, d.listenURL, d.nodeKey = e.srv, []nats.Option{e.platform}, e.listenURL, e.nodeKey
+		c, err := d.connect(ctx, opts.Name)
+		if err != nil {
+			e.srv.Shutdown()
+			e.srv.WaitForShutdown()
+			return nil, err
+		}
+		c.own = true
+		return c, nil
 	}
+	auth, err := clientAuth(opts)
+	if err != nil {
+		return nil, err
+	}
+	d.auth = auth
+	return d.connect(ctx, opts.Name)
+}
+
+// Dial opens another connection to the same NATS with the same
+// credentials, as a second node in this process would have: in-process to
+// the embedded server, else to the same URL. Closing it leaves c and the
+// server running.
+func (c *Conn) Dial(ctx context.Context, name string) (*Conn, error) {
+	return c.d.connect(ctx, name)
+}
+
+// clientAuth turns opts' credential files into connect options.
+func clientAuth(opts Options) ([]nats.Option, error) {
+	switch {
+	case opts.NKeyFile != "" && opts.CredsFile != "":
+		return nil, errors.New("natsx: NKeyFile and CredsFile are exclusive: give one")
+	case opts.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(opts.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsx: nkey seed file %s: %w", opts.NKeyFile, err)
+		}
+		return []nats.Option{o}, nil
+	case opts.CredsFile != "":
+		if _, err := os.Stat(opts.CredsFile); err != nil {
+			return nil, fmt.Errorf("natsx: credentials file: %w", err)
+		}
+		return []nats.Option{nats.UserCredentials(opts.CredsFile)}, nil
+	}
+	return nil, nil
+}
+
+// connect opens a connection as d describes and waits for JetStream.
+func (d dialer) connect(ctx context.Context, name string) (*Conn, error) {
+	c := &Conn{Replicas: d.replicas, d: d}
+	url := d.url
 	nopts := []nats.Option{
-		nats.Name(cmp(opts.Name, "vrsky")),
+		nats.Name(cmp(name, "vrsky")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 	}
-	if c.srv != nil {
-		nopts = append(nopts, nats.InProcessServer(c.srv))
+	nopts = append(nopts, d.auth...)
+	if d.srv != nil {
+		// The URL is not dialled in-process, but it must parse.
+		url = "nats://in-process"
+		nopts = append(nopts, nats.InProcessServer(d.srv))
 	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		c.shutdownServer()
-		return nil, fmt.Errorf("natsx: connect %s: %w", url, err)
+		if d.srv != nil {
+			return nil, fmt.Errorf("natsx: connect to the embedded server: %w", err)
+		}
+		return nil, fmt.Errorf("natsx: connect %s: %w", redact(url), err)
 	}
 	c.NC = nc
 	// Without a timeout, an async publish whose acknowledgement is lost
@@ -116,11 +215,45 @@ func (c *Conn) waitJetStream(ctx context.Context) error {
 	}
 }
 
-func startEmbedded(opts Options) (*server.Server, error) {
+// embedded is a running embedded server and how to sign in to it.
+type embedded struct {
+	srv *server.Server
+	// platform signs the platform's in-process connections in.
+	platform nats.Option
+	// listenURL and nodeKey are set when the server listens.
+	listenURL, nodeKey string
+}
+
+func startEmbedded(opts Options) (*embedded, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("natsx: DataDir is required for the embedded server")
 	}
-	host, port := "127.0.0.1", -1
+	// The platform's key lives in this process's memory only, for this
+	// run, and only in-process connections may use it.
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("natsx: platform nkey: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("natsx: platform nkey: %w", err)
+	}
+	e := &embedded{platform: nats.Nkey(pub, kp.Sign)}
+	users := []*server.NkeyUser{{
+		Nkey:                   pub,
+		AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
+	}}
+	sopts := &server.Options{
+		ServerName:         cmp(opts.Name, "vrsky"),
+		DontListen:         opts.Listen == "",
+		JetStream:          true,
+		StoreDir:           filepath.Join(opts.DataDir, "jetstream"),
+		SyncAlways:         opts.SyncAlways,
+		NoSigs:             true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: -1,
+		JetStreamMaxStore:  -1,
+	}
 	if opts.Listen != "" {
 		h, p, err := net.SplitHostPort(opts.Listen)
 		if err != nil {
@@ -130,20 +263,21 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("natsx: listen port %q: %w", p, err)
 		}
-		host, port = h, n
+		if n == 0 {
+			n = server.RANDOM_PORT // nats-server reads 0 as its default, 4222
+		}
+		sopts.Host, sopts.Port = h, n
+		e.nodeKey = filepath.Join(opts.DataDir, NodeKeyFile)
+		nodePub, err := loadNodeKey(e.nodeKey)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, &server.NkeyUser{
+			Nkey:                   nodePub,
+			AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeStandard: {}},
+		})
 	}
-	sopts := &server.Options{
-		ServerName:         cmp(opts.Name, "vrsky"),
-		Host:               host,
-		Port:               port,
-		JetStream:          true,
-		StoreDir:           filepath.Join(opts.DataDir, "jetstream"),
-		SyncAlways:         opts.SyncAlways,
-		NoSigs:             true,
-		MaxPayload:         8 << 20,
-		JetStreamMaxMemory: -1,
-		JetStreamMaxStore:  -1,
-	}
+	sopts.Nkeys = users
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: embedded server: %w", err)
@@ -156,20 +290,87 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		srv.Shutdown()
 		return nil, errors.New("natsx: embedded server did not become ready in 30s")
 	}
-	return srv, nil
+	e.srv = srv
+	if opts.Listen != "" {
+		e.listenURL = srv.ClientURL()
+	}
+	return e, nil
+}
+
+// loadNodeKey returns the public key of the nkey seed in path, first
+// generating the seed there (0600) if the file does not exist.
+func loadNodeKey(path string) (string, error) {
+	seed, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		seed, err = createNodeKey(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("natsx: node key: %w", err)
+	}
+	kp, err := nkeys.ParseDecoratedNKey(seed)
+	if err != nil {
+		return "", fmt.Errorf("natsx: node key %s: %w", path, err)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", fmt.Errorf("natsx: node key %s: %w", path, err)
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return "", fmt.Errorf("natsx: node key %s: not an nkey user seed", path)
+	}
+	return pub, nil
+}
+
+// createNodeKey writes a new nkey user seed to path, which must not exist
+// (a process that created it meanwhile wins and its seed is returned).
+func createNodeKey(path string) ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	defer kp.Wipe()
+	s, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
+	seed := bytes.Clone(s) // Wipe overwrites s
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	_, err = f.Write(append(seed, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return seed, nil
 }
 
 // ClientURL is the URL other processes can dial: the external URL, or the
-// embedded server's listen address.
+// embedded server's listen address (they sign in with NodeKeyPath). It is
+// empty for an embedded server without a listener.
 func (c *Conn) ClientURL() string {
-	if c.srv != nil {
-		return c.srv.ClientURL()
+	if c.d.srv != nil {
+		return c.d.listenURL
 	}
 	return c.NC.ConnectedUrl()
 }
 
-// Embedded reports whether this Conn runs the in-process server.
-func (c *Conn) Embedded() bool { return c.srv != nil }
+// NodeKeyPath is the file holding the seed other nodes sign in to the
+// embedded server with (DataDir/NodeKeyFile), or "" when the server does
+// not listen or is not embedded.
+func (c *Conn) NodeKeyPath() string { return c.d.nodeKey }
+
+// Embedded reports whether this Conn is a connection to the in-process
+// server.
+func (c *Conn) Embedded() bool { return c.d.srv != nil }
 
 // Ping checks that NATS answers within ctx.
 func (c *Conn) Ping(ctx context.Context) error {
@@ -180,7 +381,8 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return err
 }
 
-// Close drains the client connection and stops the embedded server.
+// Close drains the client connection and stops the embedded server if
+// Connect started it (not for a Conn from Dial).
 func (c *Conn) Close() {
 	if c.NC != nil {
 		_ = c.NC.Drain()
@@ -194,10 +396,22 @@ func (c *Conn) Close() {
 }
 
 func (c *Conn) shutdownServer() {
-	if c.srv != nil {
-		c.srv.Shutdown()
-		c.srv.WaitForShutdown()
+	if c.own {
+		c.d.srv.Shutdown()
+		c.d.srv.WaitForShutdown()
 	}
+}
+
+// redact hides the passwords in a comma-separated list of URLs, for error
+// messages.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := neturl.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func cmp(s, def string) string {

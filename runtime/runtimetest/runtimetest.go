@@ -95,10 +95,11 @@ type Harness struct {
 func (h *Harness) Stop() { h.stop() }
 
 // AddNode starts another engine (another vrsky node) with the same
-// catalogue on its own connection to h's NATS server, sharing its store.
+// catalogue on its own connection to h's NATS server, signed in as h's,
+// sharing its store.
 func (h *Harness) AddNode(t testing.TB, conns []runtime.Connector, opts ...func(*runtime.Config)) *Harness {
 	t.Helper()
-	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: h.Conn.ClientURL(), Name: t.Name() + "-node"})
+	conn, err := h.Conn.Dial(context.Background(), t.Name()+"-node")
 	if err != nil {
 		t.Fatalf("runtimetest: second connection: %v", err)
 	}
