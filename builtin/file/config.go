@@ -160,7 +160,8 @@ type SinkConfig struct {
 	// Dir receives the files.
 	Dir string `json:"dir"`
 	// Filename is a text/template giving each file's path relative to Dir;
-	// default "{{.ID}}.json".
+	// default "{{.ID}}.json". It may use only what filename.go lists, and
+	// produce at most MaxFilenameBytes.
 	Filename string `json:"filename,omitempty"`
 	// Overwrite replaces an existing file; by default one with other
 	// content is a permanent error.
@@ -185,9 +186,9 @@ func parseSinkConfig(cfg json.RawMessage) (SinkConfig, *template.Template, error
 	if c.Dir == "" {
 		return c, nil, &runtime.SpecError{Field: "dir", Reason: "is required"}
 	}
-	tpl, err := template.New("filename").Option("missingkey=error").Parse(c.Filename)
+	tpl, err := parseFilename(c.Filename)
 	if err != nil {
-		return c, nil, &runtime.SpecError{Field: "filename", Reason: fmt.Sprintf("not a valid template: %v", err)}
+		return c, nil, err
 	}
 	return c, tpl, nil
 }

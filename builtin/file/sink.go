@@ -17,9 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"text/template"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/vrsky/vrsky/runtime"
 )
@@ -48,10 +45,24 @@ var Sink = runtime.Connector{
 			return err
 		}
 		if !*c.CreateDir {
-			return checkDir(c.Dir)
+			return checkSinkDir(c.Dir)
 		}
 		return nil
 	},
+}
+
+// checkSinkDir refuses a dir that is missing or no directory, without the
+// server's path in the reason: c.Dir is the tenant's dir under the files
+// root, which the tenant did not write and must not learn.
+func checkSinkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return &runtime.SpecError{Field: "dir", Reason: pathless(err).Error()}
+	}
+	if !fi.IsDir() {
+		return &runtime.SpecError{Field: "dir", Reason: "is not a directory"}
+	}
+	return nil
 }
 
 type sink struct {
@@ -73,7 +84,10 @@ func (s *sink) Close() error { return nil }
 
 // Deliver writes msg to its file: a temporary file in the same directory,
 // fsynced, then linked into place (or renamed over the old file when
-// overwrite is on) and the directory fsynced.
+// overwrite is on) and the directory fsynced. Its errors name files
+// relative to dir, never by the server's path: the operations below dir
+// go through an os.Root, whose errors carry the relative name, and those
+// on dir itself drop the path (pathless).
 func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 	name, err := s.fileName(msg)
 	if err != nil {
@@ -81,14 +95,14 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 	}
 	if *s.cfg.CreateDir {
 		if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
-			return fmt.Errorf("file sink: create %s: %w", s.cfg.Dir, err)
+			return fmt.Errorf("file sink: create dir: %w", pathless(err))
 		}
 	}
 	// Every path below goes through root, which refuses to leave dir (a
 	// symbolic link pointing outside included).
 	root, err := os.OpenRoot(s.cfg.Dir)
 	if err != nil {
-		return fmt.Errorf("file sink: open %s: %w", s.cfg.Dir, err)
+		return fmt.Errorf("file sink: open dir: %w", pathless(err))
 	}
 	defer root.Close()
 	if sub := filepath.Dir(name); sub != "." && *s.cfg.CreateDir {
@@ -114,7 +128,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 			return fmt.Errorf("file sink: compare with existing %s: %w", name, cerr)
 		}
 		if !same {
-			return runtime.Permanent(fmt.Errorf("file sink: %s already exists with different content (set overwrite to replace it)", filepath.Join(s.cfg.Dir, name)))
+			return runtime.Permanent(fmt.Errorf("file sink: %s already exists in dir with different content (set overwrite to replace it)", name))
 		}
 		return nil // a redelivery: the file is already there
 	}
@@ -206,76 +220,14 @@ func syncDir(root *os.Root, dir string) error {
 }
 
 // fileName renders the template for msg and checks that the result stays
-// inside the directory.
+// inside the directory. Its errors name the file relative to dir.
 func (s *sink) fileName(msg *runtime.Message) (string, error) {
-	var b strings.Builder
-	if err := s.tpl.Execute(&b, &tmplData{msg: msg}); err != nil {
+	name, err := renderFilename(s.tpl, msg)
+	if err != nil {
 		return "", runtime.Permanent(fmt.Errorf("file sink: filename template: %w", err))
 	}
-	name := b.String()
 	if !filepath.IsLocal(name) || strings.ContainsRune(name, 0) {
-		return "", runtime.Permanent(fmt.Errorf("file sink: filename %q resolves outside %s", name, s.cfg.Dir))
+		return "", runtime.Permanent(fmt.Errorf("file sink: filename %q resolves outside dir", name))
 	}
 	return filepath.Clean(name), nil
 }
-
-// tmplData is what the filename template sees.
-type tmplData struct {
-	msg    *runtime.Message
-	fields map[string]any
-}
-
-// ID is the message id.
-func (d *tmplData) ID() string { return d.msg.ID }
-
-// Time is the message's time: from its id when that is a UUIDv7, else now.
-func (d *tmplData) Time() Time {
-	if u, err := uuid.Parse(d.msg.ID); err == nil && u.Version() == 7 {
-		sec, nsec := u.Time().UnixTime()
-		return Time{time.Unix(sec, nsec).UTC()}
-	}
-	return Time{time.Now().UTC()}
-}
-
-// Header returns the first value of a message header, or "".
-func (d *tmplData) Header(key string) string { return d.msg.Header.Get(key) }
-
-// Field returns a field of the JSON payload: strings as they are, other
-// values as JSON. Dots in path reach into nested objects.
-func (d *tmplData) Field(path string) (string, error) {
-	if d.fields == nil {
-		if d.msg.Claimed() {
-			return "", fmt.Errorf("field %q: the payload is claim-checked (over 256 KiB); use .ID or .Header in the filename", path)
-		}
-		dec := json.NewDecoder(bytes.NewReader(d.msg.Data))
-		dec.UseNumber()
-		if err := dec.Decode(&d.fields); err != nil {
-			return "", fmt.Errorf("field %q: the payload is not a JSON object: %w", path, err)
-		}
-	}
-	var v any = d.fields
-	for _, k := range strings.Split(path, ".") {
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return "", fmt.Errorf("field %q: %q is not inside an object", path, k)
-		}
-		if v, ok = obj[k]; !ok {
-			return "", fmt.Errorf("field %q: no such field in the payload", path)
-		}
-	}
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case json.Number:
-		return x.String(), nil
-	default:
-		b, _ := json.Marshal(x)
-		return string(b), nil
-	}
-}
-
-// Time is a time.Time that prints in a form fit for file names,
-// 20060102T150405.000Z; its methods (Format, Unix, …) are time.Time's.
-type Time struct{ time.Time }
-
-func (t Time) String() string { return t.UTC().Format("20060102T150405.000Z") }

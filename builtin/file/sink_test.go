@@ -127,8 +127,8 @@ func TestSinkNoOverwrite(t *testing.T) {
 	// Different content under the same name is a permanent error naming the file.
 	for _, data := range []string{`{"v":2}`, `{"v":1} `, `{"v"`} {
 		err := s.Deliver(ctx, msg("m1", data))
-		if err == nil || !runtime.IsPermanent(err) || !strings.Contains(err.Error(), filepath.Join(dir, "m1.json")) {
-			t.Fatalf("deliver %q over another content = %v, want a permanent error naming the file", data, err)
+		if err == nil || !runtime.IsPermanent(err) || !strings.Contains(err.Error(), "m1.json") || strings.Contains(err.Error(), dir) {
+			t.Fatalf("deliver %q over another content = %v, want a permanent error naming the file relative to dir", data, err)
 		}
 	}
 	if got := listFiles(t, dir); len(got) != 1 || got["m1.json"] != `{"v":1}` {
