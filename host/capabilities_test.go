@@ -113,10 +113,10 @@ func TestKVAndObjectCapabilities(t *testing.T) {
 	if r := process1(t, p, "objget:payloads/acme/missing", nil); !strings.Contains(r.Error, "not found") {
 		t.Fatalf("missing object: %v %q", r.Status, r.Error)
 	}
-	if r := process1(t, p, "objput:out/acme/o1=abc", nil); r.Status != host.StatusOK {
+	if r := process1(t, p, "objput:payloads/acme/o1=abc", nil); r.Status != host.StatusOK {
 		t.Fatalf("objput: %v %q", r.Status, r.Error)
 	}
-	rc, info, err := store.Get(ctx, "out/acme/o1")
+	rc, info, err := store.Get(ctx, "payloads/acme/o1")
 	if err != nil || info.Size != 9 {
 		t.Fatalf("stored object: %v %+v", err, info)
 	}
@@ -193,18 +193,26 @@ func TestSubjectAndKeyRules(t *testing.T) {
 		}
 	}
 	keys := map[string]bool{
-		"payloads/acme/1":    true,
-		"out/acme/a/b.json":  true,
-		"payloads/globex/1":  false,
-		"payloads/acme":      false,
-		"payloads/acme/../x": false,
-		"payloads/acme//x":   false,
-		"/payloads/acme/x":   false,
-		"payloads/acme/x y":  false,
+		"payloads/acme/1":        true,
+		"payloads/acme/a/b.json": true,
+		"out/acme/a/b.json":      false,
+		"modules/acme/x":         false,
+		"modules/sha256/abc":     false,
+		"payloads/globex/1":      false,
+		"payloads/acme":          false,
+		"payloads/acme/../x":     false,
+		"payloads/acme//x":       false,
+		"/payloads/acme/x":       false,
+		"payloads/acme/x y":      false,
 	}
 	for k, want := range keys {
 		if got := host.ObjectKeyAllowed("acme", k); got != want {
 			t.Errorf("ObjectKeyAllowed(acme, %q) = %v", k, got)
 		}
+	}
+	// A tenant named like the second segment of a platform prefix does
+	// not reach the platform's objects (uploaded modules).
+	if host.ObjectKeyAllowed("sha256", "modules/sha256/0123abcd") {
+		t.Error("tenant sha256 may use the module store")
 	}
 }

@@ -17,6 +17,9 @@ import (
 
 const maxHandles = 16
 
+// ObjectPrefix is the first segment of every key a guest may use.
+const ObjectPrefix = "payloads"
+
 // objHandle is an open object: a reader, or a writer feeding a Put.
 type objHandle struct {
 	r    io.ReadCloser
@@ -27,14 +30,18 @@ type objHandle struct {
 var errAbandoned = errors.New("object left open by the guest")
 
 // ObjectKeyAllowed reports whether a guest of tenant may use key: slash-
-// separated segments of [A-Za-z0-9._-] (no "." or ".." segment) whose
-// second segment is the tenant, e.g. "payloads/<tenant>/<id>".
+// separated segments of [A-Za-z0-9._-] (no "." or ".." segment) under the
+// tenant's own prefix, "payloads/<tenant>/…". The first segment is fixed
+// because the platform keeps other things in the same store under other
+// prefixes (modules/sha256/<digest> for uploaded modules): a check on the
+// second segment alone let a tenant named like one of them ("sha256") read
+// and overwrite them.
 func ObjectKeyAllowed(tenant, key string) bool {
 	if tenant == "" || len(key) > 1024 {
 		return false
 	}
 	segs := strings.Split(key, "/")
-	if len(segs) < 3 || segs[1] != tenant {
+	if len(segs) < 3 || segs[0] != ObjectPrefix || segs[1] != tenant {
 		return false
 	}
 	for _, s := range segs {
