@@ -113,23 +113,16 @@ func catalogue(t testing.TB, rt *host.Runtime) (*runtime.Catalog, map[string]reg
 	}
 	shipped := map[string]registry.Shipped{}
 	for _, b := range wasmconnectors.List() {
-		sh := registry.Shipped{Manifest: b.ManifestYAML}
+		sh := registry.Shipped{Manifest: b.Manifest}
 		if b.Err == nil {
 			sh.Digest, sh.Size, sh.Wasm = b.Digest, b.Size, b.Wasm
 		}
-		shipped[b.Manifest.Name] = sh
-		err := cat.Register(runtime.WasmStep(runtime.WasmStepInfo{
-			Name: b.Manifest.Name, Version: b.Manifest.Version, Description: b.Manifest.Description,
-			ConfigSchema: b.Manifest.ConfigSchema,
-			Module: func(ctx context.Context) (*host.Module, error) {
-				spec, err := b.Spec()
-				if err != nil {
-					return nil, err
-				}
-				return rt.Load(ctx, spec)
-			},
-		}))
+		shipped[b.Name] = sh
+		c, err := registry.ShippedStep(context.Background(), b.Manifest, b.Wasm, rt, host.Env{}, nil)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cat.Register(c); err != nil {
 			t.Fatal(err)
 		}
 	}

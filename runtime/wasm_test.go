@@ -8,9 +8,9 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
+	"github.com/vrsky/vrsky/internal/testenv/wasmsteptest"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
-	"github.com/vrsky/vrsky/wasm-connectors/connectortest"
 )
 
 // withWasmSteps registers shipped Wasm connectors, built from source and
@@ -25,7 +25,7 @@ func withWasmStepsEnv(t *testing.T, env host.Env, names ...string) func(*runtime
 	rt := hosttest.Runtime(t, host.Config{})
 	var conns []runtime.Connector
 	for _, name := range names {
-		man, spec := connectortest.Load(t, name)
+		man, spec := wasmsteptest.Load(t, name)
 		mod, err := rt.Load(context.Background(), spec)
 		if err != nil {
 			t.Fatalf("load %s: %v", name, err)

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,10 +18,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-
-	"sigs.k8s.io/yaml"
-
-	"github.com/vrsky/vrsky/host"
 )
 
 // build/ always holds a committed README.md, so the pattern compiles on a
@@ -31,79 +26,15 @@ import (
 //go:embed build */vrsky-connector.yaml
 var files embed.FS
 
-// Manifest describes a connector (vrsky-connector.yaml).
-type Manifest struct {
-	// Name is the connector's name in integration specs ("jq").
-	Name string `json:"name"`
-	// Version is its semantic version.
-	Version string `json:"version"`
-	// Kind is where it goes in a pipeline: "step", "source" or "sink".
-	Kind string `json:"kind"`
-	// Category refines Kind for the catalogue: "converter", "filter", …
-	Category string `json:"category,omitempty"`
-	// Description is shown in the marketplace.
-	Description string `json:"description"`
-	// ABI is the host ABI version the module speaks (1).
-	ABI int `json:"abi"`
-	// Capabilities are what the module may use beyond its messages.
-	Capabilities ManifestCapabilities `json:"capabilities"`
-	// ConfigSchema is the JSON Schema of the step's config.
-	ConfigSchema json.RawMessage `json:"config_schema"`
-}
-
-// ManifestCapabilities is the manifest's capabilities section.
-type ManifestCapabilities struct {
-	// NATS: publish/request on the tenant's subjects.
-	NATS bool `json:"nats,omitempty"`
-	// Objects: object store get/put by reference.
-	Objects bool `json:"objects,omitempty"`
-	// KV: the integration's key-value store.
-	KV bool `json:"kv,omitempty"`
-	// HTTPHosts: hosts HTTP calls may reach.
-	HTTPHosts []string `json:"http_hosts,omitempty"`
-	// WASIFileStubs: link unused WASI file/socket imports to failing stubs.
-	WASIFileStubs bool `json:"wasi_file_stubs,omitempty"`
-}
-
-// ParseManifest reads a vrsky-connector.yaml document strictly (unknown
-// fields are errors) and checks the required fields.
-func ParseManifest(doc []byte) (Manifest, error) {
-	var m Manifest
-	if err := yaml.UnmarshalStrict(doc, &m); err != nil {
-		return m, fmt.Errorf("manifest: %w", err)
-	}
-	switch {
-	case m.Name == "":
-		return m, fmt.Errorf("manifest: name is required")
-	case m.Version == "":
-		return m, fmt.Errorf("manifest %s: version is required", m.Name)
-	case m.ABI != 1:
-		return m, fmt.Errorf("manifest %s: abi %d is not supported (this host speaks 1)", m.Name, m.ABI)
-	case m.Kind != "step" && m.Kind != "source" && m.Kind != "sink":
-		return m, fmt.Errorf("manifest %s: kind %q must be step, source or sink", m.Name, m.Kind)
-	case len(m.ConfigSchema) == 0:
-		return m, fmt.Errorf("manifest %s: config_schema is required", m.Name)
-	}
-	return m, nil
-}
-
-// HostCapabilities converts the manifest's capabilities for host.ModuleSpec.
-func (m Manifest) HostCapabilities() host.Capabilities {
-	return host.Capabilities{NATS: m.Capabilities.NATS, Objects: m.Capabilities.Objects, KV: m.Capabilities.KV, HTTPHosts: m.Capabilities.HTTPHosts}
-}
-
-// ModuleSpec returns the spec to load this connector's module with.
-func (m Manifest) ModuleSpec(wasm []byte, trusted bool) host.ModuleSpec {
-	return host.ModuleSpec{Name: m.Name, Version: m.Version, Wasm: wasm, Trusted: trusted,
-		Capabilities: m.HostCapabilities(), StubWASIFiles: m.Capabilities.WASIFileStubs}
-}
-
-// Builtin is one shipped connector.
+// Builtin is one shipped connector: its bytes only. The registry parses
+// the manifest (registry.ParseManifest, the one parser of manifests) and
+// the host loads the module; this package imports neither.
 type Builtin struct {
-	// Manifest is the parsed vrsky-connector.yaml.
-	Manifest Manifest
-	// ManifestYAML is the document as written.
-	ManifestYAML []byte
+	// Name is the connector's folder, which is also its manifest's name
+	// (the registry's tests check it).
+	Name string
+	// Manifest is the vrsky-connector.yaml document as written.
+	Manifest []byte
 	// Digest is the module's SHA-256 (hex) and Size its length in bytes;
 	// both are zero when Err is set.
 	Digest string
@@ -126,17 +57,7 @@ func (b Builtin) Wasm() ([]byte, error) {
 	return files.ReadFile(b.wasmPath)
 }
 
-// Spec returns the module spec of a shipped (trusted) connector, or Err.
-func (b Builtin) Spec() (host.ModuleSpec, error) {
-	wasm, err := b.Wasm()
-	if err != nil {
-		return host.ModuleSpec{}, err
-	}
-	return b.Manifest.ModuleSpec(wasm, true), nil
-}
-
-// List returns every shipped connector, sorted by name. It panics if a
-// committed manifest is invalid (a build error, caught by the tests).
+// List returns every shipped connector, sorted by name.
 func List() []Builtin {
 	return slices.Clone(list())
 }
@@ -147,11 +68,8 @@ var list = sync.OnceValue(func() []Builtin {
 	out := make([]Builtin, 0, len(manifests))
 	for _, p := range manifests {
 		doc, _ := files.ReadFile(p)
-		m, err := ParseManifest(doc)
-		if err != nil {
-			panic(fmt.Sprintf("wasmconnectors: %s: %v", p, err))
-		}
-		b := Builtin{Manifest: m, ManifestYAML: doc, wasmPath: "build/" + path.Dir(p) + ".wasm"}
+		b := Builtin{Name: path.Dir(p), Manifest: doc, wasmPath: "build/" + path.Dir(p) + ".wasm"}
+		var err error
 		if b.Digest, b.Size, err = digest(b.wasmPath); err != nil {
 			b.Err = fmt.Errorf("module %s not built: run `make wasm` (wasm-connectors/build.sh)", path.Dir(p))
 		}
@@ -178,7 +96,7 @@ func digest(name string) (string, int64, error) {
 // Lookup returns the shipped connector with that name.
 func Lookup(name string) (Builtin, bool) {
 	for _, b := range List() {
-		if b.Manifest.Name == name {
+		if b.Name == name {
 			return b, true
 		}
 	}

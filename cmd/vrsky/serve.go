@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -409,29 +408,14 @@ func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runti
 	env := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs, KV: host.NATSKV{KV: kv}}
 	for _, b := range wasmconnectors.List() {
 		if b.Err != nil {
-			log.Warn("shipped Wasm connector not available", "connector", b.Manifest.Name, "err", b.Err)
+			log.Warn("shipped Wasm connector not available", "connector", b.Name, "err", b.Err)
 			continue
 		}
-		name := b.Manifest.Name
-		load := sync.OnceValues(func() (*host.Module, error) {
-			start := time.Now()
-			spec, err := b.Spec() // read from the binary only now, and not kept
-			if err != nil {
-				return nil, err
-			}
-			mod, err := rt.Load(context.WithoutCancel(ctx), spec)
-			if err != nil {
-				return nil, fmt.Errorf("load shipped connector %s: %w", name, err)
-			}
-			log.Info("wasm connector compiled", "connector", name, "took", time.Since(start))
-			return mod, nil
-		})
-		err = cat.Register(runtime.WasmStep(runtime.WasmStepInfo{
-			Name: name, Version: b.Manifest.Version, Description: b.Manifest.Description,
-			ConfigSchema: b.Manifest.ConfigSchema, Env: env,
-			Module: func(context.Context) (*host.Module, error) { return load() },
-		}))
+		c, err := registry.ShippedStep(ctx, b.Manifest, b.Wasm, rt, env, log)
 		if err != nil {
+			return fmt.Errorf("%s: %w", b.Name, err)
+		}
+		if err := cat.Register(c); err != nil {
 			return err
 		}
 	}
@@ -464,11 +448,11 @@ func openRegistry(ctx context.Context, f registryServeFlags, cat *runtime.Catalo
 		Logger: log.With("component", "registry"),
 	}
 	for _, b := range wasmconnectors.List() {
-		sh := registry.Shipped{Manifest: b.ManifestYAML}
+		sh := registry.Shipped{Manifest: b.Manifest}
 		if b.Err == nil {
 			sh.Digest, sh.Size, sh.Wasm = b.Digest, b.Size, b.Wasm
 		}
-		cfg.Shipped[b.Manifest.Name] = sh
+		cfg.Shipped[b.Name] = sh
 	}
 	if f.trustedKeys != "" {
 		doc, err := os.ReadFile(f.trustedKeys)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
-	"github.com/vrsky/vrsky/wasm-connectors/connectortest"
+	"github.com/vrsky/vrsky/internal/testenv/wasmsteptest"
 )
 
 var payload200 = []byte(`{"order_id":12345,"amount":19.99,"qty":3,"currency":"EUR","customer":{"name":"Ann Example","tier":"gold","id":"c-778"},"status":"paid","note":"deliver to the back door, ring twice","sku":"SKU-1"}`)
@@ -15,7 +15,7 @@ var payload200 = []byte(`{"order_id":12345,"amount":19.99,"qty":3,"currency":"EU
 // BenchmarkFilter reports msgs/s of the filter step on one core, batches
 // of 256, for a 200-byte object.
 func BenchmarkFilter(b *testing.B) {
-	_, spec := connectortest.Load(b, "filter")
+	_, spec := wasmsteptest.Load(b, "filter")
 	rt := hosttest.Runtime(b, host.Config{})
 	for _, trusted := range []bool{true, false} {
 		b.Run(fmt.Sprintf("trusted=%v", trusted), func(b *testing.B) {

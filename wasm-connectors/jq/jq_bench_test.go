@@ -10,7 +10,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
-	"github.com/vrsky/vrsky/wasm-connectors/connectortest"
+	"github.com/vrsky/vrsky/internal/testenv/wasmsteptest"
 )
 
 const benchQuery = `{id: .order_id, total: (.amount * .qty), customer: .customer.name}`
@@ -20,7 +20,7 @@ var payload200 = []byte(`{"order_id":12345,"amount":19.99,"qty":3,"currency":"EU
 // BenchmarkJQ reports msgs/s of the jq step on one core (one instance),
 // batches of 256, for a 200-byte object (DESIGN.md target ≥ 100,000).
 func BenchmarkJQ(b *testing.B) {
-	_, spec := connectortest.Load(b, "jq")
+	_, spec := wasmsteptest.Load(b, "jq")
 	rt := hosttest.Runtime(b, host.Config{})
 	for _, tc := range []struct {
 		name, query string
@@ -76,7 +76,7 @@ func BenchmarkJQ(b *testing.B) {
 // _initialize, then the first message, which compiles the query), and the
 // linear memory it holds once warm.
 func BenchmarkJQColdStart(b *testing.B) {
-	_, spec := connectortest.Load(b, "jq")
+	_, spec := wasmsteptest.Load(b, "jq")
 	rt := hosttest.Runtime(b, host.Config{})
 	mod, err := rt.Load(context.Background(), spec)
 	if err != nil {

@@ -1,8 +1,11 @@
-// Package connectortest runs a shipped connector through the real host:
-// it builds the module from source (hosttest), loads it with its
-// manifest's capabilities, checks each case's config against the
-// manifest's JSON Schema, and compares statuses and outputs.
-package connectortest
+// Package wasmsteptest runs a shipped Wasm connector through the real
+// host: it builds the module from source (hosttest), loads it with its
+// manifest's capabilities (the manifest parsed by the registry, as the
+// server parses it), checks each case's config against the manifest's
+// JSON Schema, and compares statuses and outputs. It lives outside
+// wasm-connectors because the shipped modules' package may import nothing
+// of the host or the engine.
+package wasmsteptest
 
 import (
 	"bytes"
@@ -16,7 +19,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
-	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
+	"github.com/vrsky/vrsky/registry"
 )
 
 // Statuses, for Case.Status.
@@ -51,22 +54,23 @@ type Case struct {
 
 // Load builds and loads connector name (a folder of wasm-connectors) and
 // returns its manifest and module spec.
-func Load(tb testing.TB, name string) (wasmconnectors.Manifest, host.ModuleSpec) {
+func Load(tb testing.TB, name string) (*registry.Manifest, host.ModuleSpec) {
 	tb.Helper()
 	root, err := hosttest.ModuleRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	doc, err := os.ReadFile(filepath.Join(root, "wasm-connectors", name, "vrsky-connector.yaml"))
+	doc, err := os.ReadFile(filepath.Join(root, "wasm-connectors", name, registry.ManifestFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, err := wasmconnectors.ParseManifest(doc)
+	m, err := registry.ParseManifest(doc)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	wasm := hosttest.Build(tb, "wasm-connectors/"+name)
-	return m, m.ModuleSpec(wasm, true)
+	spec := m.ModuleSpec(hosttest.Build(tb, "wasm-connectors/"+name))
+	spec.Trusted = true
+	return m, spec
 }
 
 // Run runs every case through connector name, on both the trusted and
