@@ -26,7 +26,7 @@ type chunked struct{ io.Reader }
 // object store as they arrive, and still checked: signature, size limit,
 // nothing stored for a refused one.
 func TestStreamedHookBodies(t *testing.T) {
-	t.Setenv("VRSKY_SECRET_ACME_HOOK", "s3cret")
+	t.Setenv("VRSKY_SECRET_ACME__HOOK", "s3cret")
 	var bs blob.Store
 	e := newTestEnvWith(t, func(c *runtime.Config) {
 		var err error
@@ -60,7 +60,7 @@ func TestStreamedHookBodies(t *testing.T) {
 	}
 	key := tenant.APIKey
 	spec := `name: big
-source: {connector: http-webhook, config: {path: big, secret_env: VRSKY_SECRET_ACME_HOOK}}
+source: {connector: http-webhook, config: {path: big, secret_env: VRSKY_SECRET_ACME__HOOK}}
 sinks: [{name: out, connector: http, config: {url: "` + sink.URL + `"}}]
 `
 	if res, body := call(t, "POST", base+"/api/v1/integrations", key, "application/x-yaml", []byte(spec)); res.StatusCode != http.StatusCreated {

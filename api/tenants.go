@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -14,8 +15,55 @@ import (
 	"github.com/vrsky/vrsky/platform/store"
 )
 
-// tenantName is the pattern of tenant names: a DNS label.
+// tenantName is the pattern of tenant names: a DNS label. checkTenantName
+// adds the rules a label alone does not give.
 var tenantName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// reservedTenants are names the platform itself uses where a tenant's name
+// goes, so a tenant of that name would share (or own) the platform's
+// records. Names starting with "vrsky-" are reserved too.
+var reservedTenants = map[string]string{
+	// Object keys are <area>/<tenant>/...; modules are stored at
+	// modules/sha256/<digest>, shared by every tenant (registry). The
+	// other digests are kept for the day the store names them.
+	"sha256": "the module store keeps modules under modules/sha256/",
+	"sha384": "reserved for module digests",
+	"sha512": "reserved for module digests",
+	// The registry's smoke run of an upload acts as tenant vrsky-smoke,
+	// integration smoke; subjects, buckets and the S3 prefix start with
+	// vrsky.
+	"vrsky":       "the platform's own namespace (subjects vrsky.>, buckets vrsky_*, the S3 prefix vrsky/)",
+	"vrsky-smoke": "the registry's smoke run of uploaded connectors acts as this tenant",
+	"smoke":       "the registry's smoke run uses this name",
+	// Names an operator would read as the platform's.
+	"system":   "reserved for the platform",
+	"sys":      "reserved for the platform (NATS's system account is $SYS)",
+	"admin":    "reserved for the platform: the admin key is no tenant",
+	"platform": "reserved for the platform",
+	"builtin":  "reserved for the platform's built-in connectors",
+}
+
+// checkTenantName refuses a name that is not a DNS label, that holds "--"
+// (it upper-cases to "__", the end of a secret scope: see
+// runtime.SecretEnvScope, whose scopes are exact only because no tenant
+// name holds it), or that the platform reserves.
+func checkTenantName(name string) error {
+	switch {
+	case name == "":
+		return badRequest("name", "required")
+	case !tenantName.MatchString(name):
+		return badRequest("name", "must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+	case strings.Contains(name, "--"):
+		return badRequest("name", "must not contain \"--\": it would make the tenant's secret scope overlap another's")
+	}
+	if why, ok := reservedTenants[name]; ok {
+		return badRequest("name", "%q is reserved: %s", name, why)
+	}
+	if strings.HasPrefix(name, "vrsky-") {
+		return badRequest("name", "%q is reserved: names starting with vrsky- are the platform's", name)
+	}
+	return nil
+}
 
 type tenantCreate struct {
 	Name        string       `json:"name"`
@@ -59,11 +107,8 @@ func (s *Server) createTenant(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &in, false); err != nil {
 		return err
 	}
-	if in.Name == "" {
-		return badRequest("name", "required")
-	}
-	if !tenantName.MatchString(in.Name) {
-		return badRequest("name", "must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+	if err := checkTenantName(in.Name); err != nil {
+		return err
 	}
 	if err := checkQuotas(in.Quotas); err != nil {
 		return err

@@ -72,6 +72,16 @@ type HTTPDoer interface {
 // (blob.ErrNotFound is recognised for objects too).
 var ErrNotFound = errors.New("not found")
 
+// ErrDenied is what Env implementations wrap for a request they refuse by
+// a scope of their own (the runtime's: objects written outside the
+// integration's prefix); the guest sees abi.ErrDenied.
+var ErrDenied = errors.New("denied")
+
+// ErrTooLarge is what Env implementations wrap for a write over a bound
+// of theirs (the runtime's: the step KV bucket is full); the guest sees
+// abi.ErrTooLarge.
+var ErrTooLarge = errors.New("too large")
+
 // ErrPrivateAddress is returned when the host's HTTP client refuses an
 // address that is not public.
 var ErrPrivateAddress = egress.ErrDenied

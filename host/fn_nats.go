@@ -53,6 +53,10 @@ func errCode(ctx context.Context, err error) int32 {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return abi.ErrNotFound
+	case errors.Is(err, ErrDenied):
+		return abi.ErrDenied
+	case errors.Is(err, ErrTooLarge):
+		return abi.ErrTooLarge
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		return abi.ErrTimeout
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,44 @@ const PayloadPrefix = "payloads/"
 
 // claimPrefix starts the key of every claim-check object of a tenant.
 func claimPrefix(tenant string) string { return PayloadPrefix + tenant + "/" }
+
+// ErrPayloadRef: a message names a payload object that is not one of its
+// tenant's, or names it in a form that could mean another (a "..", "."
+// or empty segment, a path that does not clean to itself). Errors that
+// wrap it are Permanent: the same reference is refused every time.
+var ErrPayloadRef = errors.New("payload reference refused")
+
+// checkPayloadRef vets a payload reference that a step wrote, before the
+// pipeline trusts it with a marker, a read or a delete. The reference must
+// be a valid object key (blob.ValidateKey: no empty, "." or ".." segment),
+// be its own path.Clean form, start with the tenant's payload prefix
+// (payloads/<tenant>/) with at least one segment after it, and make a
+// valid marker key: a segment may not begin or end with '.' nor hold
+// "..", which would put an empty token in its vrsky_claims key. Anything
+// else is refused, whole, as a Permanent ErrPayloadRef: a reference is
+// never repaired into another one.
+func checkPayloadRef(tenant, ref string) error {
+	refuse := func(why string) error {
+		return Permanent(fmt.Errorf("%w: %s %q: %s", ErrPayloadRef, HeaderPayloadRef, ref, why))
+	}
+	if err := blob.ValidateKey(ref); err != nil {
+		return refuse(err.Error())
+	}
+	if path.Clean(ref) != ref {
+		return refuse("not a clean path")
+	}
+	prefix := claimPrefix(tenant)
+	rest, ok := strings.CutPrefix(ref, prefix)
+	if tenant == "" || !ok || rest == "" {
+		return refuse("not one of the tenant's payload objects (" + prefix + "…)")
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if strings.HasPrefix(seg, ".") || strings.HasSuffix(seg, ".") || strings.Contains(seg, "..") {
+			return refuse(fmt.Sprintf("segment %q: a dot may not begin or end a segment, nor follow another", seg))
+		}
+	}
+	return nil
+}
 
 // markerKey names a sink's hold on an object.
 func markerKey(ref, sink string) string {

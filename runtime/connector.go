@@ -155,6 +155,10 @@ type Env struct {
 	// Egress is what the connector may connect to: outbound connectors
 	// dial through Egress.Control.
 	Egress egress.Policy
+
+	// storage is the integration's step storage (Wasm steps' KV), set by
+	// the pipeline for its steps only.
+	storage *stepStorage
 }
 
 // Connector describes one connector in the catalogue and builds instances.

@@ -35,7 +35,10 @@ type DeadLetter struct {
 	ID string `json:"id"`
 	// MessageID is the id the message had in the pipeline.
 	MessageID string `json:"message_id"`
-	// Stage is where it failed: "step:<name>", "sink:<name>" or "route:<sink>".
+	// Stage is where it failed: "step:<name>", "sink:<name>", "route:<sink>"
+	// (its when condition could not be evaluated) or "route" (the input
+	// stage could not route or publish the steps' outputs; a replay runs
+	// the steps again).
 	Stage string `json:"stage"`
 	// Error is the last attempt's error.
 	Error string `json:"error"`
@@ -212,8 +215,9 @@ func (e *Engine) DeleteDeadLetter(ctx context.Context, tenant, integration, id s
 	}
 	h := Header(m.Header)
 	if ref := h.Get(HeaderPayloadRef); ref != "" && e.claims != nil {
-		kind, name, _ := strings.Cut(h.Get(HeaderStage), ":")
-		if kind == "step" {
+		stage := h.Get(HeaderStage)
+		kind, name, _ := strings.Cut(stage, ":")
+		if kind == "step" || stage == stageRoute { // the input's own object: no sink holds it
 			return e.claims.blobs.Delete(ctx, ref)
 		}
 		return e.claims.release(ctx, ref, name)
@@ -232,8 +236,12 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 	stage := h.Get(HeaderStage)
 	kind, name, _ := strings.Cut(stage, ":")
 	var subject string
-	switch kind {
-	case "sink", "route":
+	switch {
+	case stage == stageRoute:
+		// The input stage failed to route or publish the steps' outputs:
+		// the input goes back through the steps.
+		subject = SubjectIn(tenant, spec.Name)
+	case kind == "sink" || kind == "route":
 		found := false
 		for _, sk := range spec.Sinks {
 			found = found || sk.Name == name
@@ -242,7 +250,7 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 			return fmt.Errorf("dead letter %s: sink %q: %w", id, name, ErrStageGone)
 		}
 		subject = SubjectOut(tenant, spec.Name, name)
-	case "step":
+	case kind == "step":
 		subject = SubjectIn(tenant, spec.Name)
 	default:
 		return fmt.Errorf("dead letter %s: stage %q: %w", id, stage, ErrStageGone)

@@ -50,8 +50,8 @@ type Config struct {
 	StreamMaxBytes int64
 	// SecretEnvPrefix, when set, limits the environment variables a
 	// tenant's connector configs may name (the *_env fields) to those
-	// starting with <prefix><TENANT>_ (the tenant's name in upper case,
-	// '-' as '_'), so a tenant can neither read the server's own settings
+	// starting with <prefix><TENANT>__ (the tenant's name in upper case,
+	// '-' as '_', then two underscores: see SecretEnvScope), so a tenant can neither read the server's own settings
 	// (its database URL, its cloud credentials) nor another tenant's
 	// secrets. Empty allows any variable: only for single-tenant servers.
 	SecretEnvPrefix string
@@ -62,6 +62,10 @@ type Config struct {
 	// Egress is what outbound connectors may connect to (Env.Egress);
 	// the zero value is egress.Private.
 	Egress egress.Policy
+	// StepKVMaxBytes bounds each integration's step KV bucket (Wasm
+	// steps' kv_* functions); zero means DefaultStepKVMaxBytes. A tenant's
+	// MaxStorageBytes quota lowers it.
+	StepKVMaxBytes int64
 }
 
 // Engine runs the integrations whose desired state is "running" on this
@@ -78,7 +82,7 @@ type Engine struct {
 	tracker  *tracker // nil when tracking is off
 	claims   *claims  // nil without an object store
 	egress   egress.Policy
-	limits   struct{ maxMsgs, maxBytes int64 }
+	limits   struct{ maxMsgs, maxBytes, stepKVBytes int64 }
 	state    jetstream.KeyValue // connector checkpoints
 	leases   jetstream.KeyValue // singleton-source leases
 	node     string             // this engine's identity in leases
@@ -92,10 +96,26 @@ type Engine struct {
 
 // entry is an integration this node runs or failed to start.
 type entry struct {
-	rev  uint64
-	pipe *pipeline // nil when start failed
-	err  error
+	tenant, name string
+	rev          uint64
+	pipe         *pipeline // nil when start failed
+	err          error
 }
+
+// current reports whether e already does what in asks: nothing to run,
+// or a pipeline of in's revision whose source and input stage are up (or
+// whose steps the retry policy gave up on: that revision is not tried
+// again).
+func (e *entry) current(in store.Integration) bool {
+	if in.Desired != store.StateRunning {
+		return e == nil
+	}
+	return e != nil && e.rev == in.Revision && e.pipe != nil &&
+		e.pipe.srcErr.Load() == nil && e.pipe.inErr.Load() == nil
+}
+
+// applyTimeout bounds the store read behind Apply.
+const applyTimeout = 10 * time.Second
 
 // NewEngine returns an engine; Run starts its reconcile loop.
 func NewEngine(cfg Config) (*Engine, error) {
@@ -131,6 +151,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.limits.maxBytes <= 0 {
 		e.limits.maxBytes = DefaultStreamMaxBytes
 	}
+	e.limits.stepKVBytes = cmp.Or(max(cfg.StepKVMaxBytes, 0), DefaultStepKVMaxBytes)
 	{
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -213,15 +234,17 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 		e.Apply(in)
 	}
 	e.mu.Lock()
-	var gone []string
-	for k := range e.pipes {
+	var gone []store.Integration
+	for k, ent := range e.pipes {
 		if !want[k] {
-			gone = append(gone, k)
+			gone = append(gone, store.Integration{Tenant: ent.tenant, Name: ent.name, Desired: store.StateStopped})
 		}
 	}
 	e.mu.Unlock()
-	for _, k := range gone {
-		e.stopKey(k)
+	// The list may be older than what runs here (an API call started an
+	// integration after it was taken): Apply checks with the store first.
+	for _, in := range gone {
+		e.Apply(in)
 	}
 	return nil
 }
@@ -243,21 +266,46 @@ func (e *Engine) lock(k string) func() {
 }
 
 // Apply starts, restarts or stops one integration to match its stored
-// state. A start that fails is recorded and retried at the next reconcile.
+// state. in says what the caller saw; before it changes what runs, Apply
+// reads the integration's current record from the store and acts on that,
+// so that a stale copy (a reconcile pass lists every integration before it
+// applies them, and an API call may stop or delete one meanwhile) can
+// neither restart an integration that was stopped or deleted nor stop one
+// that was started. When the store cannot be read nothing changes: the
+// next reconcile tries again.
+//
+// Apply returns once the integration's stream, sinks and source are up:
+// its steps are built in the background (see pipeline.buildSteps) and
+// Status reports how that goes. A start that fails otherwise is recorded
+// and retried at the next reconcile.
 func (e *Engine) Apply(in store.Integration) {
 	k := key(in.Tenant, in.Name)
 	defer e.lock(k)()
 	e.mu.Lock()
 	cur := e.pipes[k]
 	e.mu.Unlock()
-	if in.Desired != store.StateRunning {
-		e.stopLocked(k)
+	if cur.current(in) {
 		return
 	}
-	if cur != nil && cur.rev == in.Revision && cur.pipe != nil && cur.pipe.srcErr.Load() == nil {
-		return // running the current spec
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	fresh, err := e.store.GetIntegration(ctx, in.Tenant, in.Name)
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		e.stopLocked(k)
+		return
+	case err != nil:
+		e.log.Warn("integration not applied: its record could not be read", "tenant", in.Tenant, "integration", in.Name, "err", err)
+		return
+	}
+	in = fresh
+	if cur.current(in) {
+		return
 	}
 	e.stopLocked(k)
+	if in.Desired != store.StateRunning {
+		return
+	}
 	spec, err := ParseSpec(in.Spec, e.catalog)
 	var p *pipeline
 	if err == nil {
@@ -265,15 +313,16 @@ func (e *Engine) Apply(in store.Integration) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	ent := &entry{tenant: in.Tenant, name: in.Name, rev: in.Revision, pipe: p, err: err}
 	if err != nil {
 		if cur == nil || cur.err == nil || cur.err.Error() != err.Error() {
 			e.log.Error("integration failed to start", "tenant", in.Tenant, "integration", in.Name, "err", err)
 		}
-		e.pipes[k] = &entry{rev: in.Revision, err: err}
-		return
+		ent.pipe = nil
+	} else {
+		e.log.Info("integration running", "tenant", in.Tenant, "integration", in.Name, "revision", in.Revision)
 	}
-	e.log.Info("integration running", "tenant", in.Tenant, "integration", in.Name, "revision", in.Revision)
-	e.pipes[k] = &entry{rev: in.Revision, pipe: p}
+	e.pipes[k] = ent
 }
 
 func (e *Engine) stopKey(k string) {
@@ -311,11 +360,14 @@ func (e *Engine) StopAll() {
 }
 
 // Remove stops the integration and deletes its stream and consumers, and
-// with them every message still waiting in it, and its connectors'
-// checkpoints. Connectors with a Remove hook release what they hold
-// outside VRSky (spec may be nil when the stored spec no longer parses;
-// the hooks are then skipped). Its dead letters stay in the tenant's DLQ
-// until they expire.
+// with them every message still waiting in it, its connectors'
+// checkpoints, and what its steps stored (see storage.go): its step KV
+// bucket, its payload objects with their claim-check markers, and its
+// dead letters, which name those objects. Connectors with a Remove hook
+// release what they hold outside VRSky (spec may be nil when the stored
+// spec no longer parses; the hooks are then skipped). Delete the
+// integration's record first: Apply then never starts it again, on any
+// node.
 func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) error {
 	e.Stop(tenant, name)
 	if spec != nil {
@@ -338,7 +390,7 @@ func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) er
 	if err := purgeState(ctx, e.state, tenant, name); err != nil {
 		return err
 	}
-	return nil
+	return e.removeStorage(ctx, tenant, name)
 }
 
 // CheckSpec runs each connector's Check against the world (the table
@@ -372,9 +424,22 @@ func (e *Engine) CheckSpec(ctx context.Context, tenant string, spec *Spec) error
 }
 
 // SecretEnvScope is the prefix of the environment variables tenant may
-// name in its configs under prefix (see Config.SecretEnvPrefix).
+// name in its configs under prefix (see Config.SecretEnvPrefix):
+// prefix + the tenant's name in upper case with '-' as '_' + "__", e.g.
+// VRSKY_SECRET_ACME_X__ for tenant acme-x.
+//
+// The scopes of two distinct tenants are never prefixes of one another,
+// given what tenant names are (api: a DNS label without "--", so the
+// mapped name u(t) is non-empty, is made of [A-Z0-9_], neither starts
+// nor ends with '_' and holds no "__"; u is one-to-one). Suppose u(a)+"__"
+// were a prefix of u(b)+"__" with a != b. Equal lengths would mean
+// u(a) = u(b), so a = b. If u(a) is shorter by one, the last byte of u(b)
+// is '_'; if by two or more, u(b) holds "__" at len(u(a)). Both are
+// impossible, so a tenant's scope covers its own variables only: the
+// single '_' that used to end it let tenant acme name acme-x's
+// VRSKY_SECRET_ACME_X_TOKEN. TestSecretEnvScopesDisjoint checks this.
 func SecretEnvScope(prefix, tenant string) string {
-	return prefix + strings.ToUpper(strings.ReplaceAll(tenant, "-", "_")) + "_"
+	return prefix + strings.ToUpper(strings.ReplaceAll(tenant, "-", "_")) + "__"
 }
 
 // checkSecretEnv refuses a *_env field naming a variable outside the
@@ -399,8 +464,8 @@ func (e *Engine) checkSecretEnv(tenant string, cfg json.RawMessage, field string
 			sort.Strings(keys)
 			for _, k := range keys {
 				name, isStr := v[k].(string)
-				if strings.HasSuffix(k, "_env") && isStr && !strings.HasPrefix(name, scope) {
-					return specErr(path+"."+k, "environment variable %q is not one tenant %s may use: its name must start with %s", name, tenant, scope)
+				if strings.HasSuffix(k, "_env") && isStr && (len(name) <= len(scope) || !strings.HasPrefix(name, scope)) {
+					return specErr(path+"."+k, "environment variable %q is not one tenant %s may use: its name must start with %s and go on (e.g. %sTOKEN)", name, tenant, scope, scope)
 				}
 				if err := walk(v[k], path+"."+k); err != nil {
 					return err
@@ -442,10 +507,17 @@ func (e *Engine) env(tenant, integration, stage string) Env {
 
 // Status is what an integration is doing, as this node sees it.
 type Status struct {
-	// State is "running", "stopped" or "error".
+	// State is "running", "stopped" or "error". An integration whose
+	// steps are still being built is "running" (its source accepts
+	// messages, which wait for the steps) until an attempt fails; it is
+	// "error" while the next attempt waits, and stays "error" once the
+	// retry policy is spent.
 	State string `json:"state"`
 	// Error says why the integration is in state "error".
 	Error string `json:"error,omitempty"`
+	// Starting: the steps are still being built (a Wasm module compiles
+	// and instantiates); messages wait on the input subject meanwhile.
+	Starting bool `json:"starting,omitempty"`
 	// SourceStandby: the source is a singleton that runs on another node
 	// (this node takes over if that one goes).
 	SourceStandby bool `json:"source_standby,omitempty"`
@@ -485,6 +557,13 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 	default:
 		p = cur.pipe
 		st.State = store.StateRunning
+		st.Starting = !p.stepsReady.Load() && !p.stepsGaveUp.Load()
+		if msg := p.stepsErr.Load(); msg != nil {
+			st.State, st.Error = "error", "steps: "+*msg
+		}
+		if msg := p.inErr.Load(); msg != nil {
+			st.State, st.Error = "error", "input stage: "+*msg
+		}
 		if msg := p.srcErr.Load(); msg != nil {
 			st.State, st.Error = "error", "source: "+*msg
 		}

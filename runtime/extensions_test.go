@@ -292,7 +292,7 @@ func TestSecretEnvScope(t *testing.T) {
 		{`{"table":"t","dsn_env":"VRSKY_DATABASE_URL"}`, "sinks[0].config.dsn_env"},
 		{`{"table":"t","auth":{"token_env":"AWS_SECRET_ACCESS_KEY"}}`, "sinks[0].config.auth.token_env"},
 		{`{"table":"t","list":[{"x_env":"VRSKY_SECRET_OTHER_DSN"}]}`, "sinks[0].config.list[0].x_env"},
-		{`{"table":"t","dsn_env":"VRSKY_SECRET_ACME_DSN"}`, ""},
+		{`{"table":"t","dsn_env":"VRSKY_SECRET_ACME__DSN"}`, ""},
 	} {
 		spec, err := h.Engine.ParseSpec(fmt.Appendf(nil, `{"name":"s","source":{"connector":"tap"},"sinks":[{"name":"b","connector":"checked","config":%s}]}`, tc.cfg))
 		if err != nil {
@@ -303,7 +303,7 @@ func TestSecretEnvScope(t *testing.T) {
 		switch {
 		case tc.field == "" && err != nil:
 			t.Errorf("CheckSpec(%s) = %v, want it accepted", tc.cfg, err)
-		case tc.field != "" && (!errors.As(err, &se) || se.Field != tc.field || !strings.Contains(se.Reason, "VRSKY_SECRET_ACME_")):
+		case tc.field != "" && (!errors.As(err, &se) || se.Field != tc.field || !strings.Contains(se.Reason, "VRSKY_SECRET_ACME__")):
 			t.Errorf("CheckSpec(%s) = %v, want a refusal on %s naming the tenant's prefix", tc.cfg, err, tc.field)
 		}
 	}

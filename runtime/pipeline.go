@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,18 +47,32 @@ type pipeline struct {
 	srcCtx    context.Context // cancelled first on stop: the source and the usage watcher end
 	srcCancel context.CancelFunc
 
-	source    Source
-	srcDone   chan struct{}
-	steps     []Step
-	sinks     []*sinkRunner
-	routes    []*vm.Program // per sink; nil means every message
+	source  Source
+	srcDone chan struct{}
+	sinks   []*sinkRunner
+	routes  []*vm.Program // per sink; nil means every message
+	inWG    sync.WaitGroup
+
+	// mu guards what the step builder (buildSteps) hands over while the
+	// pipeline may be stopping: the steps, the input stage, stopped.
+	mu        sync.Mutex
+	steps     []Step // set once every step is built; read-only after
 	inConsume jetstream.ConsumeContext
-	inWG      sync.WaitGroup
+	stopped   bool          // stop has begun: build nothing, start nothing
+	stopping  chan struct{} // closed when stop begins
 
 	ingested atomic.Uint64
 	srcErr   atomic.Pointer[string]
-	full     atomic.Bool // the stream is near its limits: refuse new messages
-	leading  atomic.Bool // the source runs on this node (always, unless Singleton)
+	inErr    atomic.Pointer[string] // the input stage could not start
+	full     atomic.Bool            // the stream is near its limits: refuse new messages
+	leading  atomic.Bool            // the source runs on this node (always, unless Singleton)
+
+	// The step builder's progress, for Status: stepsReady once the input
+	// stage runs; stepsErr is the last failed attempt (nil after success);
+	// stepsGaveUp once the retry policy is spent.
+	stepsReady  atomic.Bool
+	stepsErr    atomic.Pointer[string]
+	stepsGaveUp atomic.Bool
 }
 
 type sinkRunner struct {
@@ -87,6 +100,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		ctx:    ctx,
 		cancel: cancel,
 		srcCtx: srcCtx, srcCancel: srcCancel,
+		stopping: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -99,17 +113,6 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		return nil, err
 	}
 	env := func(name string) Env { return e.env(tenant, spec.Name, name) }
-	for _, st := range spec.Steps {
-		c, ok := e.catalog.LookupKind(KindStep, st.Connector)
-		if !ok {
-			return nil, fmt.Errorf("step %s: unknown connector %q", st.Name, st.Connector)
-		}
-		s, err := c.NewStep(st.Config, env(st.Name))
-		if err != nil {
-			return nil, fmt.Errorf("step %s: %w", st.Name, err)
-		}
-		p.steps = append(p.steps, s)
-	}
 	for _, sk := range spec.Sinks {
 		var prog *vm.Program
 		if sk.When != "" {
@@ -132,8 +135,11 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 			return nil, err
 		}
 	}
-	if err := p.startIn(setup); err != nil {
-		return nil, err
+	if len(spec.Steps) == 0 {
+		if err := p.startIn(setup); err != nil {
+			return nil, err
+		}
+		p.stepsReady.Store(true)
 	}
 	c, ok := e.catalog.LookupKind(KindSource, spec.Source.Connector)
 	if !ok {
@@ -168,7 +174,118 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 			p.log.Error("source stopped", "err", err)
 		}
 	}()
+	if len(spec.Steps) > 0 {
+		go p.buildSteps()
+	}
 	return p, nil
+}
+
+// buildSteps makes the integration's steps in the background and starts
+// the input stage once all of them are ready; until then the source's
+// messages wait, durable, on the input subject. Building a step may take
+// long: a Wasm step compiles and instantiates its module, and a module
+// whose start function never returns runs until its instantiation
+// deadline. Nothing waits for it: neither the start (Apply) nor a stop.
+// A failed attempt is retried after the spec's backoff; after
+// Retry.MaxAttempts attempts, or at once for a Permanent error (a private
+// module of another tenant), the builder gives up: the source stops, the
+// status says why (state "error"), and the engine does not try this
+// revision again (an update, or a stop and a start, does).
+func (p *pipeline) buildSteps() {
+	steps := make([]Step, len(p.spec.Steps))
+	closeAll := func() {
+		for i, s := range steps {
+			if s != nil {
+				if err := s.Close(); err != nil {
+					p.log.Warn("close step", "step", p.spec.Steps[i].Name, "err", err)
+				}
+			}
+		}
+	}
+	retry := p.spec.Retry
+	for attempt := 1; ; attempt++ {
+		err := p.makeSteps(steps)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errPipelineStopped) || p.isStopping() {
+			closeAll()
+			return
+		}
+		if attempt >= retry.MaxAttempts || IsPermanent(err) {
+			msg := fmt.Sprintf("%v (gave up after %d attempts)", err, attempt)
+			p.stepsErr.Store(&msg)
+			p.stepsGaveUp.Store(true)
+			p.log.Error("integration failed to start: gave up", "attempts", attempt, "err", err)
+			closeAll()
+			p.srcCancel() // accept nothing that no step will ever take
+			return
+		}
+		wait := retry.Backoff(attempt)
+		msg := fmt.Sprintf("%v (attempt %d of %d; retrying in %s)", err, attempt, retry.MaxAttempts, wait)
+		p.stepsErr.Store(&msg)
+		p.log.Warn("integration steps failed to start; retrying", "attempt", attempt, "of", retry.MaxAttempts, "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.stopping:
+			t.Stop()
+			closeAll()
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		closeAll()
+		return
+	}
+	p.steps = steps
+	setup, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := p.startIn(setup); err != nil {
+		msg := err.Error()
+		p.inErr.Store(&msg)
+		p.log.Error("input stage failed to start", "err", err)
+		return
+	}
+	p.stepsErr.Store(nil)
+	p.stepsReady.Store(true)
+}
+
+// makeSteps builds each step that steps lacks, in order, and stops at the
+// first failure (the steps built so far are kept for the next attempt).
+func (p *pipeline) makeSteps(steps []Step) error {
+	for i, st := range p.spec.Steps {
+		if steps[i] != nil {
+			continue
+		}
+		if p.isStopping() {
+			return errPipelineStopped
+		}
+		c, ok := p.e.catalog.LookupKind(KindStep, st.Connector)
+		if !ok {
+			return fmt.Errorf("step %s: unknown connector %q", st.Name, st.Connector)
+		}
+		env := p.e.env(p.tenant, p.spec.Name, st.Name)
+		env.storage = &stepStorage{p: p}
+		s, err := c.NewStep(st.Config, env)
+		if err != nil {
+			return fmt.Errorf("step %s: %w", st.Name, err)
+		}
+		steps[i] = s
+	}
+	return nil
+}
+
+// isStopping reports whether stop has begun.
+func (p *pipeline) isStopping() bool {
+	select {
+	case <-p.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *pipeline) ensureStreams(ctx context.Context) error {
@@ -366,7 +483,7 @@ func (p *pipeline) EmitWait(ctx context.Context, msg *Message) (Outcome, error) 
 // per message. Messages already on the input subject (from before an
 // update that removed the steps, or replayed to a step) are still handled
 // by the input stage.
-func (p *pipeline) direct() bool { return len(p.steps) == 0 }
+func (p *pipeline) direct() bool { return len(p.spec.Steps) == 0 }
 
 // emitDirect routes msgs at once: each goes to the subject of every sink
 // whose `when` holds, under the same ids the input stage would give it, so
@@ -384,7 +501,10 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 		if _, err := p.prepare(ctx, msg); err != nil {
 			return nil, p.accepted(msg, err)
 		}
-		targets := p.route(msg)
+		targets, err := p.route(msg)
+		if err != nil {
+			return nil, err
+		}
 		if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
 			if len(targets) == 0 { // filtered, or dead-lettered by a `when` (which holds it)
 				if err := p.e.claims.dropUnheld(ctx, ref); err != nil {
@@ -524,7 +644,11 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			continue
 		}
 		for _, out := range it.msgs {
-			targets := p.route(out)
+			targets, err := p.route(out)
+			if err != nil {
+				it.err = err
+				break
+			}
 			if len(targets) == 0 {
 				continue
 			}
@@ -567,13 +691,16 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			p.track(it.id, StageRecord{Stage: stageRoute, Status: status, Outputs: it.routes})
 			p.dropInputObjects(it)
 			p.reply(it, Outcome{Status: status})
-		case it.step == "":
-			// Publishing downstream failed: the input stays and comes back soon.
-			p.log.Warn("publish to sinks failed; redelivering", "err", it.err)
-			_ = it.src.NakWithDelay(time.Second)
 		default:
-			p.reply(it, Outcome{Status: StatusFailed, Stage: "step:" + it.step, Error: clip(it.err.Error())})
-			p.retryOrDeadLetter(it.src, p.toMessage(it.src), "step:"+it.step, it.err, nil)
+			// A step failed, or routing and publishing its outputs did
+			// (stage "route"): either way one more counted attempt, and the
+			// DLQ after the last one or at once for a permanent error.
+			stage := stageRoute
+			if it.step != "" {
+				stage = "step:" + it.step
+			}
+			p.reply(it, Outcome{Status: StatusFailed, Stage: stage, Error: clip(it.err.Error())})
+			p.retryOrDeadLetter(it.src, p.toMessage(it.src), stage, it.err, nil)
 		}
 	}
 }
@@ -589,8 +716,12 @@ func (p *pipeline) reply(it *item, out Outcome) {
 }
 
 // route returns the sinks whose `when` holds for out. A condition that
-// cannot be evaluated dead-letters the message for that sink.
-func (p *pipeline) route(out *Message) []*sinkRunner {
+// cannot be evaluated (an expression error, a payload too large to read)
+// is permanent: the message is dead-lettered for that sink at once. An
+// error means the routing itself failed and out must come back: the
+// payload could not be read for a condition (retryable), or a dead letter
+// could not be written.
+func (p *pipeline) route(out *Message) ([]*sinkRunner, error) {
 	var env map[string]any
 	var envErr error
 	var targets []*sinkRunner
@@ -598,16 +729,18 @@ func (p *pipeline) route(out *Message) []*sinkRunner {
 		if prog := p.routes[i]; prog != nil {
 			if env == nil && envErr == nil {
 				env, envErr = p.routeEnv(out)
+				if envErr != nil && !IsPermanent(envErr) {
+					return nil, fmt.Errorf("sink %s: when %q: %w", r.spec.Name, r.spec.When, envErr)
+				}
 			}
 			ok, err := any(nil), envErr
 			if err == nil {
 				ok, err = expr.Run(prog, env)
 			}
 			if err != nil {
-				if out.Claimed() {
-					_ = p.e.claims.hold(p.ctx, out.Header.Get(HeaderPayloadRef), []string{r.spec.Name})
+				if err := r.deadLetter(out, 1, fmt.Errorf("when %q: %w", r.spec.When, err), "route:"+r.spec.Name); err != nil {
+					return nil, err
 				}
-				r.deadLetter(out, 0, fmt.Errorf("when %q: %w", r.spec.When, err), "route:"+r.spec.Name)
 				continue
 			}
 			if ok != true {
@@ -616,7 +749,7 @@ func (p *pipeline) route(out *Message) []*sinkRunner {
 		}
 		targets = append(targets, r)
 	}
-	return targets
+	return targets, nil
 }
 
 // ClaimReader is implemented by a step that reads claim-checked payloads
@@ -682,10 +815,7 @@ func (p *pipeline) checkOutputRef(in, out *Message, byRef bool) error {
 	if !byRef {
 		return Permanent(fmt.Errorf("output sets %s, but the step does not work by reference (no objects capability)", HeaderPayloadRef))
 	}
-	if !strings.HasPrefix(ref, claimPrefix(p.tenant)) {
-		return Permanent(fmt.Errorf("output %s %q: not one of the tenant's payload objects (%s…)", HeaderPayloadRef, ref, claimPrefix(p.tenant)))
-	}
-	return nil
+	return checkPayloadRef(p.tenant, ref)
 }
 
 // claimOutput makes sure a large output travels by reference and that each
@@ -940,12 +1070,22 @@ func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
 	return &nats.Msg{Subject: SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), Header: nats.Header(h), Data: m.Data}
 }
 
-func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage string) {
+// deadLetter copies m to the DLQ for this sink without it ever reaching
+// the sink's subject (a permanent routing failure): a claim-checked
+// payload is held for the dead letter first. An error means m is not in
+// the DLQ, and the caller must keep its input (redelivered) rather than
+// let it go.
+func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage string) error {
+	if m.Claimed() && r.p.e.claims != nil {
+		if hErr := r.p.e.claims.hold(r.p.ctx, m.Header.Get(HeaderPayloadRef), []string{r.spec.Name}); hErr != nil {
+			return fmt.Errorf("%s: hold the payload for its dead letter: %w: %w", stage, ErrPayloadStore, hErr)
+		}
+	}
 	if dlErr := r.p.publishDeadLetter(m, attempts, err, stage); dlErr != nil {
-		r.p.log.Error("dead-letter write failed", "stage", stage, "err", dlErr)
-		return
+		return fmt.Errorf("%s: dead-letter write: %w", stage, dlErr)
 	}
 	r.deadLettered.Add(1)
+	return nil
 }
 
 func (r *sinkRunner) start(ctx context.Context) error {
@@ -1069,13 +1209,20 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 // Work in flight keeps its context until the drain is over, so a stop
 // never counts as a failed attempt.
 func (p *pipeline) stop() {
+	p.mu.Lock()
+	if !p.stopped {
+		p.stopped = true
+		close(p.stopping)
+	}
+	inConsume, steps := p.inConsume, p.steps
+	p.mu.Unlock()
 	p.srcCancel()
 	defer p.cancel()
 	if p.srcDone != nil {
 		<-p.srcDone
 	}
-	if p.inConsume != nil {
-		p.inConsume.Drain()
+	if inConsume != nil {
+		inConsume.Drain()
 	}
 	p.inWG.Wait()
 	for _, r := range p.sinks {
@@ -1090,7 +1237,8 @@ func (p *pipeline) stop() {
 			p.log.Warn("close sink", "sink", r.spec.Name, "err", err)
 		}
 	}
-	for i, s := range p.steps {
+	// Steps still being built are the builder's to close.
+	for i, s := range steps {
 		if err := s.Close(); err != nil {
 			p.log.Warn("close step", "step", p.spec.Steps[i].Name, "err", err)
 		}

@@ -102,14 +102,8 @@ func (s *kvState) Keys(ctx context.Context) ([]string, error) {
 
 // purgeState deletes every key of an integration.
 func purgeState(ctx context.Context, kv jetstream.KeyValue, tenant, integration string) error {
-	lister, err := kv.ListKeysFiltered(ctx, tenant+"."+integration+".>")
-	if err != nil {
-		return fmt.Errorf("state keys of %s/%s: %w", tenant, integration, err)
-	}
-	for k := range lister.Keys() {
-		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("purge state %s: %w", k, err)
-		}
+	if err := purgeKeys(ctx, kv, tenant+"."+integration+".>"); err != nil {
+		return fmt.Errorf("state of %s/%s: %w", tenant, integration, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vrsky/vrsky/host"
 )
@@ -22,7 +23,12 @@ type WasmStepInfo struct {
 	// (compiling a Go module cold takes seconds); it should cache its result.
 	Module func(ctx context.Context) (*host.Module, error)
 	// Env backs the ABI's I/O functions (NATS, objects, KV, HTTP); the
-	// host scopes every call to the pool's tenant and integration.
+	// host scopes every call to the pool's tenant and integration. In a
+	// step of an integration, Objects takes writes only under the
+	// integration's payload prefix, and objects a call wrote that none of
+	// its outputs names are deleted after it (when Objects can Delete);
+	// inside an Engine, KV is replaced by the integration's own bounded
+	// bucket, deleted with it (see storage.go).
 	Env host.Env
 	// Limits bound each pool's instances; zero fields take the host's defaults.
 	Limits host.Limits
@@ -42,13 +48,30 @@ func WasmStep(w WasmStepInfo) Connector {
 			if err != nil {
 				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
 			}
-			pool, err := mod.NewPool(host.PoolConfig{
-				Config: cfg, Tenant: env.Tenant, Integration: env.Integration, Env: w.Env, Limits: w.Limits,
+			penv, step := w.Env, &wasmStep{byRef: mod.Spec().Capabilities.Objects}
+			if penv.Objects != nil && env.Tenant != "" && env.Integration != "" {
+				step.deleter, _ = penv.Objects.(objectDeleter)
+				penv.Objects = scopedObjects{inner: penv.Objects, prefix: claimPrefix(env.Tenant) + env.Integration + "/"}
+			}
+			if env.storage != nil {
+				penv.KV = nil
+				if mod.Spec().Capabilities.KV {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					kv, err := env.storage.kv(ctx)
+					cancel()
+					if err != nil {
+						return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
+					}
+					penv.KV = host.NATSKV{KV: kv}
+				}
+			}
+			step.pool, err = mod.NewPool(host.PoolConfig{
+				Config: cfg, Tenant: env.Tenant, Integration: env.Integration, Env: penv, Limits: w.Limits,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
 			}
-			return &wasmStep{pool: pool, byRef: mod.Spec().Capabilities.Objects}, nil
+			return step, nil
 		},
 	}
 }
@@ -56,6 +79,14 @@ func WasmStep(w WasmStepInfo) Connector {
 type wasmStep struct {
 	pool  *host.Pool
 	byRef bool // the module may open objects: it streams claim-checked payloads
+	// deleter removes the objects a call wrote and no output names; nil
+	// when the object store cannot delete (or there is none).
+	deleter objectDeleter
+}
+
+// objectDeleter is the part of blob.Store that drops a step's leftovers.
+type objectDeleter interface {
+	Delete(ctx context.Context, key string) error
 }
 
 // ReadsClaims implements ClaimReader: a module with the objects capability
@@ -70,7 +101,14 @@ func (s *wasmStep) Process(ctx context.Context, batch []*Message) ([]StepResult,
 	for i, m := range batch {
 		in[i] = host.Message{ID: m.ID, Headers: m.Header, Data: m.Data}
 	}
+	var log *objectLog
+	if s.deleter != nil {
+		ctx, log = withObjectLog(ctx)
+	}
 	res, err := s.pool.Process(ctx, in)
+	if log != nil {
+		s.dropUnnamed(ctx, log.written(), res)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -96,3 +134,29 @@ func (s *wasmStep) Process(ctx context.Context, batch []*Message) ([]StepResult,
 }
 
 func (s *wasmStep) Close() error { return s.pool.Close() }
+
+// dropUnnamed deletes the objects of written that no output of res names
+// (ABI.md §7): a write that is not passed on would otherwise stay until
+// the payload sweep. A failed delete is left to that sweep.
+func (s *wasmStep) dropUnnamed(ctx context.Context, written []string, res []host.Result) {
+	if len(written) == 0 {
+		return
+	}
+	named := map[string]bool{}
+	for _, r := range res {
+		if r.Status != host.StatusOK {
+			continue
+		}
+		for _, o := range r.Out {
+			if ref := Header(o.Headers).Get(HeaderPayloadRef); ref != "" {
+				named[ref] = true
+			}
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	for _, k := range written {
+		if !named[k] {
+			_ = s.deleter.Delete(ctx, k)
+		}
+	}
+}

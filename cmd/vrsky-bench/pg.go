@@ -36,7 +36,7 @@ import (
 
 // pgDSNEnv is in the bench tenant's secret scope (vrsky serve
 // --secret-env-prefix).
-const pgDSNEnv = "VRSKY_SECRET_BENCH_PG_DSN"
+const pgDSNEnv = "VRSKY_SECRET_BENCH__PG_DSN"
 
 // pgBench is a running cluster, vrsky serve with the DSN in its
 // environment, and the bench tenant's client.

@@ -36,7 +36,7 @@ func (in *instance) tenantKey() string {
 // and a file with a broken line lands in failed/ with the line number.
 func TestCSVFolderIntoPostgres(t *testing.T) {
 	dsn := pgtest.New(t)
-	t.Setenv("VRSKY_SECRET_ACME_DB", dsn)
+	t.Setenv("VRSKY_SECRET_ACME__DB", dsn)
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -51,7 +51,7 @@ func TestCSVFolderIntoPostgres(t *testing.T) {
 	key := in.tenantKey()
 	in.call("POST", "/api/v1/integrations", key, "application/yaml", `name: load
 source: {connector: file, config: {dir: in, pattern: "*.csv", mode: csv, records_per_message: 500, stable_for: 200ms, rescan_interval: 500ms}}
-sinks: [{name: db, connector: postgres, config: {dsn_env: VRSKY_SECRET_ACME_DB, table: rows, mode: upsert, key: [id]}}]
+sinks: [{name: db, connector: postgres, config: {dsn_env: VRSKY_SECRET_ACME__DB, table: rows, mode: upsert, key: [id]}}]
 `, http.StatusCreated, nil)
 	in.call("POST", "/api/v1/integrations/load/start", key, "", "", http.StatusOK, nil)
 
@@ -112,7 +112,7 @@ sinks: [{name: db, connector: postgres, config: {dsn_env: VRSKY_SECRET_ACME_DB, 
 // arrives, and the replication slot catches up (its lag back near zero).
 func TestKill9MidCDCStream(t *testing.T) {
 	dsn := pgtest.New(t)
-	t.Setenv("VRSKY_SECRET_ACME_DB", dsn)
+	t.Setenv("VRSKY_SECRET_ACME__DB", dsn)
 	ctx := context.Background()
 	db, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -149,7 +149,7 @@ func TestKill9MidCDCStream(t *testing.T) {
 	in := startServe(t, data, addr)
 	key := in.tenantKey()
 	in.call("POST", "/api/v1/integrations", key, "application/yaml", fmt.Sprintf(`name: cdc
-source: {connector: postgres-cdc, config: {dsn_env: VRSKY_SECRET_ACME_DB, tables: [public.events], heartbeat: 1s}}
+source: {connector: postgres-cdc, config: {dsn_env: VRSKY_SECRET_ACME__DB, tables: [public.events], heartbeat: 1s}}
 sinks: [{name: api, connector: http, config: {url: %q}}]
 retry: {max_attempts: 50, initial_backoff: 100ms, max_backoff: 1s}
 `, api.URL), http.StatusCreated, nil)

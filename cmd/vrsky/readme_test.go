@@ -38,7 +38,7 @@ func TestReadmeSpecsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registerWasmSteps(ctx, cat, rt, conn, bs, slog.New(slog.DiscardHandler)); err != nil {
+	if err := registerWasmSteps(ctx, cat, rt, host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 

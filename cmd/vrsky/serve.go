@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/api"
 	fileconn "github.com/vrsky/vrsky/builtin/file"
@@ -305,10 +304,13 @@ func serve(ctx context.Context, f serveFlags) error {
 		return fmt.Errorf("wasm host: %w", err)
 	}
 	defer wasmRT.Close(context.Background())
-	if err := registerWasmSteps(ctx, cat, wasmRT, conn, bs, log); err != nil {
+	// What Wasm steps' I/O functions reach, shipped and uploaded alike; the
+	// engine gives each integration its own KV bucket and object prefix.
+	stepEnv := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}
+	if err := registerWasmSteps(ctx, cat, wasmRT, stepEnv, log); err != nil {
 		return err
 	}
-	connReg, err := openRegistry(ctx, f.registry, cat, wasmRT, st, conn, bs, log)
+	connReg, err := openRegistry(f.registry, cat, wasmRT, st, bs, stepEnv, log)
 	if err != nil {
 		return err
 	}
@@ -397,15 +399,7 @@ func builtins(filesRoot string) []runtime.Connector {
 // registerWasmSteps compiles the Wasm connectors that ship inside the
 // binary and adds them to the catalogue. A module missing from a dev build
 // (make wasm not run) is skipped with a warning that says how to build it.
-func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runtime, conn *natsx.Conn, bs blob.Store, log *slog.Logger) error {
-	kv, err := conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "vrsky_step_kv", Description: "KV for Wasm steps, keys scoped per integration",
-		Storage: jetstream.FileStorage, Replicas: conn.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("step KV bucket: %w", err)
-	}
-	env := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs, KV: host.NATSKV{KV: kv}}
+func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runtime, env host.Env, log *slog.Logger) error {
 	for _, b := range wasmconnectors.List() {
 		if b.Err != nil {
 			log.Warn("shipped Wasm connector not available", "connector", b.Name, "err", b.Err)
@@ -427,23 +421,16 @@ func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runti
 // openRegistry opens the connector registry: uploaded Wasm steps, resolved
 // by cat on demand (tenant-aware, compiled on first use), metadata in st,
 // modules in bs. Uploaded modules get the same capability backends as the
-// shipped ones (NATS, objects, the step KV bucket).
-func openRegistry(ctx context.Context, f registryServeFlags, cat *runtime.Catalog, rt *host.Runtime,
-	st store.Store, conn *natsx.Conn, bs blob.Store, log *slog.Logger) (*registry.Registry, error) {
+// shipped ones (env).
+func openRegistry(f registryServeFlags, cat *runtime.Catalog, rt *host.Runtime,
+	st store.Store, bs blob.Store, env host.Env, log *slog.Logger) (*registry.Registry, error) {
 	rs, ok := st.(registry.Store)
 	if !ok {
 		return nil, fmt.Errorf("connector registry: the control-plane store %T keeps no connector metadata", st)
 	}
-	kv, err := conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: "vrsky_step_kv", Description: "KV for Wasm steps, keys scoped per integration",
-		Storage: jetstream.FileStorage, Replicas: conn.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("step KV bucket: %w", err)
-	}
 	cfg := registry.Config{
 		Store: rs, Blobs: bs, Host: rt, Catalog: cat, Shipped: map[string]registry.Shipped{},
-		Env:           host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs, KV: host.NATSKV{KV: kv}},
+		Env:           env,
 		MaxModuleSize: f.maxModuleSize, RequireSignatures: f.requireSignatures, SignedTenants: f.signedTenants,
 		Logger: log.With("component", "registry"),
 	}

@@ -1,0 +1,202 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/platform/blob"
+)
+
+// What an integration stores besides its stream, and how it goes with it.
+//
+// Wasm steps' kv_* functions use a bucket of the integration's own,
+// vrsky_kv_<tenant>_<integration>, made when a step with the KV capability
+// starts. JetStream bounds it: a value may be StepKVMaxValue bytes (the
+// ABI's 1 MiB), and the bucket Config.StepKVMaxBytes (DefaultStepKVMaxBytes,
+// lowered by the tenant's MaxStorageBytes quota) counting JetStream's own
+// overhead per entry; a put past the bound fails, and the guest sees
+// ERR_UNAVAILABLE. Wasm steps may write objects only under the
+// integration's payload prefix, payloads/<tenant>/<integration>/, and an
+// object a call wrote that none of its outputs names is deleted when the
+// call returns. Engine.Remove deletes all of it: the bucket, the objects
+// under the prefix, their claim-check markers and the integration's dead
+// letters (which name those objects).
+
+// DefaultStepKVMaxBytes bounds the step KV bucket of one integration.
+const DefaultStepKVMaxBytes = 16 << 20
+
+// StepKVMaxValue bounds one value in a step KV bucket: the ABI's kv_put limit.
+const StepKVMaxValue = 1 << 20
+
+// legacyStepKVBucket is the bucket every integration's steps shared before
+// each had its own; Remove still deletes an integration's keys there.
+const legacyStepKVBucket = "vrsky_step_kv"
+
+// ErrObjectScope: a Wasm step tried to write an object outside its
+// integration's payload prefix.
+// It wraps host.ErrDenied, so the guest sees ERR_DENIED.
+var ErrObjectScope = fmt.Errorf("object key outside the integration's payload prefix: %w", host.ErrDenied)
+
+// errPipelineStopped: the pipeline that asked for its storage has stopped
+// (or been removed) meanwhile; nothing is created for it.
+var errPipelineStopped = errors.New("the integration stopped")
+
+// stepKVBucket names the step KV bucket of an integration. Tenant and
+// integration names are [a-z0-9-], so the '_' joins cannot collide.
+func stepKVBucket(tenant, integration string) string {
+	return "vrsky_kv_" + tenant + "_" + integration
+}
+
+// stepStorage is what a pipeline's steps store, handed to them in Env:
+// the step KV bucket, made on demand under the integration's lock, so
+// that a step still starting when its integration is removed cannot bring
+// the bucket back.
+type stepStorage struct{ p *pipeline }
+
+// kv returns the integration's step KV bucket, creating it (or updating
+// its bounds) unless the pipeline has stopped.
+func (s *stepStorage) kv(ctx context.Context) (jetstream.KeyValue, error) {
+	p := s.p
+	defer p.e.lock(key(p.tenant, p.spec.Name))()
+	p.mu.Lock()
+	stopped := p.stopped
+	p.mu.Unlock()
+	if stopped {
+		return nil, errPipelineStopped
+	}
+	maxBytes := p.e.limits.stepKVBytes
+	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil && t.Quotas.MaxStorageBytes > 0 {
+		maxBytes = min(maxBytes, t.Quotas.MaxStorageBytes)
+	}
+	kv, err := p.e.conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       stepKVBucket(p.tenant, p.spec.Name),
+		Description:  "VRSky step KV of " + p.tenant + "/" + p.spec.Name,
+		History:      1,
+		MaxValueSize: StepKVMaxValue,
+		MaxBytes:     maxBytes,
+		Storage:      jetstream.FileStorage,
+		Replicas:     p.e.conn.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("step KV bucket of %s/%s: %w", p.tenant, p.spec.Name, err)
+	}
+	return kv, nil
+}
+
+// scopedObjects is the object store as one integration's Wasm steps see
+// it: reads as the host allows them, writes only under the integration's
+// payload prefix, each write recorded for the call that made it (see
+// withObjectLog).
+type scopedObjects struct {
+	inner  host.Objects
+	prefix string // payloads/<tenant>/<integration>/
+}
+
+var _ host.Objects = scopedObjects{}
+
+// Get implements host.Objects.
+func (o scopedObjects) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	return o.inner.Get(ctx, key)
+}
+
+// Put implements host.Objects: a key outside the prefix is refused with
+// ErrObjectScope before anything is written.
+func (o scopedObjects) Put(ctx context.Context, key string, r io.Reader) (blob.Info, error) {
+	if !strings.HasPrefix(key, o.prefix) {
+		return blob.Info{}, fmt.Errorf("%w: %q is not under %s", ErrObjectScope, key, o.prefix)
+	}
+	if l, ok := ctx.Value(objectLogKey{}).(*objectLog); ok {
+		l.add(key)
+	}
+	return o.inner.Put(ctx, key, r)
+}
+
+// objectLog collects the keys one guest call wrote.
+type objectLog struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+type objectLogKey struct{}
+
+func (l *objectLog) add(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = append(l.keys, key)
+}
+
+func (l *objectLog) written() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.keys...)
+}
+
+// withObjectLog returns ctx carrying a fresh log of the objects written
+// through scopedObjects under it.
+func withObjectLog(ctx context.Context) (context.Context, *objectLog) {
+	l := &objectLog{}
+	return context.WithValue(ctx, objectLogKey{}, l), l
+}
+
+// removeStorage deletes what an integration stores outside its stream
+// (see the comment at the top of this file), after its pipeline stopped.
+// Missing pieces are not errors; every piece is tried.
+func (e *Engine) removeStorage(ctx context.Context, tenant, integration string) error {
+	var errs []error
+	if err := e.conn.JS.DeleteKeyValue(ctx, stepKVBucket(tenant, integration)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		errs = append(errs, fmt.Errorf("delete step KV bucket: %w", err))
+	}
+	if kv, err := e.conn.JS.KeyValue(ctx, legacyStepKVBucket); err == nil {
+		if err := purgeKeys(ctx, kv, tenant+"."+integration+".>"); err != nil {
+			errs = append(errs, fmt.Errorf("step KV keys in %s: %w", legacyStepKVBucket, err))
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		errs = append(errs, fmt.Errorf("step KV bucket %s: %w", legacyStepKVBucket, err))
+	}
+	if s, err := e.dlqStream(ctx, tenant); err != nil {
+		errs = append(errs, fmt.Errorf("dead-letter stream: %w", err))
+	} else if s != nil {
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(SubjectDLQ(tenant, integration))); err != nil {
+			errs = append(errs, fmt.Errorf("purge dead letters: %w", err))
+		}
+	}
+	if c := e.claims; c != nil {
+		prefix := claimPrefix(tenant) + integration + "/"
+		if err := purgeKeys(ctx, c.markers, strings.ReplaceAll(prefix, "/", ".")+">"); err != nil {
+			errs = append(errs, fmt.Errorf("claim-check markers: %w", err))
+		}
+		if sw, ok := c.blobs.(blob.Sweeper); ok {
+			// A cutoff ahead of now: every object under the prefix, whatever
+			// the store's clock says.
+			if _, err := sw.Sweep(ctx, prefix, time.Now().Add(time.Hour)); err != nil {
+				errs = append(errs, fmt.Errorf("delete objects under %s: %w", prefix, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove the storage of %s/%s: %w", tenant, integration, err)
+	}
+	return nil
+}
+
+// purgeKeys purges every key of kv that matches filter.
+func purgeKeys(ctx context.Context, kv jetstream.KeyValue, filter string) error {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("keys %s: %w", filter, err)
+	}
+	for k := range lister.Keys() {
+		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("purge %s: %w", k, err)
+		}
+	}
+	return nil
+}
