@@ -32,7 +32,11 @@ func confine(c runtime.Connector, root string, fields ...string) runtime.Connect
 			if err != nil {
 				return nil, err
 			}
-			return newSource(cfg, env)
+			src, err := newSource(cfg, env)
+			if s, ok := src.(*source); ok {
+				s.base = filepath.Join(root, env.Tenant)
+			}
+			return src, err
 		}
 	}
 	if newSink != nil {

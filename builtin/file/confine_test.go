@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,29 @@ func TestConfinedPaths(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestConfinedSourceErrorsNameNoServerPath: what a tenant sees of a
+// confined source's failure (its integration's status) names the folder as
+// the tenant wrote it, never the server's root.
+func TestConfinedSourceErrorsNameNoServerPath(t *testing.T) {
+	root := t.TempDir()
+	src, _ := fileconn.Confined(root)
+	acme := runtime.Env{Tenant: "acme", Integration: "in", Logger: slog.New(slog.DiscardHandler)}
+	s, err := src.NewSource(json.RawMessage(`{"dir":"gone"}`), acme) // never created: no Check ran
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(context.Background(), &runtimetest.Emitter{})
+	if err == nil {
+		t.Fatal("Run of a missing folder succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, root) || !strings.Contains(msg, "gone") {
+		t.Fatalf("Run = %q: want the folder named as the tenant wrote it, without %s", msg, root)
+	}
+	var se *runtime.SpecError
+	if !errors.As(err, &se) || se.Field != "dir" {
+		t.Fatalf("Run = %v: the SpecError on dir is lost", err)
 	}
 }

@@ -87,7 +87,11 @@ func checkDir(dir string) error {
 }
 
 type source struct {
-	cfg               SourceConfig
+	cfg SourceConfig
+	// base is the tenant's file area when the source is confined
+	// (Confined): what the tenant sees of errors (the status, .error
+	// sidecars) names paths relative to it, never the server's.
+	base              string
 	env               runtime.Env
 	log               *slog.Logger
 	processed, failed string
@@ -103,6 +107,25 @@ func newSource(c SourceConfig, env runtime.Env) *source {
 	return &source{cfg: c, env: env, log: log, processed: c.resolve(c.ProcessedDir), failed: c.resolve(c.FailedDir), delim: delim}
 }
 
+// public is err as the tenant may see it: with paths under the tenant's
+// file area relative to it. The chain is kept (errors.Is and As see the
+// original); only the text changes.
+func (s *source) public(err error) error {
+	if err == nil || s.base == "" {
+		return err
+	}
+	return relativeError{err: err, base: filepath.Clean(s.base) + string(filepath.Separator)}
+}
+
+// relativeError is an error whose text names paths relative to base.
+type relativeError struct {
+	err  error
+	base string
+}
+
+func (e relativeError) Error() string { return strings.ReplaceAll(e.err.Error(), e.base, "") }
+func (e relativeError) Unwrap() error { return e.err }
+
 // candidate is a file waiting to be stable.
 type candidate struct {
 	size  int64
@@ -111,7 +134,8 @@ type candidate struct {
 }
 
 // Run watches the directory until ctx ends.
-func (s *source) Run(ctx context.Context, emit runtime.Emitter) error {
+func (s *source) Run(ctx context.Context, emit runtime.Emitter) (err error) {
+	defer func() { err = s.public(err) }()
 	if err := checkDir(s.cfg.Dir); err != nil {
 		return fmt.Errorf("file source: %w", err)
 	}
@@ -364,7 +388,7 @@ func (s *source) process(ctx context.Context, emit runtime.Emitter, name string)
 	if res.err != nil {
 		// Not worth retrying this file (a parse error, a payload the
 		// stream refuses): failed/ with the reason.
-		dst, err := s.moveAside(path, s.failed, name, fmt.Sprintf("%v\nrecords emitted: %d\n", res.err, res.records))
+		dst, err := s.moveAside(path, s.failed, name, fmt.Sprintf("%v\nrecords emitted: %d\n", s.public(res.err), res.records))
 		if err != nil {
 			return err
 		}

@@ -274,13 +274,16 @@ func answer(status int, id string, v map[string]string) *runtime.HookResponse {
 }
 
 // idempotencyKey makes a client's Idempotency-Key usable as a message id
-// (a NATS header value and a KV key): anything outside [A-Za-z0-9._-] is
-// hashed.
+// (a NATS header value, a KV key token, an object key segment): a key of
+// [A-Za-z0-9._-] that neither starts nor ends with '.' nor holds "..", at
+// most 128 bytes, is used as it is; any other is hashed. (Dots at the ends
+// or doubled would make an empty KV token, and "." or ".." a path segment
+// that object stores refuse, so a large body could never be stored.)
 func idempotencyKey(k string) string {
 	if k == "" {
 		return ""
 	}
-	ok := len(k) <= 128
+	ok := len(k) <= 128 && k[0] != '.' && k[len(k)-1] != '.' && !strings.Contains(k, "..")
 	for i := 0; ok && i < len(k); i++ {
 		c := k[i]
 		ok = c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
