@@ -1,5 +1,5 @@
 # VRSky's build. `make run` starts the product on its embedded defaults;
-# `make test` is what CI runs (.ci/run). Both install what they need.
+# `make lint` and `make test` are what CI runs (.ci/run). Both install what they need.
 
 GO       ?= go
 BIN      := bin/vrsky

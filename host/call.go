@@ -433,6 +433,10 @@ func (i *abiInstance) run(ctx context.Context, st *callState) error {
 	return nil
 }
 
+func (i *abiInstance) state() *callState { return i.st }
+
+var _ instance = (*abiInstance)(nil)
+
 func (i *abiInstance) memoryPages() uint32 {
 	if mem := i.mod.Memory(); mem != nil {
 		return mem.Size() / 65536

@@ -159,6 +159,10 @@ func broken(ctx context.Context, err error) bool {
 		strings.Contains(err.Error(), "module closed") || strings.Contains(err.Error(), "module is closed")
 }
 
+func (i *extismInstance) state() *callState { return i.st }
+
+var _ instance = (*extismInstance)(nil)
+
 func (i *extismInstance) memoryPages() uint32 {
 	if mem := i.plugin.Memory(); mem != nil {
 		return mem.Size() / 65536

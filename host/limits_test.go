@@ -144,7 +144,7 @@ func TestPoolGrowsAndReclaims(t *testing.T) {
 	if s.Live < 1 || s.Live > 3 || s.Idle != s.Live {
 		t.Fatalf("stats after load: %+v", s)
 	}
-	if n := p.Reclaim(time.Now().Add(2 * time.Hour)); n != s.Live {
+	if n := host.Reclaim(p, time.Now().Add(2*time.Hour)); n != s.Live {
 		t.Fatalf("reclaimed %d of %d", n, s.Live)
 	}
 	if s := p.Stats(); s.Live != 0 {

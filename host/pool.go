@@ -192,11 +192,18 @@ type pooled struct {
 	lastUsed time.Time
 }
 
-// instance is one live guest: an ABI v1 module or an Extism plugin.
+// instance is one live guest: an ABI v1 module (abiInstance, call.go) or
+// an Extism plugin (extismInstance, extism.go).
 type instance interface {
+	// state is the instance's call state, which its host functions read;
+	// each instance has its own, reused from call to call.
+	state() *callState
 	// run processes st's batch; an error means the instance is broken.
 	run(ctx context.Context, st *callState) error
+	// memoryPages is the size of the instance's linear memory in 64 KiB
+	// pages.
 	memoryPages() uint32
+	// close frees the instance.
 	close(ctx context.Context)
 }
 
@@ -303,7 +310,7 @@ func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error
 	if err != nil {
 		return err
 	}
-	st := inst.state()
+	st := inst.inst.state()
 	st.begin(msgs, results)
 	err = inst.inst.run(ctx, st)
 	p.calls.Add(1)
@@ -337,16 +344,6 @@ func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error
 		results[i] = res[k]
 	}
 	return nil
-}
-
-func (pi *pooled) state() *callState {
-	switch i := pi.inst.(type) {
-	case *abiInstance:
-		return i.st
-	case *extismInstance:
-		return i.st
-	}
-	panic("host: unknown instance type")
 }
 
 func (p *Pool) acquire(ctx context.Context) (*pooled, error) {
@@ -412,15 +409,15 @@ func (p *Pool) reclaimLoop() {
 		case <-p.stop:
 			return
 		case now := <-t.C:
-			p.Reclaim(now)
+			p.reclaim(now)
 		}
 	}
 }
 
-// Reclaim closes instances idle since before now minus IdleTimeout. The
-// pool calls it periodically; it is exported for tests and for callers
-// that want memory back at once.
-func (p *Pool) Reclaim(now time.Time) int {
+// reclaim closes instances idle since before now minus IdleTimeout and
+// returns how many it closed. reclaimLoop calls it periodically; tests call
+// it through export_test.go.
+func (p *Pool) reclaim(now time.Time) int {
 	p.mu.Lock()
 	var old []*pooled
 	keep := p.idle[:0]

@@ -89,8 +89,7 @@ func TestTwoNodesEmitEachTickOnce(t *testing.T) {
 	leaderAndStandby(t, spec, a, b)
 	from := time.Now().Truncate(time.Second).Add(2 * time.Second)
 	to := from.Add(10 * time.Second)
-	runtimetest.WaitFor(t, 30*time.Second, "the ticks of 10 seconds", func() bool { return len(k.in(to, to.Add(time.Hour))) > 0 })
-	time.Sleep(500 * time.Millisecond) // a duplicate from the other node would arrive by now
+	waitPast(t, k, to, 30*time.Second, "the ticks of 10 seconds")
 	assertEachSecondOnce(t, k, from, to)
 }
 
@@ -114,16 +113,31 @@ func TestFailoverAndRestartMissNoTick(t *testing.T) {
 	// The survivor restarts the integration (a new revision or a crash):
 	// it resumes from the last tick it recorded.
 	b.Engine.Stop("acme", spec.Name)
-	time.Sleep(2500 * time.Millisecond)
+	// Two ticks fall due while it is stopped: the restart catches up on
+	// them.
+	due := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	runtimetest.WaitFor(t, 10*time.Second, "two ticks to fall due while the integration is stopped", func() bool {
+		return !time.Now().Before(due)
+	})
 	in, err := b.Store.GetIntegration(context.Background(), "acme", spec.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Engine.Apply(in)
 	to := time.Now().Truncate(time.Second).Add(3 * time.Second)
-	runtimetest.WaitFor(t, 30*time.Second, "ticks after the restart", func() bool { return len(k.in(to, to.Add(time.Hour))) > 0 })
-	time.Sleep(500 * time.Millisecond)
+	waitPast(t, k, to, 30*time.Second, "ticks after the restart")
 	assertEachSecondOnce(t, k, from, to)
+}
+
+// waitPast waits until the ticks before to are in and settled: until the
+// tick a second after to is delivered. A duplicate of an earlier tick (the
+// other node's, or a second emit of a caught-up one) would be published at
+// or near its own tick, a second or more before that one, so the wait is
+// tied to the pipeline's progress rather than to a fixed time.
+func waitPast(t *testing.T, k *ticks, to time.Time, timeout time.Duration, what string) {
+	t.Helper()
+	after := to.Add(time.Second)
+	runtimetest.WaitFor(t, timeout, what, func() bool { return len(k.in(after, after.Add(time.Hour))) > 0 })
 }
 
 // leaderAndStandby waits until both nodes run the integration, one of

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,21 +75,67 @@ func (c *client) do(method, path, contentType string, body []byte, out any) erro
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message, Field string } `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
-			if e.Error.Field != "" {
-				return fmt.Errorf("%s (%s): %s: %s", resp.Status, e.Error.Code, e.Error.Field, e.Error.Message)
-			}
-			return fmt.Errorf("%s (%s): %s", resp.Status, e.Error.Code, e.Error.Message)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+		return newClientError(resp, b)
 	}
 	if out != nil && len(b) > 0 {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// clientError is a non-2xx answer of the REST API: its HTTP status and, when
+// the body is the API's error document ({"error": {"code", "message",
+// "field"}}), the error's code, message and field. Callers tell answers
+// apart with errors.As and the status or code, never by the text.
+type clientError struct {
+	// StatusCode is the HTTP status code (404); Status is the status line
+	// as received ("404 Not Found").
+	StatusCode int
+	Status     string
+	// Code, Message and Field are the API's error document; Code is
+	// empty when the body was not one.
+	Code, Message, Field string
+	// Body is the answer's body, trimmed, when it was not an API error
+	// document.
+	Body string
+}
+
+// newClientError reads a non-2xx answer whose body is b.
+func newClientError(resp *http.Response, b []byte) *clientError {
+	e := &clientError{StatusCode: resp.StatusCode, Status: resp.Status}
+	var doc struct {
+		Error struct{ Code, Message, Field string } `json:"error"`
+	}
+	if json.Unmarshal(b, &doc) == nil && doc.Error.Message != "" {
+		e.Code, e.Message, e.Field = doc.Error.Code, doc.Error.Message, doc.Error.Field
+	} else {
+		e.Body = string(bytes.TrimSpace(b))
+	}
+	return e
+}
+
+// Error is "STATUS (CODE): [FIELD: ]MESSAGE" for an API error document,
+// else "STATUS: BODY", or "STATUS" when there is no body.
+func (e *clientError) Error() string {
+	switch {
+	case e.Message != "" && e.Field != "":
+		return fmt.Sprintf("%s (%s): %s: %s", e.Status, e.Code, e.Field, e.Message)
+	case e.Message != "":
+		return fmt.Sprintf("%s (%s): %s", e.Status, e.Code, e.Message)
+	case e.Body != "":
+		return e.Status + ": " + e.Body
+	}
+	return e.Status
+}
+
+// httpStatus is the HTTP status of the API answer err carries, or 0 when
+// err is not an API answer (the request did not reach the API).
+func httpStatus(err error) int {
+	var e *clientError
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -127,7 +174,7 @@ func newIntegrationCmd() *cobra.Command {
 			var out map[string]any
 			method := http.MethodPut
 			if err := c.do(http.MethodGet, path, "", nil, nil); err != nil {
-				if !strings.Contains(err.Error(), "404") {
+				if httpStatus(err) != http.StatusNotFound {
 					return err
 				}
 				method, path = http.MethodPost, "/api/v1/integrations"

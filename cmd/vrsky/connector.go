@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -305,13 +303,12 @@ func (c *client) raw(method, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
-			return nil, fmt.Errorf("%s (%s): %s", resp.Status, e.Error.Code, e.Error.Message)
-		}
-		return nil, errors.New(resp.Status)
+		// do's error, but its text is what pull has always printed: no
+		// field, and no body that is not the API's error document (it
+		// may be part of a module).
+		e := newClientError(resp, b)
+		e.Field, e.Body = "", ""
+		return nil, e
 	}
 	return b, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,7 +76,9 @@ config_schema: {type: object}
 example: {input: '{"a":1}', output: ['{"wrapped":{"a":1}}']}
 `), 0o644)
 
-			if out, err := runConnectorCLI(t, in, tenant.APIKey, "push", conn); err == nil || !strings.Contains(err.Error(), "rule signature") {
+			out, err := runConnectorCLI(t, in, tenant.APIKey, "push", conn)
+			var refused *clientError
+			if !errors.As(err, &refused) || refused.StatusCode != http.StatusBadRequest || refused.Code != "bad_request" || refused.Field != "signature" {
 				t.Fatalf("unsigned push: %v %s", err, out)
 			}
 			if out, err := runConnectorCLI(t, in, tenant.APIKey, "sign", "--key", keyFile, conn); err != nil {
@@ -84,7 +87,7 @@ example: {input: '{"a":1}', output: ['{"wrapped":{"a":1}}']}
 			if out, err := runConnectorCLI(t, in, tenant.APIKey, "push", conn); err != nil || !strings.Contains(out, `"digest"`) {
 				t.Fatalf("push: %v %s", err, out)
 			}
-			out, err := runConnectorCLI(t, in, tenant.APIKey, "list", "--kind", "step")
+			out, err = runConnectorCLI(t, in, tenant.APIKey, "list", "--kind", "step")
 			if err != nil || !strings.Contains(out, "wrap ") || !strings.Contains(out, "uploaded") || !strings.Contains(out, "jq ") {
 				t.Fatalf("list: %v\n%s", err, out)
 			}

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-
 	"github.com/vrsky/vrsky/api"
 	fileconn "github.com/vrsky/vrsky/builtin/file"
 	httpconn "github.com/vrsky/vrsky/builtin/http"
