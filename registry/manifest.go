@@ -9,10 +9,9 @@ import (
 	"sort"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/yamljson"
 )
 
 // ManifestFile is the manifest's file name in a connector's folder.
@@ -112,7 +111,7 @@ func ParseManifest(doc []byte) (*Manifest, error) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, fieldErr("", "the manifest is empty")
 	}
-	js, err := yaml.YAMLToJSONStrict(doc)
+	js, err := yamljson.ToJSON(doc)
 	if err != nil {
 		return nil, fieldErr("", "not valid YAML or JSON: %v", err)
 	}

@@ -294,6 +294,11 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 		Tenant: tenant, Name: m.Name, Version: m.Version, Kind: m.Kind, Visibility: m.Visibility,
 		Manifest: rec, Digest: digest, Size: int64(len(up.Module)), ModuleKey: key,
 	})
+	if errors.Is(err, store.ErrNameTaken) {
+		// Another publisher claimed the name since checkName looked (or
+		// owns it with no version left): the store's claim decides.
+		return store.ConnectorVersion{}, nameTaken(m.Name)
+	}
 	if errors.Is(err, store.ErrExists) {
 		return store.ConnectorVersion{}, refuse(RuleVersion, "manifest.version", http.StatusConflict,
 			"%s@%s exists already: versions are immutable, publish a new one", m.Name, m.Version)
@@ -324,7 +329,10 @@ func decodeRecord(cv store.ConnectorVersion) (record, error) {
 }
 
 // checkName refuses a name of the built-in catalogue, a name another
-// publisher owns, and a version that exists.
+// publisher owns, and a version that exists. It is the early answer, before
+// the smoke run; the store's name claim in CreateConnectorVersion is the
+// atomic one, for uploads that race (Publish maps its ErrNameTaken to the
+// same refusal).
 func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) error {
 	for _, x := range r.cfg.Catalog.List() {
 		if x.Name == m.Name {
@@ -336,7 +344,7 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 		return err
 	}
 	if found && owner != tenant {
-		return refuse(RuleName, "manifest.name", http.StatusConflict, "%q belongs to another publisher", m.Name)
+		return nameTaken(m.Name)
 	}
 	if found {
 		if _, err := r.cfg.Store.GetConnectorVersion(ctx, tenant, m.Name, m.Version); err == nil {
@@ -347,6 +355,11 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 		}
 	}
 	return nil
+}
+
+// nameTaken is the refusal of a name another publisher owns.
+func nameTaken(name string) *Refusal {
+	return refuse(RuleName, "manifest.name", http.StatusConflict, "%q belongs to another publisher", name)
 }
 
 // owner finds the tenant that owns name ("" the platform). A cached owner

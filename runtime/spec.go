@@ -11,9 +11,9 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"sigs.k8s.io/yaml"
 
 	"github.com/vrsky/vrsky/platform/schema"
+	"github.com/vrsky/vrsky/platform/yamljson"
 )
 
 // Spec is an integration: a source, steps in order, and one or more sinks.
@@ -108,7 +108,7 @@ func specErr(field, format string, args ...any) *SpecError {
 	return &SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ParseSpec reads a spec from YAML or JSON, rejects unknown fields and
+// ParseSpec reads a spec from YAML 1.2 or JSON, rejects unknown fields and
 // structural errors, and checks every connector, config and expression
 // against the catalogue. The returned error is a *SpecError naming the field.
 // Connectors private to a tenant are not checked against the caller's
@@ -121,7 +121,8 @@ func ParseSpecFor(doc []byte, cat *Catalog, tenant string) (*Spec, error) {
 	if len(bytes.TrimSpace(doc)) == 0 {
 		return nil, specErr("", "the spec is empty")
 	}
-	js, err := yaml.YAMLToJSONStrict(doc)
+	// YAML 1.2: `sep: n` in a step's config is the string "n", not false.
+	js, err := yamljson.ToJSON(doc)
 	if err != nil {
 		return nil, specErr("", "not valid YAML or JSON: %v", err)
 	}

@@ -55,10 +55,24 @@ type ConnectorVersion struct {
 //
 // Deleting a tenant does not delete its connectors: public ones may be in
 // use by other tenants. The registry decides what to do with them.
+//
+// A connector name has one owner across all tenants, the platform ("")
+// included: the registry resolves "name@version" without knowing who asks.
+// The first CreateConnectorVersion of a name claims it for its Tenant,
+// atomically with respect to every other create, so of two tenants
+// publishing a new name at once exactly one wins. The claim outlives the
+// versions: deleting every version of a name, or its owner, does not free
+// it, so a name other tenants have relied on cannot pass to another
+// publisher. Connectors stored before claims existed keep their owner: a
+// name with versions but no claim is claimed, on first sight, for the
+// owner the registry resolved it to until then: the platform if it has
+// versions of the name, else the first tenant by name that has, tenants
+// that exist before deleted ones.
 type ConnectorStore interface {
-	// CreateConnectorVersion stores a new version: ErrExists if Tenant,
-	// Name and Version are taken, ErrNotFound if Tenant is not "" and no
-	// such tenant exists. CreatedAt is set.
+	// CreateConnectorVersion stores a new version: ErrNotFound if Tenant
+	// is not "" and no such tenant exists, ErrNameTaken if another tenant
+	// owns Name (claiming it first if nobody does), ErrExists if Tenant,
+	// Name and Version are taken. CreatedAt is set.
 	CreateConnectorVersion(ctx context.Context, v ConnectorVersion) (ConnectorVersion, error)
 	// GetConnectorVersion returns one version, ErrNotFound if missing.
 	GetConnectorVersion(ctx context.Context, tenant, name, version string) (ConnectorVersion, error)

@@ -27,12 +27,13 @@ const (
 // of a hang.
 const defaultOpTimeout = 5 * time.Second
 
-// NATSStore keeps the control plane in four NATS KV buckets:
+// NATSStore keeps the control plane in five NATS KV buckets:
 //
-//	vrsky_tenants       <tenant>                   → Tenant (JSON)
-//	vrsky_apikeys       <key id>                   → APIKey (JSON)
-//	vrsky_integrations  <tenant>.<integration>     → Integration (JSON)
-//	vrsky_connectors    <tenant>.<name>.<version>  → ConnectorVersion (JSON)
+//	vrsky_tenants          <tenant>                   → Tenant (JSON)
+//	vrsky_apikeys          <key id>                   → APIKey (JSON)
+//	vrsky_integrations     <tenant>.<integration>     → Integration (JSON)
+//	vrsky_connectors       <tenant>.<name>.<version>  → ConnectorVersion (JSON)
+//	vrsky_connector_names  <name>                     → nameClaim (JSON)
 //
 // Names that are not plain [A-Za-z0-9_-] are stored base64url-encoded behind
 // a "=" marker, so any name maps to a valid KV key. Revisions are KV
@@ -51,6 +52,7 @@ type NATSStore struct {
 	keys         jetstream.KeyValue
 	integrations jetstream.KeyValue
 	connectors   jetstream.KeyValue
+	names        jetstream.KeyValue
 	js           jetstream.JetStream
 	// leader holds the streams of replicated buckets, which are listed by
 	// reading from the stream leader (see scan).
@@ -72,6 +74,7 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 		{BucketKeys, &s.keys, "VRSky API keys (hashed)"},
 		{BucketIntegrations, &s.integrations, "VRSky integrations"},
 		{BucketConnectors, &s.connectors, "VRSky connector registry"},
+		{BucketConnectorNames, &s.names, "VRSky connector names and their owners"},
 	} {
 		kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{
 			Bucket:      b.name,

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,13 +17,28 @@ import (
 // <tenant>.<name>.<version> (the platform's tenant "" encodes as "=").
 const BucketConnectors = "vrsky_connectors"
 
+// BucketConnectorNames holds the owner of every connector name, keyed
+// <name>. A claim is written once, with a create-only put, and never
+// changed or deleted: see ConnectorStore.
+const BucketConnectorNames = "vrsky_connector_names"
+
 var _ ConnectorStore = (*NATSStore)(nil)
 
 func connectorKey(tenant, name, version string) string {
 	return seg(tenant) + "." + seg(name) + "." + seg(version)
 }
 
-// CreateConnectorVersion implements ConnectorStore.
+// nameClaim is the value of a key in BucketConnectorNames.
+type nameClaim struct {
+	// Tenant owns the name; "" is the platform.
+	Tenant string `json:"tenant"`
+	// ClaimedAt is when the claim was written (for operators).
+	ClaimedAt time.Time `json:"claimed_at"`
+}
+
+// CreateConnectorVersion implements ConnectorStore. The tenant is checked
+// first (a missing tenant claims nothing), then the name is claimed, then
+// the version is written.
 func (s *NATSStore) CreateConnectorVersion(ctx context.Context, v ConnectorVersion) (ConnectorVersion, error) {
 	if err := CheckConnectorVersion(&v); err != nil {
 		return ConnectorVersion{}, err
@@ -30,16 +47,87 @@ func (s *NATSStore) CreateConnectorVersion(ctx context.Context, v ConnectorVersi
 	defer cancel()
 	v.CreatedAt = now()
 	key := connectorKey(v.Tenant, v.Name, v.Version)
-	var err error
-	if v.Tenant == "" {
-		_, err = create(ctx, s.connectors, key, v)
-	} else {
-		_, err = s.createChild(ctx, v.Tenant, s.connectors, key, v)
+	err := s.claimName(ctx, v.Tenant, v.Name)
+	if err == nil {
+		if v.Tenant == "" {
+			_, err = create(ctx, s.connectors, key, v)
+		} else {
+			_, err = s.createChild(ctx, v.Tenant, s.connectors, key, v)
+		}
 	}
 	if err != nil {
 		return ConnectorVersion{}, fmt.Errorf("store: create connector %s/%s@%s: %w", v.Tenant, v.Name, v.Version, err)
 	}
 	return v, nil
+}
+
+// claimName makes sure tenant owns the connector name: ErrNameTaken if
+// another tenant does, ErrNotFound if tenant (not "") does not exist.
+// Nobody owning it, the claim is written with a create-only put, so of two
+// tenants claiming it at once one write fails and that tenant reads the
+// winner's claim. A name that has versions but no claim (stored before
+// claims existed) is claimed for their owner, whoever asks.
+func (s *NATSStore) claimName(ctx context.Context, tenant, name string) error {
+	if tenant != "" {
+		if _, err := s.requireTenant(ctx, tenant); err != nil {
+			return err
+		}
+	}
+	key := seg(name)
+	var c nameClaim
+	_, err := get(ctx, s.names, key, &c)
+	if errors.Is(err, ErrNotFound) {
+		owner, found, lerr := s.unclaimedOwner(ctx, name)
+		if lerr != nil {
+			return fmt.Errorf("claim name %q: %w", name, lerr)
+		}
+		if !found {
+			owner = tenant
+		}
+		c = nameClaim{Tenant: owner, ClaimedAt: now()}
+		if _, err = create(ctx, s.names, key, c); errors.Is(err, ErrExists) {
+			_, err = get(ctx, s.names, key, &c) // another claim won: it decides
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("claim name %q: %w", name, err)
+	}
+	if c.Tenant != tenant {
+		return fmt.Errorf("name %q is owned by tenant %q: %w", name, c.Tenant, ErrNameTaken)
+	}
+	return nil
+}
+
+// unclaimedOwner finds the owner of a name's versions stored without a
+// claim: the platform if it has some, else the first tenant by name that
+// has, tenants that exist before deleted ones (the registry's resolution
+// before claims).
+func (s *NATSStore) unclaimedOwner(ctx context.Context, name string) (string, bool, error) {
+	vs, err := s.scanConnectors(ctx, "*."+seg(name)+".*")
+	if err != nil {
+		return "", false, err
+	}
+	owners := map[string]bool{}
+	for _, v := range vs {
+		if v.Name == name {
+			owners[v.Tenant] = true
+		}
+	}
+	if len(owners) == 0 {
+		return "", false, nil
+	}
+	if owners[""] {
+		return "", true, nil
+	}
+	sorted := slices.Sorted(maps.Keys(owners))
+	for _, t := range sorted {
+		if _, err := s.requireTenant(ctx, t); err == nil {
+			return t, true, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return "", false, err
+		}
+	}
+	return sorted[0], true, nil
 }
 
 // GetConnectorVersion implements ConnectorStore.

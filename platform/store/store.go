@@ -20,6 +20,9 @@ var (
 	ErrConflict = errors.New("revision conflict")
 	// ErrUnavailable: the backend cannot be reached right now; retry later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrNameTaken: a connector name belongs to another owner (see
+	// ConnectorStore.CreateConnectorVersion).
+	ErrNameTaken = errors.New("connector name taken by another owner")
 )
 
 // Tenant is one customer of the platform. Everything else belongs to a tenant.

@@ -22,7 +22,23 @@ func scanConnector(row pgx.Row) (store.ConnectorVersion, error) {
 	return v, err
 }
 
-// CreateConnectorVersion implements store.ConnectorStore.
+// claimNameSQL claims a connector name for $2 unless it has an owner. A
+// name with versions but no claim (stored by a VRSky older than migration
+// 0004) is claimed for their owner instead, by the migration's rule. The
+// primary key makes a concurrent claim wait for this transaction and then
+// do nothing.
+const claimNameSQL = `
+	INSERT INTO connector_names (name, tenant)
+	VALUES ($1, COALESCE((
+		SELECT c.tenant FROM connectors c WHERE c.name = $1
+		ORDER BY c.tenant <> '', NOT EXISTS (SELECT 1 FROM tenants t WHERE t.name = c.tenant), c.tenant COLLATE "C"
+		LIMIT 1), $2))
+	ON CONFLICT (name) DO NOTHING`
+
+// CreateConnectorVersion implements store.ConnectorStore. The name is
+// claimed in the transaction that writes the version: of two tenants
+// creating a new name at once, one waits on the other's claim and then
+// reads it.
 func (s *Store) CreateConnectorVersion(ctx context.Context, v store.ConnectorVersion) (store.ConnectorVersion, error) {
 	if err := store.CheckConnectorVersion(&v); err != nil {
 		return store.ConnectorVersion{}, err
@@ -40,6 +56,18 @@ func (s *Store) CreateConnectorVersion(ctx context.Context, v store.ConnectorVer
 				if err != nil {
 					return err
 				}
+			}
+			if _, err := tx.Exec(ctx, claimNameSQL, v.Name, v.Tenant); err != nil {
+				return fmt.Errorf("claim name %q: %w", v.Name, err)
+			}
+			// A new statement: read committed sees a claim committed
+			// while the insert above waited for it.
+			var owner string
+			if err := tx.QueryRow(ctx, `SELECT tenant FROM connector_names WHERE name = $1`, v.Name).Scan(&owner); err != nil {
+				return fmt.Errorf("claim name %q: %w", v.Name, err)
+			}
+			if owner != v.Tenant {
+				return fmt.Errorf("name %q is owned by tenant %q: %w", v.Name, owner, store.ErrNameTaken)
 			}
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO connectors (tenant, name, kind, visibility) VALUES ($1, $2, $3, $4)

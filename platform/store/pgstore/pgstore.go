@@ -441,7 +441,7 @@ func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelF
 // keeping the cause in the chain.
 func mapErr(ctx context.Context, err error) error {
 	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) ||
-		errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUnavailable) {
+		errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNameTaken) {
 		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {

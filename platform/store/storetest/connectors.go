@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/vrsky/vrsky/platform/store"
 )
@@ -80,9 +82,11 @@ var connectorTests = []test{
 		wantErr(t, "CreateConnectorVersion twice", err, store.ErrExists)
 		_, err = cs.CreateConnectorVersion(ctx, cv("nobody", "x", "1"))
 		wantErr(t, "CreateConnectorVersion for a missing tenant", err, store.ErrNotFound)
-		// The same name and version elsewhere is another connector.
-		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("globex", "x", "1")))
-		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("", "x", "1")))
+		// The name is acme's: nobody else may publish under it.
+		_, err = cs.CreateConnectorVersion(ctx, cv("globex", "x", "1"))
+		wantErr(t, "CreateConnectorVersion of acme's name by globex", err, store.ErrNameTaken)
+		_, err = cs.CreateConnectorVersion(ctx, cv("", "x", "2"))
+		wantErr(t, "CreateConnectorVersion of acme's name by the platform", err, store.ErrNameTaken)
 		for _, tc := range []struct {
 			name string
 			edit func(*store.ConnectorVersion)
@@ -215,6 +219,94 @@ var connectorTests = []test{
 			t.Errorf("ListConnectorVersions = %d, %v; want %d", len(l), err, workers+1)
 		}
 	}),
+	connectorTest("NameOwnedByFirstPublisher", func(ctx context.Context, t *testing.T, s store.Store, cs store.ConnectorStore) {
+		mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "acme"}))
+		mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "globex"}))
+		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("", "jq", "1")))
+		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("acme", "enrich", "1")))
+		// The owner publishes as many versions as it likes.
+		for _, v := range []string{"2", "3", "1.0.0"} {
+			mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("acme", "enrich", v)))
+		}
+		taken := func(when string) {
+			t.Helper()
+			for _, c := range []store.ConnectorVersion{cv("globex", "enrich", "9"), cv("", "enrich", "9"), cv("acme", "jq", "9"), cv("globex", "jq", "1")} {
+				_, err := cs.CreateConnectorVersion(ctx, c)
+				wantErr(t, fmt.Sprintf("%s: CreateConnectorVersion %s/%s@%s", when, c.Tenant, c.Name, c.Version), err, store.ErrNameTaken)
+			}
+			for _, id := range [][2]string{{"globex", "enrich"}, {"", "enrich"}, {"acme", "jq"}, {"globex", "jq"}} {
+				l, err := cs.ListConnectorVersions(ctx, id[0], id[1])
+				assertConnectors(t, fmt.Sprintf("%s: ListConnectorVersions%q", when, id), l, err)
+			}
+		}
+		taken("published")
+		// The claim outlives the versions and the tenant: a name others
+		// relied on never passes to another publisher.
+		for _, v := range []string{"1", "2", "3", "1.0.0"} {
+			if err := cs.DeleteConnectorVersion(ctx, "acme", "enrich", v); err != nil {
+				t.Fatalf("DeleteConnectorVersion %s: %v", v, err)
+			}
+		}
+		taken("every version deleted")
+		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("acme", "enrich", "4")))
+		if err := s.DeleteTenant(ctx, "acme"); err != nil {
+			t.Fatalf("DeleteTenant: %v", err)
+		}
+		_, err := cs.CreateConnectorVersion(ctx, cv("globex", "enrich", "9"))
+		wantErr(t, "CreateConnectorVersion of a deleted tenant's name", err, store.ErrNameTaken)
+		// A tenant that does not exist claims nothing.
+		_, err = cs.CreateConnectorVersion(ctx, cv("nobody", "fresh", "1"))
+		wantErr(t, "CreateConnectorVersion for a missing tenant", err, store.ErrNotFound)
+		mustConnector(t)(cs.CreateConnectorVersion(ctx, cv("globex", "fresh", "1")))
+	}),
+	connectorTest("NameClaimRace", func(ctx context.Context, t *testing.T, s store.Store, cs store.ConnectorStore) {
+		// Tenants publishing the same new name at once: one tenant gets
+		// it, every version of the others is refused with ErrNameTaken,
+		// and the winner's own versions all succeed.
+		tenants := []string{"acme", "globex", "initech", ""}
+		for _, name := range tenants[:3] {
+			mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: name}))
+		}
+		const racers = 4 * workers
+		for round := range 5 {
+			name := fmt.Sprintf("contested-%d", round)
+			errs := race(racers, func(i int) error {
+				_, err := cs.CreateConnectorVersion(ctx, cv(tenants[i%len(tenants)], name, fmt.Sprint(i)))
+				return err
+			})
+			winner, won := "", false
+			for i, err := range errs {
+				if err == nil {
+					tenant := tenants[i%len(tenants)]
+					if won && tenant != winner {
+						t.Fatalf("round %d: both %q and %q published %s", round, winner, tenant, name)
+					}
+					winner, won = tenant, true
+				}
+			}
+			if !won {
+				t.Fatalf("round %d: nobody published %s: %v", round, name, errs)
+			}
+			for i, err := range errs {
+				tenant := tenants[i%len(tenants)]
+				switch {
+				case tenant == winner && err != nil:
+					t.Errorf("round %d: winner %q's version %d: %v", round, winner, i, err)
+				case tenant != winner && !errors.Is(err, store.ErrNameTaken):
+					t.Errorf("round %d: %q's version %d: %v, want %v", round, tenant, i, err, store.ErrNameTaken)
+				}
+			}
+			for _, tenant := range tenants {
+				want := 0
+				if tenant == winner {
+					want = racers / len(tenants)
+				}
+				if l, err := cs.ListConnectorVersions(ctx, tenant, name); err != nil || len(l) != want {
+					t.Errorf("round %d: %q has versions %q (%v), want %d", round, tenant, connectorIDs(l), err, want)
+				}
+			}
+		}
+	}),
 	connectorTest("DeleteRacesCreate", func(ctx context.Context, t *testing.T, s store.Store, cs store.ConnectorStore) {
 		// Deleting a connector's last version while another is created
 		// must not lose the new one.
@@ -243,4 +335,63 @@ var connectorTests = []test{
 			t.Errorf("deleted version still there: %v", err)
 		}
 	}),
+}
+
+// LegacyNames checks that connector versions stored without a name claim,
+// as a VRSky before claims stored them, keep their owner: the one the
+// registry resolved the name to, the platform first, else the first tenant
+// by name, tenants that exist before deleted ones. s must be empty;
+// writeLegacy stores versions the way such a VRSky did (and, for a backend
+// that claims names in a migration, runs it).
+func LegacyNames(t *testing.T, s store.Store, writeLegacy func(ctx context.Context, vs []store.ConnectorVersion) error) {
+	cs, ok := s.(store.ConnectorStore)
+	if !ok {
+		t.Fatalf("%T does not implement store.ConnectorStore", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "acme"}))
+	mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "globex"}))
+	// Tenant "gone" does not exist: it was deleted, its connectors stayed.
+	cases := []struct {
+		name   string
+		owners []string // tenants holding versions of the name
+		want   string
+	}{
+		{"solo", []string{"globex"}, "globex"},
+		{"both", []string{"globex", "acme"}, "acme"},
+		{"platform", []string{"acme", ""}, ""},
+		{"deleted-first", []string{"gone", "globex"}, "globex"},
+		{"deleted-only", []string{"gone"}, "gone"},
+	}
+	var legacy []store.ConnectorVersion
+	for _, c := range cases {
+		for _, o := range c.owners {
+			v := cv(o, c.name, "1")
+			v.Visibility = store.VisibilityPublic
+			v.CreatedAt = time.Now().UTC().Truncate(time.Microsecond)
+			legacy = append(legacy, v)
+		}
+	}
+	if err := writeLegacy(ctx, legacy); err != nil {
+		t.Fatalf("write connectors without claims: %v", err)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// The others try first: a claim for whoever asks first fails.
+			tries := slices.DeleteFunc([]string{"acme", "globex", ""}, func(s string) bool { return s == c.want })
+			for _, tenant := range append(tries, c.want) {
+				if tenant == "gone" {
+					continue // it cannot publish: it does not exist
+				}
+				_, err := cs.CreateConnectorVersion(ctx, cv(tenant, c.name, "2"))
+				switch {
+				case tenant == c.want && err != nil:
+					t.Errorf("owner %q: CreateConnectorVersion: %v", tenant, err)
+				case tenant != c.want && !errors.Is(err, store.ErrNameTaken):
+					t.Errorf("%q (owner %q): CreateConnectorVersion: %v, want %v", tenant, c.want, err, store.ErrNameTaken)
+				}
+			}
+		})
+	}
 }
