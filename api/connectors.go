@@ -82,6 +82,20 @@ func (s *Server) viewer(c *fiber.Ctx) registry.Viewer {
 	return registry.Viewer{Tenant: named, Admin: true}
 }
 
+// ruleErrors is what an upload refused by a registry rule answers, for the
+// rules that are not a plain 400 bad_request: the client's input is fine
+// but too big, collides with what exists, or could not be compiled within
+// the server's bounds.
+var ruleErrors = map[string]struct {
+	status int
+	code   Code
+}{
+	registry.RuleSize:          {http.StatusRequestEntityTooLarge, CodeBodyTooLarge},
+	registry.RuleName:          {http.StatusConflict, CodeConflict},
+	registry.RuleVersion:       {http.StatusConflict, CodeAlreadyExists},
+	registry.RuleCompileBounds: {http.StatusUnprocessableEntity, CodeUnprocessable},
+}
+
 // registryError maps the registry's errors to API errors.
 func registryError(err error) error {
 	var ref *registry.Refusal
@@ -89,16 +103,11 @@ func registryError(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &ref):
-		code := CodeBadRequest
-		switch {
-		case ref.Status == http.StatusRequestEntityTooLarge:
-			code = CodeBodyTooLarge
-		case ref.Rule == registry.RuleVersion:
-			code = CodeAlreadyExists
-		case ref.Status == http.StatusConflict:
-			code = CodeConflict
+		status, code := http.StatusBadRequest, CodeBadRequest
+		if r, ok := ruleErrors[ref.Rule]; ok {
+			status, code = r.status, r.code
 		}
-		return &Error{Status: ref.Status, Code: code, Field: ref.Field, Message: ref.Error(), cause: err}
+		return &Error{Status: status, Code: code, Field: ref.Field, Message: ref.Error(), cause: err}
 	case errors.Is(err, registry.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error(), cause: err}
 	case errors.Is(err, registry.ErrForbidden):

@@ -29,6 +29,7 @@ const (
 	CodeConflict            Code = "conflict"
 	CodeBodyTooLarge        Code = "body_too_large"
 	CodeUnsupportedMedia    Code = "unsupported_media_type"
+	CodeUnprocessable       Code = "unprocessable"
 	CodeQuotaExceeded       Code = "quota_exceeded"
 	CodeTooManyAuthFailures Code = "too_many_auth_failures"
 	CodeInternal            Code = "internal"
@@ -54,6 +55,7 @@ var Codes = []struct {
 	{CodeConflict, http.StatusConflict, "the change conflicts with the current state (a concurrent update, a webhook path in use, a dead letter whose sink is gone)"},
 	{CodeBodyTooLarge, http.StatusRequestEntityTooLarge, "the request body is over the limit"},
 	{CodeUnsupportedMedia, http.StatusUnsupportedMediaType, "the Content-Type is not one the route accepts"},
+	{CodeUnprocessable, http.StatusUnprocessableEntity, "the request is well-formed, but the server could not act on it within its bounds (a Wasm module that does not compile within the compile time or memory bound)"},
 	{CodeQuotaExceeded, http.StatusTooManyRequests, "a tenant quota is reached; the message names it"},
 	{CodeTooManyAuthFailures, http.StatusTooManyRequests, "too many failed authentications from the client's address or for the key id; every key is refused until Retry-After seconds have passed"},
 	{CodeInternal, http.StatusInternalServerError, "a server-side failure"},

@@ -3,7 +3,6 @@ package registry_test
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 
@@ -45,7 +44,7 @@ func TestPublishNameRace(t *testing.T) {
 					}
 					loser = i
 					var r *registry.Refusal
-					if !errors.As(err, &r) || r.Rule != registry.RuleName || r.Status != http.StatusConflict || r.Field != "manifest.name" {
+					if !errors.As(err, &r) || r.Rule != registry.RuleName || r.Field != "manifest.name" {
 						t.Fatalf("round %d: %s's upload: %v, want a refusal of rule %s, 409, manifest.name", round, tenants[i], err, registry.RuleName)
 					}
 				}
@@ -64,9 +63,7 @@ func TestPublishNameRace(t *testing.T) {
 				// The name stays the winner's.
 				e.publish(tenants[winner], registry.Upload{Manifest: manifest(name, "1.0.1"), Module: wrap})
 				_, err := e.reg.Publish(e.ctx, tenants[loser], registry.Upload{Manifest: manifest(name, "2.0.0"), Module: wrap})
-				if r := refusal(t, err, registry.RuleName); r.Status != http.StatusConflict {
-					t.Errorf("round %d: later upload by the loser: status %d, want 409", round, r.Status)
-				}
+				refusal(t, err, registry.RuleName)
 			}
 		})
 	}
@@ -84,8 +81,8 @@ func TestPublishDeletedName(t *testing.T) {
 		t.Fatalf("Delete: %v", err)
 	}
 	_, err := e.reg.Publish(e.ctx, "globex", registry.Upload{Manifest: manifest("gone", "1.0.0"), Module: wrap})
-	if r := refusal(t, err, registry.RuleName); r.Status != http.StatusConflict || r.Field != "manifest.name" {
-		t.Errorf("got field %q status %d, want manifest.name 409", r.Field, r.Status)
+	if r := refusal(t, err, registry.RuleName); r.Field != "manifest.name" {
+		t.Errorf("got field %q, want manifest.name", r.Field)
 	}
 	e.publish("acme", registry.Upload{Manifest: manifest("gone", "1.0.0"), Module: wrap})
 }

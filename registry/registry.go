@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -141,36 +140,38 @@ func (r *Registry) Close(ctx context.Context) error {
 
 // Refusal is an upload that failed a rule. Rule is one of the Rule*
 // constants; Field names the input to fix ("module", "manifest.version").
+// What a rule means to a client (an HTTP status) is the API's to say.
 type Refusal struct {
 	Rule   string
 	Field  string
 	Reason string
-	// Status is the HTTP status that fits (400, 409, 413).
-	Status int
 }
 
 func (e *Refusal) Error() string { return fmt.Sprintf("rule %s: %s", e.Rule, e.Reason) }
 
 // The upload rules, in the order they are checked.
 const (
-	RuleManifest     = "manifest"
-	RuleKind         = "kind"
-	RuleSize         = "size"
-	RuleWasm         = "wasm"
-	RuleLimits       = "limits"
-	RuleCompile      = "compile"
-	RuleImports      = "imports"
-	RuleCapabilities = "capabilities"
-	RuleExports      = "exports"
-	RuleSchema       = "schema"
-	RuleName         = "name"
-	RuleVersion      = "version"
-	RuleSmoke        = "smoke"
-	RuleSignature    = "signature"
+	RuleManifest = "manifest"
+	RuleKind     = "kind"
+	RuleSize     = "size"
+	RuleWasm     = "wasm"
+	RuleLimits   = "limits"
+	RuleCompile  = "compile"
+	// RuleCompileBounds: compiling the module went past the server's
+	// time or memory bound (host.CompileError with a Limit).
+	RuleCompileBounds = "compile_bounds"
+	RuleImports       = "imports"
+	RuleCapabilities  = "capabilities"
+	RuleExports       = "exports"
+	RuleSchema        = "schema"
+	RuleName          = "name"
+	RuleVersion       = "version"
+	RuleSmoke         = "smoke"
+	RuleSignature     = "signature"
 )
 
-func refuse(rule, field string, status int, format string, args ...any) *Refusal {
-	return &Refusal{Rule: rule, Field: field, Status: status, Reason: fmt.Sprintf(format, args...)}
+func refuse(rule, field string, format string, args ...any) *Refusal {
+	return &Refusal{Rule: rule, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // loadRefusal maps the host's refusals of a module to upload rules: the
@@ -186,17 +187,17 @@ func loadRefusal(err error) *Refusal {
 	)
 	switch {
 	case errors.Is(err, wasmcheck.ErrNotWasm):
-		return refuse(RuleWasm, "module", http.StatusBadRequest, "%v", wasmcheck.ErrNotWasm)
+		return refuse(RuleWasm, "module", "%v", wasmcheck.ErrNotWasm)
 	case errors.As(err, &le):
-		return refuse(RuleLimits, "module", http.StatusBadRequest, "the module is over a limit of ABI v1 (abi/ABI.md, module limits): %v", le)
+		return refuse(RuleLimits, "module", "the module is over a limit of ABI v1 (abi/ABI.md, module limits): %v", le)
 	case errors.As(err, &fe):
-		return refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not compile: it does not decode %v", fe)
+		return refuse(RuleCompile, "module", "the module does not compile: it does not decode %v", fe)
 	case errors.As(err, &ce) && ce.Limit != "":
-		return refuse(RuleCompile, "module", http.StatusUnprocessableEntity, "the module could not be compiled within the server's bounds: %v", ce)
+		return refuse(RuleCompileBounds, "module", "the module could not be compiled within the server's bounds: %v", ce)
 	case errors.As(err, &ce):
-		return refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not compile: %s", ce.Reason)
+		return refuse(RuleCompile, "module", "the module does not compile: %s", ce.Reason)
 	case errors.As(err, &ie):
-		return refuse(RuleImports, "module", http.StatusBadRequest, "%v", ie)
+		return refuse(RuleImports, "module", "%v", ie)
 	}
 	return nil
 }
@@ -230,18 +231,18 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 		if fe != nil && fe.Field != "" {
 			field += "." + fe.Field
 		}
-		return store.ConnectorVersion{}, refuse(RuleManifest, field, http.StatusBadRequest, "%v", err)
+		return store.ConnectorVersion{}, refuse(RuleManifest, field, "%v", err)
 	}
 	if m.Kind != string(runtime.KindStep) {
-		return store.ConnectorVersion{}, refuse(RuleKind, "manifest.kind", http.StatusBadRequest,
+		return store.ConnectorVersion{}, refuse(RuleKind, "manifest.kind",
 			"kind %q cannot be uploaded: the host runs Wasm steps only", m.Kind)
 	}
 	if len(up.Module) > r.cfg.MaxModuleSize {
-		return store.ConnectorVersion{}, refuse(RuleSize, "module", http.StatusRequestEntityTooLarge,
+		return store.ConnectorVersion{}, refuse(RuleSize, "module",
 			"the module is %d bytes, over the limit of %d", len(up.Module), r.cfg.MaxModuleSize)
 	}
 	if len(up.Module) == 0 {
-		return store.ConnectorVersion{}, refuse(RuleWasm, "module", http.StatusBadRequest, "the module is empty")
+		return store.ConnectorVersion{}, refuse(RuleWasm, "module", "the module is empty")
 	}
 	mod, err := r.cfg.Host.Load(ctx, m.ModuleSpec(up.Module))
 	var loadErr error
@@ -257,10 +258,10 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 		return store.ConnectorVersion{}, err
 	}
 	if loadErr != nil {
-		return store.ConnectorVersion{}, refuse(RuleExports, "module", http.StatusBadRequest, "%v", loadErr)
+		return store.ConnectorVersion{}, refuse(RuleExports, "module", "%v", loadErr)
 	}
 	if err := checkSchema(m.ConfigSchema); err != nil {
-		return store.ConnectorVersion{}, refuse(RuleSchema, "manifest.config_schema", http.StatusBadRequest, "not a valid JSON Schema: %v", err)
+		return store.ConnectorVersion{}, refuse(RuleSchema, "manifest.config_schema", "not a valid JSON Schema: %v", err)
 	}
 	if err := r.checkName(ctx, tenant, m); err != nil {
 		return store.ConnectorVersion{}, err
@@ -275,11 +276,11 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 	var signedBy string
 	if len(bytes.TrimSpace(up.Signature)) > 0 || r.cfg.RequireSignatures || r.sign[tenant] {
 		if len(bytes.TrimSpace(up.Signature)) == 0 {
-			return store.ConnectorVersion{}, refuse(RuleSignature, "signature", http.StatusBadRequest,
+			return store.ConnectorVersion{}, refuse(RuleSignature, "signature",
 				"uploads must be signed by a trusted key (vrsky connector sign)")
 		}
 		if signedBy, err = verify(r.cfg.TrustedKeys, up.Signature, digest, up.Manifest); err != nil {
-			return store.ConnectorVersion{}, refuse(RuleSignature, "signature", http.StatusBadRequest, "%v", err)
+			return store.ConnectorVersion{}, refuse(RuleSignature, "signature", "%v", err)
 		}
 	}
 	key := "modules/sha256/" + digest
@@ -300,7 +301,7 @@ func (r *Registry) Publish(ctx context.Context, tenant string, up Upload) (store
 		return store.ConnectorVersion{}, nameTaken(m.Name)
 	}
 	if errors.Is(err, store.ErrExists) {
-		return store.ConnectorVersion{}, refuse(RuleVersion, "manifest.version", http.StatusConflict,
+		return store.ConnectorVersion{}, refuse(RuleVersion, "manifest.version",
 			"%s@%s exists already: versions are immutable, publish a new one", m.Name, m.Version)
 	}
 	if err != nil {
@@ -336,7 +337,7 @@ func decodeRecord(cv store.ConnectorVersion) (record, error) {
 func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) error {
 	for _, x := range r.cfg.Catalog.List() {
 		if x.Name == m.Name {
-			return refuse(RuleName, "manifest.name", http.StatusConflict, "%q is a built-in connector's name", m.Name)
+			return refuse(RuleName, "manifest.name", "%q is a built-in connector's name", m.Name)
 		}
 	}
 	owner, found, err := r.findOwner(ctx, m.Name, true)
@@ -348,7 +349,7 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 	}
 	if found {
 		if _, err := r.cfg.Store.GetConnectorVersion(ctx, tenant, m.Name, m.Version); err == nil {
-			return refuse(RuleVersion, "manifest.version", http.StatusConflict,
+			return refuse(RuleVersion, "manifest.version",
 				"%s@%s exists already: versions are immutable, publish a new one", m.Name, m.Version)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("registry: %w", err)
@@ -359,7 +360,7 @@ func (r *Registry) checkName(ctx context.Context, tenant string, m *Manifest) er
 
 // nameTaken is the refusal of a name another publisher owns.
 func nameTaken(name string) *Refusal {
-	return refuse(RuleName, "manifest.name", http.StatusConflict, "%q belongs to another publisher", name)
+	return refuse(RuleName, "manifest.name", "%q belongs to another publisher", name)
 }
 
 // owner finds the tenant that owns name ("" the platform). A cached owner

@@ -69,7 +69,7 @@ func capabilityOf(im funcImport) string {
 func checkCapabilities(wasm []byte, c Capabilities) error {
 	ims, err := imports(wasm)
 	if err != nil {
-		return refuse(RuleCompile, "module", http.StatusBadRequest, "the module does not parse: %v", err)
+		return refuse(RuleCompile, "module", "the module does not parse: %v", err)
 	}
 	granted := map[string]bool{"nats": c.NATS, "objects": c.Objects, "kv": c.KV, "http_hosts": len(c.HTTPHosts) > 0}
 	var missing []string
@@ -81,7 +81,7 @@ func checkCapabilities(wasm []byte, c Capabilities) error {
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		missing = slices.Compact(missing)
-		return refuse(RuleCapabilities, "manifest.capabilities", http.StatusBadRequest,
+		return refuse(RuleCapabilities, "manifest.capabilities",
 			"imports not covered by the manifest's capabilities: %s", strings.Join(missing, "; "))
 	}
 	return nil
@@ -113,14 +113,14 @@ func (r *Registry) smoke(ctx context.Context, mod *host.Module, m *Manifest) err
 	}
 	s, err := schema.Compile(m.Name, m.ConfigSchema)
 	if err != nil {
-		return refuse(RuleSchema, "manifest.config_schema", http.StatusBadRequest, "not a valid JSON Schema: %v", err)
+		return refuse(RuleSchema, "manifest.config_schema", "not a valid JSON Schema: %v", err)
 	}
 	var doc any
 	if err := json.Unmarshal(cfg, &doc); err != nil {
-		return refuse(RuleSmoke, "manifest.example.config", http.StatusBadRequest, "not valid JSON: %v", err)
+		return refuse(RuleSmoke, "manifest.example.config", "not valid JSON: %v", err)
 	}
 	if fe := s.Validate(doc, "example.config"); fe != nil {
-		return refuse(RuleSmoke, "manifest."+fe.Field, http.StatusBadRequest, "the example's config fails the config schema: %s", fe.Reason)
+		return refuse(RuleSmoke, "manifest."+fe.Field, "the example's config fails the config schema: %s", fe.Reason)
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.SmokeTimeout)
 	defer cancel()
@@ -129,7 +129,7 @@ func (r *Registry) smoke(ctx context.Context, mod *host.Module, m *Manifest) err
 		Limits: host.Limits{Timeout: r.cfg.SmokeTimeout, InitTimeout: r.cfg.SmokeTimeout, MaxInstances: 1},
 	})
 	if err != nil {
-		return refuse(RuleSmoke, "manifest.example", http.StatusBadRequest, "the smoke run could not start: %v", err)
+		return refuse(RuleSmoke, "manifest.example", "the smoke run could not start: %v", err)
 	}
 	defer pool.Close()
 	hdr := map[string][]string{}
@@ -138,7 +138,7 @@ func (r *Registry) smoke(ctx context.Context, mod *host.Module, m *Manifest) err
 	}
 	res, err := pool.Process(ctx, []host.Message{{ID: "smoke-1", Headers: hdr, Data: []byte(ex.Input)}})
 	if err != nil {
-		return refuse(RuleSmoke, "manifest.example", http.StatusBadRequest, "the smoke run failed: %v", err)
+		return refuse(RuleSmoke, "manifest.example", "the smoke run failed: %v", err)
 	}
 	got := res[0]
 	want := map[string]host.Status{"ok": host.StatusOK, "drop": host.StatusDrop, "permanent": host.StatusPermanent}[ex.Status]
@@ -159,7 +159,7 @@ func (r *Registry) smoke(ctx context.Context, mod *host.Module, m *Manifest) err
 		if got.Error != "" {
 			msg = ": " + got.Error
 		}
-		return refuse(RuleSmoke, "manifest.example", http.StatusBadRequest,
+		return refuse(RuleSmoke, "manifest.example",
 			"the example ended %s, the manifest expects %s%s", status(got.Status), ex.Status, msg)
 	}
 	if len(ex.Output) > 0 {
@@ -168,7 +168,7 @@ func (r *Registry) smoke(ctx context.Context, mod *host.Module, m *Manifest) err
 			outs[i] = string(o.Data)
 		}
 		if !slices.Equal(outs, ex.Output) {
-			return refuse(RuleSmoke, "manifest.example.output", http.StatusBadRequest,
+			return refuse(RuleSmoke, "manifest.example.output",
 				"the example's outputs are %q, the manifest expects %q", outs, ex.Output)
 		}
 	}

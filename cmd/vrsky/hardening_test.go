@@ -181,7 +181,7 @@ func TestServeCompileBounds(t *testing.T) {
 	in.waitReady()
 	key := in.tenantKey()
 	status, e := in.upload(key, hostileManifest, wasm)
-	if status != http.StatusUnprocessableEntity || e.Field != "module" || !strings.Contains(e.Message, "compile time") {
+	if status != http.StatusUnprocessableEntity || e.Code != "unprocessable" || e.Field != "module" || !strings.Contains(e.Message, "rule compile_bounds") || !strings.Contains(e.Message, "compile time") {
 		t.Errorf("got %d %+v, want 422 on module naming the compile time bound", status, e)
 	}
 	in.call("GET", "/healthz", "", "", "", http.StatusOK, nil)
