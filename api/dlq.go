@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -73,15 +72,15 @@ func viewDeadLetter(dl *runtime.DeadLetter, withPayload bool) deadLetterView {
 // validStage reports whether s names a stage: "step:<name>",
 // "sink:<name>" or "route:<sink>".
 func validStage(s string) bool {
-	kind, name, ok := strings.Cut(s, ":")
-	return ok && name != "" && (kind == "step" || kind == "sink" || kind == "route")
+	st, err := runtime.ParseStage(s)
+	return err == nil && st.Kind != runtime.StageAccepted // dead letters are never of the accepted stage
 }
 
 // stageQuery reads the optional ?stage= filter.
 func stageQuery(c *fiber.Ctx) (string, error) {
 	stage := c.Query("stage")
 	if stage != "" && !validStage(stage) {
-		return "", badRequest("stage", "stage %q is not a stage: use step:<name>, sink:<name> or route:<sink>", stage)
+		return "", badRequest("stage", "stage %q is not a stage: use step:<name>, sink:<name>, route:<sink> or route", stage)
 	}
 	return stage, nil
 }

@@ -314,6 +314,9 @@ func TestDeadLetterPagingAndReplayAll(t *testing.T) {
 	if p, _ := e.listDLQ(key, "/api/v1/integrations/orders/dlq?stage=sink:out"); len(p.Items) != 3 {
 		t.Fatalf("stage sink:out lists %d", len(p.Items))
 	}
+	if p, _ := e.listDLQ(key, "/api/v1/integrations/orders/dlq?stage=route"); len(p.Items) != 0 {
+		t.Fatalf("stage route lists %d", len(p.Items))
+	}
 	if p, _ := e.listDLQ(key, "/api/v1/integrations/orders/dlq?stage=sink:other"); len(p.Items) != 0 {
 		t.Fatalf("stage sink:other lists %d", len(p.Items))
 	}
@@ -381,6 +384,8 @@ func TestDeadLetterBadInputs(t *testing.T) {
 		{"stage without kind", "GET", base + "/dlq?stage=out", 400, "stage"},
 		{"stage of no kind", "POST", base + "/dlq/replay?stage=queue:out", 400, "stage"},
 		{"stage without name", "GET", base + "/dlq?stage=sink:", 400, "stage"},
+		{"step stage without name", "GET", base + "/dlq?stage=step", 400, "stage"},
+		{"the accepted stage", "GET", base + "/dlq?stage=accepted", 400, "stage"},
 		{"unknown dead letter", "GET", base + "/dlq/999999", 404, ""},
 		{"dead letter id not a number", "GET", base + "/dlq/abc", 404, ""},
 		{"replay an unknown dead letter", "POST", base + "/dlq/999999/replay", 404, ""},

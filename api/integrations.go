@@ -52,7 +52,7 @@ func (s *Server) view(ctx context.Context, in store.Integration) integrationView
 	}
 	spec, err := storedSpec(in)
 	if err != nil {
-		v.Status = runtime.Status{State: "error", Error: err.Error()}
+		v.Status = runtime.Status{State: runtime.StateError, Error: err.Error()}
 		return v
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)

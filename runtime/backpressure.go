@@ -3,8 +3,9 @@ package runtime
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Back-pressure: each integration's stream is bounded (messages and
@@ -47,11 +48,21 @@ func (p *pipeline) watchUsage(maxMsgs, maxBytes int64) {
 }
 
 // isStreamFull recognises JetStream refusing a publish on a full stream
-// (discard-new policy).
+// (discard-new policy). The server answers every store failure with one
+// code, JSStreamStoreFailedF (10077), whose description is the store's
+// error: ErrMaxMsgs or ErrMaxBytes of nats-server's store.go for a stream
+// at its bounds.
 func isStreamFull(err error) bool {
-	if err == nil {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsStreamStoreFailed {
 		return false
 	}
-	s := err.Error()
-	return strings.Contains(s, "maximum messages exceeded") || strings.Contains(s, "maximum bytes exceeded")
+	return apiErr.Description == storeMaxMsgs || apiErr.Description == storeMaxBytes
 }
+
+// What nats-server answers a publish to a stream at its bounds.
+const (
+	jsStreamStoreFailed jetstream.ErrorCode = 10077 // JSStreamStoreFailedF
+	storeMaxMsgs                            = "maximum messages exceeded"
+	storeMaxBytes                           = "maximum bytes exceeded"
+)

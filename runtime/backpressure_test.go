@@ -2,58 +2,49 @@ package runtime_test
 
 import (
 	"context"
-	"net/http"
-	"strings"
+	"errors"
 	"testing"
 	"time"
 
-	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
-func TestBackpressureAnswers429AndLosesNothing(t *testing.T) {
-	h := newHarness(t, natsxtest.Start(t), func(c *runtime.Config) { c.StreamMaxMsgs = 20 })
-	rec, turnOn := switchable(t)
-	h.create(t, strings.Replace(specYAML("bp", "bp", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+func TestBackpressureRefusesAndLosesNothing(t *testing.T) {
+	h := runtimetest.Start(t, nil, manual, func(c *runtime.Config) { c.StreamMaxMsgs = 20 })
+	rec, turnOn := switchable(h)
+	h.Create(t, withAttempts(specYAML("bp", "bp", sinkYAML("api", rec, "")), 100))
+	emit := h.Emitter(t, "bp")
 
 	var accepted []string
-	var refused *runtime.HookResponse
+	refused := false
 	deadline := time.Now().Add(10 * time.Second)
-	for refused == nil && time.Now().Before(deadline) {
-		resp, err := h.eng.Hooks().Serve(context.Background(), "acme", "bp", &runtime.HookRequest{
-			Method: "POST", Header: runtime.Header{}, Body: []byte(`{"n":1}`),
-		})
-		if err != nil {
-			t.Fatalf("hook error instead of 429: %v", err)
-		}
-		switch resp.Status {
-		case http.StatusAccepted:
-			accepted = append(accepted, resp.Header.Get(runtime.HeaderMsgID))
-		case http.StatusTooManyRequests:
-			refused = resp
+	for !refused && time.Now().Before(deadline) {
+		msg := &runtime.Message{Data: []byte(`{"n":1}`)}
+		switch err := emit.Emit(context.Background(), msg); {
+		case err == nil:
+			accepted = append(accepted, msg.ID)
+		case errors.Is(err, runtime.ErrBackpressure):
+			refused = true // the webhook answers 429 (builtin/http)
 		default:
-			t.Fatalf("hook answered %d: %s", resp.Status, resp.Body)
+			t.Fatalf("emit failed other than with ErrBackpressure: %v", err)
 		}
 	}
-	if refused == nil {
-		t.Fatal("the webhook never pushed back on a full stream")
-	}
-	if refused.Header.Get("Retry-After") == "" {
-		t.Fatal("429 without Retry-After")
+	if !refused {
+		t.Fatal("the source was never pushed back on a full stream")
 	}
 	if len(accepted) > 20 {
 		t.Fatalf("accepted %d messages into a stream bounded at 20", len(accepted))
 	}
 	turnOn()
-	waitFor(t, 20*time.Second, "every accepted message delivered", func() bool { return len(rec.delivered()) == len(accepted) })
+	runtimetest.WaitFor(t, 20*time.Second, "every accepted message delivered", func() bool { return len(rec.Delivered()) == len(accepted) })
 	for _, id := range accepted {
-		if _, ok := rec.delivered()[id]; !ok {
+		if _, ok := rec.Delivered()[id]; !ok {
 			t.Fatalf("accepted message %s not delivered", id)
 		}
 	}
-	// Drained: the webhook accepts again.
-	waitFor(t, 5*time.Second, "the webhook to accept again", func() bool {
-		resp, err := h.eng.Hooks().Serve(context.Background(), "acme", "bp", &runtime.HookRequest{Method: "POST", Header: runtime.Header{}, Body: []byte(`{}`)})
-		return err == nil && resp.Status == http.StatusAccepted
+	// Drained: the source is accepted again.
+	runtimetest.WaitFor(t, 5*time.Second, "emits accepted again", func() bool {
+		return emit.Emit(context.Background(), &runtime.Message{Data: []byte(`{}`)}) == nil
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,6 +233,120 @@ func (c *claims) dropUnheld(ctx context.Context, ref string) error {
 		return nil // another sink still needs it
 	}
 	return c.blobs.Delete(ctx, ref)
+}
+
+// ClaimReader is implemented by a step that reads claim-checked payloads
+// itself, by reference (a Wasm module with the objects capability streams
+// them through the ABI's object functions). Any other step gets such a
+// payload loaded into Data, without the reference headers.
+type ClaimReader interface {
+	ReadsClaims() bool
+}
+
+func readsClaims(s Step) bool {
+	cr, ok := s.(ClaimReader)
+	return ok && cr.ReadsClaims()
+}
+
+// takeClaimed prepares a claim-checked step input: it remembers the
+// reference (dropInputObjects deletes the object once nothing refers to
+// it) and, for a step that cannot read by reference, loads the payload.
+func (p *pipeline) takeClaimed(it *item, m *Message, byRef bool) error {
+	ref := m.Header.Get(HeaderPayloadRef)
+	if !slices.Contains(it.claimRefs, ref) {
+		it.claimRefs = append(it.claimRefs, ref)
+	}
+	if byRef {
+		return nil
+	}
+	data, err := m.Bytes(p.ctx)
+	if err != nil {
+		return err
+	}
+	m.Data = data
+	// The header map may be the JetStream message's own: a dead letter of
+	// this input is built from it and must keep the reference.
+	m.Header = withoutRef(m.Header)
+	return nil
+}
+
+// withoutRef is a copy of h without the claim-check headers.
+func withoutRef(h Header) Header {
+	h = h.Clone()
+	for _, k := range []string{HeaderPayloadRef, HeaderPayloadSize, HeaderPayloadSHA256} {
+		delete(h, k)
+	}
+	return h
+}
+
+// checkOutputRef vets the payload reference of a step's output. An output
+// that inherited its input's reference but carries a payload of its own
+// is that payload: the reference goes. Any other reference must name one
+// of the tenant's claim-check objects, and only a step that works by
+// reference may make one: a header is no way into another tenant's data.
+func (p *pipeline) checkOutputRef(in, out *Message, byRef bool) error {
+	ref := out.Header.Get(HeaderPayloadRef)
+	if ref == "" {
+		return nil
+	}
+	if ref == in.Header.Get(HeaderPayloadRef) {
+		if len(out.Data) > 0 {
+			out.Header = withoutRef(out.Header)
+		}
+		return nil
+	}
+	if !byRef {
+		return Permanent(fmt.Errorf("output sets %s, but the step does not work by reference (no objects capability)", HeaderPayloadRef))
+	}
+	return checkPayloadRef(p.tenant, ref)
+}
+
+// claimOutput makes sure a large output travels by reference and that each
+// target sink holds the object until it has delivered it.
+func (p *pipeline) claimOutput(out *Message, targets []*sinkRunner) error {
+	c := p.e.claims
+	if c == nil {
+		return nil
+	}
+	if !out.Claimed() {
+		if err := c.checkIn(p.ctx, p.tenant, p.spec.Name, out); err != nil {
+			return err
+		}
+		if !out.Claimed() {
+			return nil
+		}
+	}
+	names := make([]string, len(targets))
+	for i, r := range targets {
+		names[i] = r.spec.Name
+	}
+	return c.hold(p.ctx, out.Header.Get(HeaderPayloadRef), names)
+}
+
+// dropInputObjects deletes the claim-checked payloads that the steps
+// replaced (or filtered out): once the input is acknowledged nothing
+// refers to them, unless an output passes one on to the sinks.
+func (p *pipeline) dropInputObjects(it *item) {
+	if p.e.claims == nil {
+		return
+	}
+	refs := it.claimRefs
+	if len(refs) == 0 && len(it.routes) == 0 {
+		if h := Header(it.src.Headers()); h != nil && h.Get(HeaderPayloadRef) != "" {
+			refs = []string{h.Get(HeaderPayloadRef)}
+		}
+	}
+next:
+	for _, ref := range refs {
+		for _, out := range it.msgs {
+			if out.Header.Get(HeaderPayloadRef) == ref {
+				continue next // passed on; the sinks hold it
+			}
+		}
+		if err := p.e.claims.blobs.Delete(p.ctx, ref); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			p.log.Warn("delete claim-checked input", "ref", ref, "err", err)
+		}
+	}
 }
 
 // Size is the payload's size in bytes, inline or claim-checked.

@@ -5,13 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,55 +16,18 @@ import (
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
-func withBlobs(t *testing.T, bs blob.Store) func(*runtime.Config) {
-	return func(c *runtime.Config) { c.Blobs = bs }
-}
-
-func newBlobHarness(t *testing.T) (*harness, blob.Store) {
-	conn := natsxtest.Start(t)
-	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newHarness(t, conn, withBlobs(t, bs)), bs
-}
-
-func payloadKey(integration, id string) string { return "payloads/acme/" + integration + "/" + id }
-
-func objectExists(t *testing.T, bs blob.Store, key string) bool {
-	_, err := bs.Stat(context.Background(), key)
-	if err != nil && !errors.Is(err, blob.ErrNotFound) {
-		t.Fatalf("stat %s: %v", key, err)
-	}
-	return err == nil
-}
-
-// switchable is a sink that answers 503 until it is switched on.
-func switchable(t *testing.T) (*recorder, func()) {
-	var mu sync.Mutex
-	on := false
-	rec := newRecorder(t, func(string, int) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if on {
-			return 0
-		}
-		return http.StatusServiceUnavailable
-	})
-	return rec, func() { mu.Lock(); on = true; mu.Unlock() }
-}
-
 func TestClaimCheckThreshold(t *testing.T) {
-	h, bs := newBlobHarness(t)
-	rec, turnOn := switchable(t)
-	h.create(t, strings.Replace(specYAML("big", "big", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+	h, bs := newBlobHarness(t, nil)
+	rec, turnOn := switchable(h)
+	h.Create(t, withAttempts(specYAML("big", "big", sinkYAML("api", rec, "")), 100))
 
 	atLimit := `"` + strings.Repeat("a", runtime.DefaultClaimThreshold-2) + `"`
 	overLimit := `"` + strings.Repeat("b", runtime.DefaultClaimThreshold-1) + `"`
-	inline := h.post(t, "big", atLimit)
-	claimed := h.post(t, "big", overLimit)
+	inline := h.Emit(t, "big", atLimit)
+	claimed := h.Emit(t, "big", overLimit)
 	if objectExists(t, bs, payloadKey("big", inline)) {
 		t.Fatal("a payload of exactly 256 KiB was claim-checked")
 	}
@@ -75,48 +35,48 @@ func TestClaimCheckThreshold(t *testing.T) {
 		t.Fatal("a payload of 256 KiB + 1 byte was not claim-checked")
 	}
 	turnOn()
-	waitFor(t, 15*time.Second, "both delivered", func() bool { return len(rec.delivered()) == 2 })
-	got := rec.delivered()
+	runtimetest.WaitFor(t, 15*time.Second, "both delivered", func() bool { return len(rec.Delivered()) == 2 })
+	got := rec.Delivered()
 	if got[inline] != atLimit || got[claimed] != overLimit {
 		t.Fatalf("sink got %d and %d bytes, want %d and %d", len(got[inline]), len(got[claimed]), len(atLimit), len(overLimit))
 	}
-	waitFor(t, 5*time.Second, "the object deleted after delivery", func() bool {
+	runtimetest.WaitFor(t, 5*time.Second, "the object deleted after delivery", func() bool {
 		return !objectExists(t, bs, payloadKey("big", claimed))
 	})
 }
 
 func TestClaimCheckTenMiBTwoSinks(t *testing.T) {
-	h, bs := newBlobHarness(t)
-	fast := newRecorder(t, nil)
-	slow, turnOn := switchable(t)
-	h.create(t, strings.Replace(specYAML("tenmib", "tenmib", sinkYAML("fast", fast.srv.URL, ""), sinkYAML("slow", slow.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+	h, bs := newBlobHarness(t, nil)
+	fast := h.Sinks.New(nil)
+	slow, turnOn := switchable(h)
+	h.Create(t, withAttempts(specYAML("tenmib", "tenmib", sinkYAML("fast", fast, ""), sinkYAML("slow", slow, "")), 100))
 
 	payload := make([]byte, 10<<20)
 	_, _ = rand.Read(payload)
-	id := h.post(t, "tenmib", string(payload))
-	waitFor(t, 15*time.Second, "the fast sink's delivery", func() bool { return len(fast.delivered()) == 1 })
-	if !bytes.Equal([]byte(fast.delivered()[id]), payload) {
+	id := h.Emit(t, "tenmib", string(payload))
+	runtimetest.WaitFor(t, 15*time.Second, "the fast sink's delivery", func() bool { return len(fast.Delivered()) == 1 })
+	if !bytes.Equal([]byte(fast.Delivered()[id]), payload) {
 		t.Fatal("the fast sink got a different payload")
 	}
 	if !objectExists(t, bs, payloadKey("tenmib", id)) {
 		t.Fatal("the object was deleted while a sink still needed it")
 	}
 	turnOn()
-	waitFor(t, 15*time.Second, "the slow sink's delivery", func() bool { return len(slow.delivered()) == 1 })
-	if !bytes.Equal([]byte(slow.delivered()[id]), payload) {
+	runtimetest.WaitFor(t, 15*time.Second, "the slow sink's delivery", func() bool { return len(slow.Delivered()) == 1 })
+	if !bytes.Equal([]byte(slow.Delivered()[id]), payload) {
 		t.Fatal("the slow sink got a different payload")
 	}
-	waitFor(t, 5*time.Second, "the object deleted after both deliveries", func() bool {
+	runtimetest.WaitFor(t, 5*time.Second, "the object deleted after both deliveries", func() bool {
 		return !objectExists(t, bs, payloadKey("tenmib", id))
 	})
 }
 
 func TestClaimCheckCorruptObjectIsPermanent(t *testing.T) {
-	h, bs := newBlobHarness(t)
-	rec, _ := switchable(t) // never on: the message must fail on its digest, not on the sink
-	h.create(t, strings.Replace(specYAML("corrupt", "corrupt", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
+	h, bs := newBlobHarness(t, nil)
+	rec, _ := switchable(h) // never on: the message must fail on its digest, not on the sink
+	h.Create(t, withAttempts(specYAML("corrupt", "corrupt", sinkYAML("api", rec, "")), 100))
 	body := strings.Repeat("x", runtime.DefaultClaimThreshold+100)
-	id := h.post(t, "corrupt", body)
+	id := h.Emit(t, "corrupt", body)
 	// Replaced through the store: the store's digest fits, the message's does not.
 	if _, err := bs.Put(context.Background(), payloadKey("corrupt", id), strings.NewReader(strings.Repeat("y", len(body)))); err != nil {
 		t.Fatal(err)
@@ -132,12 +92,12 @@ func TestClaimCheckCorruptFileIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, natsxtest.Start(t), withBlobs(t, bs))
-	rec, _ := switchable(t)
-	h.create(t, strings.Replace(specYAML("corrupt", "corrupt", sinkYAML("api", rec.srv.URL, "")), "max_attempts: 3", "max_attempts: 100", 1))
-	h.post(t, "corrupt", strings.Repeat("x", runtime.DefaultClaimThreshold+100))
+	h := runtimetest.Start(t, nil, manual, withBlobs(bs))
+	rec, _ := switchable(h)
+	h.Create(t, withAttempts(specYAML("corrupt", "corrupt", sinkYAML("api", rec, "")), 100))
+	h.Emit(t, "corrupt", strings.Repeat("x", runtime.DefaultClaimThreshold+100))
 	var file string
-	waitFor(t, 10*time.Second, "the payload file", func() bool {
+	runtimetest.WaitFor(t, 10*time.Second, "the payload file", func() bool {
 		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() && filepath.Base(filepath.Dir(p)) != "tmp" {
 				file = p
@@ -160,17 +120,16 @@ func TestClaimCheckCorruptFileIsPermanent(t *testing.T) {
 // assertDigestDeadLetter waits for integration's one dead letter and
 // checks that a digest failure ended it, and was met once: a permanent
 // error, not retried.
-func assertDigestDeadLetter(t *testing.T, h *harness, integration string) {
+func assertDigestDeadLetter(t *testing.T, h *runtimetest.Harness, integration string) {
 	t.Helper()
-	dl := dlqMessages(t, h, integration, 1)[0]
-	hd := runtime.Header(dl.Headers())
-	if !strings.Contains(hd.Get(runtime.HeaderError), "SHA-256") {
-		t.Fatalf("dead letter error %q does not name the digest", hd.Get(runtime.HeaderError))
+	dl := h.WaitDeadLetters(t, integration, 1)[0]
+	if !strings.Contains(dl.Error, "SHA-256") {
+		t.Fatalf("dead letter error %q does not name the digest", dl.Error)
 	}
 	// The first attempts may have met the 503 before the object was
 	// corrupted; exactly one attempt may meet the bad digest.
 	var log []struct{ Error string }
-	if err := json.Unmarshal([]byte(hd.Get(runtime.HeaderAttemptLog)), &log); err != nil {
+	if err := json.Unmarshal(dl.AttemptLog, &log); err != nil {
 		t.Fatal(err)
 	}
 	digestFailures := 0
@@ -180,39 +139,33 @@ func assertDigestDeadLetter(t *testing.T, h *harness, integration string) {
 		}
 	}
 	if digestFailures != 1 || !strings.Contains(log[len(log)-1].Error, "SHA-256") {
-		t.Fatalf("attempt log %s: want the last and only digest failure to end it", hd.Get(runtime.HeaderAttemptLog))
+		t.Fatalf("attempt log %s: want the last and only digest failure to end it", dl.AttemptLog)
 	}
 }
 
 // A step that fails on a claim-checked payload dead-letters the message
 // with its reference, so nothing is lost and replay can find the object.
 func TestClaimCheckedStepFailureKeepsPayload(t *testing.T) {
-	conn := natsxtest.Start(t)
-	bs, err := blob.NewNATS(context.Background(), conn.JS, "vrsky-objects", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, conn, withBlobs(t, bs), withWasmSteps(t, "jq"))
-	rec := newRecorder(t, nil)
-	h.create(t, `name: bigstep
-source: {connector: http-webhook, config: {path: bigstep}}
+	h, bs := newBlobHarness(t, nil, withWasmSteps(t, "jq"))
+	rec := h.Sinks.New(nil)
+	h.Create(t, `name: bigstep
+source: {connector: test-source}
 steps: [{connector: jq, config: {query: '.id'}}]
-sinks: [{name: api, connector: http, config: {url: "`+rec.srv.URL+`"}}]
+sinks: [{name: api, connector: test-sink, config: `+rec.Config()+`}]
 retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 `)
 	notJSON := strings.Repeat("not json ", runtime.DefaultClaimThreshold/8)
-	id := h.post(t, "bigstep", notJSON)
-	dl := dlqMessages(t, h, "bigstep", 1)[0]
-	hd := runtime.Header(dl.Headers())
-	if hd.Get(runtime.HeaderMsgID) != id || hd.Get(runtime.HeaderStage) != "step:step-1" {
-		t.Fatalf("dead letter of %q at stage %q, want %s at step:step-1", hd.Get(runtime.HeaderMsgID), hd.Get(runtime.HeaderStage), id)
+	id := h.Emit(t, "bigstep", notJSON)
+	dl := h.WaitDeadLetters(t, "bigstep", 1)[0]
+	if dl.MessageID != id || dl.Stage != "step:step-1" {
+		t.Fatalf("dead letter of %q at stage %q, want %s at step:step-1", dl.MessageID, dl.Stage, id)
 	}
-	if n := len(hd.Get(runtime.HeaderError)); n > 1100 {
+	if n := len(dl.Error); n > 1100 {
 		t.Fatalf("the dead letter's error header is %d bytes: error texts must be bounded", n)
 	}
-	ref := hd.Get(runtime.HeaderPayloadRef)
+	ref := dl.Headers[runtime.HeaderPayloadRef]
 	if ref == "" {
-		t.Fatalf("the dead letter lost its payload reference (%d payload bytes)", len(dl.Data()))
+		t.Fatalf("the dead letter lost its payload reference (%d payload bytes)", dl.Size)
 	}
 	r, _, err := bs.Get(context.Background(), ref)
 	if err != nil {
@@ -235,12 +188,12 @@ func TestClaimCheckedStreamingStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, conn, withBlobs(t, bs), withWasmStepsEnv(t, host.Env{Objects: bs}, "csv"))
-	rec, turnOn := switchable(t)
-	h.create(t, `name: bigcsv
-source: {connector: http-webhook, config: {path: bigcsv}}
+	h := runtimetest.StartOn(t, conn, nil, manual, withBlobs(bs), withWasmStepsEnv(t, host.Env{Objects: bs}, "csv"))
+	rec, turnOn := switchable(h)
+	h.Create(t, `name: bigcsv
+source: {connector: test-source}
 steps: [{connector: csv, config: {split: false}}]
-sinks: [{name: api, connector: http, config: {url: "`+rec.srv.URL+`"}}]
+sinks: [{name: api, connector: test-sink, config: `+rec.Config()+`}]
 retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 `)
 	const rows = 40000
@@ -252,44 +205,43 @@ retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 	if in.Len() <= runtime.DefaultClaimThreshold {
 		t.Fatalf("the CSV is %d bytes: not claim-checked", in.Len())
 	}
-	id := h.post(t, "bigcsv", in.String())
+	id := h.Emit(t, "bigcsv", in.String())
 	// While the sink is down, the step's output waits in an object of its
 	// own, and the input's object, replaced, is gone.
 	out := payloadKey("bigcsv", id+".o0")
-	waitFor(t, 30*time.Second, "the step's output object", func() bool { return objectExists(t, bs, out) })
-	waitFor(t, 10*time.Second, "the input object deleted", func() bool { return !objectExists(t, bs, payloadKey("bigcsv", id)) })
+	runtimetest.WaitFor(t, 30*time.Second, "the step's output object", func() bool { return objectExists(t, bs, out) })
+	runtimetest.WaitFor(t, 10*time.Second, "the input object deleted", func() bool { return !objectExists(t, bs, payloadKey("bigcsv", id)) })
 	turnOn()
-	waitFor(t, 30*time.Second, "the converted file delivered", func() bool { return len(rec.delivered()) == 1 })
+	runtimetest.WaitFor(t, 30*time.Second, "the converted file delivered", func() bool { return len(rec.Delivered()) == 1 })
 	var got []map[string]string
-	if err := json.Unmarshal([]byte(rec.delivered()[id]), &got); err != nil {
-		t.Fatalf("the sink got %d bytes that are not a JSON array: %v", len(rec.delivered()[id]), err)
+	if err := json.Unmarshal([]byte(rec.Delivered()[id]), &got); err != nil {
+		t.Fatalf("the sink got %d bytes that are not a JSON array: %v", len(rec.Delivered()[id]), err)
 	}
 	if len(got) != rows || got[0]["id"] != "0" || got[rows-1]["name"] != fmt.Sprintf("name %d", rows-1) {
 		t.Fatalf("the sink got %d records (first %v), want %d", len(got), got[0], rows)
 	}
-	waitFor(t, 10*time.Second, "the output object deleted after delivery", func() bool { return !objectExists(t, bs, out) })
-	waitTrace(t, h, "bigcsv", id, runtime.StatusDelivered)
+	runtimetest.WaitFor(t, 10*time.Second, "the output object deleted after delivery", func() bool { return !objectExists(t, bs, out) })
+	h.WaitTrace(t, "bigcsv", id, runtime.StatusDelivered)
 }
 
 // A when expression sees a claim-checked payload's fields like an inline
 // one's (the object is read back for it).
 func TestClaimCheckedRouting(t *testing.T) {
-	h, bs := newBlobHarness(t)
-	big, small := newRecorder(t, nil), newRecorder(t, nil)
-	h.create(t, specYAML("routed", "routed", sinkYAML("big", big.srv.URL, `kind == "big"`), sinkYAML("small", small.srv.URL, `kind == "small"`)))
+	h, bs := newBlobHarness(t, nil)
+	big, small := h.Sinks.New(nil), h.Sinks.New(nil)
+	h.Create(t, specYAML("routed", "routed", sinkYAML("big", big, `kind == "big"`), sinkYAML("small", small, `kind == "small"`)))
 	body := `{"kind":"big","pad":"` + strings.Repeat("x", runtime.DefaultClaimThreshold) + `"}`
-	id := h.post(t, "routed", body)
-	waitFor(t, 15*time.Second, "the big sink's delivery", func() bool { return len(big.delivered()) == 1 })
-	if big.delivered()[id] != body {
-		t.Fatalf("the big sink got %d bytes, want the %d posted", len(big.delivered()[id]), len(body))
+	id := h.Emit(t, "routed", body)
+	runtimetest.WaitFor(t, 15*time.Second, "the big sink's delivery", func() bool { return len(big.Delivered()) == 1 })
+	if big.Delivered()[id] != body {
+		t.Fatalf("the big sink got %d bytes, want the %d emitted", len(big.Delivered()[id]), len(body))
 	}
-	waitTrace(t, h, "routed", id, runtime.StatusDelivered)
-	if n := len(small.delivered()); n != 0 {
+	h.WaitTrace(t, "routed", id, runtime.StatusDelivered)
+	if n := len(small.Delivered()); n != 0 {
 		t.Fatalf("the small sink got %d messages", n)
 	}
-	dl, _, err := h.eng.ListDeadLetters(context.Background(), "acme", "routed", runtime.DLQFilter{})
-	if err != nil || len(dl) != 0 {
-		t.Fatalf("%d dead letters (%v), want none", len(dl), err)
+	if dl := h.DeadLetters(t, "routed"); len(dl) != 0 {
+		t.Fatalf("%d dead letters, want none", len(dl))
 	}
-	waitFor(t, 5*time.Second, "the object deleted", func() bool { return !objectExists(t, bs, payloadKey("routed", id)) })
+	runtimetest.WaitFor(t, 5*time.Second, "the object deleted", func() bool { return !objectExists(t, bs, payloadKey("routed", id)) })
 }

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +28,112 @@ var (
 	// ErrBadCursor: a paging cursor that is not a dead-letter id.
 	ErrBadCursor = errors.New("not a dead-letter id")
 )
+
+// retryOrDeadLetter naks m with backoff or, after the last attempt or a
+// permanent error, copies msg (m as received) to the DLQ and terminates m.
+// r is the sink that failed, or nil for a step.
+func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage, err error, r *sinkRunner) {
+	attempt := attemptOf(m)
+	p.e.metrics.failures.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
+	if r != nil {
+		r.failures.Add(1)
+	}
+	p.track(msg.ID, stage, StageRecord{Status: StatusFailed, Attempt: attempt, Error: clip(err.Error())})
+	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
+		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
+		return
+	}
+	if dlErr := p.publishDeadLetter(msg, attempt, err, stage); dlErr != nil {
+		// Not in the DLQ: keep it in the stream and try again later.
+		p.log.Error("dead-letter write failed; redelivering", "stage", stage.String(), "err", dlErr)
+		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
+		return
+	}
+	if r != nil {
+		r.deadLettered.Add(1)
+	}
+	_ = m.Term()
+}
+
+// publishDeadLetter copies msg to the tenant's DLQ with the stage, the
+// attempt count and every attempt's time and error.
+func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, stage Stage) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log := attemptLog(p.e.tracker.attempts(ctx, p.tenant, p.spec.Name, msg.ID, stage), attempts, cause)
+	h := msg.Header.Clone()
+	h.Set(HeaderNatsMsgID, "dlq:"+stage.String()+":"+msg.ID)
+	h.Set(HeaderStage, stage.String())
+	h.Set(HeaderError, clip(cause.Error()))
+	h.Set(HeaderAttempts, strconv.Itoa(attempts))
+	h.Set(HeaderAttemptLog, log)
+	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
+	if err != nil {
+		return err
+	}
+	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
+	p.track(msg.ID, stage, StageRecord{Status: StatusDeadLettered, Attempt: attempts, Error: clip(cause.Error())})
+	p.log.Warn("message dead-lettered", "id", msg.ID, "stage", stage.String(), "attempts", attempts, "err", cause)
+	return nil
+}
+
+// deadLetter copies m to the DLQ for this sink without it ever reaching
+// the sink's subject (a permanent routing failure): a claim-checked
+// payload is held for the dead letter first. An error means m is not in
+// the DLQ, and the caller must keep its input (redelivered) rather than
+// let it go.
+func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage Stage) error {
+	if m.Claimed() && r.p.e.claims != nil {
+		if hErr := r.p.e.claims.hold(r.p.ctx, m.Header.Get(HeaderPayloadRef), []string{r.spec.Name}); hErr != nil {
+			return fmt.Errorf("%s: hold the payload for its dead letter: %w: %w", stage, ErrPayloadStore, hErr)
+		}
+	}
+	if dlErr := r.p.publishDeadLetter(m, attempts, err, stage); dlErr != nil {
+		return fmt.Errorf("%s: dead-letter write: %w", stage, dlErr)
+	}
+	r.deadLettered.Add(1)
+	return nil
+}
+
+// attemptLog renders the failed attempts of a stage as JSON, completing
+// the record with the attempt that just failed (its write may still be
+// queued).
+func attemptLog(recs []StageRecord, attempt int, cause error) string {
+	type entry struct {
+		Attempt int       `json:"attempt"`
+		At      time.Time `json:"at"`
+		Error   string    `json:"error"`
+	}
+	var out []entry
+	seen := map[int]bool{}
+	for _, r := range recs {
+		if r.Status == StatusFailed && !seen[r.Attempt] {
+			seen[r.Attempt] = true
+			out = append(out, entry{r.Attempt, r.At, clip(r.Error)})
+		}
+	}
+	if !seen[attempt] {
+		out = append(out, entry{attempt, time.Now().UTC(), clip(cause.Error())})
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+// maxErrorText bounds an error text kept in headers and tracking records:
+// a guest may quote its whole input in an error, and NATS headers are small.
+const maxErrorText = 1024
+
+// clip shortens s to maxErrorText bytes, on a UTF-8 boundary.
+func clip(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	cut := maxErrorText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
 
 // DeadLetter is one entry of the dead-letter queue.
 type DeadLetter struct {
@@ -215,12 +321,17 @@ func (e *Engine) DeleteDeadLetter(ctx context.Context, tenant, integration, id s
 	}
 	h := Header(m.Header)
 	if ref := h.Get(HeaderPayloadRef); ref != "" && e.claims != nil {
-		stage := h.Get(HeaderStage)
-		kind, name, _ := strings.Cut(stage, ":")
-		if kind == "step" || stage == stageRoute { // the input's own object: no sink holds it
+		stage, err := ParseStage(h.Get(HeaderStage))
+		switch {
+		case err != nil:
+			// Not an entry the pipeline wrote: nothing says who holds the
+			// object, which the payload sweep deletes in its time.
+			return nil
+		case stage.Kind == StageStep || stage == stageRoute: // the input's own object: no sink holds it
 			return e.claims.blobs.Delete(ctx, ref)
+		default: // sink:<name> or route:<sink>: that sink's hold
+			return e.claims.release(ctx, ref, stage.Name)
 		}
-		return e.claims.release(ctx, ref, name)
 	}
 	return nil
 }
@@ -233,27 +344,26 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 		return err
 	}
 	h := Header(m.Header).Clone()
-	stage := h.Get(HeaderStage)
-	kind, name, _ := strings.Cut(stage, ":")
+	stage, err := ParseStage(h.Get(HeaderStage))
 	var subject string
 	switch {
+	case err != nil, stage.Kind == StageAccepted:
+		return fmt.Errorf("dead letter %s: stage %q: %w", id, h.Get(HeaderStage), ErrStageGone)
 	case stage == stageRoute:
 		// The input stage failed to route or publish the steps' outputs:
 		// the input goes back through the steps.
 		subject = SubjectIn(tenant, spec.Name)
-	case kind == "sink" || kind == "route":
+	case stage.Kind == StageSink || stage.Kind == StageRoute:
 		found := false
 		for _, sk := range spec.Sinks {
-			found = found || sk.Name == name
+			found = found || sk.Name == stage.Name
 		}
 		if !found {
-			return fmt.Errorf("dead letter %s: sink %q: %w", id, name, ErrStageGone)
+			return fmt.Errorf("dead letter %s: sink %q: %w", id, stage.Name, ErrStageGone)
 		}
-		subject = SubjectOut(tenant, spec.Name, name)
-	case kind == "step":
+		subject = SubjectOut(tenant, spec.Name, stage.Name)
+	default: // a step
 		subject = SubjectIn(tenant, spec.Name)
-	default:
-		return fmt.Errorf("dead letter %s: stage %q: %w", id, stage, ErrStageGone)
 	}
 	for _, k := range []string{HeaderStage, HeaderError, HeaderAttempts, HeaderAttemptLog} {
 		delete(h, k)
@@ -263,7 +373,7 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 	if _, err := e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
-	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage, Status: StatusReplayed})
+	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed})
 	return e.removeEntry(ctx, tenant, m)
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -315,7 +316,7 @@ func (e *Engine) Apply(in store.Integration) {
 	defer e.mu.Unlock()
 	ent := &entry{tenant: in.Tenant, name: in.Name, rev: in.Revision, pipe: p, err: err}
 	if err != nil {
-		if cur == nil || cur.err == nil || cur.err.Error() != err.Error() {
+		if cur == nil || !sameFailure(cur.err, err) {
 			e.log.Error("integration failed to start", "tenant", in.Tenant, "integration", in.Name, "err", err)
 		}
 		ent.pipe = nil
@@ -323,6 +324,14 @@ func (e *Engine) Apply(in store.Integration) {
 		e.log.Info("integration running", "tenant", in.Tenant, "integration", in.Name, "revision", in.Revision)
 	}
 	e.pipes[k] = ent
+}
+
+// sameFailure reports whether err is the failure prev was. A start that
+// fails is tried again at every reconcile; each new failure is logged,
+// the same one again is not. Errors are compared as values (the same
+// wrapping of the same causes), not by their texts.
+func sameFailure(prev, err error) bool {
+	return prev != nil && reflect.DeepEqual(prev, err)
 }
 
 func (e *Engine) stopKey(k string) {
@@ -505,9 +514,16 @@ func (e *Engine) env(tenant, integration, stage string) Env {
 	}
 }
 
+// StateError is the state (Status.State) of an integration that should
+// run but does not, or not whole: its start failed, its steps could not be
+// built, or its source or input stage stopped. The other states are the
+// store's desired states, store.StateRunning and store.StateStopped.
+const StateError = "error"
+
 // Status is what an integration is doing, as this node sees it.
 type Status struct {
-	// State is "running", "stopped" or "error". An integration whose
+	// State is store.StateRunning, store.StateStopped or StateError
+	// ("running", "stopped", "error"). An integration whose
 	// steps are still being built is "running" (its source accepts
 	// messages, which wait for the steps) until an attempt fails; it is
 	// "error" while the next attempt waits, and stays "error" once the
@@ -553,19 +569,19 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 	switch {
 	case cur == nil:
 	case cur.err != nil:
-		st.State, st.Error = "error", cur.err.Error()
+		st.State, st.Error = StateError, cur.err.Error()
 	default:
 		p = cur.pipe
 		st.State = store.StateRunning
 		st.Starting = !p.stepsReady.Load() && !p.stepsGaveUp.Load()
 		if msg := p.stepsErr.Load(); msg != nil {
-			st.State, st.Error = "error", "steps: "+*msg
+			st.State, st.Error = StateError, "steps: "+*msg
 		}
 		if msg := p.inErr.Load(); msg != nil {
-			st.State, st.Error = "error", "input stage: "+*msg
+			st.State, st.Error = StateError, "input stage: "+*msg
 		}
 		if msg := p.srcErr.Load(); msg != nil {
-			st.State, st.Error = "error", "source: "+*msg
+			st.State, st.Error = StateError, "source: "+*msg
 		}
 		st.Ingested = p.ingested.Load()
 		st.SourceStandby = !p.leading.Load()

@@ -10,28 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
-
-// tap is a source that hands its Emitter to the test.
-type tap struct{ em chan runtime.Emitter }
-
-func newTap() *tap { return &tap{em: make(chan runtime.Emitter, 1)} }
-
-func (s *tap) connector() runtime.Connector {
-	return runtime.Connector{
-		Name: "tap", Version: "1.0.0", Kind: runtime.KindSource,
-		NewSource: func(json.RawMessage, runtime.Env) (runtime.Source, error) { return s, nil },
-	}
-}
-
-func (s *tap) Run(ctx context.Context, emit runtime.Emitter) error {
-	s.em <- emit
-	<-ctx.Done()
-	return nil
-}
 
 // rows is a BatchSink that fails the messages whose payload has "bad":true
 // permanently, and records the batch sizes it was handed.
@@ -83,10 +64,10 @@ func (r *rows) delivered() int {
 }
 
 func TestBatchSinkDeadLettersOnlyTheBadMessage(t *testing.T) {
-	src, sink := newTap(), &rows{got: map[string]int{}}
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), sink.connector()})
-	h.Create(t, "name: load\nsource: {connector: tap}\nsinks: [{name: db, connector: rows}]\n")
-	emit := <-src.em
+	sink := &rows{got: map[string]int{}}
+	h := runtimetest.Start(t, []runtime.Connector{sink.connector()}, manual)
+	h.Create(t, "name: load\nsource: {connector: test-source}\nsinks: [{name: db, connector: rows}]\n")
+	emit := h.Emitter(t, "load")
 
 	msgs := make([]*runtime.Message, 500)
 	for i := range msgs {
@@ -145,10 +126,10 @@ func (gateStep) Process(_ context.Context, batch []*runtime.Message) ([]runtime.
 func (gateStep) Close() error { return nil }
 
 func TestEmitWaitReportsWhatTheStepsDid(t *testing.T) {
-	src, sink := newTap(), &rows{got: map[string]int{}}
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), gate, sink.connector()})
-	h.Create(t, "name: sync\nsource: {connector: tap}\nsteps: [{name: gate, connector: gate}]\nsinks: [{name: db, connector: rows}]\n")
-	emit := <-src.em
+	sink := &rows{got: map[string]int{}}
+	h := runtimetest.Start(t, []runtime.Connector{gate, sink.connector()}, manual)
+	h.Create(t, "name: sync\nsource: {connector: test-source}\nsteps: [{name: gate, connector: gate}]\nsinks: [{name: db, connector: rows}]\n")
+	emit := h.Emitter(t, "sync")
 	for _, tc := range []struct {
 		body, status, stage, errText string
 	}{
@@ -229,11 +210,11 @@ func (nopSink) Deliver(context.Context, *runtime.Message) error { return nil }
 func (nopSink) Close() error                                    { return nil }
 
 func TestCheckRemoveAndState(t *testing.T) {
-	src, c := newTap(), &checked{}
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), c.connector()})
+	c := &checked{}
+	h := runtimetest.Start(t, []runtime.Connector{c.connector()}, manual)
 	ctx := context.Background()
 	spec := func(table string) *runtime.Spec {
-		s, err := h.Engine.ParseSpec(fmt.Appendf(nil, "name: chk\nsource: {connector: tap}\nsinks: [{name: b, connector: checked, config: {table: %s}}]\n", table))
+		s, err := h.Engine.ParseSpec(fmt.Appendf(nil, "name: chk\nsource: {connector: test-source}\nsinks: [{name: b, connector: checked, config: {table: %s}}]\n", table))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,8 +231,7 @@ func TestCheckRemoveAndState(t *testing.T) {
 		}
 	}
 
-	s := h.Create(t, "name: chk\nsource: {connector: tap}\nsinks: [{name: b, connector: checked, config: {table: orders}}]\n")
-	<-src.em
+	s := h.Create(t, "name: chk\nsource: {connector: test-source}\nsinks: [{name: b, connector: checked, config: {table: orders}}]\n")
 	c.mu.Lock()
 	st := c.states[0]
 	c.mu.Unlock()
@@ -284,8 +264,8 @@ func TestCheckRemoveAndState(t *testing.T) {
 }
 
 func TestSecretEnvScope(t *testing.T) {
-	src, c := newTap(), &checked{}
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), c.connector()}, func(cfg *runtime.Config) {
+	c := &checked{}
+	h := runtimetest.Start(t, []runtime.Connector{c.connector()}, manual, func(cfg *runtime.Config) {
 		cfg.SecretEnvPrefix = "VRSKY_SECRET_"
 	})
 	for _, tc := range []struct{ cfg, field string }{
@@ -294,7 +274,7 @@ func TestSecretEnvScope(t *testing.T) {
 		{`{"table":"t","list":[{"x_env":"VRSKY_SECRET_OTHER_DSN"}]}`, "sinks[0].config.list[0].x_env"},
 		{`{"table":"t","dsn_env":"VRSKY_SECRET_ACME__DSN"}`, ""},
 	} {
-		spec, err := h.Engine.ParseSpec(fmt.Appendf(nil, `{"name":"s","source":{"connector":"tap"},"sinks":[{"name":"b","connector":"checked","config":%s}]}`, tc.cfg))
+		spec, err := h.Engine.ParseSpec(fmt.Appendf(nil, `{"name":"s","source":{"connector":"test-source"},"sinks":[{"name":"b","connector":"checked","config":%s}]}`, tc.cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,20 +295,11 @@ func TestSecretEnvScope(t *testing.T) {
 // evaluated dead-letters (the DLQ keeps a claim-checked payload's object),
 // and a claim-checked payload no sink takes is deleted at once.
 func TestDirectRouting(t *testing.T) {
-	src, never, sink := newTap(), newTap(), &bodies{got: map[string][]byte{}, claimed: map[string]bool{}}
-	neverConn := never.connector()
-	neverConn.Name = "tap2"
-	var bs blob.Store
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), neverConn, sink.connector()}, func(c *runtime.Config) {
-		var err error
-		if bs, err = blob.NewNATS(context.Background(), c.Conn.JS, "vrsky-objects", 1); err != nil {
-			t.Fatal(err)
-		}
-		c.Blobs = bs
-	})
-	spec := h.Create(t, "name: direct\nsource: {connector: tap}\nsinks: [{name: big, connector: bodies, when: 'total > 100'}]\n")
-	h.Create(t, "name: never\nsource: {connector: tap2}\nsinks: [{name: none, connector: bodies, when: 'false'}]\n")
-	emit, emitNever := <-src.em, <-never.em
+	h, bs := newBlobHarness(t, nil)
+	sink := h.Sinks.New(nil)
+	spec := h.Create(t, "name: direct\nsource: {connector: test-source}\nsinks: [{name: big, connector: test-sink, config: "+sink.Config()+", when: 'total > 100'}]\n")
+	h.Create(t, "name: never\nsource: {connector: test-source}\nsinks: [{name: none, connector: test-sink, config: "+sink.Config()+", when: 'false'}]\n")
+	emit, emitNever := h.Emitter(t, "direct"), h.Emitter(t, "never")
 	ctx := context.Background()
 	pad := strings.Repeat("x", runtime.DefaultClaimThreshold)
 	large, largeBad := `{"total": 7, "pad": "`+pad+`"}`, `{"total": "many", "pad": "`+pad+`"}`
@@ -358,10 +329,7 @@ func TestDirectRouting(t *testing.T) {
 		}
 	}
 	runtimetest.WaitFor(t, 20*time.Second, "one delivery and two dead letters", func() bool {
-		sink.mu.Lock()
-		n := len(sink.got)
-		sink.mu.Unlock()
-		return n == 1 && len(h.DeadLetters(t, "direct")) == 2
+		return len(sink.Delivered()) == 1 && len(h.DeadLetters(t, "direct")) == 2
 	})
 	for _, dl := range h.DeadLetters(t, "direct") {
 		if dl.Stage != "route:big" {

@@ -3,7 +3,6 @@ package runtime_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
 // TestClusterNodeLossLosesNothing runs an integration on a 3-node NATS
@@ -20,9 +20,10 @@ import (
 func TestClusterNodeLossLosesNothing(t *testing.T) {
 	cluster := natsxtest.StartCluster(t, 3)
 	conn := cluster.Connect(t)
-	h := newHarness(t, conn)
-	rec := newRecorder(t, nil)
-	h.create(t, specYAML("ha", "ha", sinkYAML("api", rec.srv.URL, "")))
+	h := runtimetest.StartOn(t, conn, nil, manual)
+	rec := h.Sinks.New(nil)
+	h.Create(t, specYAML("ha", "ha", sinkYAML("api", rec, "")))
+	emit := h.Emitter(t, "ha")
 
 	const total, workers = 1500, 8
 	var (
@@ -37,21 +38,20 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 			for i := w; i < total; i += workers {
 				sent.Add(1)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				resp, err := h.eng.Hooks().Serve(ctx, "acme", "ha", &runtime.HookRequest{
-					Method: "POST", Header: runtime.Header{}, Body: fmt.Appendf(nil, `{"n":%d}`, i),
-				})
+				msg := &runtime.Message{Data: fmt.Appendf(nil, `{"n":%d}`, i)}
+				err := emit.Emit(ctx, msg)
 				cancel()
-				if err != nil || resp.Status != http.StatusAccepted {
+				if err != nil {
 					refused.Add(1) // not accepted: the client would retry; nothing is owed
 					continue
 				}
 				mu.Lock()
-				accepted = append(accepted, resp.Header.Get(runtime.HeaderMsgID))
+				accepted = append(accepted, msg.ID)
 				mu.Unlock()
 			}
 		})
 	}
-	waitFor(t, 30*time.Second, "a third of the load sent", func() bool { return sent.Load() >= total/3 })
+	runtimetest.WaitFor(t, 30*time.Second, "a third of the load sent", func() bool { return sent.Load() >= total/3 })
 	victim := streamLeader(t, cluster, "VRSKY_acme_ha")
 	t.Logf("shutting down %s, the stream leader", victim.Name())
 	victim.Shutdown()
@@ -64,18 +64,18 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			missing := 0
-			got := rec.delivered()
+			got := rec.Delivered()
 			for _, id := range accepted {
 				if _, ok := got[id]; !ok {
 					missing++
 				}
 			}
-			st := h.eng.Status(context.Background(), "acme", &runtime.Spec{Name: "ha", Sinks: []runtime.SinkSpec{{Name: "api"}}})
+			st := h.Engine.Status(context.Background(), "acme", &runtime.Spec{Name: "ha", Sinks: []runtime.SinkSpec{{Name: "api"}}})
 			t.Logf("delivered %d, missing %d; status %+v", len(got), missing, st)
 		}
 	}()
-	waitFor(t, 90*time.Second, fmt.Sprintf("%d deliveries", len(accepted)), func() bool {
-		got := rec.delivered()
+	runtimetest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d deliveries", len(accepted)), func() bool {
+		got := rec.Delivered()
 		for _, id := range accepted {
 			if _, ok := got[id]; !ok {
 				return false

@@ -3,7 +3,7 @@ package runtime_test
 // Tenant boundaries under a hostile tenant (issue 21): tenant acme plays
 // the attacker, globex the bystander whose data and integrations must not
 // move. Every test runs on the real embedded NATS server of the engine
-// harness (engine_test.go).
+// harness (runtimetest).
 
 import (
 	"bytes"
@@ -29,132 +29,25 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
-// withConnectors registers cs in the harness's catalogue.
-func withConnectors(t *testing.T, cs ...runtime.Connector) func(*runtime.Config) {
-	return func(c *runtime.Config) {
-		for _, x := range cs {
-			if err := c.Catalog.Register(x); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
-
-// addTenant creates tenant name in the harness's store.
-func (h *harness) addTenant(t *testing.T, name string) {
-	t.Helper()
-	if _, err := h.store.CreateTenant(context.Background(), store.Tenant{Name: name}); err != nil && !isExists(err) {
-		t.Fatal(err)
-	}
-}
-
-// store stores an integration of tenant from a YAML spec without applying it.
-func (h *harness) storeAs(t *testing.T, tenant, yaml string) (*runtime.Spec, store.Integration) {
-	t.Helper()
-	spec, err := h.eng.ParseSpec([]byte(yaml))
-	if err != nil {
-		t.Fatalf("parse spec: %v", err)
-	}
-	in, err := h.store.CreateIntegration(context.Background(), store.Integration{
-		Tenant: tenant, Name: spec.Name, Spec: spec.JSON(), Desired: store.StateRunning,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec, in
-}
-
-// createAs is create for any tenant.
-func (h *harness) createAs(t *testing.T, tenant, yaml string) *runtime.Spec {
-	t.Helper()
-	spec, in := h.storeAs(t, tenant, yaml)
-	h.eng.Apply(in)
-	if st := h.eng.Status(context.Background(), tenant, spec); st.State != store.StateRunning {
-		t.Fatalf("integration %s/%s not running: %+v", tenant, spec.Name, st)
-	}
-	return spec
-}
-
-// postAs is post for any tenant.
-func (h *harness) postAs(t *testing.T, tenant, path, body string) string {
-	t.Helper()
-	resp, err := h.eng.Hooks().Serve(context.Background(), tenant, path, &runtime.HookRequest{
-		Method: "POST", Header: runtime.Header{"Content-Type": {"application/json"}}, Body: []byte(body),
-	})
-	if err != nil {
-		t.Fatalf("hook %s/%s: %v", tenant, path, err)
-	}
-	if resp.Status != http.StatusAccepted {
-		t.Fatalf("hook %s/%s answered %d: %s", tenant, path, resp.Status, resp.Body)
-	}
-	return resp.Header.Get(runtime.HeaderMsgID)
-}
-
-// remove deletes an integration as the API does: the record, then the rest.
-func (h *harness) remove(t *testing.T, tenant string, spec *runtime.Spec) {
-	t.Helper()
-	ctx := context.Background()
-	if err := h.store.DeleteIntegration(ctx, tenant, spec.Name); err != nil {
-		t.Fatalf("delete %s/%s: %v", tenant, spec.Name, err)
-	}
-	if err := h.eng.Remove(ctx, tenant, spec.Name, spec); err != nil {
-		t.Fatalf("remove %s/%s: %v", tenant, spec.Name, err)
-	}
-}
-
-// deadLetters waits until integration of tenant has n dead letters.
-func deadLetters(t *testing.T, h *harness, tenant, integration string, n int) []runtime.DeadLetter {
-	t.Helper()
-	var dls []runtime.DeadLetter
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d dead letters of %s/%s", n, tenant, integration), func() bool {
-		var err error
-		dls, _, err = h.eng.ListDeadLetters(context.Background(), tenant, integration, runtime.DLQFilter{})
-		return err == nil && len(dls) == n
-	})
-	return dls
-}
-
-// settled waits until the consumer of integration has nothing pending
-// or unacknowledged: no message is being redelivered.
-func settled(t *testing.T, h *harness, tenant, integration, consumer string) {
-	t.Helper()
-	ctx := context.Background()
-	waitFor(t, 10*time.Second, "consumer "+consumer+" of "+integration+" settled", func() bool {
-		c, err := h.conn.JS.Consumer(ctx, "VRSKY_"+tenant+"_"+integration, consumer)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
-	})
-}
-
-// traced waits until message id of tenant's integration is in state.
-func traced(t *testing.T, h *harness, tenant, integration, id, state string) {
-	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%s/%s %s %s", tenant, integration, id, state), func() bool {
-		tr, err := h.eng.Trace(context.Background(), tenant, integration, id)
-		return err == nil && tr.State == state
-	})
-}
-
-// bystander is globex's integration, webhook → HTTP sink, with an object
-// of its own in the store: what a hostile tenant must neither reach nor
-// disturb.
+// bystander is globex's integration, test source → recording sink, with
+// an object of its own in the store: what a hostile tenant must neither
+// reach nor disturb.
 type bystander struct {
-	rec    *recorder
+	h      *runtimetest.Harness // acting for globex
+	rec    *runtimetest.Sink
 	spec   *runtime.Spec
 	key    string // globex's object
 	secret string // its content
 }
 
-func newBystander(t *testing.T, h *harness, bs blob.Store) *bystander {
+func newBystander(t *testing.T, h *runtimetest.Harness, bs blob.Store) *bystander {
 	t.Helper()
-	h.addTenant(t, "globex")
-	b := &bystander{rec: newRecorder(t, nil), key: "payloads/globex/vault/secret", secret: "globex's secret"}
-	b.spec = h.createAs(t, "globex", specYAML("vault", "vault", sinkYAML("api", b.rec.srv.URL, "")))
+	g := h.As(t, "globex")
+	b := &bystander{h: g, rec: h.Sinks.New(nil), key: "payloads/globex/vault/secret", secret: "globex's secret"}
+	b.spec = g.Create(t, specYAML("vault", "vault", sinkYAML("api", b.rec, "")))
 	if bs != nil {
 		if _, err := bs.Put(context.Background(), b.key, strings.NewReader(b.secret)); err != nil {
 			t.Fatal(err)
@@ -165,10 +58,10 @@ func newBystander(t *testing.T, h *harness, bs blob.Store) *bystander {
 
 // unaffected checks that globex's integration still delivers and its
 // object is unchanged.
-func (b *bystander) unaffected(t *testing.T, h *harness, bs blob.Store) {
+func (b *bystander) unaffected(t *testing.T, bs blob.Store) {
 	t.Helper()
-	id := h.postAs(t, "globex", "vault", `{"order":1}`)
-	waitFor(t, 15*time.Second, "globex's message delivered", func() bool { return b.rec.delivered()[id] == `{"order":1}` })
+	id := b.h.Emit(t, "vault", `{"order":1}`)
+	runtimetest.WaitFor(t, 15*time.Second, "globex's message delivered", func() bool { return b.rec.Delivered()[id] == `{"order":1}` })
 	if bs == nil {
 		return
 	}
@@ -249,10 +142,10 @@ func TestForgedPayloadRefDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &forger{calls: map[string]int{}}
-	h := newHarness(t, conn, withBlobs(t, bs), withConnectors(t, f.connector()))
+	h := runtimetest.StartOn(t, conn, []runtime.Connector{f.connector()}, manual, withBlobs(bs))
 	victim := newBystander(t, h, bs)
-	healthy := newRecorder(t, nil)
-	h.create(t, specYAML("healthy", "healthy", sinkYAML("api", healthy.srv.URL, "")))
+	healthy := h.Sinks.New(nil)
+	h.Create(t, specYAML("healthy", "healthy", sinkYAML("api", healthy, "")))
 
 	for i, ref := range []string{
 		"payloads/acme/../globex/vault/secret",
@@ -271,32 +164,32 @@ func TestForgedPayloadRefDeadLettered(t *testing.T) {
 	} {
 		t.Run(ref, func(t *testing.T) {
 			name := fmt.Sprintf("forge-%d", i)
-			sink := newRecorder(t, nil)
-			h.create(t, fmt.Sprintf(`name: %s
-source: {connector: http-webhook, config: {path: %s}}
+			sink := h.Sinks.New(nil)
+			h.Create(t, fmt.Sprintf(`name: %s
+source: {connector: test-source}
 steps: [{connector: forger, config: {ref: %q}}]
-sinks: [{name: api, connector: http, config: {url: %q}}]
+sinks: [{name: api, connector: test-sink, config: %s}]
 retry: {max_attempts: 5, initial_backoff: 20ms, max_backoff: 20ms}
-`, name, name, ref, sink.srv.URL))
-			id := h.post(t, name, `{"n":1}`)
-			dl := deadLetters(t, h, "acme", name, 1)[0]
+`, name, ref, sink.Config()))
+			id := h.Emit(t, name, `{"n":1}`)
+			dl := h.WaitDeadLetters(t, name, 1)[0]
 			if dl.MessageID != id || dl.Stage != "step:step-1" || dl.Attempts != 1 {
 				t.Fatalf("dead letter of %s at %s after %d attempts (%s): want message %s at step:step-1 after 1 attempt", dl.MessageID, dl.Stage, dl.Attempts, dl.Error, id)
 			}
-			settled(t, h, "acme", name, "in")
+			settled(t, h, name, "in")
 			if n := f.seen(id); n != 1 {
 				t.Fatalf("the step saw the message %d times, want once", n)
 			}
-			if n := len(sink.delivered()); n != 0 {
+			if n := len(sink.Delivered()); n != 0 {
 				t.Fatalf("the sink got %d messages", n)
 			}
 		})
 	}
-	id := h.post(t, "healthy", `{"ok":true}`)
-	waitFor(t, 15*time.Second, "acme's healthy integration delivers", func() bool { return len(healthy.delivered()) == 1 })
-	traced(t, h, "acme", "healthy", id, runtime.StatusDelivered)
-	victim.unaffected(t, h, bs)
-	if n := len(victim.rec.delivered()); n != 1 {
+	id := h.Emit(t, "healthy", `{"ok":true}`)
+	runtimetest.WaitFor(t, 15*time.Second, "acme's healthy integration delivers", func() bool { return len(healthy.Delivered()) == 1 })
+	h.WaitTrace(t, "healthy", id, runtime.StatusDelivered)
+	victim.unaffected(t, bs)
+	if n := len(victim.rec.Delivered()); n != 1 {
 		t.Fatalf("globex's sink got %d messages, want its own one", n)
 	}
 }
@@ -424,34 +317,34 @@ func TestInputStageFailuresCountAttempts(t *testing.T) {
 				t.Fatal(err)
 			}
 			bs := &flakyBlobs{Store: nb}
-			h := newHarness(t, conn, withBlobs(t, bs), withConnectors(t, tc.step.connector()))
+			h := runtimetest.StartOn(t, conn, []runtime.Connector{tc.step.connector()}, manual, withBlobs(bs))
 			victim := newBystander(t, h, nil)
-			sink := newRecorder(t, nil)
-			spec := h.create(t, fmt.Sprintf(`name: staged
-source: {connector: http-webhook, config: {path: staged}}
+			sink := h.Sinks.New(nil)
+			spec := h.Create(t, fmt.Sprintf(`name: staged
+source: {connector: test-source}
 steps: [{connector: %s}]
 sinks:
 %s
 retry: {max_attempts: 3, initial_backoff: 20ms, max_backoff: 40ms}
-`, tc.step.name, sinkYAML("api", sink.srv.URL, tc.when)))
+`, tc.step.name, sinkYAML("api", sink, tc.when)))
 			tc.outage(bs).Store(true)
-			id := h.post(t, "staged", tc.body)
-			dl := deadLetters(t, h, "acme", "staged", 1)[0]
+			id := h.Emit(t, "staged", tc.body)
+			dl := h.WaitDeadLetters(t, "staged", 1)[0]
 			if dl.MessageID != id || dl.Stage != "route" || dl.Attempts != 3 {
 				t.Fatalf("dead letter of %s at %s after %d attempts (%s): want message %s at stage route after 3 attempts", dl.MessageID, dl.Stage, dl.Attempts, dl.Error, id)
 			}
-			settled(t, h, "acme", "staged", "in")
+			settled(t, h, "staged", "in")
 			if n := tc.step.seen(id); n != 3 {
 				t.Fatalf("the step ran %d times, want 3 (max_attempts)", n)
 			}
-			victim.unaffected(t, h, nil)
+			victim.unaffected(t, nil)
 
 			tc.outage(bs).Store(false)
-			if err := h.eng.ReplayDeadLetter(context.Background(), "acme", spec, dl.ID); err != nil {
+			if err := h.Engine.ReplayDeadLetter(context.Background(), "acme", spec, dl.ID); err != nil {
 				t.Fatalf("replay: %v", err)
 			}
-			waitFor(t, 15*time.Second, "the replayed message delivered", func() bool { return len(sink.delivered()[id]) > 0 })
-			traced(t, h, "acme", "staged", id, runtime.StatusDelivered)
+			runtimetest.WaitFor(t, 15*time.Second, "the replayed message delivered", func() bool { return len(sink.Delivered()[id]) > 0 })
+			h.WaitTrace(t, "staged", id, runtime.StatusDelivered)
 		})
 	}
 }
@@ -469,16 +362,17 @@ func TestStartSectionLoopGivesUp(t *testing.T) {
 	const initTimeout = 1500 * time.Millisecond
 	var builds buildCounter
 	spin := rawStep(t, "spin", rawWasm{start: spinForever, process: i32Const(nil, 0)}, host.Capabilities{}, host.Env{}, host.Limits{InitTimeout: initTimeout}, &builds)
-	h := newHarness(t, natsxtest.Start(t), withConnectors(t, spin)) // reconciles only when told
+	h := runtimetest.Start(t, []runtime.Connector{spin}, manual) // reconciles only when told
 	victim := newBystander(t, h, nil)
 	ctx := context.Background()
+	never := h.Sinks.New(nil)
 	spinSpec := func(name string) string {
 		return fmt.Sprintf(`name: %s
-source: {connector: http-webhook, config: {path: %s}}
+source: {connector: test-source}
 steps: [{connector: spin}]
-sinks: [{name: api, connector: http, config: {url: "http://127.0.0.1:1/"}}]
+sinks: [{name: api, connector: test-sink, config: %s}]
 retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 50ms}
-`, name, name)
+`, name, never.Config())
 	}
 	// timed runs fn and fails the test if it took as long as one
 	// instantiation's deadline: it must not have waited for one.
@@ -491,24 +385,18 @@ retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 50ms}
 		}
 	}
 	idle := func() bool { return builds.started.Load() == builds.ended.Load() }
-	noHook := func(t *testing.T, path string) {
-		t.Helper()
-		if _, err := h.eng.Hooks().Serve(ctx, "acme", path, &runtime.HookRequest{Method: "POST", Body: []byte("{}")}); !errors.Is(err, runtime.ErrNoHook) {
-			t.Fatalf("webhook %s: err = %v, want ErrNoHook", path, err)
-		}
-	}
 
 	t.Run("gives up after the retry policy", func(t *testing.T) {
-		spec, in := h.storeAs(t, "acme", spinSpec("spinner"))
+		spec, in := h.Put(t, spinSpec("spinner"))
 		before := builds.started.Load()
-		timed(t, "Apply (start)", func() { h.eng.Apply(in) })
-		if st := h.eng.Status(ctx, "acme", spec); st.State != store.StateRunning || !st.Starting {
+		timed(t, "Apply (start)", func() { h.Engine.Apply(in) })
+		if st := h.Engine.Status(ctx, "acme", spec); st.State != store.StateRunning || !st.Starting {
 			t.Fatalf("status right after the start: %+v, want running and starting", st)
 		}
 		var st runtime.Status
-		waitFor(t, 30*time.Second, "the start given up", func() bool {
-			st = h.eng.Status(ctx, "acme", spec)
-			return st.State == "error" && !st.Starting && idle()
+		runtimetest.WaitFor(t, 30*time.Second, "the start given up", func() bool {
+			st = h.Engine.Status(ctx, "acme", spec)
+			return st.State == runtime.StateError && !st.Starting && idle()
 		})
 		if !strings.Contains(st.Error, "gave up after 2 attempts") || !strings.Contains(st.Error, "step step-1") {
 			t.Fatalf("status error %q: want the step's error and the attempts", st.Error)
@@ -516,82 +404,82 @@ retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 50ms}
 		if n := builds.started.Load() - before; n != 2 {
 			t.Fatalf("the module was instantiated %d times, want 2 (max_attempts)", n)
 		}
-		noHook(t, "spinner") // the source stopped: nothing is accepted that no step takes
+		released(t, h, "spinner") // the source stopped: nothing is accepted that no step takes
 		for range 3 {
-			if err := h.eng.Reconcile(ctx); err != nil {
+			if err := h.Engine.Reconcile(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if n := builds.started.Load() - before; n != 2 {
 			t.Fatalf("reconciling instantiated the module again (%d in all)", n)
 		}
-		if st := h.eng.Status(ctx, "acme", spec); st.State != "error" {
+		if st := h.Engine.Status(ctx, "acme", spec); st.State != runtime.StateError {
 			t.Fatalf("status after reconciling: %+v, want error", st)
 		}
 		// A stop and a start (a new revision) try again.
-		cur, err := h.store.GetIntegration(ctx, "acme", "spinner")
+		cur, err := h.Store.GetIntegration(ctx, "acme", "spinner")
 		if err != nil {
 			t.Fatal(err)
 		}
 		cur.Desired = store.StateStopped
-		if cur, err = h.store.UpdateIntegration(ctx, cur); err != nil {
+		if cur, err = h.Store.UpdateIntegration(ctx, cur); err != nil {
 			t.Fatal(err)
 		}
-		timed(t, "Apply (stop)", func() { h.eng.Apply(cur) })
+		timed(t, "Apply (stop)", func() { h.Engine.Apply(cur) })
 		cur.Desired = store.StateRunning
-		if cur, err = h.store.UpdateIntegration(ctx, cur); err != nil {
+		if cur, err = h.Store.UpdateIntegration(ctx, cur); err != nil {
 			t.Fatal(err)
 		}
-		timed(t, "Apply (start again)", func() { h.eng.Apply(cur) })
-		waitFor(t, 10*time.Second, "a new attempt", func() bool { return builds.started.Load()-before == 3 })
+		timed(t, "Apply (start again)", func() { h.Engine.Apply(cur) })
+		runtimetest.WaitFor(t, 10*time.Second, "a new attempt", func() bool { return builds.started.Load()-before == 3 })
 		cur.Desired = store.StateStopped
-		if cur, err = h.store.UpdateIntegration(ctx, cur); err != nil {
+		if cur, err = h.Store.UpdateIntegration(ctx, cur); err != nil {
 			t.Fatal(err)
 		}
-		h.eng.Apply(cur)
+		h.Engine.Apply(cur)
 	})
 
 	t.Run("stop does not wait for the instantiation", func(t *testing.T) {
-		spec, in := h.storeAs(t, "acme", spinSpec("stopper"))
-		h.eng.Apply(in)
-		waitFor(t, 10*time.Second, "the instantiation under way", func() bool { return !idle() })
+		spec, in := h.Put(t, spinSpec("stopper"))
+		h.Engine.Apply(in)
+		runtimetest.WaitFor(t, 10*time.Second, "the instantiation under way", func() bool { return !idle() })
 		in.Desired = store.StateStopped
-		in, err := h.store.UpdateIntegration(ctx, in)
+		in, err := h.Store.UpdateIntegration(ctx, in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		timed(t, "Apply (stop)", func() { h.eng.Apply(in) })
-		if st := h.eng.Status(ctx, "acme", spec); st.State != store.StateStopped {
+		timed(t, "Apply (stop)", func() { h.Engine.Apply(in) })
+		if st := h.Engine.Status(ctx, "acme", spec); st.State != store.StateStopped {
 			t.Fatalf("status after the stop: %+v", st)
 		}
-		waitFor(t, 30*time.Second, "the abandoned instantiation over", idle)
-		if st := h.eng.Status(ctx, "acme", spec); st.State != store.StateStopped {
+		runtimetest.WaitFor(t, 30*time.Second, "the abandoned instantiation over", idle)
+		if st := h.Engine.Status(ctx, "acme", spec); st.State != store.StateStopped {
 			t.Fatalf("status once the instantiation ended: %+v, want stopped", st)
 		}
-		noHook(t, "stopper")
+		released(t, h, "stopper")
 	})
 
 	t.Run("a deleted integration does not come back", func(t *testing.T) {
-		spec, stale := h.storeAs(t, "acme", spinSpec("deleted"))
-		h.eng.Apply(stale)
-		waitFor(t, 10*time.Second, "the instantiation under way", func() bool { return !idle() })
-		timed(t, "delete", func() { h.remove(t, "acme", spec) })
+		spec, stale := h.Put(t, spinSpec("deleted"))
+		h.Engine.Apply(stale)
+		runtimetest.WaitFor(t, 10*time.Second, "the instantiation under way", func() bool { return !idle() })
+		timed(t, "delete", func() { h.Delete(t, spec) })
 		// A reconcile pass that listed the integration before the delete.
-		h.eng.Apply(stale)
-		if err := h.eng.Reconcile(ctx); err != nil {
+		h.Engine.Apply(stale)
+		if err := h.Engine.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "the abandoned instantiation over", idle)
-		if st := h.eng.Status(ctx, "acme", spec); st.State != store.StateStopped {
+		runtimetest.WaitFor(t, 30*time.Second, "the abandoned instantiation over", idle)
+		if st := h.Engine.Status(ctx, "acme", spec); st.State != store.StateStopped {
 			t.Fatalf("status of the deleted integration: %+v, want stopped", st)
 		}
-		if _, err := h.conn.JS.Stream(ctx, "VRSKY_acme_deleted"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := h.Conn.JS.Stream(ctx, "VRSKY_acme_deleted"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 			t.Fatalf("the deleted integration's stream: err = %v, want ErrStreamNotFound", err)
 		}
-		noHook(t, "deleted")
+		released(t, h, "deleted")
 	})
 
-	victim.unaffected(t, h, nil)
+	victim.unaffected(t, nil)
 }
 
 // Step KV is the integration's own bucket, bounded by the engine (here
@@ -661,15 +549,16 @@ func TestStepStorageBoundedAndRemoved(t *testing.T) {
 		pages:   1, data: data, process: stashBody,
 	}, host.Capabilities{Objects: true}, host.Env{Objects: written}, host.Limits{}, nil)
 
-	h := newHarness(t, conn, withBlobs(t, bs), withConnectors(t, hog, stash), func(c *runtime.Config) { c.StepKVMaxBytes = bound })
+	h := runtimetest.StartOn(t, conn, []runtime.Connector{hog, stash}, manual, withBlobs(bs), func(c *runtime.Config) { c.StepKVMaxBytes = bound })
 	victim := newBystander(t, h, bs)
-	stepSpec := func(name, step, sinkURL string) string {
+	g := victim.h // globex
+	stepSpec := func(name, step string, rec *runtimetest.Sink) string {
 		return fmt.Sprintf(`name: %s
-source: {connector: http-webhook, config: {path: %s}}
+source: {connector: test-source}
 steps: [{connector: %s}]
-sinks: [{name: api, connector: http, config: {url: %q}}]
+sinks: [{name: api, connector: test-sink, config: %s}]
 retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
-`, name, name, step, sinkURL)
+`, name, step, rec.Config())
 	}
 	bucket := func(t *testing.T, tenant, integration string) (jetstream.KeyValueStatus, error) {
 		t.Helper()
@@ -680,13 +569,13 @@ retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
 		return kv.Status(ctx)
 	}
 
-	acme := newRecorder(t, nil)
-	hogSpec := h.create(t, stepSpec("hog", "hog", acme.srv.URL))
-	globex := h.createAs(t, "globex", stepSpec("hog", "hog", victim.rec.srv.URL))
+	acme := h.Sinks.New(nil)
+	hogSpec := h.Create(t, stepSpec("hog", "hog", acme))
+	globex := g.Create(t, stepSpec("hog", "hog", victim.rec))
 
 	t.Run("step KV is bounded per integration", func(t *testing.T) {
-		traced(t, h, "acme", "hog", h.post(t, "hog", `{}`), runtime.StatusFiltered)
-		traced(t, h, "globex", "hog", h.postAs(t, "globex", "hog", `{}`), runtime.StatusFiltered)
+		h.WaitTrace(t, "hog", h.Emit(t, "hog", `{}`), runtime.StatusFiltered)
+		g.WaitTrace(t, "hog", g.Emit(t, "hog", `{}`), runtime.StatusFiltered)
 		for _, tenant := range []string{"acme", "globex"} {
 			st, err := bucket(t, tenant, "hog")
 			if err != nil {
@@ -699,8 +588,8 @@ retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
 	})
 
 	t.Run("objects stay in the integration's payload prefix", func(t *testing.T) {
-		h.create(t, stepSpec("stash", "stash", acme.srv.URL))
-		traced(t, h, "acme", "stash", h.post(t, "stash", `{}`), runtime.StatusFiltered)
+		h.Create(t, stepSpec("stash", "stash", acme))
+		h.WaitTrace(t, "stash", h.Emit(t, "stash", `{}`), runtime.StatusFiltered)
 		for _, k := range keys {
 			if objectExists(t, bs, k) {
 				t.Errorf("object %s is left after the call", k)
@@ -712,24 +601,24 @@ retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
 	})
 
 	t.Run("deleting the integration deletes what it stored", func(t *testing.T) {
-		failing := newRecorder(t, func(string, int) int { return http.StatusBadRequest })
-		held := h.create(t, specYAML("held", "held", sinkYAML("api", failing.srv.URL, "")))
-		id := h.post(t, "held", `"`+strings.Repeat("h", runtime.DefaultClaimThreshold)+`"`)
-		deadLetters(t, h, "acme", "held", 1)
+		failing := h.Sinks.New(failWith(http.StatusBadRequest))
+		held := h.Create(t, specYAML("held", "held", sinkYAML("api", failing, "")))
+		id := h.Emit(t, "held", `"`+strings.Repeat("h", runtime.DefaultClaimThreshold)+`"`)
+		h.WaitDeadLetters(t, "held", 1)
 		if !objectExists(t, bs, payloadKey("held", id)) {
 			t.Fatal("the dead letter's payload object is missing before the delete")
 		}
-		gd := h.createAs(t, "globex", specYAML("held", "gheld", sinkYAML("api", failing.srv.URL, "")))
-		h.postAs(t, "globex", "gheld", `{"kept":true}`)
-		deadLetters(t, h, "globex", "held", 1)
+		gd := g.Create(t, specYAML("held", "gheld", sinkYAML("api", failing, "")))
+		g.Emit(t, "gheld", `{"kept":true}`)
+		g.WaitDeadLetters(t, "held", 1)
 
-		h.remove(t, "acme", held)
-		h.remove(t, "acme", hogSpec)
+		h.Delete(t, held)
+		h.Delete(t, hogSpec)
 		if objectExists(t, bs, payloadKey("held", id)) {
 			t.Error("the deleted integration's payload object is still there")
 		}
-		if dls, _, err := h.eng.ListDeadLetters(ctx, "acme", "held", runtime.DLQFilter{}); err != nil || len(dls) != 0 {
-			t.Errorf("the deleted integration has %d dead letters (%v), want none", len(dls), err)
+		if dls := h.DeadLetters(t, "held"); len(dls) != 0 {
+			t.Errorf("the deleted integration has %d dead letters, want none", len(dls))
 		}
 		markers, err := conn.JS.KeyValue(ctx, "vrsky_claims")
 		if err != nil {
@@ -746,13 +635,13 @@ retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
 		if st, err := bucket(t, "globex", "hog"); err != nil || st.Values() == 0 {
 			t.Errorf("globex's step KV bucket after acme's delete: %v, %v", st, err)
 		}
-		if dls, _, err := h.eng.ListDeadLetters(ctx, "globex", gd.Name, runtime.DLQFilter{}); err != nil || len(dls) != 1 {
-			t.Errorf("globex's dead letters after acme's delete: %d (%v), want 1", len(dls), err)
+		if dls := g.DeadLetters(t, gd.Name); len(dls) != 1 {
+			t.Errorf("globex's dead letters after acme's delete: %d, want 1", len(dls))
 		}
 	})
 
-	if st := h.eng.Status(ctx, "globex", globex); st.State != store.StateRunning {
+	if st := h.Engine.Status(ctx, "globex", globex); st.State != store.StateRunning {
 		t.Fatalf("globex's integration: %+v", st)
 	}
-	victim.unaffected(t, h, bs)
+	victim.unaffected(t, bs)
 }

@@ -105,8 +105,8 @@ func TestSecretEnvScopesDisjoint(t *testing.T) {
 // spec naming a variable of tenant acme-x (or one outside any scope),
 // naming the field.
 func TestSecretEnvOfAnotherTenantRefused(t *testing.T) {
-	src, c := newTap(), &checked{}
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), c.connector()}, func(cfg *runtime.Config) {
+	c := &checked{}
+	h := runtimetest.Start(t, []runtime.Connector{c.connector()}, manual, func(cfg *runtime.Config) {
 		cfg.SecretEnvPrefix = "VRSKY_SECRET_"
 	})
 	for _, tc := range []struct {
@@ -123,7 +123,7 @@ func TestSecretEnvOfAnotherTenantRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec, err := h.Engine.ParseSpec(fmt.Appendf(nil,
-				`{"name":"s","source":{"connector":"tap"},"sinks":[{"name":"b","connector":"checked","config":{"auth":{"token_env":%q}}}]}`, tc.env))
+				`{"name":"s","source":{"connector":"test-source"},"sinks":[{"name":"b","connector":"checked","config":{"auth":{"token_env":%q}}}]}`, tc.env))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,51 +3,14 @@ package runtime_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
-
-// bodies is a sink that reads every payload, inline or claim-checked.
-type bodies struct {
-	mu      sync.Mutex
-	got     map[string][]byte
-	claimed map[string]bool
-}
-
-func (b *bodies) connector() runtime.Connector {
-	return runtime.Connector{
-		Name: "bodies", Version: "1.0.0", Kind: runtime.KindSink,
-		NewSink: func(json.RawMessage, runtime.Env) (runtime.Sink, error) { return b, nil },
-	}
-}
-
-func (b *bodies) Deliver(ctx context.Context, m *runtime.Message) error {
-	data, err := m.Bytes(ctx)
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.got[m.ID], b.claimed[m.ID] = data, m.Claimed()
-	return nil
-}
-
-func (b *bodies) Close() error { return nil }
-
-func (b *bodies) of(id string) ([]byte, bool, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	data, ok := b.got[id]
-	return data, b.claimed[id], ok
-}
 
 // failAtEOF is a body whose reader refuses it at the end, as a reader that
 // checks a signature does.
@@ -64,17 +27,10 @@ func (f failAtEOF) Read(p []byte) (int, error) {
 }
 
 func TestStreamedPayloads(t *testing.T) {
-	src, sink := newTap(), &bodies{got: map[string][]byte{}, claimed: map[string]bool{}}
-	var bs blob.Store
-	h := runtimetest.Start(t, []runtime.Connector{src.connector(), sink.connector()}, func(c *runtime.Config) {
-		var err error
-		if bs, err = blob.NewNATS(context.Background(), c.Conn.JS, "vrsky-objects", 1); err != nil {
-			t.Fatal(err)
-		}
-		c.Blobs = bs
-	})
-	h.Create(t, "name: big\nsource: {connector: tap}\nsinks: [{name: out, connector: bodies}]\n")
-	emit := <-src.em
+	h, bs := newBlobHarness(t, nil)
+	sink := h.Sinks.New(nil)
+	h.Create(t, "name: big\nsource: {connector: test-source}\nsinks: [{name: out, connector: test-sink, config: "+sink.Config()+"}]\n")
+	emit := h.Emitter(t, "big")
 	ctx := context.Background()
 
 	for _, tc := range []struct {
@@ -93,15 +49,14 @@ func TestStreamedPayloads(t *testing.T) {
 			if err := emit.Emit(ctx, msg); err != nil {
 				t.Fatalf("Emit: %v", err)
 			}
-			var got []byte
-			var claimed bool
+			var got runtimetest.Delivery
 			runtimetest.WaitFor(t, 30*time.Second, "the delivery", func() bool {
 				var ok bool
-				got, claimed, ok = sink.of(msg.ID)
+				got, ok = sink.Delivery(msg.ID)
 				return ok
 			})
-			if !bytes.Equal(got, payload) || claimed != tc.claimed {
-				t.Fatalf("delivered %d bytes (claim-checked %v), want %d (claim-checked %v)", len(got), claimed, tc.size, tc.claimed)
+			if !bytes.Equal(got.Body, payload) || got.Claimed != tc.claimed {
+				t.Fatalf("delivered %d bytes (claim-checked %v), want %d (claim-checked %v)", len(got.Body), got.Claimed, tc.size, tc.claimed)
 			}
 			if tc.claimed {
 				key := payloadKey("big", msg.ID)
@@ -121,11 +76,24 @@ func TestStreamedPayloads(t *testing.T) {
 				t.Fatalf("an object was left for the refused %d-byte body", size)
 			}
 		}
-		time.Sleep(500 * time.Millisecond)
-		sink.mu.Lock()
-		n := len(sink.got)
-		sink.mu.Unlock()
-		if n != 4 {
+		// An emit returns once its message is stored, so nothing can be on
+		// its way: the stream holds the 4 good messages it ever stored (one
+		// copy each, on the sink's subject), and the sink got those.
+		s, err := h.Conn.JS.Stream(ctx, "VRSKY_acme_big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.LastSeq != 4 {
+			t.Fatalf("the stream stored %d messages, want only the 4 good ones", info.State.LastSeq)
+		}
+		if st := h.Engine.Status(ctx, "acme", &runtime.Spec{Name: "big"}); st.Ingested != 4 {
+			t.Fatalf("%d messages ingested, want only the 4 good ones", st.Ingested)
+		}
+		if n := len(sink.Delivered()); n != 4 {
 			t.Fatalf("%d deliveries, want only the 4 good messages", n)
 		}
 	})

@@ -51,7 +51,16 @@ const (
 	StatusFailed       = "failed"
 	StatusDeadLettered = "dead_lettered"
 	StatusReplayed     = "replayed"
+	// StatusPartial is a MessageTrace state only: some sinks have the
+	// message, and it is dead-lettered for others.
+	StatusPartial = "partial"
 )
+
+// track records rec, at stage, for message id.
+func (p *pipeline) track(id string, stage Stage, rec StageRecord) {
+	rec.Stage = stage.String()
+	p.e.tracker.record(p.tenant, p.spec.Name, id, rec)
+}
 
 // StageRecord is one stage's outcome for one message.
 type StageRecord struct {
@@ -194,7 +203,7 @@ func (w *trackWriter) add(ev trackEvent) {
 			return
 		}
 	case StatusAccepted, StatusPassed:
-		if ev.rec.Stage != stageRoute {
+		if ev.rec.Stage != stageRoute.String() {
 			return
 		}
 		h.outputs = ev.rec.Outputs
@@ -324,14 +333,14 @@ func kvKeyChar(c byte) bool {
 
 // attempts returns the failed attempts recorded for a stage, oldest first.
 // Failures are written at once, so every earlier attempt is there.
-func (t *tracker) attempts(ctx context.Context, tenant, integration, id, stage string) []StageRecord {
+func (t *tracker) attempts(ctx context.Context, tenant, integration, id string, stage Stage) []StageRecord {
 	if t == nil {
 		return nil
 	}
 	recs, _ := t.read(ctx, trackKey(tenant, integration, id)+".>")
 	var failed []StageRecord
 	for _, r := range recs {
-		if r.Stage == stage && r.Status == StatusFailed {
+		if r.Stage == stage.String() && r.Status == StatusFailed {
 			failed = append(failed, r)
 		}
 	}
@@ -388,9 +397,9 @@ func withAccepted(recs []StageRecord) []StageRecord {
 	var route *StageRecord
 	for i := range recs {
 		switch recs[i].Stage {
-		case stageAccepted:
+		case stageAccepted.String():
 			return recs
-		case stageRoute:
+		case stageRoute.String():
 			if route == nil {
 				route = &recs[i]
 			}
@@ -399,7 +408,7 @@ func withAccepted(recs []StageRecord) []StageRecord {
 	if route == nil {
 		return recs
 	}
-	acc := StageRecord{Stage: stageAccepted, Status: StatusAccepted, At: route.At}
+	acc := StageRecord{Stage: stageAccepted.String(), Status: StatusAccepted, At: route.At}
 	return append([]StageRecord{acc}, recs...)
 }
 
@@ -422,10 +431,10 @@ func summarize(recs []StageRecord) string {
 			delivered++
 		}
 	}
-	route, routed := last[stageRoute]
+	route, routed := last[stageRoute.String()]
 	switch {
 	case dead > 0 && delivered > 0:
-		return "partial"
+		return StatusPartial
 	case dead > 0:
 		return StatusDeadLettered
 	case routed && route.Status == StatusFiltered:
@@ -436,7 +445,7 @@ func summarize(recs []StageRecord) string {
 		return StatusDelivered
 	case routed && delivered > 0:
 		for _, sink := range route.Outputs {
-			if last["sink:"+sink].Status != StatusDelivered {
+			if last[sinkStage(sink).String()].Status != StatusDelivered {
 				return StatusAccepted
 			}
 		}

@@ -70,7 +70,7 @@ func (l *publishLog) entryStages(t *testing.T, i int) []string {
 // (or until they are old), and writes failures at once.
 func TestTrackWriterCoalesces(t *testing.T) {
 	route := func(outs ...string) StageRecord {
-		return StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: outs}
+		return StageRecord{Stage: stageRoute.String(), Status: StatusPassed, Outputs: outs}
 	}
 	delivered := func(sink string) StageRecord { return StageRecord{Stage: "sink:" + sink, Status: StatusDelivered} }
 	for _, tc := range []struct {
@@ -93,7 +93,7 @@ func TestTrackWriterCoalesces(t *testing.T) {
 		{
 			name: "fan-out waits for every sink",
 			recs: []StageRecord{
-				{Stage: stageAccepted, Status: StatusAccepted}, route("a", "b"), delivered("a"), delivered("b"),
+				{Stage: stageAccepted.String(), Status: StatusAccepted}, route("a", "b"), delivered("a"), delivered("b"),
 			},
 			writes: [][]string{{"accepted:accepted", "route:passed", "sink:a:delivered", "sink:b:delivered"}},
 		},
@@ -116,7 +116,7 @@ func TestTrackWriterCoalesces(t *testing.T) {
 		},
 		{
 			name:   "filtered is final",
-			recs:   []StageRecord{{Stage: stageRoute, Status: StatusFiltered}},
+			recs:   []StageRecord{{Stage: stageRoute.String(), Status: StatusFiltered}},
 			writes: [][]string{{"route:filtered"}},
 		},
 		{
@@ -170,11 +170,12 @@ func TestTrackWriterCoalesces(t *testing.T) {
 func TestTrackWriterFlushesByAge(t *testing.T) {
 	var l publishLog
 	w := trackWriter{nc: &l, writer: "w1", dropped: new(atomic.Uint64), held: map[string]*heldRecords{}}
-	w.add(trackEvent{key: "t.i.old", rec: StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: []string{"a"}}})
+	w.add(trackEvent{key: "t.i.old", rec: StageRecord{Stage: stageRoute.String(), Status: StatusPassed, Outputs: []string{"a"}}})
+	w.add(trackEvent{key: "t.i.new", rec: StageRecord{Stage: stageRoute.String(), Status: StatusPassed, Outputs: []string{"a"}}})
 	cut := time.Now()
-	time.Sleep(time.Millisecond)
-	w.add(trackEvent{key: "t.i.new", rec: StageRecord{Stage: stageRoute, Status: StatusPassed, Outputs: []string{"a"}}})
-	w.flushOlder(cut.Add(time.Microsecond))
+	w.held["t.i.old"].since = cut.Add(-time.Minute) // held a minute already
+	w.held["t.i.new"].since = cut                   // just now
+	w.flushOlder(cut.Add(-time.Second))
 	if len(l.subjects) != 1 || !strings.Contains(l.subjects[0], ".t.i.old.") {
 		t.Fatalf("written %q, want only the old message", l.subjects)
 	}

@@ -3,14 +3,15 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
 	"github.com/vrsky/vrsky/internal/testenv/wasmsteptest"
-	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
 // withWasmSteps registers shipped Wasm connectors, built from source and
@@ -46,10 +47,10 @@ func withWasmStepsEnv(t *testing.T, env host.Env, names ...string) func(*runtime
 }
 
 func TestWasmStepsInPipeline(t *testing.T) {
-	h := newHarness(t, natsxtest.Start(t), withWasmSteps(t, "jq", "filter"))
-	rec := newRecorder(t, nil)
-	h.create(t, `name: shop
-source: {connector: http-webhook, config: {path: shop}}
+	h := runtimetest.Start(t, nil, manual, withWasmSteps(t, "jq", "filter"))
+	rec := h.Sinks.New(nil)
+	h.Create(t, `name: shop
+source: {connector: test-source}
 steps:
   - connector: jq
     config: {query: '{id: .order_id, total: (.amount * .qty), customer: .customer.name}'}
@@ -57,39 +58,38 @@ steps:
     config: {expr: 'total >= 10'}
 sinks:
   - name: api
-    connector: http
-    config: {url: "`+rec.srv.URL+`"}
+    connector: test-sink
+    config: `+rec.Config()+`
 retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 200ms}
 `)
-	big := h.post(t, "shop", `{"order_id": 7, "amount": 12.5, "qty": 2, "customer": {"name": "Ada"}}`)
-	small := h.post(t, "shop", `{"order_id": 8, "amount": 1, "qty": 2, "customer": {"name": "Bob"}}`)
-	broken := h.post(t, "shop", `{"order_id": 9, "amount": `)
+	big := h.Emit(t, "shop", `{"order_id": 7, "amount": 12.5, "qty": 2, "customer": {"name": "Ada"}}`)
+	small := h.Emit(t, "shop", `{"order_id": 8, "amount": 1, "qty": 2, "customer": {"name": "Bob"}}`)
+	broken := h.Emit(t, "shop", `{"order_id": 9, "amount": `)
 
-	waitFor(t, 15*time.Second, "the big order delivered", func() bool { return len(rec.delivered()) == 1 })
+	runtimetest.WaitFor(t, 15*time.Second, "the big order delivered", func() bool { return len(rec.Delivered()) == 1 })
 	var got map[string]any
-	if err := json.Unmarshal([]byte(rec.delivered()[big]), &got); err != nil {
-		t.Fatalf("sink got %q: %v", rec.delivered()[big], err)
+	if err := json.Unmarshal([]byte(rec.Delivered()[big]), &got); err != nil {
+		t.Fatalf("sink got %q: %v", rec.Delivered()[big], err)
 	}
 	if got["id"] != 7.0 || got["total"] != 25.0 || got["customer"] != "Ada" {
 		t.Fatalf("converted message = %v", got)
 	}
-	waitTrace(t, h, "shop", small, runtime.StatusFiltered)
-	dl := dlqMessages(t, h, "shop", 1)[0]
-	hd := runtime.Header(dl.Headers())
-	if hd.Get(runtime.HeaderMsgID) != broken || hd.Get(runtime.HeaderStage) != "step:step-1" || hd.Get(runtime.HeaderAttempts) != "1" {
-		t.Fatalf("malformed input: dead letter headers %v; want step-1, 1 attempt (permanent)", hd)
+	h.WaitTrace(t, "shop", small, runtime.StatusFiltered)
+	dl := h.WaitDeadLetters(t, "shop", 1)[0]
+	if dl.MessageID != broken || dl.Stage != "step:step-1" || dl.Attempts != 1 {
+		t.Fatalf("malformed input: dead letter %+v; want step-1, 1 attempt (permanent)", dl)
 	}
 }
 
 func TestWasmStepConfigValidatedAtCreate(t *testing.T) {
-	h := newHarness(t, natsxtest.Start(t), withWasmSteps(t, "jq"))
-	_, err := h.eng.ParseSpec([]byte(`name: x
-source: {connector: http-webhook, config: {path: x}}
+	h := runtimetest.Start(t, nil, manual, withWasmSteps(t, "jq"))
+	_, err := h.Engine.ParseSpec([]byte(`name: x
+source: {connector: test-source}
 steps: [{connector: jq, config: {querry: '.'}}]
-sinks: [{name: a, connector: http, config: {url: "http://127.0.0.1:1"}}]
+sinks: [{name: a, connector: test-sink, config: {recorder: none}}]
 `))
-	fe, ok := err.(*runtime.SpecError)
-	if !ok || fe.Field != "steps[0].config.query" && fe.Field != "steps[0].config.querry" {
+	var fe *runtime.SpecError
+	if !errors.As(err, &fe) || fe.Field != "steps[0].config.query" && fe.Field != "steps[0].config.querry" {
 		t.Fatalf("err = %v, want a field error on steps[0].config", err)
 	}
 }

@@ -1,12 +1,17 @@
 // Package runtimetest runs connectors the way VRSky does, for tests: a
 // recording Emitter for sources alone, and a Harness with a real engine
-// on a real embedded NATS server for whole pipelines.
+// on a real embedded NATS server for whole pipelines. Every Harness's
+// catalogue holds two in-memory connectors besides the test's own: a
+// source the test emits through (test-source, see Source) and recording
+// sinks (test-sink, see Sinks), so a pipeline can be tested without any
+// real connector. The runtime's own tests use it, and so do the built-in
+// connectors' pipeline tests.
 package runtimetest
 
 import (
 	"context"
 	"errors"
-	"strings"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -84,19 +89,30 @@ type Harness struct {
 	Conn   *natsx.Conn
 	Store  store.Store
 	Engine *runtime.Engine
-	// Tenant is the tenant Create uses: "acme".
+	// Tenant is the tenant that Create, Emit and the other methods act
+	// for: "acme" (see As).
 	Tenant string
+	// Source is this node's test source (test-source): the Emitters it
+	// binds are this engine's.
+	Source *Source
+	// Sinks makes recording sinks (test-sink), shared by every node.
+	Sinks *Sinks
 
 	stop func()
 }
+
+// ManualReconcile is an option of Start: the engine reconciles when it
+// starts and when the test calls Apply or Reconcile, not every second.
+func ManualReconcile(c *runtime.Config) { c.ReconcileInterval = time.Hour }
 
 // Stop stops the engine as a shutdown of vrsky serve does: every pipeline
 // drains and singleton sources hand their lease over. Cleanup calls it too.
 func (h *Harness) Stop() { h.stop() }
 
-// AddNode starts another engine (another vrsky node) with the same
-// catalogue on its own connection to h's NATS server, signed in as h's,
-// sharing its store.
+// AddNode starts another engine (another vrsky node) with the catalogue
+// conns (pass h's to run the same) on its own connection to h's NATS
+// server, signed in as h's, sharing its store and its Sinks; its Source
+// is its own, as each node has its own webhook router.
 func (h *Harness) AddNode(t testing.TB, conns []runtime.Connector, opts ...func(*runtime.Config)) *Harness {
 	t.Helper()
 	conn, err := h.Conn.Dial(context.Background(), t.Name()+"-node")
@@ -104,11 +120,12 @@ func (h *Harness) AddNode(t testing.TB, conns []runtime.Connector, opts ...func(
 		t.Fatalf("runtimetest: second connection: %v", err)
 	}
 	t.Cleanup(conn.Close)
-	return StartOn(t, conn, conns, opts...)
+	return start(t, conn, conns, h.Sinks, opts)
 }
 
-// Start runs an engine whose catalogue holds conns, on a fresh embedded
-// NATS server. Options adjust the engine's config before it starts.
+// Start runs an engine whose catalogue holds conns and the test
+// connectors (test-source, test-sink), on a fresh embedded NATS server.
+// Options adjust the engine's config before it starts.
 func Start(t testing.TB, conns []runtime.Connector, opts ...func(*runtime.Config)) *Harness {
 	t.Helper()
 	return StartOn(t, natsxtest.Start(t), conns, opts...)
@@ -118,12 +135,18 @@ func Start(t testing.TB, conns []runtime.Connector, opts ...func(*runtime.Config
 // server, or a cluster.
 func StartOn(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, opts ...func(*runtime.Config)) *Harness {
 	t.Helper()
+	return start(t, conn, conns, newSinks(), opts)
+}
+
+func start(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, sinks *Sinks, opts []func(*runtime.Config)) *Harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
 	if err != nil {
 		t.Fatalf("runtimetest: store: %v", err)
 	}
-	cat, err := runtime.NewCatalog(conns...)
+	src := newSource()
+	cat, err := runtime.NewCatalog(append([]runtime.Connector{src.connector(), sinks.connector()}, conns...)...)
 	if err != nil {
 		t.Fatalf("runtimetest: catalogue: %v", err)
 	}
@@ -141,15 +164,43 @@ func StartOn(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, opts ...
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
-	if _, err := st.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil && !errors.Is(err, store.ErrExists) && !strings.Contains(err.Error(), store.ErrExists.Error()) {
-		t.Fatalf("runtimetest: tenant: %v", err)
+	h := &Harness{Conn: conn, Store: st, Engine: eng, Tenant: "acme", Source: src, Sinks: sinks, stop: stop}
+	h.addTenant(t)
+	return h
+}
+
+// As returns h acting for tenant (Create, Emit, Delete, … then use it),
+// which it creates in the store if it does not exist.
+func (h *Harness) As(t testing.TB, tenant string) *Harness {
+	t.Helper()
+	c := *h
+	c.Tenant = tenant
+	c.addTenant(t)
+	return &c
+}
+
+func (h *Harness) addTenant(t testing.TB) {
+	t.Helper()
+	if _, err := h.Store.CreateTenant(context.Background(), store.Tenant{Name: h.Tenant}); err != nil && !errors.Is(err, store.ErrExists) {
+		t.Fatalf("runtimetest: tenant %s: %v", h.Tenant, err)
 	}
-	return &Harness{Conn: conn, Store: st, Engine: eng, Tenant: "acme", stop: stop}
 }
 
 // Create parses, checks, stores and starts an integration from a YAML or
 // JSON spec, as the API does, and fails the test if it does not run.
 func (h *Harness) Create(t testing.TB, spec string) *runtime.Spec {
+	t.Helper()
+	s, in := h.Put(t, spec)
+	h.Engine.Apply(in)
+	if st := h.Engine.Status(context.Background(), h.Tenant, s); st.State != store.StateRunning {
+		t.Fatalf("runtimetest: integration %s/%s not running: %+v", h.Tenant, s.Name, st)
+	}
+	return s
+}
+
+// Put is Create without the start: it parses, checks and stores the
+// integration, desired state running, and returns its record for Apply.
+func (h *Harness) Put(t testing.TB, spec string) (*runtime.Spec, store.Integration) {
 	t.Helper()
 	s, err := h.Engine.ParseSpec([]byte(spec))
 	if err != nil {
@@ -163,11 +214,29 @@ func (h *Harness) Create(t testing.TB, spec string) *runtime.Spec {
 	if err != nil {
 		t.Fatalf("runtimetest: store integration: %v", err)
 	}
-	h.Engine.Apply(in)
-	if st := h.Engine.Status(ctx, h.Tenant, s); st.State != store.StateRunning {
-		t.Fatalf("runtimetest: integration %s not running: %+v", s.Name, st)
+	return s, in
+}
+
+// Emitter returns the Emitter of the integration whose test source holds
+// key (its name unless its config says otherwise) on this node.
+func (h *Harness) Emitter(t testing.TB, key string) runtime.Emitter {
+	t.Helper()
+	em, ok := h.Source.Emitter(h.Tenant, key)
+	if !ok {
+		t.Fatalf("runtimetest: no integration of %s runs test-source key %s on this node", h.Tenant, key)
 	}
-	return s
+	return em
+}
+
+// Emit emits a JSON body through the test source holding key and returns
+// the message's id once it is durable.
+func (h *Harness) Emit(t testing.TB, key, body string) string {
+	t.Helper()
+	msg := &runtime.Message{Header: runtime.Header{runtime.HeaderContentType: {"application/json"}}, Data: []byte(body)}
+	if err := h.Emitter(t, key).Emit(context.Background(), msg); err != nil {
+		t.Fatalf("runtimetest: emit to %s/%s: %v", h.Tenant, key, err)
+	}
+	return msg.ID
 }
 
 // Delete removes an integration as the API does (its connectors' Remove
@@ -201,8 +270,36 @@ func (h *Harness) DeadLetters(t testing.TB, integration string) []runtime.DeadLe
 	}
 }
 
+// WaitDeadLetters waits until the integration has n dead letters and
+// returns them, newest first.
+func (h *Harness) WaitDeadLetters(t testing.TB, integration string, n int) []runtime.DeadLetter {
+	t.Helper()
+	var dls []runtime.DeadLetter
+	WaitFor(t, waitLong, fmt.Sprintf("%d dead letters of %s/%s", n, h.Tenant, integration), func() bool {
+		dls = h.DeadLetters(t, integration)
+		return len(dls) == n
+	})
+	return dls
+}
+
+// WaitTrace waits until the trace of message id says state and returns it.
+func (h *Harness) WaitTrace(t testing.TB, integration, id, state string) *runtime.MessageTrace {
+	t.Helper()
+	var tr *runtime.MessageTrace
+	WaitFor(t, waitLong, fmt.Sprintf("message %s of %s/%s %s", id, h.Tenant, integration, state), func() bool {
+		var err error
+		tr, err = h.Engine.Trace(context.Background(), h.Tenant, integration, id)
+		return err == nil && tr.State == state
+	})
+	return tr
+}
+
+// waitLong bounds the waits of the Harness: long enough for retries with
+// backoff under the race detector on a busy machine.
+const waitLong = 30 * time.Second
+
 // WaitFor polls cond every 10ms until it holds, failing the test after
-// timeout with what.
+// timeout with what. It is the one way tests here wait: never a sleep.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

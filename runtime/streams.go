@@ -1,0 +1,203 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// JetStream plumbing of a pipeline: its streams and durable consumers,
+// and the helpers every stage shares to read them (batches, attempt
+// counts) and to wait for what it published (awaitAcks).
+
+// Consumer tuning.
+const (
+	ackWait       = 30 * time.Second // > the longest sink timeout we default to
+	pullExpiry    = 5 * time.Second  // short pulls notice a lost consumer leader quickly
+	pullHeartbeat = 2 * time.Second
+	maxAckPending = 8192
+)
+
+// ensureStreams creates (or updates) the integration's work-queue stream,
+// bounded for back-pressure, and the tenant's dead-letter stream, and
+// starts watching the stream's usage.
+func (p *pipeline) ensureStreams(ctx context.Context) error {
+	js := p.e.conn.JS
+	maxMsgs, maxBytes := p.e.limits.maxMsgs, p.e.limits.maxBytes
+	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil && t.Quotas.MaxStorageBytes > 0 {
+		maxBytes = min(maxBytes, t.Quotas.MaxStorageBytes)
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        streamName(p.tenant, p.spec.Name),
+		Description: "VRSky integration " + p.tenant + "/" + p.spec.Name,
+		Subjects:    []string{subjectBase(p.tenant, p.spec.Name) + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    p.e.conn.Replicas,
+		Duplicates:  2 * time.Minute,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     maxMsgs,
+		MaxBytes:    maxBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("stream for %s/%s: %w", p.tenant, p.spec.Name, err)
+	}
+	go p.watchUsage(maxMsgs, maxBytes)
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        dlqStreamName(p.tenant),
+		Description: "VRSky dead letters of tenant " + p.tenant,
+		Subjects:    []string{"vrsky." + p.tenant + ".dlq.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    p.e.conn.Replicas,
+		MaxAge:      DLQRetention,
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter stream of %s: %w", p.tenant, err)
+	}
+	return nil
+}
+
+// consume runs handle on workers goroutines fed by a durable pull consumer.
+// Stopping drains: the consumer stops pulling, buffered messages are
+// handled, then the workers exit and wg is done.
+func (p *pipeline) consume(ctx context.Context, durable, subject string, workers int, wg *sync.WaitGroup, handle func(<-chan jetstream.Msg)) (jetstream.ConsumeContext, error) {
+	stream := streamName(p.tenant, p.spec.Name)
+	cons, err := p.e.conn.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       durable,
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1, // attempts are counted by the pipeline, which dead-letters
+		MaxAckPending: maxAckPending,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", durable, stream, err)
+	}
+	ch := make(chan jetstream.Msg, 256)
+	cc, err := cons.Consume(func(m jetstream.Msg) { ch <- m },
+		jetstream.PullMaxMessages(512),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				p.log.Debug("consume", "consumer", durable, "err", err)
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s on %s: %w", durable, stream, err)
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			handle(ch)
+		}()
+	}
+	go func() {
+		<-cc.Closed()
+		close(ch)
+	}()
+	return cc, nil
+}
+
+// toMessage is a stage's view of m: its headers, its id and its payload,
+// readable through Body when it is claim-checked.
+func (p *pipeline) toMessage(m jetstream.Msg) *Message {
+	h := Header(m.Headers())
+	if h == nil {
+		h = Header{}
+	}
+	id := h.Get(HeaderMsgID)
+	if id == "" {
+		id = h.Get(HeaderNatsMsgID)
+	}
+	msg := &Message{ID: id, Header: h, Data: m.Data()}
+	if p.e.claims != nil {
+		msg.blobs = p.e.claims.blobs
+	}
+	return msg
+}
+
+// awaitAcks waits for the acknowledgements of futs, in order, and calls
+// acked(i, err) for each as it comes: err is nil once JetStream has stored
+// futs[i]'s message, else the publish's error. acked returns false to
+// stop waiting. If ctx ends first, awaitAcks returns ctx's error: the
+// publishes not acknowledged yet may or may not be stored. (Async
+// publishes carry natsx.PublishAsyncTimeout, so each future resolves.)
+func awaitAcks(ctx context.Context, futs []jetstream.PubAckFuture, acked func(i int, err error) bool) error {
+	for i, f := range futs {
+		var err error
+		select {
+		case <-f.Ok():
+		case err = <-f.Err():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !acked(i, err) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// gatherBatches hands handle the messages of ch in batches until ch is
+// closed: each batch is the next message and those that follow it, up to
+// max in all, that arrive within wait of the first; a wait of zero takes
+// only those already buffered, without waiting. The batch's slice is
+// reused: handle must not keep it.
+func gatherBatches(ch <-chan jetstream.Msg, max int, wait time.Duration, handle func([]jetstream.Msg)) {
+	batch := make([]jetstream.Msg, 0, max)
+	var timer *time.Timer
+	if wait > 0 {
+		timer = time.NewTimer(wait)
+		defer timer.Stop()
+	}
+	for m := range ch {
+		batch = append(batch[:0], m)
+		if timer != nil {
+			timer.Reset(wait)
+		}
+		for len(batch) < max {
+			m, ok := nextMsg(ch, timer)
+			if !ok {
+				break
+			}
+			batch = append(batch, m)
+		}
+		handle(batch)
+	}
+}
+
+// nextMsg returns the next message of ch: one already buffered when timer
+// is nil, else one that arrives before timer fires. ok is false when there
+// is none, or ch is closed.
+func nextMsg(ch <-chan jetstream.Msg, timer *time.Timer) (m jetstream.Msg, ok bool) {
+	if timer == nil {
+		select {
+		case m, ok = <-ch:
+		default:
+		}
+		return m, ok
+	}
+	select {
+	case m, ok = <-ch:
+	case <-timer.C:
+	}
+	return m, ok
+}
+
+// attemptOf is the attempt that m's delivery is, counting from 1: JetStream's
+// count of its deliveries (consumers run with MaxDeliver -1; the pipeline
+// counts attempts itself, see retryOrDeadLetter). It is 1 when m carries
+// no metadata.
+func attemptOf(m jetstream.Msg) int {
+	if md, err := m.Metadata(); err == nil {
+		return int(md.NumDelivered)
+	}
+	return 1
+}
