@@ -13,5 +13,5 @@
 // pinned reference ("name@version") unambiguous across tenants.
 //
 // Only steps can be uploaded: the host runs Wasm steps, not Wasm sources or
-// sinks (runtime.WasmStep is the only Wasm connector kind).
+// sinks (wasmstep.New is the only Wasm connector kind).
 package registry

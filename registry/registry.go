@@ -20,6 +20,7 @@ import (
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/wasmstep"
 )
 
 // DefaultMaxModuleSize bounds an uploaded module when Config.MaxModuleSize
@@ -468,7 +469,7 @@ func (r *Registry) connector(cv store.ConnectorVersion, rec record) runtime.Conn
 	if cv.Tenant != "" && cv.Visibility != store.VisibilityPublic {
 		owner = cv.Tenant
 	}
-	c := runtime.WasmStep(runtime.WasmStepInfo{
+	c := wasmstep.New(wasmstep.Info{
 		Name: cv.Name, Version: cv.Version, Description: m.Description, ConfigSchema: m.ConfigSchema,
 		Env: r.cfg.Env, Limits: r.cfg.Limits,
 		Module: func(ctx context.Context) (*host.Module, error) { return r.module(ctx, cv, &m) },

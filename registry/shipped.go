@@ -9,6 +9,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/wasmstep"
 )
 
 // ShippedStep makes a Wasm module that ships inside the binary a step of
@@ -40,7 +41,7 @@ func ShippedStep(ctx context.Context, manifest []byte, wasm func() ([]byte, erro
 		log.Info("wasm connector compiled", "connector", m.Name, "took", time.Since(start))
 		return mod, nil
 	})
-	return runtime.WasmStep(runtime.WasmStepInfo{
+	return wasmstep.New(wasmstep.Info{
 		Name: m.Name, Version: m.Version, Description: m.Description,
 		ConfigSchema: m.ConfigSchema, Env: env,
 		Module: func(context.Context) (*host.Module, error) { return load() },

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Back-pressure: each integration's stream is bounded (messages and
@@ -14,7 +16,7 @@ import (
 // the stream cannot keep.
 
 // ErrBackpressure: the integration's stream is (nearly) full; retry later.
-var ErrBackpressure = errors.New("integration is at its storage limit; retry later")
+var ErrBackpressure = connector.ErrBackpressure
 
 // Stream bounds when Config leaves them zero.
 const (

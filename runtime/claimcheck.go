@@ -3,11 +3,8 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"path"
 	"slices"
@@ -18,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/runtime/connector"
+	"github.com/vrsky/vrsky/runtime/internal/claimref"
 )
 
 // Claim-check: a payload larger than the threshold (256 KiB by default)
@@ -39,9 +38,9 @@ const claimBucket = "vrsky_claims"
 
 var (
 	// ErrPayloadStore: the object store could not take or give a payload.
-	ErrPayloadStore = errors.New("payload object store unavailable")
+	ErrPayloadStore = connector.ErrPayloadStore
 	// ErrPayloadCorrupt: a claim-checked payload does not match its digest.
-	ErrPayloadCorrupt = errors.New("payload does not match its SHA-256")
+	ErrPayloadCorrupt = connector.ErrPayloadCorrupt
 )
 
 type claims struct {
@@ -74,7 +73,7 @@ func claimKey(tenant, integration, id string) string {
 // PayloadPrefix starts the key of every claim-checked payload object (the
 // runtime's and those Wasm steps emit), so a server may keep them apart
 // from the other objects (blob.Split).
-const PayloadPrefix = "payloads/"
+const PayloadPrefix = connector.PayloadPrefix
 
 // claimPrefix starts the key of every claim-check object of a tenant.
 func claimPrefix(tenant string) string { return PayloadPrefix + tenant + "/" }
@@ -140,13 +139,13 @@ func (c *claims) checkIn(ctx context.Context, tenant, integration string, msg *M
 	msg.Header.Set(HeaderPayloadSize, strconv.FormatInt(info.Size, 10))
 	msg.Header.Set(HeaderPayloadSHA256, info.SHA256)
 	msg.Data = nil
-	msg.blobs = c.blobs
+	claimref.Attach(msg, c.blobs)
 	return nil
 }
 
 // ErrPayloadRead: a streamed payload could not be read from its source
 // (the source's error is wrapped too).
-var ErrPayloadRead = errors.New("reading the payload failed")
+var ErrPayloadRead = connector.ErrPayloadRead
 
 // checkInStream reads msg.Stream: up to the threshold it becomes Data;
 // beyond, it is streamed to the object store as it is read.
@@ -183,7 +182,7 @@ func (c *claims) checkInStream(ctx context.Context, tenant, integration string, 
 	msg.Header.Set(HeaderPayloadSize, strconv.FormatInt(info.Size, 10))
 	msg.Header.Set(HeaderPayloadSHA256, info.SHA256)
 	msg.Data = nil
-	msg.blobs = c.blobs
+	claimref.Attach(msg, c.blobs)
 	return nil
 }
 
@@ -348,81 +347,3 @@ next:
 		}
 	}
 }
-
-// Size is the payload's size in bytes, inline or claim-checked.
-func (m *Message) Size() int64 {
-	if ref := m.Header.Get(HeaderPayloadRef); ref != "" {
-		n, _ := strconv.ParseInt(m.Header.Get(HeaderPayloadSize), 10, 64)
-		return n
-	}
-	return int64(len(m.Data))
-}
-
-// Claimed reports whether the payload lives in the object store.
-func (m *Message) Claimed() bool { return m.Header.Get(HeaderPayloadRef) != "" }
-
-// Body opens the payload for reading: the inline bytes, or the
-// claim-checked object streamed from the object store. A streamed payload
-// whose digest does not match fails at EOF with a Permanent
-// ErrPayloadCorrupt; an object store that cannot be reached fails with
-// ErrPayloadStore, which is worth retrying.
-func (m *Message) Body(ctx context.Context) (io.ReadCloser, error) {
-	ref := m.Header.Get(HeaderPayloadRef)
-	if ref == "" {
-		return io.NopCloser(bytes.NewReader(m.Data)), nil
-	}
-	if m.blobs == nil {
-		return nil, fmt.Errorf("%w: no object store for payload %s", ErrPayloadStore, ref)
-	}
-	r, _, err := m.blobs.Get(ctx, ref)
-	if errors.Is(err, blob.ErrNotFound) {
-		return nil, Permanent(fmt.Errorf("payload %s: %w", ref, err))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload %s: %w", ErrPayloadStore, ref, err)
-	}
-	return &verifyingReader{rc: r, h: sha256.New(), want: m.Header.Get(HeaderPayloadSHA256), left: m.Size()}, nil
-}
-
-// Bytes reads the whole payload into memory.
-func (m *Message) Bytes(ctx context.Context) ([]byte, error) {
-	if !m.Claimed() {
-		return m.Data, nil
-	}
-	r, err := m.Body(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := bytes.NewBuffer(make([]byte, 0, m.Size()))
-	if _, err := b.ReadFrom(r); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-type verifyingReader struct {
-	rc   io.ReadCloser
-	h    hash.Hash
-	want string
-	left int64
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	n, err := v.rc.Read(p)
-	v.h.Write(p[:n])
-	v.left -= int64(n)
-	if err == io.EOF {
-		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want || v.left != 0 {
-			return n, Permanent(fmt.Errorf("%w: got %s, want %s", ErrPayloadCorrupt, got, v.want))
-		}
-	} else if errors.Is(err, blob.ErrCorrupt) {
-		// The store's own check found it first.
-		err = Permanent(fmt.Errorf("%w: %w", ErrPayloadCorrupt, err))
-	} else if err != nil {
-		err = fmt.Errorf("%w: %w", ErrPayloadStore, err)
-	}
-	return n, err
-}
-
-func (v *verifyingReader) Close() error { return v.rc.Close() }

@@ -2,9 +2,11 @@
 // runs each integration as a pipeline over NATS JetStream
 // (source → vrsky.<tenant>.<integration>.in → steps → .out.<sink> → sink),
 // retries failed deliveries with backoff and dead-letters what cannot be
-// delivered. It owns the interfaces that connectors implement: Source,
-// Step and Sink; built-in connectors and the Wasm host plug in through a
-// Catalog.
+// delivered. The interfaces that connectors implement (Source, Step,
+// Sink) and what they use are in package connector, which imports none
+// of the engine; runtime re-exports them (connector.go, message.go,
+// hooks.go). Built-in connectors and Wasm steps (package wasmstep, the
+// only bridge to the Wasm host) plug in through a Catalog.
 //
 // Where things are:
 //
@@ -19,8 +21,9 @@
 //	claimcheck.go  claim-checked payloads and the pipeline's glue for them
 //	tracking.go    per-stage message records and Trace
 //	stage.go       Stage, the name of a place in a pipeline, and its wire form
-//	backpressure.go, lease.go, state.go, storage.go, hooks.go, wasm.go,
-//	connector.go, spec.go, subjects.go, message.go, metrics.go
+//	catalog.go     Catalog: the connectors specs may name, and the Resolver
+//	backpressure.go, lease.go, state.go, storage.go, spec.go, subjects.go,
+//	metrics.go; connector.go, message.go, hooks.go re-export package connector
 //
 // RATIONALE.md says why it is built this way. Package runtimetest runs it
 // in tests, with in-memory connectors.

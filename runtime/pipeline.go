@@ -242,7 +242,7 @@ func (p *pipeline) makeSteps(steps []Step) error {
 			return fmt.Errorf("step %s: unknown connector %q", st.Name, st.Connector)
 		}
 		env := p.e.env(p.tenant, p.spec.Name, st.Name)
-		env.storage = &stepStorage{p: p}
+		env.Storage = &stepStorage{p: p}
 		s, err := c.NewStep(st.Config, env)
 		if err != nil {
 			return fmt.Errorf("step %s: %w", st.Name, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/wasmstep"
 )
 
 // rawWasm is a module of ABI v1's shape assembled by hand, without a
@@ -161,7 +162,7 @@ func rawStep(t *testing.T, name string, w rawWasm, caps host.Capabilities, env h
 	if err != nil {
 		t.Fatalf("load %s: %v", name, err)
 	}
-	c := runtime.WasmStep(runtime.WasmStepInfo{
+	c := wasmstep.New(wasmstep.Info{
 		Name: name, Version: "1.0.0", Description: "a hand-assembled test module",
 		Module: func(context.Context) (*host.Module, error) { return mod, nil },
 		Env:    env, Limits: limits,

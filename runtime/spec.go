@@ -78,31 +78,10 @@ func (r RetryPolicy) Backoff(n int) time.Duration {
 	return min(d, time.Duration(r.MaxBackoff))
 }
 
-// Duration is a time.Duration that reads and writes as "1s", "250ms".
-type Duration time.Duration
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"1s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
 //go:embed spec.schema.json
 var specSchemaJSON []byte
 
 var specSchema = schema.MustCompile("integration-spec", specSchemaJSON)
-
-// SpecError is a spec that failed validation; Field names what to fix.
-type SpecError = schema.FieldError
 
 func specErr(field, format string, args ...any) *SpecError {
 	return &SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}

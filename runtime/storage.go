@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/platform/blob"
 )
 
@@ -40,11 +37,6 @@ const StepKVMaxValue = 1 << 20
 // each had its own; Remove still deletes an integration's keys there.
 const legacyStepKVBucket = "vrsky_step_kv"
 
-// ErrObjectScope: a Wasm step tried to write an object outside its
-// integration's payload prefix.
-// It wraps host.ErrDenied, so the guest sees ERR_DENIED.
-var ErrObjectScope = fmt.Errorf("object key outside the integration's payload prefix: %w", host.ErrDenied)
-
 // errPipelineStopped: the pipeline that asked for its storage has stopped
 // (or been removed) meanwhile; nothing is created for it.
 var errPipelineStopped = errors.New("the integration stopped")
@@ -61,9 +53,9 @@ func stepKVBucket(tenant, integration string) string {
 // the bucket back.
 type stepStorage struct{ p *pipeline }
 
-// kv returns the integration's step KV bucket, creating it (or updating
+// KV returns the integration's step KV bucket, creating it (or updating
 // its bounds) unless the pipeline has stopped.
-func (s *stepStorage) kv(ctx context.Context) (jetstream.KeyValue, error) {
+func (s *stepStorage) KV(ctx context.Context) (jetstream.KeyValue, error) {
 	p := s.p
 	defer p.e.lock(key(p.tenant, p.spec.Name))()
 	p.mu.Lock()
@@ -89,61 +81,6 @@ func (s *stepStorage) kv(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, fmt.Errorf("step KV bucket of %s/%s: %w", p.tenant, p.spec.Name, err)
 	}
 	return kv, nil
-}
-
-// scopedObjects is the object store as one integration's Wasm steps see
-// it: reads as the host allows them, writes only under the integration's
-// payload prefix, each write recorded for the call that made it (see
-// withObjectLog).
-type scopedObjects struct {
-	inner  host.Objects
-	prefix string // payloads/<tenant>/<integration>/
-}
-
-var _ host.Objects = scopedObjects{}
-
-// Get implements host.Objects.
-func (o scopedObjects) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
-	return o.inner.Get(ctx, key)
-}
-
-// Put implements host.Objects: a key outside the prefix is refused with
-// ErrObjectScope before anything is written.
-func (o scopedObjects) Put(ctx context.Context, key string, r io.Reader) (blob.Info, error) {
-	if !strings.HasPrefix(key, o.prefix) {
-		return blob.Info{}, fmt.Errorf("%w: %q is not under %s", ErrObjectScope, key, o.prefix)
-	}
-	if l, ok := ctx.Value(objectLogKey{}).(*objectLog); ok {
-		l.add(key)
-	}
-	return o.inner.Put(ctx, key, r)
-}
-
-// objectLog collects the keys one guest call wrote.
-type objectLog struct {
-	mu   sync.Mutex
-	keys []string
-}
-
-type objectLogKey struct{}
-
-func (l *objectLog) add(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.keys = append(l.keys, key)
-}
-
-func (l *objectLog) written() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.keys...)
-}
-
-// withObjectLog returns ctx carrying a fresh log of the objects written
-// through scopedObjects under it.
-func withObjectLog(ctx context.Context) (context.Context, *objectLog) {
-	l := &objectLog{}
-	return context.WithValue(ctx, objectLogKey{}, l), l
 }
 
 // removeStorage deletes what an integration stores outside its stream

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/runtime/internal/claimref"
 )
 
 // JetStream plumbing of a pipeline: its streams and durable consumers,
@@ -118,7 +120,7 @@ func (p *pipeline) toMessage(m jetstream.Msg) *Message {
 	}
 	msg := &Message{ID: id, Header: h, Data: m.Data()}
 	if p.e.claims != nil {
-		msg.blobs = p.e.claims.blobs
+		claimref.Attach(msg, p.e.claims.blobs)
 	}
 	return msg
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/internal/jsonenc"
+
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Message tracking: where each message of the last 7 days is. Each stage
@@ -45,10 +47,10 @@ const (
 // Stage record statuses.
 const (
 	StatusAccepted     = "accepted"
-	StatusPassed       = "passed"
-	StatusFiltered     = "filtered"
+	StatusPassed       = connector.StatusPassed
+	StatusFiltered     = connector.StatusFiltered
 	StatusDelivered    = "delivered"
-	StatusFailed       = "failed"
+	StatusFailed       = connector.StatusFailed
 	StatusDeadLettered = "dead_lettered"
 	StatusReplayed     = "replayed"
 	// StatusPartial is a MessageTrace state only: some sinks have the

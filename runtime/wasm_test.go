@@ -12,6 +12,7 @@ import (
 	"github.com/vrsky/vrsky/internal/testenv/wasmsteptest"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
+	"github.com/vrsky/vrsky/runtime/wasmstep"
 )
 
 // withWasmSteps registers shipped Wasm connectors, built from source and
@@ -31,7 +32,7 @@ func withWasmStepsEnv(t *testing.T, env host.Env, names ...string) func(*runtime
 		if err != nil {
 			t.Fatalf("load %s: %v", name, err)
 		}
-		conns = append(conns, runtime.WasmStep(runtime.WasmStepInfo{
+		conns = append(conns, wasmstep.New(wasmstep.Info{
 			Name: man.Name, Version: man.Version, Description: man.Description,
 			ConfigSchema: man.ConfigSchema, Module: func(context.Context) (*host.Module, error) { return mod, nil },
 			Env: env,

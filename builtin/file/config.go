@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Source modes.
@@ -33,9 +33,9 @@ type SourceConfig struct {
 	// CSV holds the options of mode csv.
 	CSV CSVConfig `json:"csv,omitzero"`
 	// StableFor is how long size and mtime must stay unchanged; default 1s.
-	StableFor runtime.Duration `json:"stable_for,omitempty"`
+	StableFor connector.Duration `json:"stable_for,omitempty"`
 	// RescanInterval is how often the directory is listed; default 5s.
-	RescanInterval runtime.Duration `json:"rescan_interval,omitempty"`
+	RescanInterval connector.Duration `json:"rescan_interval,omitempty"`
 	// ProcessedDir receives files whose records are all durable; default
 	// "processed", relative to Dir.
 	ProcessedDir string `json:"processed_dir,omitempty"`
@@ -80,10 +80,10 @@ func (c *SourceConfig) setDefaults() {
 		c.CSV.Delimiter = ","
 	}
 	if c.StableFor == 0 {
-		c.StableFor = runtime.Duration(time.Second)
+		c.StableFor = connector.Duration(time.Second)
 	}
 	if c.RescanInterval == 0 {
-		c.RescanInterval = runtime.Duration(5 * time.Second)
+		c.RescanInterval = connector.Duration(5 * time.Second)
 	}
 	if c.ProcessedDir == "" {
 		c.ProcessedDir = "processed"
@@ -102,10 +102,10 @@ func (c *SourceConfig) setDefaults() {
 	}
 }
 
-// Validate reports the first field that is wrong, as a *runtime.SpecError.
+// Validate reports the first field that is wrong, as a *connector.SpecError.
 func (c *SourceConfig) Validate() error {
 	bad := func(field, format string, a ...any) error {
-		return &runtime.SpecError{Field: field, Reason: fmt.Sprintf(format, a...)}
+		return &connector.SpecError{Field: field, Reason: fmt.Sprintf(format, a...)}
 	}
 	if c.Dir == "" {
 		return bad("dir", "is required")
@@ -184,7 +184,7 @@ func parseSinkConfig(cfg json.RawMessage) (SinkConfig, *template.Template, error
 		c.CreateDir = &t
 	}
 	if c.Dir == "" {
-		return c, nil, &runtime.SpecError{Field: "dir", Reason: "is required"}
+		return c, nil, &connector.SpecError{Field: "dir", Reason: "is required"}
 	}
 	tpl, err := parseFilename(c.Filename)
 	if err != nil {

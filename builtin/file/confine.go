@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Confined returns the file source and sink confined to root: each
@@ -16,18 +16,18 @@ import (
 // server must confine them — otherwise a tenant could read, move or
 // overwrite any file vrsky can reach. The tenant's folder is created when
 // an integration is checked.
-func Confined(root string) (source, sink runtime.Connector) {
+func Confined(root string) (source, sink connector.Connector) {
 	return confine(Source, root, "dir", "processed_dir", "failed_dir"), confine(Sink, root, "dir")
 }
 
-func confine(c runtime.Connector, root string, fields ...string) runtime.Connector {
-	rewrite := func(cfg json.RawMessage, env runtime.Env) (json.RawMessage, error) {
+func confine(c connector.Connector, root string, fields ...string) connector.Connector {
+	rewrite := func(cfg json.RawMessage, env connector.Env) (json.RawMessage, error) {
 		return confineConfig(cfg, filepath.Join(root, env.Tenant), fields)
 	}
 	c.Description += " Paths are relative to the tenant's file area on the server."
 	newSource, newSink, check := c.NewSource, c.NewSink, c.Check
 	if newSource != nil {
-		c.NewSource = func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+		c.NewSource = func(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 			cfg, err := rewrite(cfg, env)
 			if err != nil {
 				return nil, err
@@ -40,7 +40,7 @@ func confine(c runtime.Connector, root string, fields ...string) runtime.Connect
 		}
 	}
 	if newSink != nil {
-		c.NewSink = func(cfg json.RawMessage, env runtime.Env) (runtime.Sink, error) {
+		c.NewSink = func(cfg json.RawMessage, env connector.Env) (connector.Sink, error) {
 			cfg, err := rewrite(cfg, env)
 			if err != nil {
 				return nil, err
@@ -48,7 +48,7 @@ func confine(c runtime.Connector, root string, fields ...string) runtime.Connect
 			return newSink(cfg, env)
 		}
 	}
-	c.Check = func(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
+	c.Check = func(ctx context.Context, cfg json.RawMessage, env connector.Env) error {
 		cfg, err := rewrite(cfg, env)
 		if err != nil {
 			return err
@@ -56,9 +56,9 @@ func confine(c runtime.Connector, root string, fields ...string) runtime.Connect
 		var dir struct {
 			Dir string `json:"dir"`
 		}
-		if err := json.Unmarshal(cfg, &dir); err == nil && dir.Dir != "" && c.Kind == runtime.KindSource {
+		if err := json.Unmarshal(cfg, &dir); err == nil && dir.Dir != "" && c.Kind == connector.KindSource {
 			if err := os.MkdirAll(dir.Dir, 0o750); err != nil {
-				return &runtime.SpecError{Field: "dir", Reason: fmt.Sprintf("create the folder: %v", err)}
+				return &connector.SpecError{Field: "dir", Reason: fmt.Sprintf("create the folder: %v", err)}
 			}
 		}
 		if check == nil {
@@ -83,10 +83,10 @@ func confineConfig(cfg json.RawMessage, base string, fields []string) (json.RawM
 		}
 		var p string
 		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, &runtime.SpecError{Field: f, Reason: "must be a string"}
+			return nil, &connector.SpecError{Field: f, Reason: "must be a string"}
 		}
 		if filepath.IsAbs(p) || !filepath.IsLocal(p) {
-			return nil, &runtime.SpecError{Field: f, Reason: fmt.Sprintf("%q must be a relative path inside the tenant's file area (no leading / and no ..)", p)}
+			return nil, &connector.SpecError{Field: f, Reason: fmt.Sprintf("%q must be a relative path inside the tenant's file area (no leading / and no ..)", p)}
 		}
 		if f == "dir" { // the others are relative to dir
 			p = filepath.Join(base, p)

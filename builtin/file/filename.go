@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Filename templates run on every delivery, on the server's cores, with
@@ -63,10 +63,10 @@ var filenameMethods = map[string]int{
 var errFilenameTooLong = fmt.Errorf("produced more than %d bytes", MaxFilenameBytes)
 
 // parseFilename parses and checks a filename template; its errors are
-// *runtime.SpecError on field "filename".
+// *connector.SpecError on field "filename".
 func parseFilename(text string) (*template.Template, error) {
 	bad := func(format string, a ...any) error {
-		return &runtime.SpecError{Field: "filename", Reason: fmt.Sprintf(format, a...)}
+		return &connector.SpecError{Field: "filename", Reason: fmt.Sprintf(format, a...)}
 	}
 	if len(text) > MaxFilenameTemplate {
 		return nil, bad("is %d bytes long, over the limit of %d", len(text), MaxFilenameTemplate)
@@ -204,7 +204,7 @@ func (w *boundedName) Write(p []byte) (int, error) {
 }
 
 // renderFilename runs a checked template for msg.
-func renderFilename(tpl *template.Template, msg *runtime.Message) (string, error) {
+func renderFilename(tpl *template.Template, msg *connector.Message) (string, error) {
 	var w boundedName
 	if err := tpl.Execute(&w, newNameData(msg)); err != nil {
 		return "", err
@@ -217,13 +217,13 @@ func renderFilename(tpl *template.Template, msg *runtime.Message) (string, error
 // payload — and nothing else of the message, the sink or the server.
 type nameData struct {
 	id      string
-	header  runtime.Header
+	header  connector.Header
 	payload []byte // the inline payload; nil when claim-checked
 	claimed bool
 	fields  map[string]any // payload, decoded on first use
 }
 
-func newNameData(msg *runtime.Message) *nameData {
+func newNameData(msg *connector.Message) *nameData {
 	d := &nameData{id: msg.ID, header: msg.Header, claimed: msg.Claimed()}
 	if !d.claimed {
 		d.payload = msg.Data

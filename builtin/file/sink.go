@@ -18,28 +18,28 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed sink.schema.json
 var sinkSchema []byte
 
 // Sink is the file sink connector.
-var Sink = runtime.Connector{
+var Sink = connector.Connector{
 	Name:         "file",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSink,
+	Kind:         connector.KindSink,
 	Description:  "Writes each message atomically to its own file in a directory, named by a template; never overwrites different content unless told to.",
 	ConfigSchema: sinkSchema,
 	Builtin:      true,
-	NewSink: func(cfg json.RawMessage, env runtime.Env) (runtime.Sink, error) {
+	NewSink: func(cfg json.RawMessage, env connector.Env) (connector.Sink, error) {
 		c, tpl, err := parseSinkConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return newSink(c, tpl, env), nil
 	},
-	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, _ connector.Env) error {
 		c, _, err := parseSinkConfig(cfg)
 		if err != nil {
 			return err
@@ -57,10 +57,10 @@ var Sink = runtime.Connector{
 func checkSinkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return &runtime.SpecError{Field: "dir", Reason: pathless(err).Error()}
+		return &connector.SpecError{Field: "dir", Reason: pathless(err).Error()}
 	}
 	if !fi.IsDir() {
-		return &runtime.SpecError{Field: "dir", Reason: "is not a directory"}
+		return &connector.SpecError{Field: "dir", Reason: "is not a directory"}
 	}
 	return nil
 }
@@ -71,7 +71,7 @@ type sink struct {
 	log *slog.Logger
 }
 
-func newSink(c SinkConfig, tpl *template.Template, env runtime.Env) *sink {
+func newSink(c SinkConfig, tpl *template.Template, env connector.Env) *sink {
 	log := env.Logger
 	if log == nil {
 		log = slog.Default()
@@ -79,7 +79,7 @@ func newSink(c SinkConfig, tpl *template.Template, env runtime.Env) *sink {
 	return &sink{cfg: c, tpl: tpl, log: log}
 }
 
-// Close implements runtime.Sink.
+// Close implements connector.Sink.
 func (s *sink) Close() error { return nil }
 
 // Deliver writes msg to its file: a temporary file in the same directory,
@@ -88,7 +88,7 @@ func (s *sink) Close() error { return nil }
 // relative to dir, never by the server's path: the operations below dir
 // go through an os.Root, whose errors carry the relative name, and those
 // on dir itself drop the path (pathless).
-func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
+func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
 	name, err := s.fileName(msg)
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 			return fmt.Errorf("file sink: compare with existing %s: %w", name, cerr)
 		}
 		if !same {
-			return runtime.Permanent(fmt.Errorf("file sink: %s already exists in dir with different content (set overwrite to replace it)", name))
+			return connector.Permanent(fmt.Errorf("file sink: %s already exists in dir with different content (set overwrite to replace it)", name))
 		}
 		return nil // a redelivery: the file is already there
 	}
@@ -140,7 +140,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 
 // writeTemp streams msg's payload into a new temporary file beside name
 // and fsyncs it; it returns the temporary file's name.
-func writeTemp(ctx context.Context, root *os.Root, name string, msg *runtime.Message) (string, error) {
+func writeTemp(ctx context.Context, root *os.Root, name string, msg *connector.Message) (string, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+"."+hex.EncodeToString(rnd[:])+".tmp")
@@ -221,13 +221,13 @@ func syncDir(root *os.Root, dir string) error {
 
 // fileName renders the template for msg and checks that the result stays
 // inside the directory. Its errors name the file relative to dir.
-func (s *sink) fileName(msg *runtime.Message) (string, error) {
+func (s *sink) fileName(msg *connector.Message) (string, error) {
 	name, err := renderFilename(s.tpl, msg)
 	if err != nil {
-		return "", runtime.Permanent(fmt.Errorf("file sink: filename template: %w", err))
+		return "", connector.Permanent(fmt.Errorf("file sink: filename template: %w", err))
 	}
 	if !filepath.IsLocal(name) || strings.ContainsRune(name, 0) {
-		return "", runtime.Permanent(fmt.Errorf("file sink: filename %q resolves outside dir", name))
+		return "", connector.Permanent(fmt.Errorf("file sink: filename %q resolves outside dir", name))
 	}
 	return filepath.Clean(name), nil
 }

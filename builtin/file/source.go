@@ -25,29 +25,29 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/vrsky/vrsky/internal/jsonenc"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed source.schema.json
 var sourceSchema []byte
 
 // Source is the file source connector.
-var Source = runtime.Connector{
+var Source = connector.Connector{
 	Name:         "file",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSource,
+	Kind:         connector.KindSource,
 	Description:  "Watches a directory and emits each stable file whole or as records (lines, CSV rows, JSON lines), then moves it to processed/ or failed/.",
 	ConfigSchema: sourceSchema,
 	Builtin:      true,
 	Singleton:    true,
-	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+	NewSource: func(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 		c, err := parseSourceConfig(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return newSource(c, env), nil
 	},
-	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, _ connector.Env) error {
 		c, err := parseSourceConfig(cfg)
 		if err != nil {
 			return err
@@ -78,10 +78,10 @@ const (
 func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return &runtime.SpecError{Field: "dir", Reason: err.Error()}
+		return &connector.SpecError{Field: "dir", Reason: err.Error()}
 	}
 	if !fi.IsDir() {
-		return &runtime.SpecError{Field: "dir", Reason: dir + " is not a directory"}
+		return &connector.SpecError{Field: "dir", Reason: dir + " is not a directory"}
 	}
 	return nil
 }
@@ -92,13 +92,13 @@ type source struct {
 	// (Confined): what the tenant sees of errors (the status, .error
 	// sidecars) names paths relative to it, never the server's.
 	base              string
-	env               runtime.Env
+	env               connector.Env
 	log               *slog.Logger
 	processed, failed string
 	delim             rune
 }
 
-func newSource(c SourceConfig, env runtime.Env) *source {
+func newSource(c SourceConfig, env connector.Env) *source {
 	log := env.Logger
 	if log == nil {
 		log = slog.Default()
@@ -134,7 +134,7 @@ type candidate struct {
 }
 
 // Run watches the directory until ctx ends.
-func (s *source) Run(ctx context.Context, emit runtime.Emitter) (err error) {
+func (s *source) Run(ctx context.Context, emit connector.Emitter) (err error) {
 	defer func() { err = s.public(err) }()
 	if err := checkDir(s.cfg.Dir); err != nil {
 		return fmt.Errorf("file source: %w", err)
@@ -293,7 +293,7 @@ func (s *source) loadCheckpoint(ctx context.Context, id string) (checkpoint, err
 		return ck, nil
 	}
 	b, err := s.env.State.Get(ctx, checkpointKey(id))
-	if errors.Is(err, runtime.ErrNoState) {
+	if errors.Is(err, connector.ErrNoState) {
 		return ck, nil
 	}
 	if err != nil {
@@ -356,7 +356,7 @@ func (s *source) collectCheckpoints(ctx context.Context) {
 
 // process emits one stable file and moves it. It returns an error only
 // when the source cannot go on (ctx ended, or the file cannot be moved).
-func (s *source) process(ctx context.Context, emit runtime.Emitter, name string) error {
+func (s *source) process(ctx context.Context, emit connector.Emitter, name string) error {
 	path := filepath.Join(s.cfg.Dir, name)
 	f, err := os.Open(path)
 	if err != nil {
@@ -455,7 +455,7 @@ func contentType(name string) string {
 	return "application/octet-stream"
 }
 
-func (s *source) emitWhole(ctx context.Context, emit runtime.Emitter, f *os.File, fi fs.FileInfo, name, id string) result {
+func (s *source) emitWhole(ctx context.Context, emit connector.Emitter, f *os.File, fi fs.FileInfo, name, id string) result {
 	if fi.Size() > s.cfg.MaxFileSize {
 		return result{err: fmt.Errorf("file is %d bytes, over max_file_size (%d)", fi.Size(), s.cfg.MaxFileSize)}
 	}
@@ -463,11 +463,11 @@ func (s *source) emitWhole(ctx context.Context, emit runtime.Emitter, f *os.File
 	if _, err := io.ReadFull(f, data); err != nil {
 		return result{retry: fmt.Errorf("read: %w", err)}
 	}
-	msg := &runtime.Message{ID: id + "-1", Header: runtime.Header{}, Data: data}
-	msg.Header.Set(runtime.HeaderContentType, contentType(name))
+	msg := &connector.Message{ID: id + "-1", Header: connector.Header{}, Data: data}
+	msg.Header.Set(connector.HeaderContentType, contentType(name))
 	msg.Header.Set(HeaderFileName, name)
 	msg.Header.Set(HeaderFileRecord, "1")
-	if err := s.emitRetry(ctx, emit, []*runtime.Message{msg}); err != nil {
+	if err := s.emitRetry(ctx, emit, []*connector.Message{msg}); err != nil {
 		return result{err: err}
 	}
 	return result{records: 1, messages: 1}
@@ -476,7 +476,7 @@ func (s *source) emitWhole(ctx context.Context, emit runtime.Emitter, f *os.File
 // emitRetry emits msgs until they are all durable, retrying with the same
 // ids (duplicates are dropped by JetStream). It returns ctx's error, or an
 // error retrying cannot fix.
-func (s *source) emitRetry(ctx context.Context, emit runtime.Emitter, msgs []*runtime.Message) error {
+func (s *source) emitRetry(ctx context.Context, emit connector.Emitter, msgs []*connector.Message) error {
 	backoff := 100 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
@@ -489,7 +489,7 @@ func (s *source) emitRetry(ctx context.Context, emit runtime.Emitter, msgs []*ru
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if runtime.IsPermanent(err) || errors.Is(err, nats.ErrMaxPayload) {
+		if connector.IsPermanent(err) || errors.Is(err, nats.ErrMaxPayload) {
 			return fmt.Errorf("emit: %w", err)
 		}
 		s.log.Warn("file source: emit failed, retrying", "err", err, "in", backoff)
@@ -504,7 +504,7 @@ func (s *source) emitRetry(ctx context.Context, emit runtime.Emitter, msgs []*ru
 
 // chunk is a run of messages emitted together, then checkpointed.
 type chunk struct {
-	msgs    []*runtime.Message
+	msgs    []*connector.Message
 	records int64 // records in msgs
 	end     int64 // file offset after them
 	err     error // set on the last chunk when reading stopped early
@@ -512,7 +512,7 @@ type chunk struct {
 
 // emitRecords streams the file's records from its checkpoint on: a
 // goroutine reads and builds chunks while the previous one is emitted.
-func (s *source) emitRecords(ctx context.Context, emit runtime.Emitter, f *os.File, fi fs.FileInfo, name, id string) result {
+func (s *source) emitRecords(ctx context.Context, emit connector.Emitter, f *os.File, fi fs.FileInfo, name, id string) result {
 	ck, err := s.loadCheckpoint(ctx, id)
 	if err != nil {
 		return result{retry: err}
@@ -632,14 +632,14 @@ func (s *source) produce(ctx context.Context, rr recordReader, name, id string, 
 	newMsg := func(data []byte, first int64, n int) {
 		rec := strconv.FormatInt(first, 10)
 		// The keys are canonical already; room for the pipeline's own.
-		h := make(runtime.Header, 8)
-		h[runtime.HeaderContentType] = []string{ctRecord}
+		h := make(connector.Header, 8)
+		h[connector.HeaderContentType] = []string{ctRecord}
 		h[HeaderFileName] = []string{name}
 		h[HeaderFileRecord] = []string{rec}
 		if per > 1 {
 			h[HeaderFileRecords] = []string{strconv.Itoa(n)}
 		}
-		m := &runtime.Message{ID: id + "-" + rec, Header: h, Data: data}
+		m := &connector.Message{ID: id + "-" + rec, Header: h, Data: data}
 		cur.msgs = append(cur.msgs, m)
 		cur.records += int64(n)
 		cur.end = end // not rr.offset(): after a broken record it is past it

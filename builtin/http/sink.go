@@ -21,23 +21,23 @@ import (
 
 	"github.com/vrsky/vrsky/builtin/internal/httpx"
 	"github.com/vrsky/vrsky/builtin/internal/msgtmpl"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed sink.schema.json
 var sinkSchema []byte
 
 // Sink is the http sink connector. Without `batch` it builds a plain
-// runtime.Sink (one request per message); with it, a runtime.BatchSink
+// connector.Sink (one request per message); with it, a connector.BatchSink
 // (one request per batch, a JSON array of the payloads).
-var Sink = runtime.Connector{
+var Sink = connector.Connector{
 	Name:         "http",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSink,
+	Kind:         connector.KindSink,
 	Description:  "Delivers each message, or a batch as a JSON array, as an HTTP request; 2xx is success, 408/429/5xx are retried, other 4xx are permanent.",
 	ConfigSchema: sinkSchema,
 	Builtin:      true,
-	NewSink: func(cfg json.RawMessage, env runtime.Env) (runtime.Sink, error) {
+	NewSink: func(cfg json.RawMessage, env connector.Env) (connector.Sink, error) {
 		c, err := decodeSinkConfig(cfg)
 		if err != nil {
 			return nil, err
@@ -50,7 +50,7 @@ var Sink = runtime.Connector{
 	},
 	// Check verifies at create time what the schema cannot: templates
 	// parse and the secrets' variables are set.
-	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, _ connector.Env) error {
 		_, err := decodeSinkConfig(cfg)
 		return err
 	},
@@ -85,11 +85,11 @@ type sink struct {
 type batchSink struct{ *sink }
 
 var (
-	_ runtime.Sink      = (*sink)(nil)
-	_ runtime.BatchSink = (*batchSink)(nil)
+	_ connector.Sink      = (*sink)(nil)
+	_ connector.BatchSink = (*batchSink)(nil)
 )
 
-func newSink(c *compiled, env runtime.Env) *sink {
+func newSink(c *compiled, env connector.Env) *sink {
 	log := env.Logger
 	if log == nil {
 		log = slog.Default()
@@ -118,7 +118,7 @@ func newSink(c *compiled, env runtime.Env) *sink {
 // Deliver sends msg. It carries the message id as Idempotency-Key so an
 // idempotent receiver can drop a redelivery. A claim-checked payload is
 // streamed from the object store unless a template needs its fields.
-func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
+func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
 	vars := &msgtmpl.Vars{Msg: msg, Payload: msg.Data}
 	inline := !msg.Claimed()
 	if s.needPayload && !inline {
@@ -138,9 +138,9 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 		ct = "application/json"
 	}
 	base := http.Header{
-		"Content-Type":      {ct},
-		"Idempotency-Key":   {msg.ID},
-		runtime.HeaderMsgID: {msg.ID},
+		"Content-Type":        {ct},
+		"Idempotency-Key":     {msg.ID},
+		connector.HeaderMsgID: {msg.ID},
 	}
 	if tp := msg.Header.Get("Traceparent"); tp != "" {
 		base.Set("Traceparent", tp)
@@ -161,18 +161,18 @@ func (s *sink) render(v *msgtmpl.Vars) (string, http.Header, error) {
 	hdr := make(http.Header, len(s.c.headers))
 	target, err := s.c.url.Render(v, escapeURL)
 	if err != nil {
-		return "", nil, runtime.Permanent(fmt.Errorf("url template: %w", err))
+		return "", nil, connector.Permanent(fmt.Errorf("url template: %w", err))
 	}
 	if _, err := url.Parse(target); err != nil {
-		return "", nil, runtime.Permanent(fmt.Errorf("url template rendered an invalid URL: %w", err))
+		return "", nil, connector.Permanent(fmt.Errorf("url template rendered an invalid URL: %w", err))
 	}
 	for _, h := range s.c.headers {
 		val, err := h.tmpl.Render(v, nil)
 		if err != nil {
-			return "", nil, runtime.Permanent(fmt.Errorf("header %s template: %w", h.name, err))
+			return "", nil, connector.Permanent(fmt.Errorf("header %s template: %w", h.name, err))
 		}
 		if !httpx.ValidHeaderValue(val) {
-			return "", nil, runtime.Permanent(fmt.Errorf("header %s template: the value has control characters", h.name))
+			return "", nil, connector.Permanent(fmt.Errorf("header %s template: the value has control characters", h.name))
 		}
 		hdr.Set(h.name, val)
 	}
@@ -192,7 +192,7 @@ func escapeURL(v string, afterQuery bool) string {
 // streamed when body is nil. Headers go on in order, a later one winning:
 // base (per message or batch), the config's (cfgHdr when rendered, else
 // as written), then auth.
-func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header, body []byte, streamed *runtime.Message) error {
+func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header, body []byte, streamed *connector.Message) error {
 	what := s.c.Method + " " + httpx.Redact(target)
 	var sig string
 	if s.c.secret != nil {
@@ -222,7 +222,7 @@ func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header
 	}
 	req, err := http.NewRequestWithContext(ctx, s.c.Method, target, rd)
 	if err != nil {
-		return runtime.Permanent(fmt.Errorf("%s: build request: %w", what, err))
+		return connector.Permanent(fmt.Errorf("%s: build request: %w", what, err))
 	}
 	req.ContentLength = size
 	for k, v := range base {
@@ -256,7 +256,7 @@ func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header
 	return httpx.Check(what, resp)
 }
 
-func copyPayload(ctx context.Context, w io.Writer, msg *runtime.Message) error {
+func copyPayload(ctx context.Context, w io.Writer, msg *connector.Message) error {
 	rc, err := msg.Body(ctx)
 	if err != nil {
 		return err
@@ -272,9 +272,9 @@ func (s *sink) Close() error {
 	return nil
 }
 
-// Batching implements runtime.BatchSink.
-func (b *batchSink) Batching() runtime.Batching {
-	return runtime.Batching{
+// Batching implements connector.BatchSink.
+func (b *batchSink) Batching() connector.Batching {
+	return connector.Batching{
 		MaxMessages: b.c.Batch.MaxMessages,
 		MaxWait:     time.Duration(b.c.Batch.MaxWait),
 		Concurrency: b.c.MaxConcurrency,
@@ -293,7 +293,7 @@ type batchGroup struct {
 // header set (one request when the templates are static). Every message
 // of a request shares its outcome. A payload that is not JSON, or that
 // lacks a field a template needs, fails alone and permanently.
-func (b *batchSink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) []error {
+func (b *batchSink) DeliverBatch(ctx context.Context, msgs []*connector.Message) []error {
 	errs := make([]error, len(msgs))
 	payloads := make([][]byte, len(msgs))
 	var groups []*batchGroup
@@ -305,7 +305,7 @@ func (b *batchSink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) [
 			continue
 		}
 		if !json.Valid(p) {
-			errs[i] = runtime.Permanent(errors.New("payload is not JSON, and a batch is a JSON array of payloads"))
+			errs[i] = connector.Permanent(errors.New("payload is not JSON, and a batch is a JSON array of payloads"))
 			continue
 		}
 		payloads[i] = p
@@ -354,7 +354,7 @@ func groupKey(target string, hdr http.Header) string {
 	return sb.String()
 }
 
-func (b *batchSink) sendGroup(ctx context.Context, g *batchGroup, msgs []*runtime.Message, payloads [][]byte) error {
+func (b *batchSink) sendGroup(ctx context.Context, g *batchGroup, msgs []*connector.Message, payloads [][]byte) error {
 	size := 1 + len(g.idx)
 	for _, i := range g.idx {
 		size += len(payloads[i])

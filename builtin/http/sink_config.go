@@ -10,7 +10,7 @@ import (
 
 	"github.com/vrsky/vrsky/builtin/internal/httpx"
 	"github.com/vrsky/vrsky/builtin/internal/msgtmpl"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // SinkConfig configures the http sink. The URL and header values are
@@ -25,7 +25,7 @@ type SinkConfig struct {
 	// Headers are added to every request; values are templates.
 	Headers map[string]string `json:"headers,omitempty"`
 	// Timeout bounds one request; default 10s.
-	Timeout runtime.Duration `json:"timeout,omitempty"`
+	Timeout connector.Duration `json:"timeout,omitempty"`
 	// Auth authenticates each request; none by default.
 	Auth *AuthConfig `json:"auth,omitempty"`
 	// Batch, when set, sends up to MaxMessages payloads in one request as
@@ -61,7 +61,7 @@ type BatchConfig struct {
 	MaxMessages int `json:"max_messages,omitempty"`
 	// MaxWait is how long a batch waits to fill after its first message;
 	// default 50ms.
-	MaxWait runtime.Duration `json:"max_wait,omitempty"`
+	MaxWait connector.Duration `json:"max_wait,omitempty"`
 }
 
 // Auth types.
@@ -77,7 +77,7 @@ func (c SinkConfig) withDefaults() SinkConfig {
 		c.Method = http.MethodPost
 	}
 	if c.Timeout == 0 {
-		c.Timeout = runtime.Duration(10 * time.Second)
+		c.Timeout = connector.Duration(10 * time.Second)
 	}
 	if c.Auth != nil && c.Auth.Type == AuthHMAC {
 		a := *c.Auth
@@ -88,7 +88,7 @@ func (c SinkConfig) withDefaults() SinkConfig {
 	if c.Batch != nil {
 		b := *c.Batch
 		b.MaxMessages = cmp.Or(b.MaxMessages, 100)
-		b.MaxWait = cmp.Or(b.MaxWait, runtime.Duration(50*time.Millisecond))
+		b.MaxWait = cmp.Or(b.MaxWait, connector.Duration(50*time.Millisecond))
 		c.Batch = &b
 	}
 	return c
@@ -110,12 +110,12 @@ type headerTmpl struct {
 }
 
 // compile validates c (defaults filled in) beyond what its JSON Schema
-// checks: templates parse, secrets are set. Errors are *runtime.SpecError
+// checks: templates parse, secrets are set. Errors are *connector.SpecError
 // naming the field.
 func (c SinkConfig) compile() (*compiled, error) {
 	out := &compiled{SinkConfig: c}
 	bad := func(field, format string, args ...any) error {
-		return &runtime.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &connector.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		return nil, bad("url", "must start with http:// or https://")

@@ -18,21 +18,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed webhook.schema.json
 var webhookSchema []byte
 
 // Webhook is the http-webhook source connector.
-var Webhook = runtime.Connector{
+var Webhook = connector.Connector{
 	Name:         "http-webhook",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSource,
+	Kind:         connector.KindSource,
 	Description:  "Receives messages as HTTP POSTs to /hooks/{tenant}/{path}; answers 202 once they are durable, or in sync mode with what the steps made of them.",
 	ConfigSchema: webhookSchema,
 	Builtin:      true,
-	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+	NewSource: func(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 		var c WebhookConfig
 		if err := json.Unmarshal(cfg, &c); err != nil {
 			return nil, fmt.Errorf("http-webhook config: %w", err)
@@ -40,7 +40,7 @@ var Webhook = runtime.Connector{
 		return newWebhook(c, env)
 	},
 	// Check verifies at create time that the secret's variable is set.
-	Check: func(_ context.Context, cfg json.RawMessage, env runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, env connector.Env) error {
 		var c WebhookConfig
 		if err := json.Unmarshal(cfg, &c); err != nil {
 			return fmt.Errorf("http-webhook config: %w", err)
@@ -68,46 +68,46 @@ type WebhookConfig struct {
 	Sync bool `json:"sync,omitempty"`
 	// SyncTimeout bounds that wait; default 10s. The API's hook timeout
 	// (30s by default) bounds it too.
-	SyncTimeout runtime.Duration `json:"sync_timeout,omitempty"`
+	SyncTimeout connector.Duration `json:"sync_timeout,omitempty"`
 }
 
 type webhook struct {
 	cfg    WebhookConfig
 	secret []byte
-	env    runtime.Env
+	env    connector.Env
 	bound  bool // Bind claimed the path (before Run, in the same goroutine)
 }
 
-var _ runtime.Binder = (*webhook)(nil)
+var _ connector.Binder = (*webhook)(nil)
 
-func newWebhook(c WebhookConfig, env runtime.Env) (*webhook, error) {
+func newWebhook(c WebhookConfig, env connector.Env) (*webhook, error) {
 	if c.MaxBodyBytes < 0 {
-		return nil, &runtime.SpecError{Field: "max_body_bytes", Reason: "must not be negative"}
+		return nil, &connector.SpecError{Field: "max_body_bytes", Reason: "must not be negative"}
 	}
 	if c.SyncTimeout < 0 {
-		return nil, &runtime.SpecError{Field: "sync_timeout", Reason: "must not be negative"}
+		return nil, &connector.SpecError{Field: "sync_timeout", Reason: "must not be negative"}
 	}
 	if c.SyncTimeout == 0 {
-		c.SyncTimeout = runtime.Duration(10 * time.Second)
+		c.SyncTimeout = connector.Duration(10 * time.Second)
 	}
 	w := &webhook{cfg: c, env: env}
 	if c.SecretEnv != "" {
 		s := os.Getenv(c.SecretEnv)
 		if s == "" {
-			return nil, &runtime.SpecError{Field: "secret_env", Reason: c.SecretEnv + " is not set in vrsky's environment"}
+			return nil, &connector.SpecError{Field: "secret_env", Reason: c.SecretEnv + " is not set in vrsky's environment"}
 		}
 		w.secret = []byte(s)
 	}
 	return w, nil
 }
 
-// Bind claims the hook's path for emit (runtime.Binder), so the path
+// Bind claims the hook's path for emit (connector.Binder), so the path
 // serves from the moment the integration counts as running.
-func (w *webhook) Bind(emit runtime.Emitter) (release func(), err error) {
+func (w *webhook) Bind(emit connector.Emitter) (release func(), err error) {
 	if w.env.Hooks == nil {
 		return nil, fmt.Errorf("http-webhook: no hook router in this process")
 	}
-	release, err = w.env.Hooks.Register(w.env.Tenant, w.cfg.Path, func(rctx context.Context, req *runtime.HookRequest) (*runtime.HookResponse, error) {
+	release, err = w.env.Hooks.Register(w.env.Tenant, w.cfg.Path, func(rctx context.Context, req *connector.HookRequest) (*connector.HookResponse, error) {
 		return w.serve(rctx, emit, req)
 	})
 	w.bound = err == nil
@@ -116,7 +116,7 @@ func (w *webhook) Bind(emit runtime.Emitter) (release func(), err error) {
 
 // Run serves the hook until ctx ends, binding its path first when the
 // caller did not.
-func (w *webhook) Run(ctx context.Context, emit runtime.Emitter) error {
+func (w *webhook) Run(ctx context.Context, emit connector.Emitter) error {
 	if !w.bound {
 		release, err := w.Bind(emit)
 		if err != nil {
@@ -128,7 +128,7 @@ func (w *webhook) Run(ctx context.Context, emit runtime.Emitter) error {
 	return nil
 }
 
-func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.HookRequest) (*runtime.HookResponse, error) {
+func (w *webhook) serve(ctx context.Context, emit connector.Emitter, req *connector.HookRequest) (*connector.HookResponse, error) {
 	if req.Method != http.MethodPost && req.Method != http.MethodPut {
 		return errorResponse(http.StatusMethodNotAllowed, "method_not_allowed", "method", "webhooks accept POST or PUT"), nil
 	}
@@ -162,16 +162,16 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 		}
 	}
 	if body != nil && w.cfg.MaxBodyBytes > 0 {
-		body = runtime.LimitBody(body, w.cfg.MaxBodyBytes) // a chunked body has no length to check up front
+		body = connector.LimitBody(body, w.cfg.MaxBodyBytes) // a chunked body has no length to check up front
 	}
-	h := runtime.Header{}
+	h := connector.Header{}
 	if ct != "" {
 		h.Set("Content-Type", ct)
 	}
 	if tp := req.Header.Get("Traceparent"); tp != "" {
 		h.Set("Traceparent", tp)
 	}
-	msg := &runtime.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
+	msg := &connector.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
 	if body != nil {
 		msg.Data, msg.Stream = nil, body
 	}
@@ -189,7 +189,7 @@ func (w *webhook) serve(ctx context.Context, emit runtime.Emitter, req *runtime.
 // with the failing step's error when one failed (the message stays
 // durable and is retried or dead-lettered by the integration's policy),
 // 202 {"id","status":"pending"} when the wait ended first.
-func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runtime.Message) (*runtime.HookResponse, error) {
+func (w *webhook) serveSync(ctx context.Context, emit connector.Emitter, msg *connector.Message) (*connector.HookResponse, error) {
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(w.cfg.SyncTimeout))
 	defer cancel()
 	out, err := emit.EmitWait(wctx, msg)
@@ -197,15 +197,15 @@ func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runt
 		return emitFailed(err, w.cfg.MaxBodyBytes)
 	}
 	switch out.Status {
-	case runtime.StatusPassed, runtime.StatusFiltered:
+	case connector.StatusPassed, connector.StatusFiltered:
 		return answer(http.StatusOK, msg.ID, map[string]string{"id": msg.ID, "status": out.Status}), nil
-	case runtime.StatusFailed:
+	case connector.StatusFailed:
 		return answer(http.StatusUnprocessableEntity, msg.ID, map[string]string{
 			"id": msg.ID, "status": out.Status, "stage": out.Stage, "error": out.Error,
 			"message": "a step failed; the message is kept and will be retried or dead-lettered according to the integration's retry policy",
 		}), nil
 	default:
-		return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID, "status": runtime.OutcomePending}), nil
+		return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID, "status": connector.OutcomePending}), nil
 	}
 }
 
@@ -213,24 +213,24 @@ func (w *webhook) serveSync(ctx context.Context, emit runtime.Emitter, msg *runt
 // body that did not match its signature, grew past the limit or broke off)
 // or back-pressure gets its own answer; anything else is the server's
 // (503 from the API).
-func emitFailed(err error, maxBody int64) (*runtime.HookResponse, error) {
+func emitFailed(err error, maxBody int64) (*connector.HookResponse, error) {
 	switch {
-	case errors.Is(err, runtime.ErrBackpressure):
+	case errors.Is(err, connector.ErrBackpressure):
 		r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
 			"the integration's queue is at its storage limit; retry later")
 		r.Header.Set("Retry-After", "1")
 		return r, nil
 	case errors.Is(err, errBadSignature):
 		return badSignature(), nil
-	case errors.Is(err, runtime.ErrBodyTooLarge):
+	case errors.Is(err, connector.ErrBodyTooLarge):
 		return tooLarge(-1, maxBody), nil
-	case errors.Is(err, runtime.ErrPayloadRead):
+	case errors.Is(err, connector.ErrPayloadRead):
 		return errorResponse(http.StatusBadRequest, "bad_body", "body", fmt.Sprintf("the body could not be read: %v", errors.Unwrap(err))), nil
 	}
 	return nil, err
 }
 
-func tooLarge(size, limit int64) *runtime.HookResponse {
+func tooLarge(size, limit int64) *connector.HookResponse {
 	msg := "the body is over this hook's limit"
 	switch {
 	case size >= 0 && limit > 0:
@@ -241,7 +241,7 @@ func tooLarge(size, limit int64) *runtime.HookResponse {
 	return errorResponse(http.StatusRequestEntityTooLarge, "body_too_large", "body", msg)
 }
 
-func badSignature() *runtime.HookResponse {
+func badSignature() *connector.HookResponse {
 	return errorResponse(http.StatusUnauthorized, "bad_signature", "X-Hub-Signature-256",
 		"missing or wrong HMAC-SHA256 signature of the body")
 }
@@ -265,12 +265,12 @@ func (s *signedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func answer(status int, id string, v map[string]string) *runtime.HookResponse {
+func answer(status int, id string, v map[string]string) *connector.HookResponse {
 	body, _ := json.Marshal(v)
-	rh := runtime.Header{}
+	rh := connector.Header{}
 	rh.Set("Content-Type", "application/json")
-	rh.Set(runtime.HeaderMsgID, id)
-	return &runtime.HookResponse{Status: status, Header: rh, Body: body}
+	rh.Set(connector.HeaderMsgID, id)
+	return &connector.HookResponse{Status: status, Header: rh, Body: body}
 }
 
 // idempotencyKey makes a client's Idempotency-Key usable as a message id
@@ -311,9 +311,9 @@ func bodyMAC(secret, body []byte) []byte {
 	return mac.Sum(nil)
 }
 
-func errorResponse(status int, code, field, message string) *runtime.HookResponse {
+func errorResponse(status int, code, field, message string) *connector.HookResponse {
 	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": message, "field": field}})
-	h := runtime.Header{}
+	h := connector.Header{}
 	h.Set("Content-Type", "application/json")
-	return &runtime.HookResponse{Status: status, Header: h, Body: body}
+	return &connector.HookResponse{Status: status, Header: h, Body: body}
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Modes of the sink.
@@ -38,14 +38,14 @@ type Config struct {
 	// BatchSize is the most messages per transaction; default 1000.
 	BatchSize int `json:"batch_size,omitempty"`
 	// MaxWait is how long a batch may wait to fill; default 50ms.
-	MaxWait runtime.Duration `json:"max_wait,omitempty"`
+	MaxWait connector.Duration `json:"max_wait,omitempty"`
 	// Concurrency is the number of parallel batches and pooled
 	// connections; default 4.
 	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // parseConfig decodes raw strictly, applies the defaults and validates.
-// Its errors are *runtime.SpecError.
+// Its errors are *connector.SpecError.
 func parseConfig(raw json.RawMessage) (Config, error) {
 	var c Config
 	if len(bytes.TrimSpace(raw)) == 0 {
@@ -54,7 +54,7 @@ func parseConfig(raw json.RawMessage) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return c, &runtime.SpecError{Field: "", Reason: fmt.Sprintf("postgres sink config: %v", err)}
+		return c, &connector.SpecError{Field: "", Reason: fmt.Sprintf("postgres sink config: %v", err)}
 	}
 	c.setDefaults()
 	return c, c.Validate()
@@ -74,7 +74,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 1000
 	}
 	if c.MaxWait == 0 {
-		c.MaxWait = runtime.Duration(50 * time.Millisecond)
+		c.MaxWait = connector.Duration(50 * time.Millisecond)
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 4
@@ -82,10 +82,10 @@ func (c *Config) setDefaults() {
 }
 
 // Validate checks the config on its own (Check compares it with the
-// table). It returns a *runtime.SpecError naming the field.
+// table). It returns a *connector.SpecError naming the field.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
-		return &runtime.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &connector.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case c.DSNEnv == "":
@@ -135,7 +135,7 @@ func (c *Config) Validate() error {
 func (c *Config) dsn() (string, error) {
 	v := os.Getenv(c.DSNEnv)
 	if v == "" {
-		return "", &runtime.SpecError{Field: "dsn_env", Reason: fmt.Sprintf("environment variable %s is not set", c.DSNEnv)}
+		return "", &connector.SpecError{Field: "dsn_env", Reason: fmt.Sprintf("environment variable %s is not set", c.DSNEnv)}
 	}
 	return v, nil
 }

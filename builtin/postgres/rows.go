@@ -7,7 +7,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // batch holds the converted rows of a batch of messages. Message i owns
@@ -31,7 +31,7 @@ type row struct {
 
 // build converts msgs into rows. A message that cannot become rows gets
 // its error in errs (Permanent when retrying cannot help) and no rows.
-func (s *sink) build(ctx context.Context, p *plan, msgs []*runtime.Message, errs []error) *batch {
+func (s *sink) build(ctx context.Context, p *plan, msgs []*connector.Message, errs []error) *batch {
 	b := &batch{
 		plan:   p,
 		rows:   make([]row, 0, len(msgs)),
@@ -53,14 +53,14 @@ func (s *sink) build(ctx context.Context, p *plan, msgs []*runtime.Message, errs
 	return b
 }
 
-func (b *batch) addMessage(ctx context.Context, parser *fastjson.Parser, m *runtime.Message) error {
+func (b *batch) addMessage(ctx context.Context, parser *fastjson.Parser, m *connector.Message) error {
 	data, err := m.Bytes(ctx) // a claim-checked payload comes from the object store
 	if err != nil {
 		return fmt.Errorf("postgres sink: read payload: %w", err)
 	}
 	v, err := parser.ParseBytes(data)
 	if err != nil {
-		return runtime.Permanent(fmt.Errorf("postgres sink: the message is not valid JSON: %w", err))
+		return connector.Permanent(fmt.Errorf("postgres sink: the message is not valid JSON: %w", err))
 	}
 	switch v.Type() {
 	case fastjson.TypeObject:
@@ -69,7 +69,7 @@ func (b *batch) addMessage(ctx context.Context, parser *fastjson.Parser, m *runt
 		elems, _ := v.Array()
 		for j, e := range elems {
 			if e.Type() != fastjson.TypeObject {
-				return runtime.Permanent(fmt.Errorf("postgres sink: element %d of the array is a JSON %s; each row must be an object", j, e.Type()))
+				return connector.Permanent(fmt.Errorf("postgres sink: element %d of the array is a JSON %s; each row must be an object", j, e.Type()))
 			}
 			if err := b.addRow(e, m.ID, fmt.Sprintf("[%d].", j)); err != nil {
 				return err
@@ -77,7 +77,7 @@ func (b *batch) addMessage(ctx context.Context, parser *fastjson.Parser, m *runt
 		}
 		return nil
 	default:
-		return runtime.Permanent(fmt.Errorf("postgres sink: the message is a JSON %s; it must be an object (one row) or an array of objects", v.Type()))
+		return connector.Permanent(fmt.Errorf("postgres sink: the message is a JSON %s; it must be an object (one row) or an array of objects", v.Type()))
 	}
 }
 
@@ -90,7 +90,7 @@ func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 		if j == p.idCol {
 			v, err := convertString(id, c.kind)
 			if err != nil {
-				return runtime.Permanent(fmt.Errorf("postgres sink: message id %q cannot be stored in column %s (%s)", id, c.name, c.typeName))
+				return connector.Permanent(fmt.Errorf("postgres sink: message id %q cannot be stored in column %s (%s)", id, c.name, c.typeName))
 			}
 			vals[j], b.seen[j] = v, 1
 			continue
@@ -102,14 +102,14 @@ func (b *batch) addRow(obj *fastjson.Value, id, prefix string) error {
 		}
 		v, err := convertJSON(fv, c.kind)
 		if err != nil {
-			return runtime.Permanent(fmt.Errorf("postgres sink: field %q: cannot store %v in column %s (%s)",
+			return connector.Permanent(fmt.Errorf("postgres sink: field %q: cannot store %v in column %s (%s)",
 				prefix+strings.Join(p.paths[j], "."), err, c.name, c.typeName))
 		}
 		vals[j], b.seen[j] = v, 1
 	}
 	for _, k := range p.keys {
 		if b.seen[k] == 0 {
-			return runtime.Permanent(fmt.Errorf("postgres sink: field %q (key column %s) is missing",
+			return connector.Permanent(fmt.Errorf("postgres sink: field %q (key column %s) is missing",
 				prefix+strings.Join(p.paths[k], "."), p.cols[k].name))
 		}
 	}

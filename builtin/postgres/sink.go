@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/valyala/fastjson"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // batchTimeout bounds one DeliverBatch (the pipeline's context has no
@@ -33,9 +33,9 @@ type sink struct {
 	plan *plan
 }
 
-var _ runtime.BatchSink = (*sink)(nil)
+var _ connector.BatchSink = (*sink)(nil)
 
-func newSink(cfg Config, env runtime.Env) (*sink, error) {
+func newSink(cfg Config, env connector.Env) (*sink, error) {
 	dsn, err := cfg.dsn()
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
@@ -58,9 +58,9 @@ func newSink(cfg Config, env runtime.Env) (*sink, error) {
 	return &sink{cfg: cfg, log: log, pool: pool}, nil
 }
 
-// Batching implements runtime.BatchSink.
-func (s *sink) Batching() runtime.Batching {
-	return runtime.Batching{MaxMessages: s.cfg.BatchSize, MaxWait: time.Duration(s.cfg.MaxWait), Concurrency: s.cfg.Concurrency}
+// Batching implements connector.BatchSink.
+func (s *sink) Batching() connector.Batching {
+	return connector.Batching{MaxMessages: s.cfg.BatchSize, MaxWait: time.Duration(s.cfg.MaxWait), Concurrency: s.cfg.Concurrency}
 }
 
 // Close closes the pool.
@@ -70,8 +70,8 @@ func (s *sink) Close() error {
 }
 
 // Deliver writes one message.
-func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
-	if errs := s.DeliverBatch(ctx, []*runtime.Message{msg}); errs != nil {
+func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
+	if errs := s.DeliverBatch(ctx, []*connector.Message{msg}); errs != nil {
 		return errs[0]
 	}
 	return nil
@@ -110,10 +110,10 @@ func (s *sink) forgetPlan() {
 	s.pool.Reset()
 }
 
-// DeliverBatch implements runtime.BatchSink: the whole batch in one
+// DeliverBatch implements connector.BatchSink: the whole batch in one
 // transaction; when PostgreSQL rejects data, the bad messages are found
 // by bisection inside savepoints and fail alone.
-func (s *sink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) []error {
+func (s *sink) DeliverBatch(ctx context.Context, msgs []*connector.Message) []error {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
 	errs := make([]error, len(msgs))
@@ -147,7 +147,7 @@ func (s *sink) DeliverBatch(ctx context.Context, msgs []*runtime.Message) []erro
 			}
 			err = fmt.Errorf("postgres sink: write %d messages to %s: %w", len(good), p.table.Sanitize(), err)
 			for _, i := range good {
-				if errs[i] == nil || !runtime.IsPermanent(errs[i]) {
+				if errs[i] == nil || !connector.IsPermanent(errs[i]) {
 					errs[i] = err
 				}
 			}
@@ -198,7 +198,7 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, errs
 				s.log.Debug("message already in the table; counted as delivered", "id", b.msgIDs[m])
 				return nil
 			}
-			errs[msgs[0]] = runtime.Permanent(fmt.Errorf("postgres sink: %s rejected the message's row: %s", b.plan.table.Sanitize(), describe(err)))
+			errs[msgs[0]] = connector.Permanent(fmt.Errorf("postgres sink: %s rejected the message's row: %s", b.plan.table.Sanitize(), describe(err)))
 			return nil
 		}
 	}

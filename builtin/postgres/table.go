@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // column is one column of the target table, as the catalogue describes it.
@@ -132,11 +132,11 @@ type plan struct {
 	idIndexes map[string]bool
 }
 
-// newPlan maps cfg onto t. Its errors are *runtime.SpecError naming the
+// newPlan maps cfg onto t. Its errors are *connector.SpecError naming the
 // config field to fix.
 func newPlan(cfg *Config, t *table) (*plan, error) {
 	bad := func(field, format string, args ...any) error {
-		return &runtime.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &connector.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	p := &plan{table: pgx.Identifier{cfg.Schema, cfg.Table}, idCol: -1, upsert: cfg.Mode == ModeUpsert}
 	add := func(field string, c *column, path []string) error {

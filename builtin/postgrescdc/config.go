@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Config configures the postgres-cdc source (cdc.schema.json is its
@@ -39,10 +39,10 @@ type Config struct {
 	ResnapshotOnLost bool `json:"resnapshot_on_lost,omitempty"`
 	// Heartbeat is how often a heartbeat is written to the WAL; default
 	// 10s, 0 turns it off.
-	Heartbeat *runtime.Duration `json:"heartbeat,omitempty"`
+	Heartbeat *connector.Duration `json:"heartbeat,omitempty"`
 	// StatusInterval is how often the confirmed position is reported;
 	// default 1s.
-	StatusInterval *runtime.Duration `json:"status_interval,omitempty"`
+	StatusInterval *connector.Duration `json:"status_interval,omitempty"`
 }
 
 // Defaults for the optional durations.
@@ -76,24 +76,24 @@ func parseTable(s string) tableName {
 	return tableName{"public", s}
 }
 
-// parseConfig decodes and resolves cfg. Errors are *runtime.SpecError
+// parseConfig decodes and resolves cfg. Errors are *connector.SpecError
 // naming the field (wrapped Permanent: no retry fixes a config).
-func parseConfig(cfg json.RawMessage, env runtime.Env) (*settings, error) {
+func parseConfig(cfg json.RawMessage, env connector.Env) (*settings, error) {
 	var c Config
 	if err := json.Unmarshal(cfg, &c); err != nil {
-		return nil, &runtime.SpecError{Reason: fmt.Sprintf("postgres-cdc config: %v", err)}
+		return nil, &connector.SpecError{Reason: fmt.Sprintf("postgres-cdc config: %v", err)}
 	}
 	return resolve(c, env)
 }
 
-func resolve(c Config, env runtime.Env) (*settings, error) {
+func resolve(c Config, env connector.Env) (*settings, error) {
 	s := &settings{Config: c, heartbeat: DefaultHeartbeat, statusInterval: DefaultStatusInterval}
 	if c.DSNEnv == "" {
-		return nil, &runtime.SpecError{Field: "dsn_env", Reason: "is required"}
+		return nil, &connector.SpecError{Field: "dsn_env", Reason: "is required"}
 	}
 	s.dsn = os.Getenv(c.DSNEnv)
 	if s.dsn == "" {
-		return nil, &runtime.SpecError{Field: "dsn_env", Reason: fmt.Sprintf("environment variable %s is not set in vrsky's environment", c.DSNEnv)}
+		return nil, &connector.SpecError{Field: "dsn_env", Reason: fmt.Sprintf("environment variable %s is not set in vrsky's environment", c.DSNEnv)}
 	}
 	if s.Publication == "" {
 		s.Publication = defaultName(env)
@@ -107,13 +107,13 @@ func resolve(c Config, env runtime.Env) (*settings, error) {
 	if c.Heartbeat != nil {
 		s.heartbeat = time.Duration(*c.Heartbeat)
 		if s.heartbeat < 0 {
-			return nil, &runtime.SpecError{Field: "heartbeat", Reason: "must not be negative"}
+			return nil, &connector.SpecError{Field: "heartbeat", Reason: "must not be negative"}
 		}
 	}
 	if c.StatusInterval != nil {
 		s.statusInterval = time.Duration(*c.StatusInterval)
 		if s.statusInterval <= 0 {
-			return nil, &runtime.SpecError{Field: "status_interval", Reason: "must be positive"}
+			return nil, &connector.SpecError{Field: "status_interval", Reason: "must be positive"}
 		}
 	}
 	return s, nil
@@ -122,7 +122,7 @@ func resolve(c Config, env runtime.Env) (*settings, error) {
 // defaultName is vrsky_<tenant>_<integration>, lowercased, with anything
 // but [a-z0-9_] replaced by _, and cut to PostgreSQL's 63-byte limit with
 // a hash suffix that keeps long names apart.
-func defaultName(env runtime.Env) string {
+func defaultName(env connector.Env) string {
 	raw := "vrsky_" + env.Tenant + "_" + env.Integration
 	b := []byte(strings.ToLower(raw))
 	for i, c := range b {

@@ -12,22 +12,22 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed cdc.schema.json
 var configSchema []byte
 
 // Source is the postgres-cdc source connector.
-var Source = runtime.Connector{
+var Source = connector.Connector{
 	Name:         "postgres-cdc",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSource,
+	Kind:         connector.KindSource,
 	Description:  "Streams committed inserts, updates and deletes of PostgreSQL tables (logical replication, pgoutput), optionally after a consistent snapshot.",
 	ConfigSchema: configSchema,
 	Builtin:      true,
 	Singleton:    true,
-	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+	NewSource: func(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 		s, err := parseConfig(cfg, env)
 		if err != nil {
 			return nil, err
@@ -38,7 +38,7 @@ var Source = runtime.Connector{
 	Remove: remove,
 }
 
-// State keys (runtime.State, scoped to this source).
+// State keys (connector.State, scoped to this source).
 const (
 	// stateSlot holds the name of the slot this source created.
 	stateSlot = "slot-created"
@@ -54,7 +54,7 @@ const checkTimeout = 30 * time.Second
 // check verifies, at create time, that the source can run: the DSN
 // connects with replication rights, wal_level is logical, the tables
 // exist.
-func check(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
+func check(ctx context.Context, cfg json.RawMessage, env connector.Env) error {
 	s, err := parseConfig(cfg, env)
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func check(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
 			return fmt.Errorf("postgres-cdc: look up table %s: %w", t, err)
 		}
 		if !exists {
-			return &runtime.SpecError{Field: fmt.Sprintf("tables[%d]", i), Reason: fmt.Sprintf("table %s does not exist", t)}
+			return &connector.SpecError{Field: fmt.Sprintf("tables[%d]", i), Reason: fmt.Sprintf("table %s does not exist", t)}
 		}
 	}
 	repl, err := connectReplication(ctx, s.dsn)
@@ -102,7 +102,7 @@ func check(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
 
 // remove drops the slot (unless keep_slot_on_delete) and the publication
 // if this source created it.
-func remove(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
+func remove(ctx context.Context, cfg json.RawMessage, env connector.Env) error {
 	s, err := parseConfig(cfg, env)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func remove(ctx context.Context, cfg json.RawMessage, env runtime.Env) error {
 	if env.State != nil {
 		created, err := env.State.Get(ctx, statePublication)
 		switch {
-		case errors.Is(err, runtime.ErrNoState):
+		case errors.Is(err, connector.ErrNoState):
 		case err != nil:
 			errs = append(errs, fmt.Errorf("postgres-cdc: read state: %w", err))
 		case string(created) == s.Publication:
@@ -177,7 +177,7 @@ func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("parse the DSN: %w", err))
+		return nil, connector.Permanent(fmt.Errorf("parse the DSN: %w", err))
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, cfg)

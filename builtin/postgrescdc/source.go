@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/vrsky/vrsky/internal/jsonenc"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Reconnect backoff after a session fails for a reason a retry may fix
@@ -28,13 +28,13 @@ const (
 // source is one running postgres-cdc source.
 type source struct {
 	s   *settings
-	env runtime.Env
+	env connector.Env
 	log *slog.Logger
 }
 
-var _ runtime.Source = (*source)(nil)
+var _ connector.Source = (*source)(nil)
 
-func newSource(s *settings, env runtime.Env) *source {
+func newSource(s *settings, env connector.Env) *source {
 	log := env.Logger
 	if log == nil {
 		log = slog.Default().With("connector", "postgres-cdc")
@@ -46,7 +46,7 @@ func newSource(s *settings, env runtime.Env) *source {
 // session and start a new one after a backoff (the stream resumes at the
 // slot's confirmed position); a permanent one (a lost slot, a config the
 // server refuses) is returned.
-func (src *source) Run(ctx context.Context, emit runtime.Emitter) error {
+func (src *source) Run(ctx context.Context, emit connector.Emitter) error {
 	backoff := minBackoff
 	for {
 		started := time.Now()
@@ -54,7 +54,7 @@ func (src *source) Run(ctx context.Context, emit runtime.Emitter) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if runtime.IsPermanent(err) {
+		if connector.IsPermanent(err) {
 			return err
 		}
 		if time.Since(started) > time.Minute {
@@ -81,7 +81,7 @@ type slotInfo struct {
 
 // session sets up the publication and slot (and the snapshot when due),
 // then streams until an error or ctx ends.
-func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
+func (src *source) session(ctx context.Context, emit connector.Emitter) error {
 	s := src.s
 	conn, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
@@ -102,19 +102,19 @@ func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
 	wantSnapshot := s.Snapshot && !snapshotDone
 	if slot.exists {
 		if slot.plugin != "pgoutput" {
-			return runtime.Permanent(fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: name another slot in the config", s.Slot, slot.plugin))
+			return connector.Permanent(fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: name another slot in the config", s.Slot, slot.plugin))
 		}
 		var dbName string
 		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&dbName); err != nil {
 			return fmt.Errorf("read the database name: %w", err)
 		}
 		if slot.database != dbName {
-			return runtime.Permanent(fmt.Errorf("replication slot %s belongs to database %q, not %q: name another slot in the config", s.Slot, slot.database, dbName))
+			return connector.Permanent(fmt.Errorf("replication slot %s belongs to database %q, not %q: name another slot in the config", s.Slot, slot.database, dbName))
 		}
 	}
 	if slot.exists && slot.walStatus == "lost" {
 		if !s.ResnapshotOnLost {
-			return runtime.Permanent(fmt.Errorf("replication slot %s was invalidated by PostgreSQL (wal_status lost: it fell further behind than max_slot_wal_keep_size allows), "+
+			return connector.Permanent(fmt.Errorf("replication slot %s was invalidated by PostgreSQL (wal_status lost: it fell further behind than max_slot_wal_keep_size allows), "+
 				"so changes after %s are gone. To recover: set resnapshot_on_lost: true (the source drops the slot, creates it again and re-reads the tables), "+
 				"or drop the slot yourself (SELECT pg_drop_replication_slot('%s')) and restart the integration, with snapshot: true to re-read the tables", s.Slot, slot.confirmed, s.Slot))
 		}
@@ -137,7 +137,7 @@ func (src *source) session(ctx context.Context, emit runtime.Emitter) error {
 			return err
 		}
 		if created != s.Slot {
-			return runtime.Permanent(fmt.Errorf("replication slot %s already exists and was not created by this source, so no snapshot consistent with it can be taken: "+
+			return connector.Permanent(fmt.Errorf("replication slot %s already exists and was not created by this source, so no snapshot consistent with it can be taken: "+
 				"drop the slot, or set snapshot: false", s.Slot))
 		}
 		src.log.Info("the snapshot did not finish: dropping the slot to take a new one")
@@ -206,7 +206,7 @@ func classify(err error) error {
 	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
 		switch pgErr.Code[:2] {
 		case "42", "28", "3D":
-			return runtime.Permanent(err)
+			return connector.Permanent(err)
 		}
 	}
 	return err
@@ -323,7 +323,7 @@ func (src *source) syncPublication(ctx context.Context, conn *pgx.Conn) error {
 
 // snapshot emits every row of the published tables as seen by the
 // exported snapshot name, whose consistent point is at.
-func (src *source) snapshot(ctx context.Context, name string, at pglogrepl.LSN, emit runtime.Emitter) error {
+func (src *source) snapshot(ctx context.Context, name string, at pglogrepl.LSN, emit connector.Emitter) error {
 	conn, err := pgx.Connect(ctx, src.s.dsn)
 	if err != nil {
 		return fmt.Errorf("snapshot: connect: %w", err)
@@ -370,7 +370,7 @@ func (src *source) snapshot(ctx context.Context, name string, at pglogrepl.LSN, 
 // snapshotBatch is how many snapshot rows go to JetStream at once.
 const snapshotBatch = 1000
 
-func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *decoder, ti int, t tableName, lsn string, emit runtime.Emitter) (int, error) {
+func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *decoder, ti int, t tableName, lsn string, emit connector.Emitter) (int, error) {
 	// Text results, so tuples decode the same way as the stream's.
 	rr := conn.ExecParams(ctx, "SELECT * FROM "+t.quoted(), nil, nil, nil, nil)
 	fields := rr.FieldDescriptions()
@@ -380,7 +380,7 @@ func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *
 	head = append(head, `,"table":`...)
 	head = jsonenc.AppendString(head, t.Name)
 	head = append(head, `,"after":{`...)
-	batch := make([]*runtime.Message, 0, snapshotBatch)
+	batch := make([]*connector.Message, 0, snapshotBatch)
 	n := 0
 	flush := func() error {
 		if len(batch) == 0 {
@@ -425,10 +425,10 @@ func (src *source) snapshotTable(ctx context.Context, conn *pgconn.PgConn, dec *
 	return n, flush()
 }
 
-func newMessage(id string, data []byte) *runtime.Message {
-	h := runtime.Header{}
-	h.Set(runtime.HeaderContentType, "application/json")
-	return &runtime.Message{ID: id, Header: h, Data: data}
+func newMessage(id string, data []byte) *connector.Message {
+	h := connector.Header{}
+	h.Set(connector.HeaderContentType, "application/json")
+	return &connector.Message{ID: id, Header: h, Data: data}
 }
 
 func (src *source) stateGet(ctx context.Context, key string) (string, error) {
@@ -436,7 +436,7 @@ func (src *source) stateGet(ctx context.Context, key string) (string, error) {
 		return "", nil
 	}
 	v, err := src.env.State.Get(ctx, key)
-	if errors.Is(err, runtime.ErrNoState) {
+	if errors.Is(err, connector.ErrNoState) {
 		return "", nil
 	}
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/vrsky/vrsky/internal/jsonenc"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Batching of changes towards JetStream: a batch goes out when it holds
@@ -36,7 +36,7 @@ const heartbeatPrefix = "vrsky-heartbeat"
 
 // pending is a batch on its way to JetStream.
 type pending struct {
-	msgs []*runtime.Message
+	msgs []*connector.Message
 	// ack, when set, is the WAL position to confirm once msgs (and every
 	// batch before them) are durable.
 	ack pglogrepl.LSN
@@ -55,7 +55,7 @@ type txn struct {
 // stream decodes the replication stream from repl and emits it, until ctx
 // ends or an error. Connection I/O stays on this goroutine; a second one
 // emits batches, in order, and publishes the confirmed position.
-func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pglogrepl.LSN, emit runtime.Emitter) error {
+func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pglogrepl.LSN, emit connector.Emitter) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
@@ -67,7 +67,7 @@ func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pgl
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		var msgs []*runtime.Message
+		var msgs []*connector.Message
 		for p := range out {
 			// While one EmitBatch waits for its acks, the reader queues
 			// more: take what is queued as one bigger batch.
@@ -121,7 +121,7 @@ func (src *source) stream(parent context.Context, repl *pgconn.PgConn, start pgl
 
 	var (
 		nextStatus time.Time // zero: report now
-		batch      []*runtime.Message
+		batch      []*connector.Message
 		batchAck   pglogrepl.LSN
 		flushAt    time.Time
 		d          = &streamDecoder{src: src, dec: newDecoder(), rels: map[uint32]*relation{}}
@@ -294,7 +294,7 @@ type streamDecoder struct {
 
 // handle decodes one XLogData. It returns the messages it makes and the
 // position that may be confirmed once they (and all before) are durable.
-func (d *streamDecoder) handle(xld pglogrepl.XLogData) ([]*runtime.Message, pglogrepl.LSN, error) {
+func (d *streamDecoder) handle(xld pglogrepl.XLogData) ([]*connector.Message, pglogrepl.LSN, error) {
 	lm, err := pglogrepl.Parse(xld.WALData)
 	if err != nil {
 		return nil, 0, fmt.Errorf("parse pgoutput message at %s: %w", xld.WALStart, err)
@@ -326,7 +326,7 @@ func (d *streamDecoder) handle(xld pglogrepl.XLogData) ([]*runtime.Message, pglo
 		msg, err := d.change("delete", m.RelationID, m.OldTuple, m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey, nil, xld.WALStart)
 		return one(msg, err)
 	case *pglogrepl.TruncateMessage:
-		var out []*runtime.Message
+		var out []*connector.Message
 		for _, id := range m.RelationIDs {
 			msg, err := d.change("truncate", id, nil, false, nil, xld.WALStart)
 			if err != nil {
@@ -345,16 +345,16 @@ func (d *streamDecoder) handle(xld pglogrepl.XLogData) ([]*runtime.Message, pglo
 	return nil, 0, nil
 }
 
-func one(m *runtime.Message, err error) ([]*runtime.Message, pglogrepl.LSN, error) {
+func one(m *connector.Message, err error) ([]*connector.Message, pglogrepl.LSN, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return []*runtime.Message{m}, 0, nil
+	return []*connector.Message{m}, 0, nil
 }
 
 // change builds the message of one change. keyOnly says before holds the
 // replica identity's key columns only (the others are sent as nulls).
-func (d *streamDecoder) change(op string, relID uint32, before *pglogrepl.TupleData, keyOnly bool, after *pglogrepl.TupleData, lsn pglogrepl.LSN) (*runtime.Message, error) {
+func (d *streamDecoder) change(op string, relID uint32, before *pglogrepl.TupleData, keyOnly bool, after *pglogrepl.TupleData, lsn pglogrepl.LSN) (*connector.Message, error) {
 	rel, ok := d.rels[relID]
 	if !ok {
 		return nil, fmt.Errorf("%s at %s: relation %d was not described by the stream", op, lsn, relID)

@@ -12,25 +12,25 @@ import (
 	"github.com/google/uuid"
 	"github.com/robfig/cron/v3"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed schedule.schema.json
 var configSchema []byte
 
 // Source is the schedule source connector.
-var Source = runtime.Connector{
+var Source = connector.Connector{
 	Name:         "schedule",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSource,
+	Kind:         connector.KindSource,
 	Description:  "Emits a message on each tick of a cron expression (seconds optional, any time zone), once per tick across restarts and nodes.",
 	ConfigSchema: configSchema,
 	Builtin:      true,
 	Singleton:    true,
-	NewSource: func(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+	NewSource: func(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 		return New(cfg, env)
 	},
-	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, _ connector.Env) error {
 		_, err := parse(cfg)
 		return err
 	},
@@ -63,13 +63,13 @@ func parse(raw json.RawMessage) (*schedule, error) {
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil {
-			return nil, &runtime.SpecError{Field: "timezone", Reason: fmt.Sprintf("unknown time zone %q", c.Timezone)}
+			return nil, &connector.SpecError{Field: "timezone", Reason: fmt.Sprintf("unknown time zone %q", c.Timezone)}
 		}
 		s.loc = loc
 	}
 	sched, err := parser.Parse(c.Cron)
 	if err != nil {
-		return nil, &runtime.SpecError{Field: "cron", Reason: err.Error()}
+		return nil, &connector.SpecError{Field: "cron", Reason: err.Error()}
 	}
 	s.sched = sched
 	if c.MaxCatchUp != nil {
@@ -79,7 +79,7 @@ func parse(raw json.RawMessage) (*schedule, error) {
 }
 
 // New builds a schedule source from its config.
-func New(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
+func New(cfg json.RawMessage, env connector.Env) (connector.Source, error) {
 	s, err := parse(cfg)
 	if err != nil {
 		return nil, err
@@ -89,13 +89,13 @@ func New(cfg json.RawMessage, env runtime.Env) (runtime.Source, error) {
 
 type source struct {
 	*schedule
-	env runtime.Env
+	env connector.Env
 }
 
 const lastKey = "last-tick"
 
 // Run emits each tick until ctx ends.
-func (s *source) Run(ctx context.Context, emit runtime.Emitter) error {
+func (s *source) Run(ctx context.Context, emit connector.Emitter) error {
 	now := time.Now().In(s.loc)
 	next := s.sched.Next(now)
 	if last, ok := s.lastTick(ctx); ok {
@@ -159,7 +159,7 @@ func (s *source) lastTick(ctx context.Context) (time.Time, bool) {
 	}
 	b, err := s.env.State.Get(ctx, lastKey)
 	if err != nil {
-		if !errors.Is(err, runtime.ErrNoState) {
+		if !errors.Is(err, connector.ErrNoState) {
 			s.env.Logger.Warn("schedule: read last tick", "err", err)
 		}
 		return time.Time{}, false
@@ -172,19 +172,19 @@ func (s *source) lastTick(ctx context.Context) (time.Time, bool) {
 }
 
 // emit makes ticks durable, then records the last one.
-func (s *source) emit(ctx context.Context, emit runtime.Emitter, ticks ...time.Time) error {
+func (s *source) emit(ctx context.Context, emit connector.Emitter, ticks ...time.Time) error {
 	if len(ticks) == 0 {
 		return nil
 	}
-	msgs := make([]*runtime.Message, len(ticks))
+	msgs := make([]*connector.Message, len(ticks))
 	for i, t := range ticks {
 		data, err := s.payload(t)
 		if err != nil {
 			return err
 		}
-		msgs[i] = &runtime.Message{
+		msgs[i] = &connector.Message{
 			ID:     TickID(s.env.Tenant, s.env.Integration, t),
-			Header: runtime.Header{runtime.HeaderContentType: {"application/json"}, "Vrsky-Tick": {t.Format(time.RFC3339Nano)}},
+			Header: connector.Header{connector.HeaderContentType: {"application/json"}, "Vrsky-Tick": {t.Format(time.RFC3339Nano)}},
 			Data:   data,
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vrsky/vrsky/builtin/internal/msgtmpl"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Config configures the slack sink.
@@ -29,7 +29,7 @@ type Config struct {
 	Username  string `json:"username,omitempty"`
 	IconEmoji string `json:"icon_emoji,omitempty"`
 	// Timeout bounds one request; default 10s.
-	Timeout runtime.Duration `json:"timeout,omitempty"`
+	Timeout connector.Duration `json:"timeout,omitempty"`
 	// MaxConcurrency bounds the posts in flight; default 1.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 }
@@ -58,13 +58,13 @@ func decodeConfig(raw json.RawMessage) (*compiled, error) {
 
 // compile fills in defaults and checks what the schema cannot: the URL's
 // variable is set and holds a URL, the template parses. Errors are
-// *runtime.SpecError naming the field.
+// *connector.SpecError naming the field.
 func (c Config) compile() (*compiled, error) {
 	bad := func(field, format string, args ...any) error {
-		return &runtime.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &connector.SpecError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	if c.Timeout == 0 {
-		c.Timeout = runtime.Duration(10 * time.Second)
+		c.Timeout = connector.Duration(10 * time.Second)
 	}
 	if c.MaxConcurrency == 0 {
 		c.MaxConcurrency = 1

@@ -17,21 +17,21 @@ import (
 
 	"github.com/vrsky/vrsky/builtin/internal/httpx"
 	"github.com/vrsky/vrsky/builtin/internal/msgtmpl"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 //go:embed slack.schema.json
 var schema []byte
 
 // Sink is the slack sink connector.
-var Sink = runtime.Connector{
+var Sink = connector.Connector{
 	Name:         "slack",
 	Version:      "1.0.0",
-	Kind:         runtime.KindSink,
+	Kind:         connector.KindSink,
 	Description:  "Posts each message to a Slack incoming webhook, as text from a template or as blocks from a field; waits out Slack's rate limits.",
 	ConfigSchema: schema,
 	Builtin:      true,
-	NewSink: func(cfg json.RawMessage, env runtime.Env) (runtime.Sink, error) {
+	NewSink: func(cfg json.RawMessage, env connector.Env) (connector.Sink, error) {
 		c, err := decodeConfig(cfg)
 		if err != nil {
 			return nil, err
@@ -40,7 +40,7 @@ var Sink = runtime.Connector{
 	},
 	// Check verifies at create time that the webhook URL's variable is set
 	// and that the text template parses.
-	Check: func(_ context.Context, cfg json.RawMessage, _ runtime.Env) error {
+	Check: func(_ context.Context, cfg json.RawMessage, _ connector.Env) error {
 		_, err := decodeConfig(cfg)
 		return err
 	},
@@ -59,9 +59,9 @@ type sink struct {
 	once   sync.Once
 }
 
-var _ runtime.Sink = (*sink)(nil)
+var _ connector.Sink = (*sink)(nil)
 
-func newSink(c *compiled, env runtime.Env) *sink {
+func newSink(c *compiled, env connector.Env) *sink {
 	log := env.Logger
 	if log == nil {
 		log = slog.Default()
@@ -86,7 +86,7 @@ type message struct {
 }
 
 // Deliver posts msg.
-func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
+func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
 	body, err := s.build(ctx, msg)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.c.url, bytes.NewReader(body))
 	if err != nil {
-		return runtime.Permanent(fmt.Errorf("%s: build request: %w", what, err))
+		return connector.Permanent(fmt.Errorf("%s: build request: %w", what, err))
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	resp, err := s.client.Do(req)
@@ -126,7 +126,7 @@ func (s *sink) Deliver(ctx context.Context, msg *runtime.Message) error {
 }
 
 // build renders the post for msg.
-func (s *sink) build(ctx context.Context, msg *runtime.Message) ([]byte, error) {
+func (s *sink) build(ctx context.Context, msg *connector.Message) ([]byte, error) {
 	payload, err := msg.Bytes(ctx)
 	if err != nil {
 		return nil, err
@@ -137,24 +137,24 @@ func (s *sink) build(ctx context.Context, msg *runtime.Message) ([]byte, error) 
 	if f := s.c.BlocksField; f != "" {
 		raw, isArray, err := vars.FieldJSON(f)
 		if err != nil {
-			return nil, runtime.Permanent(fmt.Errorf("blocks_field: %w", err))
+			return nil, connector.Permanent(fmt.Errorf("blocks_field: %w", err))
 		}
 		if !isArray {
-			return nil, runtime.Permanent(fmt.Errorf("blocks_field: field %s is not an array of blocks", f))
+			return nil, connector.Permanent(fmt.Errorf("blocks_field: field %s is not an array of blocks", f))
 		}
 		m.Blocks = raw
 	}
 	switch {
 	case s.c.text != nil:
 		if m.Text, err = s.c.text.Render(vars, escape); err != nil {
-			return nil, runtime.Permanent(fmt.Errorf("text template: %w", err))
+			return nil, connector.Permanent(fmt.Errorf("text template: %w", err))
 		}
 	case m.Blocks == nil:
 		m.Text = codeBlock(payload)
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return nil, runtime.Permanent(fmt.Errorf("encode the slack message: %w", err))
+		return nil, connector.Permanent(fmt.Errorf("encode the slack message: %w", err))
 	}
 	return b, nil
 }

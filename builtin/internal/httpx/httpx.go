@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vrsky/vrsky/platform/egress"
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // NewClient returns a client whose transport keeps up to conns idle
@@ -50,7 +50,7 @@ func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Cli
 func DoError(what string, err error) error {
 	err = fmt.Errorf("%s: %w", what, err)
 	if errors.Is(err, egress.ErrDenied) {
-		return runtime.Permanent(err)
+		return connector.Permanent(err)
 	}
 	return err
 }
@@ -121,7 +121,7 @@ func Retryable(code int) bool {
 
 // Check consumes resp's body (so the connection is reused) and maps its
 // status: nil for 2xx; a *StatusError for the rest, wrapped with
-// runtime.Permanent unless Retryable.
+// connector.Permanent unless Retryable.
 func Check(what string, resp *http.Response) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, snippetLen+1))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -133,7 +133,7 @@ func Check(what string, resp *http.Response) error {
 	if Retryable(resp.StatusCode) {
 		return err
 	}
-	return runtime.Permanent(err)
+	return connector.Permanent(err)
 }
 
 func clip(b []byte) string {

@@ -28,7 +28,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
-	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
 // Template is a parsed template; it is immutable and safe for concurrent
@@ -135,7 +135,7 @@ func (e *MissingError) Error() string {
 // parsed at most once however many templates refer to it. Call Release
 // when done with it; values it returned are invalid afterwards.
 type Vars struct {
-	Msg *runtime.Message
+	Msg *connector.Message
 	// Payload is the message's payload bytes (Msg.Data, or the claim-checked
 	// payload once read).
 	Payload []byte
@@ -199,7 +199,7 @@ func (v *Vars) lookup(p part) (string, error) {
 		if s := v.Msg.Header.Get(p.header); s != "" {
 			return s, nil
 		}
-		if strings.EqualFold(p.header, runtime.HeaderMsgID) && v.Msg.ID != "" {
+		if strings.EqualFold(p.header, connector.HeaderMsgID) && v.Msg.ID != "" {
 			return v.Msg.ID, nil
 		}
 		return "", &MissingError{Ref: p.ref}

@@ -1,17 +1,34 @@
-package runtime
+// Package wasmstep makes a compiled Wasm module (package host) a step
+// connector. It is the engine's one bridge to the Wasm host: package
+// runtime does not import host, and connectors import neither.
+// A pipeline hands each step the integration's storage through
+// connector.Env.Storage; the adapter scopes the module's object writes to
+// the integration's payload prefix and drops the objects a call wrote
+// that none of its outputs names (ABI.md §7).
+package wasmstep
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/runtime/connector"
 )
 
-// WasmStepInfo describes a loaded Wasm module for the catalogue.
-type WasmStepInfo struct {
+// ErrObjectScope: a Wasm step tried to write an object outside its
+// integration's payload prefix.
+// It wraps host.ErrDenied, so the guest sees ERR_DENIED.
+var ErrObjectScope = fmt.Errorf("object key outside the integration's payload prefix: %w", host.ErrDenied)
+
+// Info describes a loaded Wasm module for the catalogue.
+type Info struct {
 	// Name and Version identify the connector ("jq", "1.0.0").
 	Name, Version string
 	// Description is one line for the catalogue.
@@ -27,23 +44,24 @@ type WasmStepInfo struct {
 	// step of an integration, Objects takes writes only under the
 	// integration's payload prefix, and objects a call wrote that none of
 	// its outputs names are deleted after it (when Objects can Delete);
-	// inside an Engine, KV is replaced by the integration's own bounded
-	// bucket, deleted with it (see storage.go).
+	// inside an Engine (Env.Storage set), KV is replaced by the
+	// integration's own bounded bucket, deleted with it (see the engine's
+	// storage.go).
 	Env host.Env
 	// Limits bound each pool's instances; zero fields take the host's defaults.
 	Limits host.Limits
 }
 
-// WasmStep makes a loaded Wasm module a step connector: each integration
+// New makes a loaded Wasm module a step connector: each integration
 // step that names it gets its own pool of warm instances with its config.
-func WasmStep(w WasmStepInfo) Connector {
-	return Connector{
+func New(w Info) connector.Connector {
+	return connector.Connector{
 		Name:         w.Name,
 		Version:      w.Version,
-		Kind:         KindStep,
+		Kind:         connector.KindStep,
 		Description:  w.Description,
 		ConfigSchema: w.ConfigSchema,
-		NewStep: func(cfg json.RawMessage, env Env) (Step, error) {
+		NewStep: func(cfg json.RawMessage, env connector.Env) (connector.Step, error) {
 			mod, err := w.Module(context.Background())
 			if err != nil {
 				return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
@@ -51,13 +69,13 @@ func WasmStep(w WasmStepInfo) Connector {
 			penv, step := w.Env, &wasmStep{byRef: mod.Spec().Capabilities.Objects}
 			if penv.Objects != nil && env.Tenant != "" && env.Integration != "" {
 				step.deleter, _ = penv.Objects.(objectDeleter)
-				penv.Objects = scopedObjects{inner: penv.Objects, prefix: claimPrefix(env.Tenant) + env.Integration + "/"}
+				penv.Objects = scopedObjects{inner: penv.Objects, prefix: connector.PayloadPrefix + env.Tenant + "/" + env.Integration + "/"}
 			}
-			if env.storage != nil {
+			if env.Storage != nil {
 				penv.KV = nil
 				if mod.Spec().Capabilities.KV {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					kv, err := env.storage.kv(ctx)
+					kv, err := env.Storage.KV(ctx)
 					cancel()
 					if err != nil {
 						return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
@@ -89,14 +107,14 @@ type objectDeleter interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// ReadsClaims implements ClaimReader: a module with the objects capability
+// ReadsClaims implements the engine's runtime.ClaimReader: a module with the objects capability
 // gets a claim-checked payload by reference (ABI.md §7).
 func (s *wasmStep) ReadsClaims() bool { return s.byRef }
 
 // Process hands the batch to one guest call (or a few, past the pool's
 // batch size) and maps each message's status: OK → outputs, Drop → none,
 // Retryable → error, Permanent → Permanent error.
-func (s *wasmStep) Process(ctx context.Context, batch []*Message) ([]StepResult, error) {
+func (s *wasmStep) Process(ctx context.Context, batch []*connector.Message) ([]connector.StepResult, error) {
 	in := make([]host.Message, len(batch))
 	for i, m := range batch {
 		in[i] = host.Message{ID: m.ID, Headers: m.Header, Data: m.Data}
@@ -112,20 +130,20 @@ func (s *wasmStep) Process(ctx context.Context, batch []*Message) ([]StepResult,
 	if err != nil {
 		return nil, err
 	}
-	out := make([]StepResult, len(res))
+	out := make([]connector.StepResult, len(res))
 	for i, r := range res {
 		switch r.Status {
 		case host.StatusOK:
-			msgs := make([]*Message, len(r.Out))
+			msgs := make([]*connector.Message, len(r.Out))
 			for k, o := range r.Out {
 				// The host may share the input's header map: the pipeline
 				// clones before it changes headers.
-				msgs[k] = &Message{ID: o.ID, Header: Header(o.Headers), Data: o.Data}
+				msgs[k] = &connector.Message{ID: o.ID, Header: connector.Header(o.Headers), Data: o.Data}
 			}
 			out[i].Out = msgs
 		case host.StatusDrop:
 		case host.StatusPermanent:
-			out[i].Err = Permanent(errors.New(r.Error))
+			out[i].Err = connector.Permanent(errors.New(r.Error))
 		default:
 			out[i].Err = errors.New(r.Error)
 		}
@@ -148,7 +166,7 @@ func (s *wasmStep) dropUnnamed(ctx context.Context, written []string, res []host
 			continue
 		}
 		for _, o := range r.Out {
-			if ref := Header(o.Headers).Get(HeaderPayloadRef); ref != "" {
+			if ref := connector.Header(o.Headers).Get(connector.HeaderPayloadRef); ref != "" {
 				named[ref] = true
 			}
 		}
@@ -159,4 +177,59 @@ func (s *wasmStep) dropUnnamed(ctx context.Context, written []string, res []host
 			_ = s.deleter.Delete(ctx, k)
 		}
 	}
+}
+
+// scopedObjects is the object store as one integration's Wasm steps see
+// it: reads as the host allows them, writes only under the integration's
+// payload prefix, each write recorded for the call that made it (see
+// withObjectLog).
+type scopedObjects struct {
+	inner  host.Objects
+	prefix string // payloads/<tenant>/<integration>/
+}
+
+var _ host.Objects = scopedObjects{}
+
+// Get implements host.Objects.
+func (o scopedObjects) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	return o.inner.Get(ctx, key)
+}
+
+// Put implements host.Objects: a key outside the prefix is refused with
+// ErrObjectScope before anything is written.
+func (o scopedObjects) Put(ctx context.Context, key string, r io.Reader) (blob.Info, error) {
+	if !strings.HasPrefix(key, o.prefix) {
+		return blob.Info{}, fmt.Errorf("%w: %q is not under %s", ErrObjectScope, key, o.prefix)
+	}
+	if l, ok := ctx.Value(objectLogKey{}).(*objectLog); ok {
+		l.add(key)
+	}
+	return o.inner.Put(ctx, key, r)
+}
+
+// objectLog collects the keys one guest call wrote.
+type objectLog struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+type objectLogKey struct{}
+
+func (l *objectLog) add(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = append(l.keys, key)
+}
+
+func (l *objectLog) written() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.keys...)
+}
+
+// withObjectLog returns ctx carrying a fresh log of the objects written
+// through scopedObjects under it.
+func withObjectLog(ctx context.Context) (context.Context, *objectLog) {
+	l := &objectLog{}
+	return context.WithValue(ctx, objectLogKey{}, l), l
 }
