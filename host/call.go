@@ -160,6 +160,21 @@ func (st *callState) addOutput(data []byte) int32 {
 	return 0
 }
 
+// chargeable returns the current message and its budget use, or, when
+// there is no current message or it has stopped, a nil use and the code
+// the charge answers.
+func (st *callState) chargeable() (int, *msgUse, int32) {
+	i, ok := st.current()
+	if !ok {
+		return 0, nil, abi.ErrInvalid
+	}
+	u := &st.use[i]
+	if u.stopped() {
+		return 0, nil, abi.ErrTooLarge
+	}
+	return i, u, 0
+}
+
 // admitOutput charges one output of n bytes to the call's output budget
 // (ABI.md §4.1) before anything is copied, so that a refused output costs
 // the host nothing. Past the budget the output is refused with
@@ -168,13 +183,9 @@ func (st *callState) addOutput(data []byte) int32 {
 // messages of the batch spent the budget it is deferred, and the pool runs
 // it again in a call of its own.
 func (st *callState) admitOutput(n int) int32 {
-	i, ok := st.current()
-	if !ok {
-		return abi.ErrInvalid
-	}
-	u := &st.use[i]
-	if u.stopped() {
-		return abi.ErrTooLarge
+	i, u, code := st.chargeable()
+	if u == nil {
+		return code
 	}
 	l := &st.pool.limits
 	if st.callOutputs+1 <= l.MaxOutputs && st.callOutBytes+n <= l.MaxOutputBytes {
@@ -251,13 +262,9 @@ func (st *callState) release(i int) {
 // abi.ErrTooLarge is returned. The budget is the message's for the whole
 // call: selecting it again with input() does not reset it.
 func (st *callState) admitHeader(n int) int32 {
-	i, ok := st.current()
-	if !ok {
-		return abi.ErrInvalid
-	}
-	u := &st.use[i]
-	if u.stopped() {
-		return abi.ErrTooLarge
+	i, u, code := st.chargeable()
+	if u == nil {
+		return code
 	}
 	l := &st.pool.limits
 	switch {
