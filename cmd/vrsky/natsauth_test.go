@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/vrsky/vrsky/internal/testenv/procnet"
+
 	"github.com/vrsky/vrsky/platform/natsx"
 )
 
@@ -27,7 +28,7 @@ func TestServeNATSNoListener(t *testing.T) {
 	in := startServe(t, data, addr)
 	_, port, _ := net.SplitHostPort(addr)
 	want, _ := strconv.Atoi(port)
-	ports := listenPorts(t, in.cmd.Process.Pid)
+	ports := procnet.ListenPorts(t, in.cmd.Process.Pid)
 	if len(ports) != 1 || ports[0] != want {
 		t.Fatalf("vrsky serve listens on TCP ports %v, want only the API's %d", ports, want)
 	}
@@ -147,46 +148,4 @@ func writeTestFile(t *testing.T, name string, b []byte) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// listenPorts lists the TCP ports process pid listens on (Linux: its
-// socket descriptors matched against /proc/net/tcp{,6}); it skips the test
-// elsewhere.
-func listenPorts(t *testing.T, pid int) []int {
-	t.Helper()
-	fdDir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
-	fds, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-		}
-	}
-	var ports []int
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local_address rem_address st ... inode
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			p, err := strconv.ParseInt(hexPort, 16, 32)
-			if err != nil {
-				t.Fatalf("%s: local address %q: %v", table, fields[1], err)
-			}
-			ports = append(ports, int(p))
-		}
-		f.Close()
-	}
-	return ports
 }

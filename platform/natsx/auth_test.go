@@ -1,19 +1,18 @@
 package natsx
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/vrsky/vrsky/internal/testenv/procnet"
 )
 
 // startTest runs the embedded server in a fresh data directory, closed by
@@ -128,7 +127,7 @@ func TestEmbeddedRefusesStrangersInProcess(t *testing.T) {
 	if addr := c.d.srv.Addr(); addr != nil {
 		t.Errorf("the embedded server listens on %s without Listen", addr)
 	}
-	if ports := tcpListenPorts(t); len(ports) > 0 {
+	if ports := procnet.ListenPorts(t, 0); len(ports) > 0 {
 		t.Errorf("this process listens on TCP ports %v without Listen; want none", ports)
 	}
 	t.Run("refused", func(t *testing.T) {
@@ -267,45 +266,4 @@ func writeDir(t *testing.T, name, content string) string {
 	dir := t.TempDir()
 	writeFile(t, dir, name, content)
 	return dir
-}
-
-// tcpListenPorts lists the TCP ports this process listens on (Linux: its
-// socket descriptors matched against /proc/net/tcp{,6}); it skips the test
-// elsewhere.
-func tcpListenPorts(t *testing.T) []int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
-		}
-	}
-	var ports []int
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local_address rem_address st ... inode
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			p, err := strconv.ParseInt(hexPort, 16, 32)
-			if err != nil {
-				t.Fatal(fmt.Errorf("%s: %q: %w", table, fields[1], err))
-			}
-			ports = append(ports, int(p))
-		}
-		f.Close()
-	}
-	return ports
 }
