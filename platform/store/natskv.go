@@ -27,6 +27,9 @@ const (
 // of a hang.
 const defaultOpTimeout = 5 * time.Second
 
+// openBucketTimeout bounds opening (creating, when missing) one bucket.
+const openBucketTimeout = 30 * time.Second
+
 // NATSStore keeps the control plane in five NATS KV buckets:
 //
 //	vrsky_tenants          <tenant>                   → Tenant (JSON)
@@ -104,7 +107,10 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 // openBucket binds to an existing bucket without touching its config, or
 // creates it; two processes creating it together both succeed.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	ctx, cancel := opContext(ctx)
+	// Longer than one operation's timeout: creating a replicated bucket
+	// waits for its stream's replicas to elect a leader, which on a cluster
+	// just formed, or on busy machines, takes more than a few seconds.
+	ctx, cancel := context.WithTimeout(ctx, openBucketTimeout)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
