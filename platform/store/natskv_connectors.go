@@ -86,7 +86,7 @@ func (s *NATSStore) claimName(ctx context.Context, tenant, name string) error {
 		}
 		c = nameClaim{Tenant: owner, ClaimedAt: now()}
 		if _, err = create(ctx, s.names, key, c); errors.Is(err, ErrExists) {
-			_, err = get(ctx, s.names, key, &c) // another claim won: it decides
+			err = s.readClaim(ctx, key, &c) // another claim won: it decides
 		}
 	}
 	if err != nil {
@@ -96,6 +96,26 @@ func (s *NATSStore) claimName(ctx context.Context, tenant, name string) error {
 		return fmt.Errorf("name %q is owned by tenant %q: %w", name, c.Tenant, ErrNameTaken)
 	}
 	return nil
+}
+
+// readClaim reads the claim that a create just found in place. On a
+// replicated bucket the read can, for a moment, miss a claim another
+// client's create has just written (seen on a 3-node cluster under load),
+// so a "not found" here is read again, for up to a second: the key is known
+// to exist.
+func (s *NATSStore) readClaim(ctx context.Context, key string, c *nameClaim) error {
+	deadline := time.Now().Add(time.Second)
+	for wait := 5 * time.Millisecond; ; wait *= 2 {
+		_, err := get(ctx, s.names, key, c)
+		if !errors.Is(err, ErrNotFound) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // unclaimedOwner finds the owner of a name's versions stored without a
