@@ -198,8 +198,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 // Capabilities are what a module's manifest declares it needs. Anything
 // not granted here is denied at call time with abi.ErrDenied.
 type Capabilities struct {
-	// NATS allows publish and request on the tenant's own subjects
-	// ("vrsky.<tenant>.…").
+	// NATS allows publish and request on the tenant's guest subjects,
+	// "vrsky.<tenant>._app.>" and "vrsky.<tenant>.<token>" (ABI.md §5),
+	// never a platform stream's.
 	NATS bool
 	// Objects allows object get/put by reference under the tenant's keys.
 	Objects bool

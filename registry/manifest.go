@@ -54,8 +54,9 @@ type Manifest struct {
 
 // Capabilities is the manifest's capabilities section.
 type Capabilities struct {
-	// NATS allows publish and request on the tenant's own subjects
-	// (vrsky.<tenant>.…; the host refuses any other subject).
+	// NATS allows publish and request on the tenant's guest subjects
+	// (vrsky.<tenant>._app.> and vrsky.<tenant>.<token>; the host refuses
+	// any other subject, the platform's streams among them).
 	NATS bool `json:"nats,omitempty"`
 	// Objects allows object store get/put by reference.
 	Objects bool `json:"objects,omitempty"`

@@ -71,8 +71,8 @@ func KVDelete(key string) error {
 type Object struct{ h int32 }
 
 // OpenObject opens an object for reading, e.g. the claim-check payload
-// named by the Vrsky-Payload-Ref header. The key's second segment must be
-// the tenant ("payloads/<tenant>/…").
+// named by the Vrsky-Payload-Ref header. The key must be under the
+// tenant's prefix, "payloads/<tenant>/…" (ABI.md §5).
 func OpenObject(key string) (*Object, error) {
 	h := hostObjectOpen(strPtr(key), uint32(len(key)))
 	if h < 0 {
@@ -81,7 +81,9 @@ func OpenObject(key string) (*Object, error) {
 	return &Object{h: h}, nil
 }
 
-// CreateObject opens a new object for writing; Close commits it.
+// CreateObject opens a new object for writing; Close commits it. Inside
+// an integration the key must be under its own prefix,
+// "payloads/<tenant>/<integration>/…", else ERR_DENIED (ABI.md §5).
 func CreateObject(key string) (*Object, error) {
 	h := hostObjectCreate(strPtr(key), uint32(len(key)))
 	if h < 0 {
