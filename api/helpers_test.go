@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,12 +20,14 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
 
 const testAdminKey = "test-admin-key-0123456789"
 
 // testEnv is a Server on a real embedded NATS, the real NATS KV store and
-// the real engine with the built-in http connectors.
+// the real engine with the built-in http connectors, the engine and store
+// made by runtimetest.NewEngine.
 type testEnv struct {
 	t     *testing.T
 	srv   *Server
@@ -48,30 +49,21 @@ func newTestEnv(t *testing.T, tune ...func(*Config)) *testEnv {
 // (nil leaves it as is).
 func newTestEnvWith(t *testing.T, engTune func(*runtime.Config), tune ...func(*Config)) *testEnv {
 	t.Helper()
-	conn := natsxtest.Start(t)
-	ctx := context.Background()
-	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
-	if err != nil {
-		t.Fatalf("store: %v", err)
-	}
-	cat, err := runtime.NewCatalog(httpconn.Webhook, httpconn.Sink)
-	if err != nil {
-		t.Fatalf("catalog: %v", err)
-	}
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("VRSKY_TEST_LOG") != "" { // request and engine logs, in the test's output
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ecfg := runtime.Config{Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log}
+	opts := []func(*runtime.Config){func(c *runtime.Config) { c.Metrics, c.Logger = runtime.NewMetrics(reg), log }}
 	if engTune != nil {
-		engTune(&ecfg)
+		opts = append(opts, engTune)
 	}
-	eng, err := runtime.NewEngine(ecfg)
-	if err != nil {
-		t.Fatalf("engine: %v", err)
-	}
-	t.Cleanup(eng.StopAll) // runs before the NATS connection closes
+	// The engine is built as runtimetest builds a Harness's, but bare: its
+	// catalogue holds the http connectors alone and no reconcile loop runs
+	// (the API applies what it creates); its pipelines stop before the NATS
+	// connection closes (Cleanup).
+	conn := natsxtest.Start(t)
+	eng, st := runtimetest.NewEngine(t, conn, []runtime.Connector{httpconn.Webhook, httpconn.Sink}, opts...)
 	cfg := Config{
 		Store: st, Engine: eng, NATS: conn, AdminKey: testAdminKey,
 		Logger: log, Gatherer: reg, Version: "test",

@@ -5,7 +5,8 @@
 // source the test emits through (test-source, see Source) and recording
 // sinks (test-sink, see Sinks), so a pipeline can be tested without any
 // real connector. The runtime's own tests use it, and so do the built-in
-// connectors' pipeline tests.
+// connectors' pipeline tests; the API's tests build their engine with
+// NewEngine, which is the Harness's engine without the harness.
 package runtimetest
 
 import (
@@ -140,25 +141,10 @@ func StartOn(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, opts ...
 
 func start(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, sinks *Sinks, opts []func(*runtime.Config)) *Harness {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.NewNATS(ctx, conn.JS, conn.Replicas)
-	if err != nil {
-		t.Fatalf("runtimetest: store: %v", err)
-	}
 	src := newSource()
-	cat, err := runtime.NewCatalog(append([]runtime.Connector{src.connector(), sinks.connector()}, conns...)...)
-	if err != nil {
-		t.Fatalf("runtimetest: catalogue: %v", err)
-	}
-	cfg := runtime.Config{Conn: conn, Store: st, Catalog: cat, ReconcileInterval: time.Second}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	eng, err := runtime.NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("runtimetest: engine: %v", err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
+	eng, st := build(t, conn, append([]runtime.Connector{src.connector(), sinks.connector()}, conns...),
+		runtime.Config{ReconcileInterval: time.Second}, opts)
+	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(rctx) }()
 	var once sync.Once
@@ -167,6 +153,45 @@ func start(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, sinks *Sin
 	h := &Harness{Conn: conn, Store: st, Engine: eng, Tenant: "acme", Source: src, Sinks: sinks, stop: stop}
 	h.addTenant(t)
 	return h
+}
+
+// NewEngine builds an engine on conn as Start and StartOn do (the NATS
+// KV control-plane store on conn, a catalogue, options applied to the
+// config last) for tests of what drives an engine itself, as the API
+// does, and returns it with its store. Unlike a Harness's, its
+// catalogue holds conns alone (no test-source, no test-sink), no tenant
+// is created, and its reconcile loop does not run: whatever drives it
+// applies integrations (Engine.Apply, Engine.Reconcile), and Cleanup
+// stops its pipelines (Engine.StopAll), before conn closes when conn was
+// made first.
+func NewEngine(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, opts ...func(*runtime.Config)) (*runtime.Engine, *store.NATSStore) {
+	t.Helper()
+	eng, st := build(t, conn, conns, runtime.Config{}, opts)
+	t.Cleanup(eng.StopAll)
+	return eng, st
+}
+
+// build makes the store, the catalogue of conns and the engine on conn:
+// cfg, with Conn, Store and Catalog set, then opts.
+func build(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, cfg runtime.Config, opts []func(*runtime.Config)) (*runtime.Engine, *store.NATSStore) {
+	t.Helper()
+	st, err := store.NewNATS(context.Background(), conn.JS, conn.Replicas)
+	if err != nil {
+		t.Fatalf("runtimetest: store: %v", err)
+	}
+	cat, err := runtime.NewCatalog(conns...)
+	if err != nil {
+		t.Fatalf("runtimetest: catalogue: %v", err)
+	}
+	cfg.Conn, cfg.Store, cfg.Catalog = conn, st, cat
+	for _, o := range opts {
+		o(&cfg)
+	}
+	eng, err := runtime.NewEngine(cfg)
+	if err != nil {
+		t.Fatalf("runtimetest: engine: %v", err)
+	}
+	return eng, st
 }
 
 // As returns h acting for tenant (Create, Emit, Delete, … then use it),
