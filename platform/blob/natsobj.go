@@ -22,6 +22,9 @@ import (
 // when the caller's context has no deadline.
 const defaultOpTimeout = 10 * time.Second
 
+// openTimeout bounds opening (creating, when missing) the bucket.
+const openTimeout = 30 * time.Second
+
 // NATSStore keeps objects in one NATS Object Store bucket. Objects are
 // streamed in 128 KiB chunks both ways; NATS computes the SHA-256 digest on
 // Put and Get verifies it at the end of the stream.
@@ -39,7 +42,10 @@ var _ Store = (*NATSStore)(nil)
 // NewNATS opens the object-store bucket on js, creating it with the given
 // replication factor (0 means 1) if it is missing.
 func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*NATSStore, error) {
-	octx, cancel := opContext(ctx)
+	// Longer than one operation's timeout: creating a replicated bucket
+	// waits for its stream's replicas to elect a leader, which on a cluster
+	// just formed, or on a busy machine, takes more than a few seconds.
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	obs, err := js.ObjectStore(octx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
