@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
@@ -131,7 +130,7 @@ func (i *extismInstance) run(ctx context.Context, st *callState) error {
 		st.selectMessage(k)
 		rc, out, err := i.plugin.CallWithContext(cctx, abi.ExportProcess, st.msgs[k].Data)
 		if err != nil {
-			if broken(cctx, err) {
+			if i.broken(cctx, err) {
 				return callError(cctx, err)
 			}
 			st.results[k] = Result{Status: StatusPermanent, Error: err.Error()}
@@ -151,12 +150,19 @@ func (i *extismInstance) run(ctx context.Context, st *callState) error {
 	return nil
 }
 
-// broken tells an instance failure (trap, exit, deadline) from an error
-// the plugin reported.
-func broken(ctx context.Context, err error) bool {
+// broken tells an instance failure (a trap, an exit, a passed deadline, a
+// closed module) from an error the plugin reported. A plugin reports its
+// errors through the Extism kernel's error slot, which each call clears
+// first, so a call error with nothing in the slot is the instance's. (The
+// libraries export no type for a trap or a closed module to match instead:
+// wazero's trap error is internal, extism's "module is closed" a plain
+// fmt.Errorf.)
+func (i *extismInstance) broken(ctx context.Context, err error) bool {
 	var exit *sys.ExitError
-	return ctx.Err() != nil || errors.As(err, &exit) || strings.HasPrefix(err.Error(), "wasm error") ||
-		strings.Contains(err.Error(), "module closed") || strings.Contains(err.Error(), "module is closed")
+	if ctx.Err() != nil || errors.As(err, &exit) {
+		return true
+	}
+	return i.plugin.GetErrorWithContext(context.WithoutCancel(ctx)) == ""
 }
 
 func (i *extismInstance) state() *callState { return i.st }

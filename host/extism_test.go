@@ -34,6 +34,7 @@ func TestExtismPluginRunsAsStep(t *testing.T) {
 		{ID: "4", Data: []byte("")},
 		{ID: "5", Data: []byte("publish:vrsky.acme.audit")},
 		{ID: "6", Data: []byte("publish:vrsky.globex.audit")},
+		{ID: "7", Data: []byte("panic")},
 	}
 	res, err := p.Process(context.Background(), msgs)
 	if err != nil {
@@ -52,6 +53,10 @@ func TestExtismPluginRunsAsStep(t *testing.T) {
 	check(3, host.StatusDrop, "", "")
 	check(4, host.StatusDrop, "", "")
 	check(5, host.StatusPermanent, "", "publish denied")
+	check(6, host.StatusRetryable, "", "") // a broken instance: retried, not dead-lettered
+	if st := p.Stats(); st.Live != 0 {
+		t.Errorf("the instance that panicked was kept: %+v", st)
+	}
 	m, err := sub.NextMsg(5 * time.Second)
 	if err != nil || m.Subject != "vrsky.acme.audit" {
 		t.Fatalf("published: %v %v", err, m)

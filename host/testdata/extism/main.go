@@ -2,7 +2,7 @@
 // raw imports (the Extism Go PDK is not available here). Export
 // vrsky_process upper-cases its input; input "emit" emits two messages via
 // VRSky's vrsky_emit; "fail" sets an Extism error; "publish:<subject>"
-// publishes through vrsky_nats_publish.
+// publishes through vrsky_nats_publish; "panic" traps (wasm unreachable).
 package main
 
 import (
@@ -67,6 +67,8 @@ func process() int32 {
 			errorSet(block([]byte("publish denied")))
 			return 1
 		}
+	case s == "panic":
+		panic("guest panic") // the instance ends: the host must not take it for a reported error
 	case s == "":
 		// no output: dropped
 	default:
