@@ -9,6 +9,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
+	"github.com/vrsky/vrsky/host/wasmcheck/wasmchecktest"
 )
 
 // loopGuest describes a hand-assembled hostile guest (no toolchain): its
@@ -29,10 +30,10 @@ func (g loopGuest) wasm() []byte {
 	b := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 	section := func(id byte, content []byte) {
 		b = append(b, id)
-		b = appendU32(b, uint32(len(content)))
+		b = wasmchecktest.U32(b, uint32(len(content)))
 		b = append(b, content...)
 	}
-	name := func(c []byte, s string) []byte { return append(appendU32(c, uint32(len(s))), s...) }
+	name := func(c []byte, s string) []byte { return append(wasmchecktest.U32(c, uint32(len(s))), s...) }
 	const i32 = 0x7f
 	// types: 0 = (i32 i32 i32) -> i32, 1 = (i32 i32) -> i32,
 	// 2 = (i32 i32 i32 i32) -> i32, 3 = () -> (), 4 = (i32) -> i32
@@ -46,7 +47,7 @@ func (g loopGuest) wasm() []byte {
 		fn  string
 		typ byte
 	}{{"input", 0}, {"emit", 1}, {"header_set", 2}, {"status", 0}}
-	c := appendU32(nil, uint32(len(imports)))
+	c := wasmchecktest.U32(nil, uint32(len(imports)))
 	for _, im := range imports {
 		c = name(name(c, "vrsky"), im.fn)
 		c = append(c, 0x00, im.typ)
@@ -55,7 +56,7 @@ func (g loopGuest) wasm() []byte {
 	const fnInput, fnEmit, fnHeaderSet, fnStatus, fnMarker, fnProcess = 0, 1, 2, 3, 4, 5
 	section(3, []byte{2, 3, 4})
 	section(5, []byte{1, 0x00, g.pages})
-	e := appendU32(nil, 3)
+	e := wasmchecktest.U32(nil, 3)
 	e = append(name(e, "vrsky_abi_v1"), 0, fnMarker)
 	e = append(name(e, "vrsky_process"), 0, fnProcess)
 	e = append(name(e, "memory"), 2, 0)
@@ -67,49 +68,36 @@ func (g loopGuest) wasm() []byte {
 	if g.alternate {
 		code = append(code, 0x20, 1, 0x20, 0, 0x70) // k % count
 	} else {
-		code = appendConst(code, 0)
+		code = wasmchecktest.I32Const(code, 0)
 	}
-	code = appendConst(appendConst(code, 0), 0)
+	code = wasmchecktest.I32Const(wasmchecktest.I32Const(code, 0), 0)
 	code = append(code, 0x10, fnInput, 0x1a) // input(i, 0, 0); drop
 	switch g.op {
 	case "emit":
-		code = appendConst(appendConst(code, 0), g.size)
+		code = wasmchecktest.I32Const(wasmchecktest.I32Const(code, 0), g.size)
 		code = append(code, 0x10, fnEmit, 0x1a) // emit(0, size); drop
 	case "header_set":
-		code = appendConst(code, 0)
+		code = wasmchecktest.I32Const(code, 0)
 		code = append(code, 0x20, 1, 0x36, 2, 0) // store k at 0: the name
-		code = appendConst(appendConst(appendConst(appendConst(code, 0), 4), 0), g.size)
+		code = wasmchecktest.I32Const(wasmchecktest.I32Const(wasmchecktest.I32Const(wasmchecktest.I32Const(code, 0), 4), 0), g.size)
 		code = append(code, 0x10, fnHeaderSet, 0x1a) // header_set(0, 4, 0, size); drop
 	default:
 		panic("loopGuest: op " + g.op)
 	}
 	if g.statusOK {
-		code = appendConst(appendConst(appendConst(code, 0), 0), 0)
+		code = wasmchecktest.I32Const(wasmchecktest.I32Const(wasmchecktest.I32Const(code, 0), 0), 0)
 		code = append(code, 0x10, fnStatus, 0x1a) // status(OK, 0, 0); drop
 	}
 	code = append(code, 0x20, 1)
-	code = appendConst(code, 1)
+	code = wasmchecktest.I32Const(code, 1)
 	code = append(code, 0x6a, 0x22, 1) // k = k + 1 (kept on the stack)
-	code = appendConst(code, g.n)
+	code = wasmchecktest.I32Const(code, g.n)
 	code = append(code, 0x49, 0x0d, 0, 0x0b) // k < n: again; end loop
-	code = appendConst(code, 0)
+	code = wasmchecktest.I32Const(code, 0)
 	code = append(code, 0x0b) // return 0
-	body := appendU32([]byte{2, 2, 0, 0x0b}, uint32(len(code)))
+	body := wasmchecktest.U32([]byte{2, 2, 0, 0x0b}, uint32(len(code)))
 	section(10, append(body, code...))
 	return b
-}
-
-// appendConst appends i32.const v (signed LEB128).
-func appendConst(b []byte, v int32) []byte {
-	b = append(b, 0x41)
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
 }
 
 // allocated runs f and returns how many bytes the Go heap allocated

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/host"
+	"github.com/vrsky/vrsky/host/wasmcheck/wasmchecktest"
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/platform/store"
@@ -361,7 +362,7 @@ type buildCounter struct{ started, ended atomic.Int32 }
 func TestStartSectionLoopGivesUp(t *testing.T) {
 	const initTimeout = 1500 * time.Millisecond
 	var builds buildCounter
-	spin := rawStep(t, "spin", rawWasm{start: spinForever, process: i32Const(nil, 0)}, host.Capabilities{}, host.Env{}, host.Limits{InitTimeout: initTimeout}, &builds)
+	spin := rawStep(t, "spin", rawWasm{start: spinForever, process: wasmchecktest.I32Const(nil, 0)}, host.Capabilities{}, host.Env{}, host.Limits{InitTimeout: initTimeout}, &builds)
 	h := runtimetest.Start(t, []runtime.Connector{spin}, manual) // reconciles only when told
 	victim := newBystander(t, h, nil)
 	ctx := context.Background()
@@ -503,21 +504,21 @@ func TestStepStorageBoundedAndRemoved(t *testing.T) {
 	const keyAt, valAt, n = 0, 1024, 25
 	var hogBody []byte
 	hogBody = append(hogBody, 0x03, 0x40) // loop
-	hogBody = i32Const(hogBody, keyAt)
+	hogBody = wasmchecktest.I32Const(hogBody, keyAt)
 	hogBody = append(hogBody, opLocalGet, 1)
-	hogBody = i32Const(hogBody, 'A')
+	hogBody = wasmchecktest.I32Const(hogBody, 'A')
 	hogBody = append(hogBody, opI32Add, 0x3a, 0, 0) // i32.store8 align 0 offset 0
-	hogBody = i32Const(hogBody, keyAt)
-	hogBody = i32Const(hogBody, 1)
-	hogBody = i32Const(hogBody, valAt)
-	hogBody = i32Const(hogBody, runtime.StepKVMaxValue)
+	hogBody = wasmchecktest.I32Const(hogBody, keyAt)
+	hogBody = wasmchecktest.I32Const(hogBody, 1)
+	hogBody = wasmchecktest.I32Const(hogBody, valAt)
+	hogBody = wasmchecktest.I32Const(hogBody, runtime.StepKVMaxValue)
 	hogBody = append(call(hogBody, 0), opDrop)
 	hogBody = append(hogBody, opLocalGet, 1)
-	hogBody = i32Const(hogBody, 1)
+	hogBody = wasmchecktest.I32Const(hogBody, 1)
 	hogBody = append(hogBody, opI32Add, opLocalSet, 1, opLocalGet, 1)
-	hogBody = i32Const(hogBody, n)
+	hogBody = wasmchecktest.I32Const(hogBody, n)
 	hogBody = append(hogBody, opI32LtU, 0x0d, 0, opEnd) // br_if 0; end
-	hogBody = i32Const(hogBody, 0)
+	hogBody = wasmchecktest.I32Const(hogBody, 0)
 	hog := rawStep(t, "hog", rawWasm{
 		imports: []rawImport{{"kv_put", 4}},
 		pages:   (valAt+runtime.StepKVMaxValue)/65536 + 1,
@@ -533,17 +534,17 @@ func TestStepStorageBoundedAndRemoved(t *testing.T) {
 	at := int32(2048)
 	for _, k := range keys {
 		data = append(data, rawData{at, []byte(k)})
-		stashBody = i32Const(stashBody, at)
-		stashBody = i32Const(stashBody, int32(len(k)))
+		stashBody = wasmchecktest.I32Const(stashBody, at)
+		stashBody = wasmchecktest.I32Const(stashBody, int32(len(k)))
 		stashBody = append(call(stashBody, 0), opLocalSet, 1)
 		stashBody = append(stashBody, opLocalGet, 1)
-		stashBody = i32Const(stashBody, 0)
-		stashBody = i32Const(stashBody, 1024)
+		stashBody = wasmchecktest.I32Const(stashBody, 0)
+		stashBody = wasmchecktest.I32Const(stashBody, 1024)
 		stashBody = append(call(stashBody, 1), opDrop, opLocalGet, 1)
 		stashBody = append(call(stashBody, 2), opDrop)
 		at += 256
 	}
-	stashBody = i32Const(stashBody, 0)
+	stashBody = wasmchecktest.I32Const(stashBody, 0)
 	stash := rawStep(t, "stash", rawWasm{
 		imports: []rawImport{{"object_create", 2}, {"object_write", 3}, {"object_close", 1}},
 		pages:   1, data: data, process: stashBody,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vrsky/vrsky/host"
 	"github.com/vrsky/vrsky/host/hosttest"
+	"github.com/vrsky/vrsky/host/wasmcheck/wasmchecktest"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/wasmstep"
 )
@@ -50,10 +51,10 @@ func (w rawWasm) bytes() []byte {
 	b := []byte{0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00}
 	section := func(id byte, content []byte) {
 		b = append(b, id)
-		b = uleb(b, uint32(len(content)))
+		b = wasmchecktest.U32(b, uint32(len(content)))
 		b = append(b, content...)
 	}
-	name := func(c []byte, s string) []byte { return append(uleb(c, uint32(len(s))), s...) }
+	name := func(c []byte, s string) []byte { return append(wasmchecktest.U32(c, uint32(len(s))), s...) }
 	// Types: 0 = () -> (); n (1..4) = (i32 × n) -> i32.
 	types := []byte{5, 0x60, 0, 0}
 	for n := 1; n <= 4; n++ {
@@ -65,7 +66,7 @@ func (w rawWasm) bytes() []byte {
 	}
 	section(1, types)
 	if len(w.imports) > 0 {
-		c := uleb(nil, uint32(len(w.imports)))
+		c := wasmchecktest.U32(nil, uint32(len(w.imports)))
 		for _, im := range w.imports {
 			c = name(c, "vrsky")
 			c = name(c, im.name)
@@ -78,21 +79,21 @@ func (w rawWasm) bytes() []byte {
 	if w.start != nil {
 		funcs = append(funcs, 0)
 	}
-	section(3, append(uleb(nil, uint32(len(funcs))), funcs...))
-	section(5, append([]byte{1, 0x00}, uleb(nil, max(w.pages, 1))...))
-	e := uleb(nil, 3)
-	e = uleb(append(name(e, "vrsky_abi_v1"), 0), k)
-	e = uleb(append(name(e, "vrsky_process"), 0), k+1)
+	section(3, append(wasmchecktest.U32(nil, uint32(len(funcs))), funcs...))
+	section(5, append([]byte{1, 0x00}, wasmchecktest.U32(nil, max(w.pages, 1))...))
+	e := wasmchecktest.U32(nil, 3)
+	e = wasmchecktest.U32(append(name(e, "vrsky_abi_v1"), 0), k)
+	e = wasmchecktest.U32(append(name(e, "vrsky_process"), 0), k+1)
 	e = append(name(e, "memory"), 2, 0)
 	section(7, e)
 	if w.start != nil {
-		section(8, uleb(nil, k+2))
+		section(8, wasmchecktest.U32(nil, k+2))
 	}
 	body := func(c []byte, locals []byte, instr []byte) []byte {
 		fn := append(append(append([]byte(nil), locals...), instr...), 0x0b)
-		return append(uleb(c, uint32(len(fn))), fn...)
+		return append(wasmchecktest.U32(c, uint32(len(fn))), fn...)
 	}
-	code := uleb(nil, uint32(len(funcs)))
+	code := wasmchecktest.U32(nil, uint32(len(funcs)))
 	code = body(code, []byte{0}, nil)                // marker
 	code = body(code, []byte{1, 1, 0x7f}, w.process) // process: one i32 local
 	if w.start != nil {
@@ -100,11 +101,11 @@ func (w rawWasm) bytes() []byte {
 	}
 	section(10, code)
 	if len(w.data) > 0 {
-		d := uleb(nil, uint32(len(w.data)))
+		d := wasmchecktest.U32(nil, uint32(len(w.data)))
 		for _, seg := range w.data {
 			d = append(d, 0x00)
-			d = append(i32Const(d, seg.offset), 0x0b)
-			d = append(uleb(d, uint32(len(seg.bytes))), seg.bytes...)
+			d = append(wasmchecktest.I32Const(d, seg.offset), 0x0b)
+			d = append(wasmchecktest.U32(d, uint32(len(seg.bytes))), seg.bytes...)
 		}
 		section(11, d)
 	}
@@ -113,31 +114,7 @@ func (w rawWasm) bytes() []byte {
 
 // Instructions, appended to b.
 
-func uleb(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
-}
-
-func i32Const(b []byte, v int32) []byte {
-	b = append(b, 0x41)
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func call(b []byte, fn uint32) []byte { return uleb(append(b, 0x10), fn) }
+func call(b []byte, fn uint32) []byte { return wasmchecktest.U32(append(b, 0x10), fn) }
 
 const (
 	opDrop     = 0x1a

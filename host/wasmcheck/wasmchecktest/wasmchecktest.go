@@ -22,6 +22,23 @@ func LEB(b []byte, v uint64) []byte {
 	}
 }
 
+// U32 appends v to b as unsigned LEB128.
+func U32(b []byte, v uint32) []byte { return LEB(b, uint64(v)) }
+
+// I32Const appends the instruction i32.const v (0x41, then v as signed
+// LEB128) to b.
+func I32Const(b []byte, v int32) []byte {
+	b = append(b, 0x41)
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 func section(m []byte, id byte, body []byte) []byte {
 	m = append(m, id)
 	m = LEB(m, uint64(len(body)))
