@@ -12,6 +12,7 @@ import (
 	httpconn "github.com/vrsky/vrsky/builtin/http"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/tenancy"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -38,12 +39,14 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Store: st, Catalog: cat})
+	tenants := tenancy.New(conn, st, nil) // each tenant's own NATS account
+	defer tenants.Close()
+	eng, err := runtime.NewEngine(runtime.Config{Conn: conn, Tenancy: tenants, Store: st, Catalog: cat})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer eng.StopAll()
-	srv, err := api.New(api.Config{Store: st, Engine: eng, NATS: conn, AdminKey: "s3cret-admin-key"})
+	srv, err := api.New(api.Config{Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: "s3cret-admin-key"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func newTestEnvWith(t *testing.T, engTune func(*runtime.Config), tune ...func(*C
 	eng, st := runtimetest.NewEngine(t, conn, []runtime.Connector{httpconn.Webhook, httpconn.Sink}, opts...)
 	cfg := Config{
 		Store: st, Engine: eng, NATS: conn, AdminKey: testAdminKey,
-		Logger: log, Gatherer: reg, Version: "test",
+		Logger: log, Gatherer: reg, Version: "test", Tenancy: eng.Tenants().(Tenancy),
 	}
 	for _, f := range tune {
 		f(&cfg)

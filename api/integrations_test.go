@@ -114,6 +114,8 @@ func TestIsolation(t *testing.T) {
 		{"name A with the header", "GET", "/api/v1/integrations/orders", "", map[string]string{tenantHeader: "tenant-a"}, 404},
 		{"create in A", "POST", "/api/v1/integrations?tenant=tenant-a", spec, nil, 404},
 		{"get tenant A", "GET", "/api/v1/tenants/tenant-a", "", nil, 404},
+		{"discover tenant A's NATS", "GET", "/api/v1/tenants/tenant-a/nats", "", nil, 404},
+		{"discover own NATS", "GET", "/api/v1/tenants/tenant-b/nats", "", nil, 403},
 		{"patch tenant A", "PATCH", "/api/v1/tenants/tenant-a", `{"display_name":"x"}`, nil, 404},
 		{"delete tenant A", "DELETE", "/api/v1/tenants/tenant-a", "", nil, 404},
 		{"issue a key for A", "POST", "/api/v1/tenants/tenant-a/keys", "", nil, 404},

@@ -87,6 +87,9 @@ type Config struct {
 	Engine Engine
 	// NATS is pinged by /readyz (with Store); nil leaves it out.
 	NATS Pinger
+	// Tenancy keeps each tenant's NATS account in step with its record
+	// (platform/tenancy's Manager). Required.
+	Tenancy Tenancy
 	// AdminKey is the platform admin's key, in plain text. Only its
 	// SHA-256 is kept; requests are compared against it in constant time.
 	AdminKey string
@@ -125,6 +128,7 @@ type Server struct {
 	store     store.Store
 	eng       Engine
 	nats      Pinger
+	tenancy   Tenancy
 	log       *slog.Logger
 	gatherer  prometheus.Gatherer
 	adminHash [sha256.Size]byte
@@ -152,6 +156,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("api: Config.Store is required")
 	case cfg.Engine == nil:
 		return nil, errors.New("api: Config.Engine is required")
+	case cfg.Tenancy == nil:
+		return nil, errors.New("api: Config.Tenancy is required")
 	case cfg.AdminKey == "":
 		return nil, errors.New("api: Config.AdminKey is required")
 	case cfg.BodyLimit < 0, cfg.HookBodyLimit < 0, cfg.HookTimeout < 0,
@@ -165,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 		store:     cfg.Store,
 		eng:       cfg.Engine,
 		nats:      cfg.NATS,
+		tenancy:   cfg.Tenancy,
 		log:       cfg.Logger,
 		gatherer:  cfg.Gatherer,
 		adminHash: sha256.Sum256([]byte(cfg.AdminKey)),
@@ -255,6 +262,7 @@ func (s *Server) routes() {
 	v1.Post("/tenants", lim, auth, requireAdmin, s.createTenant)
 	v1.Get("/tenants", auth, requireAdmin, s.listTenants)
 	v1.Get("/tenants/:tenant", auth, ownTenant, s.getTenant)
+	v1.Get("/tenants/:tenant/nats", auth, ownTenant, requireAdmin, s.getTenantNATS)
 	v1.Patch("/tenants/:tenant", lim, auth, ownTenant, requireAdmin, s.patchTenant)
 	v1.Delete("/tenants/:tenant", auth, ownTenant, requireAdmin, s.deleteTenant)
 	v1.Post("/tenants/:tenant/keys", lim, auth, ownTenant, s.createKey)

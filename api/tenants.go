@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/tenancy"
 )
 
 // tenantName is the pattern of tenant names: a DNS label. checkTenantName
@@ -80,6 +82,44 @@ type quotasPatch struct {
 type tenantPatch struct {
 	DisplayName *string      `json:"display_name"`
 	Quotas      *quotasPatch `json:"quotas"`
+	Placement   *string      `json:"placement"`
+}
+
+// Tenancy is the NATS side of tenants: each has an account of its own
+// whose claims carry its storage quota (platform/tenancy's Manager).
+type Tenancy interface {
+	// Sync brings the tenant's account in line with t (created or updated).
+	Sync(ctx context.Context, t store.Tenant) error
+	// Remove deletes the tenant's streams and account.
+	Remove(ctx context.Context, t store.Tenant) error
+	// Account is the tenant's account public key.
+	Account(t store.Tenant) (string, error)
+	// Usage is what the tenant's account holds now.
+	Usage(ctx context.Context, tenant string) (tenancy.Usage, error)
+	// URL is the client URL of the platform's NATS servers, "" when they
+	// have no network listener (the embedded server, in-process only).
+	URL() string
+}
+
+// tenantView is a tenant with its usage, next to its quotas.
+type tenantView struct {
+	store.Tenant
+	Usage *tenantUsage `json:"usage,omitempty"`
+}
+
+// tenantUsage is what the tenant uses of each quota.
+type tenantUsage struct {
+	Integrations int    `json:"integrations"`
+	StorageBytes uint64 `json:"storage_bytes"`
+	Streams      int    `json:"streams"`
+	Consumers    int    `json:"consumers"`
+}
+
+// tenantNATS is service discovery's answer: where the tenant's NATS lives.
+type tenantNATS struct {
+	Placement string `json:"placement"`
+	URL       string `json:"url"`
+	Account   string `json:"account"`
 }
 
 // tenantCreated is the answer to a tenant create: the tenant and its first
@@ -118,6 +158,13 @@ func (s *Server) createTenant(c *fiber.Ctx) error {
 	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", in.Name))
 	}
+	if err := s.tenancy.Sync(ctx, t); err != nil {
+		// A tenant without its account could store nothing: roll back.
+		if derr := s.store.DeleteTenant(ctx, t.Name); derr != nil {
+			s.log.Error("roll back tenant create", "tenant", t.Name, "err", derr)
+		}
+		return fmt.Errorf("create the NATS account of tenant %q: %w", t.Name, err)
+	}
 	text, k, err := s.issueKey(c, t.Name, "initial")
 	if err != nil {
 		// Do not leave a tenant nobody can use.
@@ -141,13 +188,40 @@ func (s *Server) listTenants(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"tenants": ts})
 }
 
+// getTenant answers the tenant with its usage; usage is left out when the
+// tenant's NATS cannot be asked (the tenant itself is still shown).
 func (s *Server) getTenant(c *fiber.Ctx) error {
+	name := c.Params("tenant")
+	ctx := c.UserContext()
+	t, err := s.store.GetTenant(ctx, name)
+	if err != nil {
+		return storeError(err, fmt.Sprintf("tenant %q", name))
+	}
+	v := tenantView{Tenant: t}
+	ins, err := s.store.ListIntegrations(ctx, name)
+	if err != nil {
+		return storeError(err, fmt.Sprintf("integrations of tenant %q", name))
+	}
+	if u, err := s.tenancy.Usage(ctx, name); err == nil {
+		v.Usage = &tenantUsage{Integrations: len(ins), StorageBytes: u.StorageBytes, Streams: u.Streams, Consumers: u.Consumers}
+	} else {
+		s.log.Warn("tenant usage", "tenant", name, "err", err)
+	}
+	return c.JSON(v)
+}
+
+// getTenantNATS answers where the tenant's NATS lives (service discovery).
+func (s *Server) getTenantNATS(c *fiber.Ctx) error {
 	name := c.Params("tenant")
 	t, err := s.store.GetTenant(c.UserContext(), name)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", name))
 	}
-	return c.JSON(t)
+	acc, err := s.tenancy.Account(t)
+	if err != nil {
+		return err
+	}
+	return c.JSON(tenantNATS{Placement: store.PlacementShared, URL: s.tenancy.URL(), Account: acc})
 }
 
 func (s *Server) patchTenant(c *fiber.Ctx) error {
@@ -178,9 +252,22 @@ func (s *Server) patchTenant(c *fiber.Ctx) error {
 	if err := checkQuotas(t.Quotas); err != nil {
 		return err
 	}
+	if p.Placement != nil {
+		switch *p.Placement {
+		case store.PlacementShared, "":
+			t.Placement = ""
+		case store.PlacementDedicated:
+			return newError(http.StatusUnprocessableEntity, CodeUnprocessable, "placement", "dedicated NATS instances are not available on this server yet; the tenant stays shared (its own account on the platform servers)")
+		default:
+			return badRequest("placement", "must be %q or %q", store.PlacementShared, store.PlacementDedicated)
+		}
+	}
 	t, err = s.store.UpdateTenant(ctx, t)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", name))
+	}
+	if err := s.tenancy.Sync(ctx, t); err != nil {
+		return fmt.Errorf("tenant %q updated, but its NATS account's limits were not: %w", name, err)
 	}
 	return c.JSON(t)
 }
@@ -190,12 +277,18 @@ func (s *Server) patchTenant(c *fiber.Ctx) error {
 func (s *Server) deleteTenant(c *fiber.Ctx) error {
 	name := c.Params("tenant")
 	ctx := c.UserContext()
-	if _, err := s.store.GetTenant(ctx, name); err != nil {
+	t, err := s.store.GetTenant(ctx, name)
+	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", name))
 	}
 	ins, err := s.store.ListIntegrations(ctx, name)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("integrations of tenant %q", name))
+	}
+	// The account must be known here to remove the streams once the
+	// record is gone.
+	if err := s.tenancy.Sync(ctx, t); err != nil {
+		return fmt.Errorf("the NATS account of tenant %q: %w", name, err)
 	}
 	if err := s.store.DeleteTenant(ctx, name); err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", name))
@@ -208,6 +301,9 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tenant %q deleted, but removing its streams failed: %w", name, err)
+	}
+	if err := s.tenancy.Remove(ctx, t); err != nil {
+		return fmt.Errorf("tenant %q deleted, but removing its NATS account failed: %w", name, err)
 	}
 	return c.SendStatus(http.StatusNoContent)
 }

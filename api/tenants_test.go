@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"regexp"
 	"testing"
+	"time"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 var keyPattern = regexp.MustCompile(`^vrsk_[0-9a-f]{16}_[0-9a-f]{64}$`)
@@ -141,9 +145,21 @@ func TestTenantDeleteRemovesIntegrations(t *testing.T) {
 	if n := countStreams(t, e, "VRSKY_acme_"); n != 1 {
 		t.Fatalf("%d streams for acme's integrations, want 1", n)
 	}
+	tn, err := e.store.GetTenant(t.Context(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/api/v1/tenants/acme", key: testAdminKey})
-	if n := countStreams(t, e, "VRSKY_acme_"); n != 0 {
-		t.Fatalf("%d streams left after the tenant's delete", n)
+	// The tenant's account is gone with its streams: its users cannot sign in.
+	acct, err := e.conn.Keys().TenantAccount("acme", tn.CreatedAt.UnixMicro())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if c, err := e.conn.DialAs(ctx, natsx.As{Name: "after-delete", Account: acct}); err == nil {
+		c.Close()
+		t.Fatal("a user of the deleted tenant's account signed in")
 	}
 	if _, err := e.store.GetIntegration(t.Context(), "acme", "orders"); err == nil {
 		t.Fatal("integration still stored")
@@ -151,10 +167,16 @@ func TestTenantDeleteRemovesIntegrations(t *testing.T) {
 	e.must(http.StatusNotFound, req{method: "POST", path: "/hooks/acme/orders", body: `{}`, contentType: "application/json"})
 }
 
+// countStreams counts the streams in acme's account whose names start
+// with prefix.
 func countStreams(t *testing.T, e *testEnv, prefix string) int {
 	t.Helper()
+	conn, err := e.eng.Tenants().Conn(t.Context(), "acme")
+	if err != nil {
+		t.Fatalf("acme's NATS: %v", err)
+	}
 	n := 0
-	names := e.conn.JS.StreamNames(t.Context())
+	names := conn.JS.StreamNames(t.Context())
 	for name := range names.Name() {
 		if len(name) >= len(prefix) && name[:len(prefix)] == prefix {
 			n++

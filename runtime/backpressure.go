@@ -11,9 +11,10 @@ import (
 )
 
 // Back-pressure: each integration's stream is bounded (messages and
-// bytes). When it is 90% full, sources are refused with ErrBackpressure —
-// the webhook answers 429 with Retry-After — rather than accepting what
-// the stream cannot keep.
+// bytes), and a tenant with a storage quota has its account bounded
+// (all its streams together). When either is 90% full, sources are
+// refused with ErrBackpressure — the webhook answers 429 with Retry-After
+// — rather than accepting what the stream cannot keep.
 
 // ErrBackpressure: the integration's stream is (nearly) full; retry later.
 var ErrBackpressure = connector.ErrBackpressure
@@ -26,18 +27,25 @@ const (
 	usagePollInterval     = 250 * time.Millisecond
 )
 
-// watchUsage refreshes p.full until the pipeline stops.
-func (p *pipeline) watchUsage(maxMsgs, maxBytes int64) {
+// watchUsage refreshes p.full until the pipeline stops: the stream's
+// bounds (maxBytes < 0: none) and, with a storage quota, the account's.
+func (p *pipeline) watchUsage(maxMsgs, maxBytes, quota int64) {
 	t := time.NewTicker(usagePollInterval)
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(p.srcCtx, 2*time.Second)
-		s, err := p.e.conn.JS.Stream(ctx, streamName(p.tenant, p.spec.Name))
+		s, err := p.conn.JS.Stream(ctx, streamName(p.tenant, p.spec.Name))
 		if err == nil {
 			if info, err := s.Info(ctx); err == nil {
 				st := info.State
-				p.full.Store(float64(st.Msgs) >= backpressureRatio*float64(maxMsgs) ||
-					float64(st.Bytes) >= backpressureRatio*float64(maxBytes))
+				full := float64(st.Msgs) >= backpressureRatio*float64(maxMsgs) ||
+					(maxBytes > 0 && float64(st.Bytes) >= backpressureRatio*float64(maxBytes))
+				if quota > 0 && !full {
+					if ai, err := p.conn.JS.AccountInfo(ctx); err == nil {
+						full = float64(ai.Store) >= backpressureRatio*float64(quota)
+					}
+				}
+				p.full.Store(full)
 			}
 		}
 		cancel()

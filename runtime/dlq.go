@@ -67,7 +67,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	h.Set(HeaderError, clip(cause.Error()))
 	h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	h.Set(HeaderAttemptLog, log)
-	_, err := p.e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
+	_, err := p.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,11 @@ type DLQFilter struct {
 }
 
 func (e *Engine) dlqStream(ctx context.Context, tenant string) (jetstream.Stream, error) {
-	s, err := e.conn.JS.Stream(ctx, dlqStreamName(tenant))
+	conn, err := e.tenants.Conn(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	s, err := conn.JS.Stream(ctx, dlqStreamName(tenant))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
 	}
@@ -370,7 +374,11 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 	}
 	// A fixed dedup id: two replays racing within the dedup window store one message.
 	h.Set(HeaderNatsMsgID, "replay:"+tenant+":"+strconv.FormatUint(m.Sequence, 10))
-	if _, err := e.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
+	conn, err := e.tenants.Conn(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("replay dead letter %s: %w", id, err)
+	}
+	if _, err := conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed})

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/tenancy"
 )
 
 // The pipeline is its source's Emitter: a message is accepted once
@@ -24,7 +26,7 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.e.conn.JS.PublishMsg(ctx, nm)
+	_, err = p.conn.JS.PublishMsg(ctx, nm)
 	return p.accepted(msg, err)
 }
 
@@ -41,7 +43,7 @@ func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
 		nm, err := p.prepare(ctx, msg)
 		var f jetstream.PubAckFuture
 		if err == nil {
-			f, err = p.e.conn.JS.PublishMsgAsync(nm)
+			f, err = p.conn.JS.PublishMsgAsync(nm)
 		}
 		if err != nil {
 			first = p.accepted(msg, err)
@@ -70,8 +72,8 @@ func (p *pipeline) EmitWait(ctx context.Context, msg *Message) (Outcome, error) 
 		}
 		return Outcome{Status: statuses[0]}, nil
 	}
-	inbox := p.e.conn.NC.NewRespInbox()
-	sub, err := p.e.conn.NC.SubscribeSync(inbox)
+	inbox := p.conn.NC.NewRespInbox()
+	sub, err := p.conn.NC.SubscribeSync(inbox)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("reply subscription: %w", err)
 	}
@@ -129,7 +131,7 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 			}
 		}
 		for _, r := range targets {
-			f, err := p.e.conn.JS.PublishMsgAsync(r.outMsg(msg))
+			f, err := p.conn.JS.PublishMsgAsync(r.outMsg(msg))
 			if err != nil {
 				return nil, p.accepted(msg, err)
 			}
@@ -174,6 +176,9 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 	if p.full.Load() {
 		return nil, ErrBackpressure
 	}
+	if err := p.admit(ctx, 1); err != nil {
+		return nil, err
+	}
 	if msg.ID == "" {
 		msg.ID = NewID()
 	}
@@ -197,7 +202,13 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 		p.full.Store(true)
 		return fmt.Errorf("%w: %w", ErrBackpressure, err)
 	}
-	if errors.Is(err, ErrBackpressure) || errors.Is(err, ErrPayloadStore) || errors.Is(err, ErrPayloadRead) {
+	if tenancy.IsStorageQuotaExceeded(err) {
+		p.full.Store(true)
+		return &QuotaError{Quota: QuotaStorageBytes, Err: err,
+			Reason: "tenant " + p.tenant + " has used up its storage quota; messages are kept until sinks take them"}
+	}
+	var qe *QuotaError
+	if errors.Is(err, ErrBackpressure) || errors.As(err, &qe) || errors.Is(err, ErrPayloadStore) || errors.Is(err, ErrPayloadRead) {
 		return err
 	}
 	if err != nil {

@@ -13,18 +13,26 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/tenancy"
 )
 
 // Config wires an Engine. Conn, Store and Catalog are required.
 type Config struct {
-	// Conn is the NATS connection the pipelines run on.
+	// Conn is the platform account's NATS connection: the engine's own
+	// buckets (checkpoints, leases, message tracking, claim-checks) live
+	// there. Each tenant's streams live in the tenant's own account,
+	// reached through Tenancy.
 	Conn *natsx.Conn
+	// Tenancy hands out tenants' connections; nil makes a
+	// platform/tenancy Manager on Conn and Store.
+	Tenancy Tenancy
 	// Store holds the integrations and their desired state.
 	Store store.Store
 	// Catalog resolves the connectors that specs name.
@@ -69,11 +77,25 @@ type Config struct {
 	StepKVMaxBytes int64
 }
 
+// Tenancy hands out each tenant's NATS connections, as users of the
+// tenant's own account (platform/tenancy's Manager implements it).
+type Tenancy interface {
+	// Conn is the tenant's data-plane connection: its integrations'
+	// streams, consumers, dead letters and step KV buckets.
+	Conn(ctx context.Context, tenant string) (*natsx.Conn, error)
+	// GuestNATS is the connection the Wasm host's NATS functions use for
+	// the tenant's steps: a user limited to the subjects guests may use.
+	GuestNATS(ctx context.Context, tenant string) (*nats.Conn, error)
+}
+
 // Engine runs the integrations whose desired state is "running" on this
 // node. Several nodes may run the same integration: they share its durable
 // consumers, so each message is handled once.
 type Engine struct {
-	conn     *natsx.Conn
+	conn     *natsx.Conn // the platform account's
+	tenants  Tenancy
+	ownTen   *tenancy.Manager // made by NewEngine, closed by Run
+	rates    rates            // tenants' rate quotas on this node
 	store    store.Store
 	catalog  *Catalog
 	hooks    *Hooks
@@ -141,6 +163,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
+	e.tenants = cfg.Tenancy
+	if e.tenants == nil {
+		e.ownTen = tenancy.New(cfg.Conn, cfg.Store, e.log.With("component", "tenancy"))
+		e.tenants = e.ownTen
+	}
 	if e.interval == 0 {
 		e.interval = 5 * time.Second
 	}
@@ -187,6 +214,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// Tenants is what hands out the tenants' connections (Config.Tenancy, or
+// the Manager NewEngine made).
+func (e *Engine) Tenants() Tenancy { return e.tenants }
+
 // Hooks is the webhook router the API serves /hooks from.
 func (e *Engine) Hooks() *Hooks { return e.hooks }
 
@@ -216,6 +247,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			e.StopAll()
 			e.tracker.close()
+			if e.ownTen != nil {
+				e.ownTen.Close()
+			}
 			return nil
 		case <-t.C:
 		}
@@ -392,7 +426,11 @@ func (e *Engine) Remove(ctx context.Context, tenant, name string, spec *Spec) er
 			return fmt.Errorf("remove %s/%s: %w", tenant, name, err)
 		}
 	}
-	err := e.conn.JS.DeleteStream(ctx, streamName(tenant, name))
+	conn, err := e.tenants.Conn(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("remove %s/%s: %w", tenant, name, err)
+	}
+	err = conn.JS.DeleteStream(ctx, streamName(tenant, name))
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("delete stream of %s/%s: %w", tenant, name, err)
 	}
@@ -505,6 +543,24 @@ func fieldSuffix(f string) string {
 }
 
 // env is what a connector of tenant/integration named stage gets.
+// consumerInfo reads a consumer of the tenant's stream; nil when the
+// tenant's NATS or the consumer cannot be reached.
+func (e *Engine) consumerInfo(ctx context.Context, tenant, stream, consumer string) *jetstream.ConsumerInfo {
+	c, err := e.tenants.Conn(ctx, tenant)
+	if err != nil {
+		return nil
+	}
+	ci, err := c.JS.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return nil
+	}
+	info, err := ci.Info(ctx)
+	if err != nil {
+		return nil
+	}
+	return info
+}
+
 func (e *Engine) env(tenant, integration, stage string) Env {
 	return Env{
 		Tenant: tenant, Integration: integration, Name: stage, Hooks: e.hooks,
@@ -587,10 +643,8 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 		st.SourceStandby = !p.leading.Load()
 	}
 	stream := streamName(tenant, spec.Name)
-	if ci, err := e.conn.JS.Consumer(ctx, stream, inConsumerName); err == nil {
-		if info, err := ci.Info(ctx); err == nil {
-			st.Pending = info.NumPending + uint64(info.NumAckPending)
-		}
+	if info := e.consumerInfo(ctx, tenant, stream, inConsumerName); info != nil {
+		st.Pending = info.NumPending + uint64(info.NumAckPending)
 	}
 	for _, sk := range spec.Sinks {
 		ss := SinkStatus{Name: sk.Name}
@@ -601,10 +655,8 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 				}
 			}
 		}
-		if ci, err := e.conn.JS.Consumer(ctx, stream, sinkConsumerName(sk.Name)); err == nil {
-			if info, err := ci.Info(ctx); err == nil {
-				ss.Pending, ss.InFlight = info.NumPending, uint64(info.NumAckPending)
-			}
+		if info := e.consumerInfo(ctx, tenant, stream, sinkConsumerName(sk.Name)); info != nil {
+			ss.Pending, ss.InFlight = info.NumPending, uint64(info.NumAckPending)
 		}
 		st.Sinks = append(st.Sinks, ss)
 	}

@@ -268,7 +268,7 @@ func TestSameIDStoresOnce(t *testing.T) {
 	}
 	runtimetest.WaitFor(t, 10*time.Second, "two distinct deliveries", func() bool { return len(rec.Delivered()) == 2 })
 	// Without steps each message is stored once, on the sink's subject.
-	s, err := h.Conn.JS.Stream(context.Background(), "VRSKY_acme_idem")
+	s, err := h.TenantConn(t).JS.Stream(context.Background(), "VRSKY_acme_idem")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func settled(t *testing.T, h *runtimetest.Harness, integration, consumer string)
 	t.Helper()
 	ctx := context.Background()
 	runtimetest.WaitFor(t, 10*time.Second, "consumer "+consumer+" of "+integration+" settled", func() bool {
-		c, err := h.Conn.JS.Consumer(ctx, "VRSKY_"+h.Tenant+"_"+integration, consumer)
+		c, err := h.TenantConn(t).JS.Consumer(ctx, "VRSKY_"+h.Tenant+"_"+integration, consumer)
 		if err != nil {
 			return false
 		}

@@ -474,7 +474,7 @@ retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 50ms}
 		if st := h.Engine.Status(ctx, "acme", spec); st.State != store.StateStopped {
 			t.Fatalf("status of the deleted integration: %+v, want stopped", st)
 		}
-		if _, err := h.Conn.JS.Stream(ctx, "VRSKY_acme_deleted"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := h.TenantConn(t).JS.Stream(ctx, "VRSKY_acme_deleted"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 			t.Fatalf("the deleted integration's stream: err = %v, want ErrStreamNotFound", err)
 		}
 		released(t, h, "deleted")
@@ -563,7 +563,11 @@ retry: {max_attempts: 2, initial_backoff: 20ms, max_backoff: 20ms}
 	}
 	bucket := func(t *testing.T, tenant, integration string) (jetstream.KeyValueStatus, error) {
 		t.Helper()
-		kv, err := conn.JS.KeyValue(ctx, "vrsky_kv_"+tenant+"_"+integration)
+		tc, err := h.Engine.Tenants().Conn(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		kv, err := tc.JS.KeyValue(ctx, "vrsky_kv_"+tenant+"_"+integration)
 		if err != nil {
 			return nil, err
 		}

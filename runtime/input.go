@@ -75,7 +75,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 				break
 			}
 			for _, r := range targets {
-				f, err := p.e.conn.JS.PublishMsgAsync(r.outMsg(out))
+				f, err := p.conn.JS.PublishMsgAsync(r.outMsg(out))
 				if err != nil {
 					it.err = err
 					break
@@ -139,7 +139,7 @@ func (p *pipeline) reply(it *item, out Outcome) {
 		return
 	}
 	b, _ := json.Marshal(out)
-	_ = p.e.conn.NC.Publish(it.reply, b)
+	_ = p.conn.NC.Publish(it.reply, b)
 }
 
 // runStep applies one step to every live item.

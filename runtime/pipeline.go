@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // This file holds a pipeline's life: start (startPipeline), the
@@ -24,6 +27,7 @@ import (
 // pipeline runs one integration on this node.
 type pipeline struct {
 	e      *Engine
+	conn   *natsx.Conn // the tenant's own account's connection
 	tenant string
 	spec   *Spec
 	rev    uint64
@@ -53,6 +57,7 @@ type pipeline struct {
 	inErr    atomic.Pointer[string] // the input stage could not start
 	full     atomic.Bool            // the stream is near its limits: refuse new messages
 	leading  atomic.Bool            // the source runs on this node (always, unless Singleton)
+	push     bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
 
 	// The step builder's progress, for Status: stepsReady once the input
 	// stage runs; stepsErr is the last failed attempt (nil after success);
@@ -83,6 +88,9 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	}()
 	setup, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
+	if p.conn, err = e.tenants.Conn(setup, tenant); err != nil {
+		return nil, err
+	}
 	if err := p.ensureStreams(setup); err != nil {
 		return nil, err
 	}
@@ -126,6 +134,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	p.source = src
 	var release func()
 	if b, ok := src.(Binder); ok && !c.Singleton {
+		p.push = true
 		if release, err = b.Bind(p); err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}
@@ -243,6 +252,7 @@ func (p *pipeline) makeSteps(steps []Step) error {
 		}
 		env := p.e.env(p.tenant, p.spec.Name, st.Name)
 		env.Storage = &stepStorage{p: p}
+		env.GuestNATS = func(ctx context.Context) (*nats.Conn, error) { return p.e.tenants.GuestNATS(ctx, p.tenant) }
 		s, err := c.NewStep(st.Config, env)
 		if err != nil {
 			return fmt.Errorf("step %s: %w", st.Name, err)

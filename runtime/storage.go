@@ -65,17 +65,17 @@ func (s *stepStorage) KV(ctx context.Context) (jetstream.KeyValue, error) {
 		return nil, errPipelineStopped
 	}
 	maxBytes := p.e.limits.stepKVBytes
-	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil && t.Quotas.MaxStorageBytes > 0 {
-		maxBytes = min(maxBytes, t.Quotas.MaxStorageBytes)
+	if p.storageQuota(ctx) > 0 {
+		maxBytes = -1 // the tenant's account bounds it (see ensureStreams)
 	}
-	kv, err := p.e.conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := p.conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       stepKVBucket(p.tenant, p.spec.Name),
 		Description:  "VRSky step KV of " + p.tenant + "/" + p.spec.Name,
 		History:      1,
 		MaxValueSize: StepKVMaxValue,
 		MaxBytes:     maxBytes,
 		Storage:      jetstream.FileStorage,
-		Replicas:     p.e.conn.Replicas,
+		Replicas:     p.conn.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("step KV bucket of %s/%s: %w", p.tenant, p.spec.Name, err)
@@ -88,7 +88,9 @@ func (s *stepStorage) KV(ctx context.Context) (jetstream.KeyValue, error) {
 // Missing pieces are not errors; every piece is tried.
 func (e *Engine) removeStorage(ctx context.Context, tenant, integration string) error {
 	var errs []error
-	if err := e.conn.JS.DeleteKeyValue(ctx, stepKVBucket(tenant, integration)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+	if conn, err := e.tenants.Conn(ctx, tenant); err != nil {
+		errs = append(errs, fmt.Errorf("delete step KV bucket: %w", err))
+	} else if err := conn.JS.DeleteKeyValue(ctx, stepKVBucket(tenant, integration)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		errs = append(errs, fmt.Errorf("delete step KV bucket: %w", err))
 	}
 	if kv, err := e.conn.JS.KeyValue(ctx, legacyStepKVBucket); err == nil {

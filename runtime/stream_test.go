@@ -79,7 +79,7 @@ func TestStreamedPayloads(t *testing.T) {
 		// An emit returns once its message is stored, so nothing can be on
 		// its way: the stream holds the 4 good messages it ever stored (one
 		// copy each, on the sink's subject), and the sink got those.
-		s, err := h.Conn.JS.Stream(ctx, "VRSKY_acme_big")
+		s, err := h.TenantConn(t).JS.Stream(ctx, "VRSKY_acme_big")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,10 +28,14 @@ const (
 // bounded for back-pressure, and the tenant's dead-letter stream, and
 // starts watching the stream's usage.
 func (p *pipeline) ensureStreams(ctx context.Context) error {
-	js := p.e.conn.JS
+	js := p.conn.JS
 	maxMsgs, maxBytes := p.e.limits.maxMsgs, p.e.limits.maxBytes
-	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil && t.Quotas.MaxStorageBytes > 0 {
-		maxBytes = min(maxBytes, t.Quotas.MaxStorageBytes)
+	quota := p.storageQuota(ctx)
+	if quota > 0 {
+		// The tenant's account holds the quota for all its streams
+		// together; JetStream would reserve a stream's own MaxBytes
+		// against it, so the second stream could not be created.
+		maxBytes = -1
 	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        streamName(p.tenant, p.spec.Name),
@@ -39,7 +43,7 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 		Subjects:    []string{subjectBase(p.tenant, p.spec.Name) + ".>"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    p.e.conn.Replicas,
+		Replicas:    p.conn.Replicas,
 		Duplicates:  2 * time.Minute,
 		Discard:     jetstream.DiscardNew,
 		MaxMsgs:     maxMsgs,
@@ -48,14 +52,14 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stream for %s/%s: %w", p.tenant, p.spec.Name, err)
 	}
-	go p.watchUsage(maxMsgs, maxBytes)
+	go p.watchUsage(maxMsgs, maxBytes, quota)
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        dlqStreamName(p.tenant),
 		Description: "VRSky dead letters of tenant " + p.tenant,
 		Subjects:    []string{"vrsky." + p.tenant + ".dlq.>"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    p.e.conn.Replicas,
+		Replicas:    p.conn.Replicas,
 		MaxAge:      DLQRetention,
 	})
 	if err != nil {
@@ -64,12 +68,20 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 	return nil
 }
 
+// storageQuota is the tenant's MaxStorageBytes quota, zero for none.
+func (p *pipeline) storageQuota(ctx context.Context) int64 {
+	if t, err := p.e.store.GetTenant(ctx, p.tenant); err == nil {
+		return max(t.Quotas.MaxStorageBytes, 0)
+	}
+	return 0
+}
+
 // consume runs handle on workers goroutines fed by a durable pull consumer.
 // Stopping drains: the consumer stops pulling, buffered messages are
 // handled, then the workers exit and wg is done.
 func (p *pipeline) consume(ctx context.Context, durable, subject string, workers int, wg *sync.WaitGroup, handle func(<-chan jetstream.Msg)) (jetstream.ConsumeContext, error) {
 	stream := streamName(p.tenant, p.spec.Name)
-	cons, err := p.e.conn.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	cons, err := p.conn.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       durable,
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -214,7 +215,16 @@ func (w *webhook) serveSync(ctx context.Context, emit connector.Emitter, msg *co
 // or back-pressure gets its own answer; anything else is the server's
 // (503 from the API).
 func emitFailed(err error, maxBody int64) (*connector.HookResponse, error) {
+	var qe *connector.QuotaError
 	switch {
+	case errors.As(err, &qe):
+		status := http.StatusTooManyRequests
+		if qe.Quota == connector.QuotaStorageBytes {
+			status = http.StatusInsufficientStorage
+		}
+		r := errorResponse(status, "quota_exceeded", qe.Quota, qe.Reason)
+		r.Header.Set("Retry-After", strconv.Itoa(max(1, int(qe.RetryAfter/time.Second))))
+		return r, nil
 	case errors.Is(err, connector.ErrBackpressure):
 		r := errorResponse(http.StatusTooManyRequests, "backpressure", "",
 			"the integration's queue is at its storage limit; retry later")

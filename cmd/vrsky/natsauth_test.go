@@ -22,7 +22,8 @@ import (
 )
 
 // TestServeNATSNoListener: without --nats-listen, vrsky serve listens on
-// TCP for its API only, and keeps no node key.
+// TCP for its API only; the embedded server's operator keys are its
+// owner's alone.
 func TestServeNATSNoListener(t *testing.T) {
 	data, addr := t.TempDir(), freeAddr(t)
 	in := startServe(t, data, addr)
@@ -32,15 +33,19 @@ func TestServeNATSNoListener(t *testing.T) {
 	if len(ports) != 1 || ports[0] != want {
 		t.Fatalf("vrsky serve listens on TCP ports %v, want only the API's %d", ports, want)
 	}
-	if _, err := os.Stat(filepath.Join(data, natsx.NodeKeyFile)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("node key without --nats-listen: %v, want none", err)
+	fi, err := os.Stat(filepath.Join(data, natsx.KeysFile))
+	if err != nil {
+		t.Fatalf("operator keys: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("operator keys mode %v, want 0600", fi.Mode().Perm())
 	}
 }
 
 // TestServeNATSListenNodes: with --nats-listen the embedded server refuses
-// clients without the node key, a second node with a copy of the key
-// joins and shares the first one's tenants, and nodes without it cannot
-// start.
+// clients that hold no user minted with its operator keys, a second node
+// with a copy of the keys joins and shares the first one's tenants, and
+// nodes without them cannot start.
 func TestServeNATSListenNodes(t *testing.T) {
 	dataA, natsAddr := t.TempDir(), freeAddr(t)
 	a := serveCmd(t, dataA, freeAddr(t))
@@ -51,23 +56,22 @@ func TestServeNATSListenNodes(t *testing.T) {
 	a.waitReady()
 	natsURL := "nats://" + natsAddr
 
-	keyPath := filepath.Join(dataA, natsx.NodeKeyFile)
-	fi, err := os.Stat(keyPath)
+	keys, err := os.ReadFile(filepath.Join(dataA, natsx.KeysFile))
 	if err != nil {
-		t.Fatalf("node key: %v", err)
+		t.Fatalf("operator keys: %v", err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("node key mode %v, want 0600", fi.Mode().Perm())
-	}
-	seed, err := os.ReadFile(keyPath)
+	keyCopy := writeTestFile(t, "keys.json", keys)
+	other, err := natsx.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyCopy := writeTestFile(t, "node.nk", seed)
-	wrongKey := writeTestFile(t, "wrong.nk", newSeed(t))
+	wrongKey := filepath.Join(t.TempDir(), "other.json")
+	if err := other.Save(wrongKey); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("clients", func(t *testing.T) {
-		wrong, err := nats.NkeyOptionFromSeed(wrongKey)
+		wrong, err := nats.NkeyOptionFromSeed(writeTestFile(t, "wrong.nk", newSeed(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +100,7 @@ func TestServeNATSListenNodes(t *testing.T) {
 	t.Run("node with the key joins", func(t *testing.T) {
 		a.call("POST", "/api/v1/tenants", adminKey, "application/json", `{"name":"acme"}`, http.StatusCreated, nil)
 		b := serveCmd(t, t.TempDir(), freeAddr(t))
-		b.cmd.Args = append(b.cmd.Args, "--nats-url", natsURL, "--nats-nkey", keyCopy)
+		b.cmd.Args = append(b.cmd.Args, "--nats-url", natsURL, "--nats-keys", keyCopy)
 		if err := b.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -109,10 +113,9 @@ func TestServeNATSListenNodes(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"node without a key", []string{"--nats-url", natsURL}, "Authorization Violation"},
-		{"node with a wrong key", []string{"--nats-url", natsURL, "--nats-nkey", wrongKey}, "Authorization Violation"},
-		{"node key without --nats-url", []string{"--nats-nkey", keyCopy}, "--nats-nkey"},
-		{"nkey and creds", []string{"--nats-url", natsURL, "--nats-nkey", keyCopy, "--nats-creds", keyCopy}, "--nats-creds"},
+		{"node without keys", []string{"--nats-url", natsURL}, "--nats-keys"},
+		{"node with another operator's keys", []string{"--nats-url", natsURL, "--nats-keys", wrongKey}, "Authorization Violation"},
+		{"keys without --nats-url", []string{"--nats-keys", keyCopy}, "--nats-keys"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -38,6 +38,7 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/store/pgstore"
+	"github.com/vrsky/vrsky/platform/tenancy"
 	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
 	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
@@ -50,8 +51,7 @@ type serveFlags struct {
 	debugAddr  string
 	adminKey   string
 	natsURL    string
-	natsNKey   string
-	natsCreds  string
+	natsKeys   string
 	natsListen string
 	natsSync   string
 	// Bounds of the child process that compiles uploaded Wasm modules.
@@ -93,9 +93,8 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.debugAddr, "debug-listen", "", "address of Go's /debug/pprof profiles (default: off; keep it on loopback)")
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL, or another node's --nats-listen address (default: embedded server); a user and password go in the URL")
-	fl.StringVar(&f.natsNKey, "nats-nkey", "", "nkey seed file to sign in to --nats-url with: for another node's embedded server, a copy of its DATA/"+natsx.NodeKeyFile)
-	fl.StringVar(&f.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and seed) to sign in to --nats-url with")
-	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server, for other nodes (port 0: a free one); they sign in with the nkey seed in DATA/"+natsx.NodeKeyFile+", generated on first start (default: no network listener, in-process only)")
+	fl.StringVar(&f.natsKeys, "nats-keys", "", "operator keys file the servers at --nats-url trust (required with it): for another node's embedded server, a copy of its DATA/"+natsx.KeysFile+"; for an external cluster, the file `vrsky nats keys` wrote")
+	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server, for other nodes (port 0: a free one); they sign in with the operator keys in DATA/"+natsx.KeysFile+", generated on first start (default: no network listener, in-process only)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
 	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server on its default address and no --s3-endpoint, else objects)")
 	fl.StringVar(&f.egress, "egress", "private", "addresses the http and slack sinks may connect to: private (public, private networks and loopback, never link-local such as the cloud metadata service), public (public addresses only: for servers whose tenants must not reach its network), or all")
@@ -263,7 +262,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer stop()
 
 	conn, err := natsx.Connect(ctx, natsx.Options{
-		URL: f.natsURL, NKeyFile: f.natsNKey, CredsFile: f.natsCreds, DataDir: f.data, Listen: f.natsListen,
+		URL: f.natsURL, KeysFile: f.natsKeys, DataDir: f.data, Listen: f.natsListen,
 		SyncAlways: f.natsSync == "always", Name: "vrsky", Logger: log,
 	})
 	if err != nil {
@@ -272,8 +271,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer conn.Close()
 	switch {
 	case conn.Embedded() && conn.ClientURL() != "":
-		log.Info("embedded NATS running; other nodes join with --nats-url and --nats-nkey (a copy of the node key)",
-			"url", conn.ClientURL(), "node_key", conn.NodeKeyPath(), "sync", f.natsSync)
+		log.Info("embedded NATS running; other nodes join with --nats-url and --nats-keys (a copy of the operator keys)",
+			"url", conn.ClientURL(), "keys", conn.KeysPath(), "sync", f.natsSync)
 	case conn.Embedded():
 		log.Info("embedded NATS running, in-process only (no network listener)", "sync", f.natsSync)
 	}
@@ -304,8 +303,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	defer wasmRT.Close(context.Background())
 	// What Wasm steps' I/O functions reach, shipped and uploaded alike; the
-	// engine gives each integration its own KV bucket and object prefix.
-	stepEnv := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}
+	// engine gives each integration its own KV bucket and object prefix, and
+	// NATS through a user of the tenant's own account.
+	stepEnv := host.Env{Objects: bs}
+	tenants := tenancy.New(conn, st, log.With("component", "tenancy"))
+	defer tenants.Close()
 	if err := registerWasmSteps(ctx, cat, wasmRT, stepEnv, log); err != nil {
 		return err
 	}
@@ -315,7 +317,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	defer connReg.Close(context.Background())
 	eng, err := runtime.NewEngine(runtime.Config{
-		Conn: conn, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
+		Conn: conn, Tenancy: tenants, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
 		SecretEnvPrefix: f.secretPrefix, Egress: policy,
 	})
@@ -323,7 +325,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	srv, err := api.New(api.Config{
-		Store: st, Engine: eng, NATS: conn, AdminKey: adminKey,
+		Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: adminKey,
 		Logger: log, Gatherer: reg, Version: version, HookBodyLimit: f.maxPayload,
 		Registry: connReg,
 	})
@@ -370,15 +372,15 @@ func serve(ctx context.Context, f serveFlags) error {
 	return nil
 }
 
-// checkNATSFlags rejects NATS credential flags that cannot work: they sign
-// in to --nats-url (the embedded server's own connection needs none), one
-// at a time.
+// checkNATSFlags rejects NATS flags that cannot work: the operator keys
+// sign in to --nats-url (the embedded server keeps its own), which cannot
+// do without them.
 func checkNATSFlags(f serveFlags) error {
 	switch {
-	case f.natsURL == "" && (f.natsNKey != "" || f.natsCreds != ""):
-		return errors.New("--nats-nkey and --nats-creds sign in to --nats-url; the embedded server needs neither")
-	case f.natsNKey != "" && f.natsCreds != "":
-		return errors.New("--nats-nkey and --nats-creds: give one")
+	case f.natsURL == "" && f.natsKeys != "":
+		return errors.New("--nats-keys signs in to --nats-url; the embedded server keeps its own keys in DATA/" + natsx.KeysFile)
+	case f.natsURL != "" && f.natsKeys == "":
+		return errors.New("--nats-url needs --nats-keys: VRSky runs NATS in operator mode, an account per tenant (see docs/tenancy.md; `vrsky nats keys` makes the file)")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -76,6 +77,16 @@ func refusedClients(t *testing.T, c *Conn) []struct {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A user of an account no trusted operator signed.
+	stranger, err := GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A platform user that may connect in-process only, over the network.
+	inProc, inProcKey, err := UserJWT(c.Keys().Platform, "in-process", []string{jwt.ConnectionTypeInProcess}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []struct {
 		name string
 		opts []nats.Option
@@ -84,9 +95,19 @@ func refusedClients(t *testing.T, c *Conn) []struct {
 		{"user and password", []nats.Option{nats.UserInfo("vrsky", "vrsky")}},
 		{"token", []nats.Option{nats.Token("vrsky")}},
 		{"unknown nkey", []nats.Option{wrong}},
-		// The platform's own key over the network: in-process only.
-		{"platform key", c.d.auth},
+		{"another operator's account", []nats.Option{userOpt(t, stranger.Platform)}},
+		{"in-process user over the network", []nats.Option{nats.UserJWT(func() (string, error) { return inProc, nil }, inProcKey.Sign)}},
 	}
+}
+
+// userOpt signs in as a new user of account.
+func userOpt(t *testing.T, account nkeys.KeyPair) nats.Option {
+	t.Helper()
+	u, kp, err := UserJWT(account, "test", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nats.UserJWT(func() (string, error) { return u, nil }, kp.Sign)
 }
 
 // assertRefused checks that a client with opts cannot connect.
@@ -121,8 +142,8 @@ func assertRefusedInProcess(t *testing.T, c *Conn, opts []nats.Option) {
 func TestEmbeddedRefusesStrangersInProcess(t *testing.T) {
 	c := startTest(t, t.TempDir(), "")
 	usable(t, c)
-	if c.ClientURL() != "" || c.NodeKeyPath() != "" {
-		t.Errorf("ClientURL %q, NodeKeyPath %q without Listen; want both empty", c.ClientURL(), c.NodeKeyPath())
+	if c.ClientURL() != "" || c.KeysPath() != "" {
+		t.Errorf("ClientURL %q, KeysPath %q without Listen; want both empty", c.ClientURL(), c.KeysPath())
 	}
 	if addr := c.d.srv.Addr(); addr != nil {
 		t.Errorf("the embedded server listens on %s without Listen", addr)
@@ -132,7 +153,7 @@ func TestEmbeddedRefusesStrangersInProcess(t *testing.T) {
 	}
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range refusedClients(t, c) {
-			if tc.name == "platform key" {
+			if tc.name == "in-process user over the network" {
 				continue // in-process is where it is allowed
 			}
 			t.Run(tc.name, func(t *testing.T) {
@@ -154,10 +175,10 @@ func TestEmbeddedRefusesStrangersInProcess(t *testing.T) {
 	})
 }
 
-// TestEmbeddedListenRequiresNodeKey: with Listen, a network client gets in
-// with the node key kept in the data directory only; the key is generated
-// once, 0600, and kept across restarts.
-func TestEmbeddedListenRequiresNodeKey(t *testing.T) {
+// TestEmbeddedListenRequiresKeys: with Listen, a network client gets in
+// only as a user minted with the operator keys kept in the data directory;
+// the keys are generated once, 0600, and kept across restarts.
+func TestEmbeddedListenRequiresKeys(t *testing.T) {
 	dir := t.TempDir()
 	c := startTest(t, dir, "127.0.0.1:0")
 	usable(t, c)
@@ -165,18 +186,18 @@ func TestEmbeddedListenRequiresNodeKey(t *testing.T) {
 	if url == "" || strings.HasSuffix(url, ":4222") {
 		t.Fatalf("ClientURL %q: want a random loopback port for port 0", url)
 	}
-	keyPath := filepath.Join(dir, NodeKeyFile)
-	if c.NodeKeyPath() != keyPath {
-		t.Fatalf("NodeKeyPath %q, want %q", c.NodeKeyPath(), keyPath)
+	keyPath := filepath.Join(dir, KeysFile)
+	if c.KeysPath() != keyPath {
+		t.Fatalf("KeysPath %q, want %q", c.KeysPath(), keyPath)
 	}
 	fi, err := os.Stat(keyPath)
 	if err != nil {
-		t.Fatalf("node key: %v", err)
+		t.Fatalf("keys: %v", err)
 	}
 	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("node key mode %v, want 0600", fi.Mode().Perm())
+		t.Errorf("keys mode %v, want 0600", fi.Mode().Perm())
 	}
-	seed, err := os.ReadFile(keyPath)
+	keys, err := os.ReadFile(keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,46 +207,57 @@ func TestEmbeddedListenRequiresNodeKey(t *testing.T) {
 	}
 	join := func(t *testing.T, url string) {
 		t.Helper()
-		node, err := Connect(context.Background(), Options{URL: url, NKeyFile: keyPath, Name: "node-2"})
+		node, err := Connect(context.Background(), Options{URL: url, KeysFile: keyPath, Name: "node-2"})
 		if err != nil {
-			t.Fatalf("join with the node key: %v", err)
+			t.Fatalf("join with the keys: %v", err)
 		}
 		defer node.Close()
 		usable(t, node)
 	}
-	t.Run("tcp/node key", func(t *testing.T) { join(t, url) })
+	t.Run("tcp/keys", func(t *testing.T) { join(t, url) })
 
-	t.Run("restart keeps the key", func(t *testing.T) {
+	t.Run("restart keeps the keys", func(t *testing.T) {
 		c.Close()
 		c2 := startTest(t, dir, "127.0.0.1:0")
 		again, err := os.ReadFile(keyPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(again) != string(seed) {
-			t.Fatal("the node key changed across a restart")
+		if string(again) != string(keys) {
+			t.Fatal("the keys changed across a restart")
 		}
 		join(t, c2.ClientURL())
 	})
 }
 
-// TestConnectCredentialOptions: credential files are for an external
-// server, one at a time, and must exist.
-func TestConnectCredentialOptions(t *testing.T) {
+// TestConnectKeyOptions: the keys file is for an external server, where it
+// is required, and must hold three seeds of the right kinds.
+func TestConnectKeyOptions(t *testing.T) {
 	dir := t.TempDir()
-	seed := writeSeed(t, dir, "user.nk")
+	good, err := GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodPath := filepath.Join(dir, "good.json")
+	if err := good.Save(goodPath); err != nil {
+		t.Fatal(err)
+	}
+	opSeed, _ := good.Operator.Seed()
+	acSeed, _ := good.System.Seed()
 	for _, tc := range []struct {
 		name string
 		opts Options
 		want string
 	}{
-		{"nkey with the embedded server", Options{DataDir: dir, NKeyFile: seed}, "external server"},
-		{"creds with the embedded server", Options{DataDir: dir, CredsFile: seed}, "external server"},
-		{"nkey and creds", Options{URL: "nats://127.0.0.1:1", NKeyFile: seed, CredsFile: seed}, "exclusive"},
-		{"missing nkey file", Options{URL: "nats://127.0.0.1:1", NKeyFile: filepath.Join(dir, "none.nk")}, "none.nk"},
-		{"missing creds file", Options{URL: "nats://127.0.0.1:1", CredsFile: filepath.Join(dir, "none.creds")}, "none.creds"},
-		{"not a seed", Options{URL: "nats://127.0.0.1:1", NKeyFile: writeFile(t, dir, "junk.nk", "junk")}, "junk.nk"},
-		{"bad node key", Options{DataDir: writeDir(t, NodeKeyFile, "junk"), Listen: "127.0.0.1:0"}, NodeKeyFile},
+		{"keys with the embedded server", Options{DataDir: dir, KeysFile: goodPath}, "external server"},
+		{"external without keys", Options{URL: "nats://127.0.0.1:1"}, "needs KeysFile"},
+		{"missing keys file", Options{URL: "nats://127.0.0.1:1", KeysFile: filepath.Join(dir, "none.json")}, "none.json"},
+		{"not JSON", Options{URL: "nats://127.0.0.1:1", KeysFile: writeFile(t, dir, "junk.json", "junk")}, "junk.json"},
+		{"a seed missing", Options{URL: "nats://127.0.0.1:1", KeysFile: writeFile(t, dir, "short.json", `{"operator":"`+string(opSeed)+`"}`)}, "system_account: missing"},
+		{"an account seed as operator", Options{URL: "nats://127.0.0.1:1", KeysFile: writeFile(t, dir, "swapped.json",
+			`{"operator":"`+string(acSeed)+`","system_account":"`+string(acSeed)+`","platform_account":"`+string(acSeed)+`"}`)}, "operator: a"},
+		{"bad keys in the data dir", Options{DataDir: writeDir(t, KeysFile, "junk"), Listen: "127.0.0.1:0"}, KeysFile},
+		{"unreachable server", Options{URL: "nats://127.0.0.1:1", KeysFile: goodPath}, "127.0.0.1:1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Connect(context.Background(), tc.opts)

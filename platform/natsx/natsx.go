@@ -12,11 +12,9 @@
 package natsx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	neturl "net/url"
@@ -37,34 +35,26 @@ import (
 // waits for its acknowledgement before its future fails.
 const PublishAsyncTimeout = 10 * time.Second
 
-// NodeKeyFile is the name, in the embedded server's DataDir, of the file
-// holding the nkey seed other nodes sign in with when the server listens
-// (Options.Listen). It is generated on the first start that listens,
-// readable by its owner only (0600); a node joins with a copy of it as its
-// Options.NKeyFile.
-const NodeKeyFile = "nats-node.nk"
-
 // Options selects and tunes the NATS backend.
 type Options struct {
 	// URL of an external NATS cluster, or of another node's embedded server
-	// (its Listen address). Empty starts the embedded server. User and
-	// password, if any, go in the URL.
+	// (its Listen address). Empty starts the embedded server.
 	URL string
-	// NKeyFile is, with URL, a file holding the nkey user seed to sign in
-	// with: e.g. a copy of the DataDir/NodeKeyFile of the node whose
-	// embedded server URL names.
-	NKeyFile string
-	// CredsFile is, with URL, a NATS credentials file (user JWT and seed)
-	// for a server with decentralised (operator) authentication.
-	CredsFile string
+	// KeysFile is, with URL, the operator keys (KeysFile's format) the
+	// servers at URL trust: for another node's embedded server a copy of
+	// its DataDir/KeysFile; for an external cluster the file whose
+	// ServerConfig its servers run with. Required with URL.
+	KeysFile string
 	// DataDir is where the embedded server keeps JetStream files
-	// (DataDir/jetstream) and, when it listens, the node key
-	// (DataDir/NodeKeyFile). Required when URL is empty.
+	// (DataDir/jetstream), the account claims it was given
+	// (DataDir/nats-accounts) and its operator keys (DataDir/KeysFile,
+	// generated on first start). Required when URL is empty.
 	DataDir string
 	// Listen is the embedded server's client address, "host:port", for
 	// other nodes; port 0 picks a free one. Clients that connect there must
-	// sign in with the node key. Empty means no network listener: only this
-	// process reaches the server.
+	// hold a user of one of its accounts, which only the operator keys can
+	// mint. Empty means no network listener: only this process reaches the
+	// server.
 	Listen string
 	// SyncAlways makes the embedded server fsync every JetStream write
 	// before acknowledging it, instead of on an interval.
@@ -78,8 +68,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Conn is a live connection to NATS with JetStream. Close releases it and,
-// for the embedded backend, shuts the server down.
+// Conn is a live connection to NATS with JetStream, as a user of one
+// account. Close releases it and, for the Conn Connect returned on the
+// embedded backend, shuts the server down.
 type Conn struct {
 	// NC is the core NATS connection.
 	NC *nats.Conn
@@ -96,26 +87,32 @@ type Conn struct {
 type dialer struct {
 	url      string         // external URL; unused in-process
 	srv      *server.Server // the embedded server, dialled in-process
-	auth     []nats.Option  // how the connection signs in
+	keys     *Keys
+	account  nkeys.KeyPair    // whose user the connection signs in as
+	perms    *jwt.Permissions // the user's permissions; nil: all of the account
 	replicas int
-	// listenURL and nodeKey are the embedded server's network address and
-	// node key file, when it listens.
-	listenURL, nodeKey string
+	// listenURL and keysPath are the embedded server's network address
+	// and keys file, when it listens.
+	listenURL, keysPath string
 }
 
-// Connect starts the embedded server or dials opts.URL and waits until
-// JetStream answers.
+// Connect starts the embedded server or dials opts.URL, as the platform
+// account, and waits until JetStream answers.
 func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	d := dialer{url: opts.URL, replicas: max(opts.Replicas, 1)}
 	if opts.URL == "" {
-		if opts.NKeyFile != "" || opts.CredsFile != "" {
-			return nil, errors.New("natsx: NKeyFile and CredsFile sign in to an external server (URL); the embedded one needs neither")
+		if opts.KeysFile != "" {
+			return nil, errors.New("natsx: KeysFile signs in to an external server (URL); the embedded one keeps its own in DataDir")
 		}
 		e, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		d.srv, d.auth, d.listenURL, d.nodeKey = e.srv, []nats.Option{e.platform}, e.listenURL, e.nodeKey
+		d.srv, d.keys, d.listenURL = e.srv, e.keys, e.listenURL
+		if opts.Listen != "" {
+			d.keysPath = e.keysPath
+		}
+		d.account = d.keys.Platform
 		c, err := d.connect(ctx, opts.Name)
 		if err != nil {
 			e.srv.Shutdown()
@@ -125,65 +122,77 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		c.own = true
 		return c, nil
 	}
-	auth, err := clientAuth(opts)
+	if opts.KeysFile == "" {
+		return nil, errors.New("natsx: an external server (URL) needs KeysFile: VRSky runs NATS in operator mode, one account per tenant")
+	}
+	keys, err := LoadKeys(opts.KeysFile)
 	if err != nil {
 		return nil, err
 	}
-	d.auth = auth
+	d.keys, d.account = keys, keys.Platform
 	return d.connect(ctx, opts.Name)
 }
 
-// Dial opens another connection to the same NATS with the same
-// credentials, as a second node in this process would have: in-process to
-// the embedded server, else to the same URL. Closing it leaves c and the
-// server running.
+// Dial opens another connection to the same NATS as the same account, as
+// a second node in this process would have: in-process to the embedded
+// server, else to the same URL. Closing it leaves c and the server running.
 func (c *Conn) Dial(ctx context.Context, name string) (*Conn, error) {
 	return c.d.connect(ctx, name)
 }
 
-// clientAuth turns opts' credential files into connect options.
-func clientAuth(opts Options) ([]nats.Option, error) {
-	switch {
-	case opts.NKeyFile != "" && opts.CredsFile != "":
-		return nil, errors.New("natsx: NKeyFile and CredsFile are exclusive: give one")
-	case opts.NKeyFile != "":
-		o, err := nats.NkeyOptionFromSeed(opts.NKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("natsx: nkey seed file %s: %w", opts.NKeyFile, err)
-		}
-		return []nats.Option{o}, nil
-	case opts.CredsFile != "":
-		if _, err := os.Stat(opts.CredsFile); err != nil {
-			return nil, fmt.Errorf("natsx: credentials file: %w", err)
-		}
-		return []nats.Option{nats.UserCredentials(opts.CredsFile)}, nil
-	}
-	return nil, nil
+// As says whom DialAs signs in as, and where.
+type As struct {
+	// Name identifies the connection to NATS.
+	Name string
+	// Account is the account key the connection's user is minted by.
+	Account nkeys.KeyPair
+	// Permissions restrict the user within its account; nil: none.
+	Permissions *jwt.Permissions
+	// URL, when set, is another server to dial (a tenant's dedicated
+	// instance, which trusts the same operator); Replicas is then the
+	// replication factor of streams there (zero means 1). Empty: the
+	// servers c is connected to, with c's replication factor.
+	URL      string
+	Replicas int
 }
+
+// DialAs opens a connection as a new user of another account (a tenant's:
+// see Keys.TenantAccount), whose claims must have been pushed first
+// (PushAccount). JetStream must be enabled for the account.
+func (c *Conn) DialAs(ctx context.Context, as As) (*Conn, error) {
+	d := c.d
+	d.account, d.perms = as.Account, as.Permissions
+	if as.URL != "" {
+		d.url, d.srv, d.replicas = as.URL, nil, max(as.Replicas, 1)
+	}
+	return d.connect(ctx, as.Name)
+}
+
+// DialCore is DialAs for a user that has no JetStream (its permissions
+// leave out JetStream's API): the Conn's JS is nil.
+func (c *Conn) DialCore(_ context.Context, as As) (*Conn, error) {
+	d := c.d
+	d.account, d.perms = as.Account, as.Permissions
+	if as.URL != "" {
+		d.url, d.srv, d.replicas = as.URL, nil, max(as.Replicas, 1)
+	}
+	nc, err := d.core(as.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{NC: nc, Replicas: d.replicas, d: d}, nil
+}
+
+// Keys are the operator keys the connection's servers trust.
+func (c *Conn) Keys() *Keys { return c.d.keys }
 
 // connect opens a connection as d describes and waits for JetStream.
 func (d dialer) connect(ctx context.Context, name string) (*Conn, error) {
-	c := &Conn{Replicas: d.replicas, d: d}
-	url := d.url
-	nopts := []nats.Option{
-		nats.Name(cmp(name, "vrsky")),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-	}
-	nopts = append(nopts, d.auth...)
-	if d.srv != nil {
-		// The URL is not dialled in-process, but it must parse.
-		url = "nats://in-process"
-		nopts = append(nopts, nats.InProcessServer(d.srv))
-	}
-	nc, err := nats.Connect(url, nopts...)
+	nc, err := d.core(name)
 	if err != nil {
-		if d.srv != nil {
-			return nil, fmt.Errorf("natsx: connect to the embedded server: %w", err)
-		}
-		return nil, fmt.Errorf("natsx: connect %s: %w", redact(url), err)
+		return nil, err
 	}
-	c.NC = nc
+	c := &Conn{Replicas: d.replicas, d: d, NC: nc}
 	// Without a timeout, an async publish whose acknowledgement is lost
 	// (e.g. with a stream leader that dies) never resolves its future.
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PublishAsyncTimeout))
@@ -197,6 +206,38 @@ func (d dialer) connect(ctx context.Context, name string) (*Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// core opens the core NATS connection of connect, as a user minted now.
+func (d dialer) core(name string) (*nats.Conn, error) {
+	var types []string
+	if d.srv != nil {
+		types = []string{jwt.ConnectionTypeInProcess}
+	}
+	userJWT, user, err := UserJWT(d.account, cmp(name, "vrsky"), types, d.perms)
+	if err != nil {
+		return nil, err
+	}
+	url := d.url
+	nopts := []nats.Option{
+		nats.Name(cmp(name, "vrsky")),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.UserJWT(func() (string, error) { return userJWT, nil }, user.Sign),
+	}
+	if d.srv != nil {
+		// The URL is not dialled in-process, but it must parse.
+		url = "nats://in-process"
+		nopts = append(nopts, nats.InProcessServer(d.srv))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		if d.srv != nil {
+			return nil, fmt.Errorf("natsx: connect to the embedded server: %w", err)
+		}
+		return nil, fmt.Errorf("natsx: connect %s: %w", redact(url), err)
+	}
+	return nc, nil
 }
 
 func (c *Conn) waitJetStream(ctx context.Context) error {
@@ -215,34 +256,27 @@ func (c *Conn) waitJetStream(ctx context.Context) error {
 	}
 }
 
-// embedded is a running embedded server and how to sign in to it.
+// embedded is a running embedded server and the keys it trusts.
 type embedded struct {
-	srv *server.Server
-	// platform signs the platform's in-process connections in.
-	platform nats.Option
-	// listenURL and nodeKey are set when the server listens.
-	listenURL, nodeKey string
+	srv  *server.Server
+	keys *Keys
+	// listenURL is set when the server listens.
+	listenURL, keysPath string
 }
 
 func startEmbedded(opts Options) (*embedded, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("natsx: DataDir is required for the embedded server")
 	}
-	// The platform's key lives in this process's memory only, for this
-	// run, and only in-process connections may use it.
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("natsx: platform nkey: %w", err)
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsx: data dir: %w", err)
 	}
-	pub, err := kp.PublicKey()
+	e := &embedded{keysPath: filepath.Join(opts.DataDir, KeysFile)}
+	keys, err := loadOrCreateKeys(e.keysPath)
 	if err != nil {
-		return nil, fmt.Errorf("natsx: platform nkey: %w", err)
+		return nil, err
 	}
-	e := &embedded{platform: nats.Nkey(pub, kp.Sign)}
-	users := []*server.NkeyUser{{
-		Nkey:                   pub,
-		AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
-	}}
+	e.keys = keys
 	sopts := &server.Options{
 		ServerName:         cmp(opts.Name, "vrsky"),
 		DontListen:         opts.Listen == "",
@@ -253,6 +287,9 @@ func startEmbedded(opts Options) (*embedded, error) {
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: -1,
 		JetStreamMaxStore:  -1,
+	}
+	if err := trust(sopts, keys, filepath.Join(opts.DataDir, "nats-accounts")); err != nil {
+		return nil, err
 	}
 	if opts.Listen != "" {
 		h, p, err := net.SplitHostPort(opts.Listen)
@@ -267,17 +304,7 @@ func startEmbedded(opts Options) (*embedded, error) {
 			n = server.RANDOM_PORT // nats-server reads 0 as its default, 4222
 		}
 		sopts.Host, sopts.Port = h, n
-		e.nodeKey = filepath.Join(opts.DataDir, NodeKeyFile)
-		nodePub, err := loadNodeKey(e.nodeKey)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, &server.NkeyUser{
-			Nkey:                   nodePub,
-			AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeStandard: {}},
-		})
 	}
-	sopts.Nkeys = users
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("natsx: embedded server: %w", err)
@@ -297,65 +324,50 @@ func startEmbedded(opts Options) (*embedded, error) {
 	return e, nil
 }
 
-// loadNodeKey returns the public key of the nkey seed in path, first
-// generating the seed there (0600) if the file does not exist.
-func loadNodeKey(path string) (string, error) {
-	seed, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		seed, err = createNodeKey(path)
-	}
-	if err != nil {
-		return "", fmt.Errorf("natsx: node key: %w", err)
-	}
-	kp, err := nkeys.ParseDecoratedNKey(seed)
-	if err != nil {
-		return "", fmt.Errorf("natsx: node key %s: %w", path, err)
-	}
-	defer kp.Wipe()
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return "", fmt.Errorf("natsx: node key %s: %w", path, err)
-	}
-	if !nkeys.IsValidPublicUserKey(pub) {
-		return "", fmt.Errorf("natsx: node key %s: not an nkey user seed", path)
-	}
-	return pub, nil
+// TrustOptions sets up sopts, the options of a server to be started, in
+// operator mode with keys: it trusts keys' operator, knows the system and
+// platform accounts, and keeps the account claims VRSky pushes in
+// resolverDir (a full resolver). The embedded server runs with it; tests
+// use it for clusters that stand in for an external one.
+func TrustOptions(sopts *server.Options, keys *Keys, resolverDir string) error {
+	return trust(sopts, keys, resolverDir)
 }
 
-// createNodeKey writes a new nkey user seed to path, which must not exist
-// (a process that created it meanwhile wins and its seed is returned).
-func createNodeKey(path string) ([]byte, error) {
-	kp, err := nkeys.CreateUser()
+func trust(sopts *server.Options, keys *Keys, resolverDir string) error {
+	opJWT, err := keys.OperatorJWT()
 	if err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
+		return err
 	}
-	defer kp.Wipe()
-	s, err := kp.Seed()
+	oc, err := jwt.DecodeOperatorClaims(opJWT)
 	if err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
+		return fmt.Errorf("natsx: operator claims: %w", err)
 	}
-	seed := bytes.Clone(s) // Wipe overwrites s
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.ReadFile(path)
-	}
+	sysJWT, err := keys.AccountJWT(keys.SystemAccount(), SystemAccountName, false, AccountLimits{})
 	if err != nil {
-		return nil, fmt.Errorf("create: %w", err)
+		return err
 	}
-	_, err = f.Write(append(seed, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	plJWT, err := keys.AccountJWT(keys.PlatformAccount(), PlatformAccountName, true, Unlimited)
 	if err != nil {
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	return seed, nil
+	res, err := server.NewDirAccResolver(resolverDir, 0, 2*time.Minute, server.HardDelete)
+	if err != nil {
+		return fmt.Errorf("natsx: account resolver in %s: %w", resolverDir, err)
+	}
+	for pub, j := range map[string]string{keys.SystemAccount(): sysJWT, keys.PlatformAccount(): plJWT} {
+		if err := res.Store(pub, j); err != nil {
+			return fmt.Errorf("natsx: account resolver: %w", err)
+		}
+	}
+	sopts.TrustedOperators = []*jwt.OperatorClaims{oc}
+	sopts.SystemAccount = keys.SystemAccount()
+	sopts.AccountResolver = res
+	return nil
 }
 
 // ClientURL is the URL other processes can dial: the external URL, or the
-// embedded server's listen address (they sign in with NodeKeyPath). It is
-// empty for an embedded server without a listener.
+// embedded server's listen address (they sign in with the keys in
+// KeysPath). It is empty for an embedded server without a listener.
 func (c *Conn) ClientURL() string {
 	if c.d.srv != nil {
 		return c.d.listenURL
@@ -363,10 +375,10 @@ func (c *Conn) ClientURL() string {
 	return c.NC.ConnectedUrl()
 }
 
-// NodeKeyPath is the file holding the seed other nodes sign in to the
-// embedded server with (DataDir/NodeKeyFile), or "" when the server does
-// not listen or is not embedded.
-func (c *Conn) NodeKeyPath() string { return c.d.nodeKey }
+// KeysPath is the file holding the keys other nodes sign in to the
+// embedded server with (DataDir/KeysFile), or "" when the server does not
+// listen or is not embedded.
+func (c *Conn) KeysPath() string { return c.d.keysPath }
 
 // Embedded reports whether this Conn is a connection to the in-process
 // server.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,11 +19,19 @@ import (
 // same port and files the same store works again, data intact.
 func TestNATSServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true}
-	srv := startNATS(t, opts)
+	keys, err := natsx.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysFile := filepath.Join(dir, natsx.KeysFile)
+	if err := keys.Save(keysFile); err != nil {
+		t.Fatal(err)
+	}
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "js"), NoSigs: true}
+	srv := startNATS(t, opts, keys, dir)
 	opts.Port = srv.Addr().(*net.TCPAddr).Port // keep the port for the restart
 	ctx := context.Background()
-	conn, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), Name: t.Name()})
+	conn, err := natsx.Connect(ctx, natsx.Options{URL: srv.ClientURL(), KeysFile: keysFile, Name: t.Name()})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -56,7 +65,7 @@ func TestNATSServerRestart(t *testing.T) {
 		})
 	}
 
-	startNATS(t, opts)
+	startNATS(t, opts, keys, dir)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := short()
@@ -77,9 +86,14 @@ func TestNATSServerRestart(t *testing.T) {
 	}
 }
 
-func startNATS(t *testing.T, opts *server.Options) *server.Server {
+// startNATS starts a server with opts in operator mode with keys, its
+// account claims under dir.
+func startNATS(t *testing.T, opts *server.Options, keys *natsx.Keys, dir string) *server.Server {
 	t.Helper()
 	o := *opts
+	if err := natsx.TrustOptions(&o, keys, filepath.Join(dir, "accounts")); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.NewServer(&o)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)

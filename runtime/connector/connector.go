@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/egress"
@@ -167,6 +168,10 @@ type Env struct {
 	// engine-side step adapters, the Wasm step (runtime/wasmstep): a Go
 	// connector keeps its checkpoints in State.
 	Storage StepStorage
+	// GuestNATS, set by the engine like Storage, returns the tenant's
+	// connection for Wasm guests' NATS functions: a user of the tenant's
+	// own account allowed the guests' subjects only.
+	GuestNATS func(ctx context.Context) (*nats.Conn, error)
 }
 
 // StepStorage is what the engine stores for the steps of one integration
@@ -263,3 +268,27 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// Names of the quotas a QuotaError names, as the tenant API spells them.
+const (
+	QuotaMessagesPerSecond = "quotas.max_messages_per_second"
+	QuotaStorageBytes      = "quotas.max_storage_bytes"
+)
+
+// QuotaError is a message a tenant quota refused. A webhook answers 429
+// with Retry-After (507 for the storage quota), naming Quota.
+type QuotaError struct {
+	// Quota names the quota as the tenant API spells it, e.g.
+	// "quotas.max_messages_per_second".
+	Quota string
+	// Reason says what was exceeded, for people.
+	Reason string
+	// RetryAfter is when a retry may succeed; zero when unknown.
+	RetryAfter time.Duration
+	// Err is JetStream's refusal, when it was JetStream that refused.
+	Err error
+}
+
+func (e *QuotaError) Error() string { return e.Reason + " (" + e.Quota + ")" }
+
+func (e *QuotaError) Unwrap() error { return e.Err }

@@ -20,6 +20,7 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/tenancy"
 	"github.com/vrsky/vrsky/runtime"
 )
 
@@ -184,6 +185,9 @@ func build(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, cfg runtim
 		t.Fatalf("runtimetest: catalogue: %v", err)
 	}
 	cfg.Conn, cfg.Store, cfg.Catalog = conn, st, cat
+	tm := tenancy.New(conn, st, nil)
+	t.Cleanup(tm.Close)
+	cfg.Tenancy = tm
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -192,6 +196,18 @@ func build(t testing.TB, conn *natsx.Conn, conns []runtime.Connector, cfg runtim
 		t.Fatalf("runtimetest: engine: %v", err)
 	}
 	return eng, st
+}
+
+// TenantConn is the connection of h's tenant's own NATS account, where
+// its integrations' streams, dead letters and step KV buckets live (the
+// platform connection, Conn, sees none of them).
+func (h *Harness) TenantConn(t testing.TB) *natsx.Conn {
+	t.Helper()
+	c, err := h.Engine.Tenants().Conn(context.Background(), h.Tenant)
+	if err != nil {
+		t.Fatalf("runtimetest: NATS of tenant %s: %v", h.Tenant, err)
+	}
+	return c
 }
 
 // As returns h acting for tenant (Create, Emit, Delete, … then use it),

@@ -71,6 +71,18 @@ func New(w Info) connector.Connector {
 				step.deleter, _ = penv.Objects.(objectDeleter)
 				penv.Objects = scopedObjects{inner: penv.Objects, prefix: connector.PayloadPrefix + env.Tenant + "/" + env.Integration + "/"}
 			}
+			if env.GuestNATS != nil {
+				penv.Messaging = nil
+				if mod.Spec().Capabilities.NATS {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					nc, err := env.GuestNATS(ctx)
+					cancel()
+					if err != nil {
+						return nil, fmt.Errorf("wasm step %s: %w", w.Name, err)
+					}
+					penv.Messaging = host.NATSMessaging{NC: nc}
+				}
+			}
 			if env.Storage != nil {
 				penv.KV = nil
 				if mod.Spec().Capabilities.KV {

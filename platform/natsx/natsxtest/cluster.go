@@ -17,9 +17,14 @@ import (
 	"github.com/vrsky/vrsky/platform/natsx"
 )
 
-// Cluster is a JetStream cluster of real nats-servers on loopback.
+// Cluster is a JetStream cluster of real nats-servers on loopback, in
+// operator mode as production clusters run for VRSky: they trust the
+// operator of Keys (saved in KeysFile, what `vrsky serve --nats-keys`
+// takes) and keep account claims in a full resolver each.
 type Cluster struct {
-	Servers []*server.Server
+	Servers  []*server.Server
+	Keys     *natsx.Keys
+	KeysFile string
 }
 
 // StartCluster runs an n-node JetStream cluster on free loopback ports,
@@ -28,6 +33,14 @@ type Cluster struct {
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	dir := t.TempDir()
+	keys, err := natsx.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysFile := filepath.Join(dir, natsx.KeysFile)
+	if err := keys.Save(keysFile); err != nil {
+		t.Fatal(err)
+	}
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)
@@ -36,7 +49,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	for _, p := range ports {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	c := &Cluster{}
+	c := &Cluster{Keys: keys, KeysFile: keysFile}
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -51,6 +64,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 				Port: ports[i],
 			},
 			Routes: routes,
+		}
+		if err := natsx.TrustOptions(opts, keys, filepath.Join(dir, fmt.Sprintf("n%d-accounts", i+1))); err != nil {
+			t.Fatal(err)
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
@@ -87,7 +103,11 @@ func StartCluster(t testing.TB, n int) *Cluster {
 // stream with n replicas right now: peers can look online to the meta
 // leader a moment before placement and replication work.
 func (c *Cluster) placesReplicas(n int) bool {
-	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second))
+	u, kp, err := natsx.UserJWT(c.Keys.Platform, "natsxtest-probe", nil, nil)
+	if err != nil {
+		return false
+	}
+	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second), nats.UserJWT(func() (string, error) { return u, nil }, kp.Sign))
 	if err != nil {
 		return false
 	}
@@ -139,7 +159,7 @@ func freePort(t testing.TB) int {
 // streams, closed by t.Cleanup.
 func (c *Cluster) Connect(t testing.TB) *natsx.Conn {
 	t.Helper()
-	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: c.URL(), Replicas: len(c.Servers), Name: t.Name()})
+	conn, err := natsx.Connect(context.Background(), natsx.Options{URL: c.URL(), KeysFile: c.KeysFile, Replicas: len(c.Servers), Name: t.Name()})
 	if err != nil {
 		t.Fatalf("connect to the cluster: %v", err)
 	}

@@ -1,0 +1,118 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/vrsky/vrsky/runtime/connector"
+)
+
+// Quotas at the sources. A tenant's max_messages_per_second bounds what
+// its sources emit on this node, all its integrations together: a webhook
+// over the rate is refused (429 with Retry-After, naming the quota), and a
+// pull source (files, CDC, schedules, Wasm sources) waits instead, so it
+// slows down rather than fails. Its max_storage_bytes quota is kept by
+// NATS itself, through the JetStream limits of the tenant's account.
+//
+// The rate is per node: N nodes let a tenant through at up to N times it.
+
+// QuotaError is what a quota refused; see connector.QuotaError.
+type QuotaError = connector.QuotaError
+
+// Names of the quotas, as the tenant API spells them.
+const (
+	QuotaMessagesPerSecond = connector.QuotaMessagesPerSecond
+	QuotaStorageBytes      = connector.QuotaStorageBytes
+)
+
+// quotaRefresh is how long a tenant's rate quota is used before the store
+// is asked again (a PATCH reaches every node within it).
+const quotaRefresh = 5 * time.Second
+
+// rates holds each tenant's rate limiter on this node.
+type rates struct {
+	mu sync.Mutex
+	m  map[string]*tenantRate
+}
+
+type tenantRate struct {
+	lim     *rate.Limiter // nil: no rate quota
+	perSec  int
+	checked time.Time
+}
+
+// limiter returns the tenant's limiter, nil without a rate quota; the
+// quota is read from the store at most every quotaRefresh (a read that
+// fails keeps the last one).
+func (e *Engine) limiter(ctx context.Context, tenant string) *rate.Limiter {
+	r := &e.rates
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]*tenantRate{}
+	}
+	tr := r.m[tenant]
+	if tr == nil {
+		tr = &tenantRate{}
+		r.m[tenant] = tr
+	}
+	if time.Since(tr.checked) < quotaRefresh {
+		lim := tr.lim
+		r.mu.Unlock()
+		return lim
+	}
+	tr.checked = time.Now() // one reader refreshes; the others use what is there
+	r.mu.Unlock()
+
+	t, err := e.store.GetTenant(ctx, tenant)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		return tr.lim
+	}
+	switch n := t.Quotas.MaxMessagesPerSecond; {
+	case n <= 0:
+		tr.lim, tr.perSec = nil, 0
+	case tr.lim == nil:
+		tr.lim, tr.perSec = rate.NewLimiter(rate.Limit(n), n), n
+	case n != tr.perSec:
+		tr.lim.SetLimit(rate.Limit(n))
+		tr.lim.SetBurst(n)
+		tr.perSec = n
+	}
+	return tr.lim
+}
+
+// admit applies the tenant's rate quota to n messages a source emits: a
+// push source (push) is refused with a QuotaError when the rate is
+// exceeded, any other waits for its turn.
+func (p *pipeline) admit(ctx context.Context, n int) error {
+	lim := p.e.limiter(ctx, p.tenant)
+	if lim == nil {
+		return nil
+	}
+	if !p.push {
+		if n > lim.Burst() {
+			n = lim.Burst()
+		}
+		return lim.WaitN(ctx, n)
+	}
+	res := lim.ReserveN(time.Now(), n)
+	if !res.OK() || res.Delay() > 0 {
+		retry := time.Second
+		if res.OK() {
+			retry = res.Delay()
+			res.Cancel()
+		}
+		return &QuotaError{
+			Quota:      QuotaMessagesPerSecond,
+			Reason:     fmt.Sprintf("tenant %s is over its quota of %d messages per second", p.tenant, lim.Burst()),
+			RetryAfter: time.Duration(math.Ceil(retry.Seconds())) * time.Second,
+		}
+	}
+	return nil
+}
