@@ -1,5 +1,5 @@
-// Package store defines VRSky's control-plane store: tenants, API keys and
-// integrations. The embedded default keeps them in NATS KV buckets
+// Package store defines VRSky's control-plane store: tenants, API keys,
+// integrations and tenants' NATS endpoints (service discovery). The embedded default keeps them in NATS KV buckets
 // (NewNATS); production deployments use PostgreSQL. Every implementation
 // passes the same contract suite in package storetest.
 package store
@@ -136,11 +136,12 @@ type Store interface {
 	GetTenant(ctx context.Context, name string) (Tenant, error)
 	// ListTenants returns all tenants sorted by name.
 	ListTenants(ctx context.Context) ([]Tenant, error)
-	// UpdateTenant replaces the tenant's display name and quotas if
+	// UpdateTenant replaces the tenant's display name, quotas and placement if
 	// t.Revision is current: ErrConflict otherwise, ErrNotFound if it does
 	// not exist. CreatedAt is kept; the new Revision is returned.
 	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
-	// DeleteTenant removes the tenant, its keys and its integrations.
+	// DeleteTenant removes the tenant, its keys, its integrations and its
+	// endpoint.
 	DeleteTenant(ctx context.Context, name string) error
 
 	// CreateKey stores a key; ErrExists if the ID is taken, ErrNotFound if the tenant is missing.
@@ -171,8 +172,9 @@ type Store interface {
 
 	// PutEndpoint creates the tenant's endpoint record when e.Revision is
 	// zero (ErrExists if there is one) or replaces it if e.Revision is
-	// current (ErrConflict otherwise); ErrNotFound if the tenant is
-	// missing. The new Revision is returned.
+	// current (ErrConflict otherwise, also when the record has been
+	// deleted since); ErrNotFound if the tenant is missing. Moving is
+	// stored as given. UpdatedAt and the new Revision are set.
 	PutEndpoint(ctx context.Context, e Endpoint) (Endpoint, error)
 	// GetEndpoint returns ErrNotFound when the tenant has no record.
 	GetEndpoint(ctx context.Context, tenant string) (Endpoint, error)
