@@ -30,13 +30,14 @@ const defaultOpTimeout = 5 * time.Second
 // openBucketTimeout bounds opening (creating, when missing) one bucket.
 const openBucketTimeout = 30 * time.Second
 
-// NATSStore keeps the control plane in five NATS KV buckets:
+// NATSStore keeps the control plane in six NATS KV buckets:
 //
-//	vrsky_tenants          <tenant>                   → Tenant (JSON)
-//	vrsky_apikeys          <key id>                   → APIKey (JSON)
-//	vrsky_integrations     <tenant>.<integration>     → Integration (JSON)
-//	vrsky_connectors       <tenant>.<name>.<version>  → ConnectorVersion (JSON)
-//	vrsky_connector_names  <name>                     → nameClaim (JSON)
+//	vrsky_tenants           <tenant>                   → Tenant (JSON)
+//	vrsky_apikeys           <key id>                   → APIKey (JSON)
+//	vrsky_integrations      <tenant>.<integration>     → Integration (JSON)
+//	vrsky_tenant_endpoints  <tenant>                   → endpointRecord (JSON)
+//	vrsky_connectors        <tenant>.<name>.<version>  → ConnectorVersion (JSON)
+//	vrsky_connector_names   <name>                     → nameClaim (JSON)
 //
 // Names that are not plain [A-Za-z0-9_-] are stored base64url-encoded behind
 // a "=" marker, so any name maps to a valid KV key. Revisions are KV
@@ -45,15 +46,18 @@ const openBucketTimeout = 30 * time.Second
 // bucket, which suits the embedded default's scale.
 //
 // Cascading deletes are not atomic: DeleteTenant removes the tenant first
-// and then its keys and integrations. Creates under a tenant check it
-// before and after their write, so a create racing a delete either is
-// swept by the cascade or undoes itself. If DeleteTenant fails half way
-// (NATS unavailable), the tenant is already gone and stray keys or
-// integrations may remain until a tenant of that name is deleted again.
+// and then its keys, integrations and endpoint. Creates under a tenant
+// check it before and after their write, so a create racing a delete
+// either is swept by the cascade or undoes itself. If DeleteTenant fails
+// half way (NATS unavailable), the tenant is already gone and stray keys,
+// integrations or an endpoint may remain; reads ignore them (their tenant
+// is missing, or is a newer tenant of that name) and CreateTenant sweeps
+// them before it returns.
 type NATSStore struct {
 	tenants      jetstream.KeyValue
 	keys         jetstream.KeyValue
 	integrations jetstream.KeyValue
+	endpoints    jetstream.KeyValue
 	connectors   jetstream.KeyValue
 	names        jetstream.KeyValue
 	js           jetstream.JetStream
@@ -76,6 +80,7 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 		{BucketTenants, &s.tenants, "VRSky tenants"},
 		{BucketKeys, &s.keys, "VRSky API keys (hashed)"},
 		{BucketIntegrations, &s.integrations, "VRSky integrations"},
+		{BucketEndpoints, &s.endpoints, "VRSky tenants' NATS endpoints (service discovery)"},
 		{BucketConnectors, &s.connectors, "VRSky connector registry"},
 		{BucketConnectorNames, &s.names, "VRSky connector names and their owners"},
 	} {
@@ -176,8 +181,8 @@ func (s *NATSStore) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) 
 		return Tenant{}, fmt.Errorf("store: create tenant %q: %w", t.Name, err)
 	}
 	// A DeleteTenant of an earlier tenant of this name that failed half
-	// way may have left keys or integrations behind: they must not come
-	// back to life under the new tenant.
+	// way may have left keys, integrations or an endpoint behind: they
+	// must not come back to life under the new tenant.
 	if err := s.deleteTenantChildren(ctx, t.Name, t.CreatedAt); err != nil {
 		_ = del(ctx, s.tenants, seg(t.Name), rev)
 		return Tenant{}, fmt.Errorf("store: create tenant %q: remove leftovers of an earlier tenant: %w", t.Name, err)
@@ -255,8 +260,11 @@ func (s *NATSStore) DeleteTenant(ctx context.Context, name string) error {
 	return nil
 }
 
-// deleteTenantChildren deletes the tenant's keys and integrations, only
-// those created before `before` unless it is zero.
+// deleteTenantChildren deletes the tenant's keys, integrations and
+// endpoint. When before is zero (DeleteTenant) it deletes them all; else
+// (CreateTenant, before is the new tenant's CreatedAt) only those of an
+// earlier tenant of the name: keys and integrations created before
+// `before`, an endpoint written for another generation of the tenant.
 func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string, before time.Time) error {
 	stale := func(created time.Time) bool { return before.IsZero() || created.Before(before) }
 	type victim struct {
@@ -294,6 +302,9 @@ func (s *NATSStore) deleteTenantChildren(ctx context.Context, tenant string, bef
 			return fmt.Errorf("delete integration: %w", err)
 		}
 	}
+	if err := s.deleteEndpointOf(ctx, tenant, before); err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
 	return nil
 }
 
@@ -320,6 +331,12 @@ func (s *NATSStore) createChild(ctx context.Context, tenant string, kv jetstream
 	if err != nil {
 		return 0, err
 	}
+	return s.createChildAt(ctx, tenant, trev, kv, key, v)
+}
+
+// createChildAt is createChild for a caller that has read the tenant
+// already, at revision trev.
+func (s *NATSStore) createChildAt(ctx context.Context, tenant string, trev uint64, kv jetstream.KeyValue, key string, v any) (uint64, error) {
 	rev, err := create(ctx, kv, key, v)
 	if err != nil {
 		return 0, err
@@ -528,19 +545,48 @@ func (s *NATSStore) DeleteIntegration(ctx context.Context, tenant, name string) 
 
 // ---- KV helpers ----
 
+// create writes key only if it has no live value: ErrExists otherwise.
+//
+// KV's Create of a deleted key reads the delete marker's revision and
+// writes at it; a delete or purge of the key in between (a DeleteTenant's
+// cascade) fails that compare-and-set although the key is not live, and so
+// does, on a replicated bucket, any write of the key still in flight. So a
+// failed compare-and-set is ErrExists only if the key is live now, and is
+// tried again otherwise.
 func create(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
 	}
-	rev, err := kv.Create(ctx, key, b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, ErrExists
+	for attempt := 1; ; attempt++ {
+		rev, err := kv.Create(ctx, key, b)
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !wrongLastSequence(err) {
+			return 0, mapErr(ctx, err)
+		}
+		_, gerr := kv.Get(ctx, key)
+		switch {
+		case gerr == nil:
+			return 0, ErrExists
+		case !errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return 0, mapErr(ctx, gerr)
+		case attempt == casAttempts:
+			return 0, fmt.Errorf("key %s keeps being written during the create: %w", key, ErrConflict)
+		}
+		if err := casBackoff(ctx, attempt); err != nil {
+			return 0, err
+		}
 	}
-	if err != nil {
-		return 0, mapErr(ctx, err)
-	}
-	return rev, nil
+}
+
+// wrongLastSequence reports a failed compare-and-set on a subject's last
+// sequence: code 10071 on a single server, 10164 on a replicated stream.
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func update(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) (uint64, error) {
@@ -583,17 +629,46 @@ func del(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) err
 	if rev != 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
-	err := kv.Purge(ctx, key, opts...)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		if _, gerr := kv.Get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
-			return ErrNotFound
+	for attempt := 1; ; attempt++ {
+		err := kv.Purge(ctx, key, opts...)
+		if err == nil {
+			return nil
 		}
-		return ErrConflict
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) && !wrongLastSequence(err) {
+			return mapErr(ctx, err)
+		}
+		e, gerr := kv.Get(ctx, key)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return ErrNotFound
+		case gerr != nil:
+			return mapErr(ctx, gerr)
+		case e.Revision() != rev || attempt == casAttempts:
+			return ErrConflict
+		}
+		// Still at rev: on a replicated bucket the compare-and-set also
+		// fails while another write of the key is in flight (code 10164),
+		// one that may yet delete it. Try again once it has landed.
+		if err := casBackoff(ctx, attempt); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return mapErr(ctx, err)
+}
+
+// casAttempts bounds how often create and del try a compare-and-set that
+// failed for a write in flight rather than for a live value.
+const casAttempts = 4
+
+// casBackoff waits before the next compare-and-set attempt.
+func casBackoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(attempt) * 5 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return mapErr(ctx, ctx.Err())
 	}
-	return nil
 }
 
 // scan calls fn for the current value of every live key matching filter

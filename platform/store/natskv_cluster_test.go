@@ -22,7 +22,7 @@ func TestNATSContractR3(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewNATS: %v", err)
 		}
-		for _, b := range []string{store.BucketTenants, store.BucketKeys, store.BucketIntegrations, store.BucketConnectors, store.BucketConnectorNames} {
+		for _, b := range []string{store.BucketTenants, store.BucketKeys, store.BucketIntegrations, store.BucketEndpoints, store.BucketConnectors, store.BucketConnectorNames} {
 			st, err := conn.JS.Stream(ctx, "KV_"+b)
 			if err == nil {
 				err = st.Purge(ctx)

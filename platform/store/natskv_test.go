@@ -82,6 +82,10 @@ func TestNATSUnavailable(t *testing.T) {
 			return err
 		}},
 		{"DeleteIntegration", func() error { return s.DeleteIntegration(ctx, "a", "i") }},
+		{"PutEndpoint", func() error { _, err := s.PutEndpoint(ctx, store.Endpoint{Tenant: "a"}); return err }},
+		{"GetEndpoint", func() error { _, err := s.GetEndpoint(ctx, "a"); return err }},
+		{"ListEndpoints", func() error { _, err := s.ListEndpoints(ctx); return err }},
+		{"DeleteEndpoint", func() error { return s.DeleteEndpoint(ctx, "a") }},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
@@ -94,7 +98,8 @@ func TestNATSUnavailable(t *testing.T) {
 
 // TestNATSHalfDeletedTenant simulates a DeleteTenant that removed the tenant
 // and then lost NATS before its cascade: the leftovers must neither
-// authenticate, nor be started, nor reappear under a new tenant of the name.
+// authenticate, nor be started, nor route the tenant's NATS, nor reappear
+// under a new tenant of the name.
 func TestNATSHalfDeletedTenant(t *testing.T) {
 	ctx := context.Background()
 	conn := natsxtest.Start(t)
@@ -111,6 +116,10 @@ func TestNATSHalfDeletedTenant(t *testing.T) {
 	if _, err := s.CreateIntegration(ctx, store.Integration{Tenant: "acme", Name: "orders", Spec: []byte(`{}`), Desired: store.StateRunning}); err != nil {
 		t.Fatal(err)
 	}
+	oldEndpoint, err := s.PutEndpoint(ctx, store.Endpoint{Tenant: "acme", Placement: store.PlacementDedicated, URL: "nats://old:4222"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	kv, err := conn.JS.KeyValue(ctx, store.BucketTenants)
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +133,15 @@ func TestNATSHalfDeletedTenant(t *testing.T) {
 	if l, err := s.ListIntegrations(ctx, ""); err != nil || len(l) != 0 {
 		t.Errorf("ListIntegrations lists a deleted tenant's integrations: %v, %v", l, err)
 	}
+	if _, err := s.GetEndpoint(ctx, "acme"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetEndpoint of a deleted tenant: %v, want ErrNotFound", err)
+	}
+	if l, err := s.ListEndpoints(ctx); err != nil || len(l) != 0 {
+		t.Errorf("ListEndpoints lists a deleted tenant's endpoint: %v, %v", l, err)
+	}
+	if _, err := s.PutEndpoint(ctx, oldEndpoint); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutEndpoint for a deleted tenant: %v, want ErrNotFound", err)
+	}
 	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +153,17 @@ func TestNATSHalfDeletedTenant(t *testing.T) {
 	}
 	if l, err := s.ListIntegrations(ctx, "acme"); err != nil || len(l) != 0 {
 		t.Errorf("new tenant has the old integrations: %v, %v", l, err)
+	}
+	if e, err := s.GetEndpoint(ctx, "acme"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new tenant has the old endpoint: %+v, %v", e, err)
+	}
+	if _, err := s.PutEndpoint(ctx, oldEndpoint); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("PutEndpoint with the old tenant's revision: %v, want ErrConflict", err)
+	}
+	// The old record is gone, not just hidden: the new tenant can create its own.
+	oldEndpoint.Revision = 0
+	if _, err := s.PutEndpoint(ctx, oldEndpoint); err != nil {
+		t.Errorf("PutEndpoint for the new tenant: %v", err)
 	}
 	// The old key's ID is free again.
 	if _, err := s.CreateKey(ctx, store.APIKey{ID: "old-key", Tenant: "acme", Hash: []byte{2}}); err != nil {

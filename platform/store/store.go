@@ -1,5 +1,5 @@
-// Package store defines VRSky's control-plane store: tenants, API keys and
-// integrations. The embedded default keeps them in NATS KV buckets
+// Package store defines VRSky's control-plane store: tenants, API keys,
+// integrations and tenants' NATS endpoints (service discovery). The embedded default keeps them in NATS KV buckets
 // (NewNATS); production deployments use PostgreSQL. Every implementation
 // passes the same contract suite in package storetest.
 package store
@@ -33,11 +33,45 @@ type Tenant struct {
 	DisplayName string `json:"display_name,omitempty"`
 	// Quotas bound what the tenant may use; zero means the platform default.
 	Quotas Quotas `json:"quotas"`
+	// Placement is where the operator wants the tenant's NATS to live:
+	// PlacementShared (also the meaning of "") or PlacementDedicated.
+	// Where it lives now is the tenant's Endpoint.
+	Placement string `json:"placement,omitempty"`
 	// CreatedAt is set by the store on create.
 	CreatedAt time.Time `json:"created_at"`
 	// Revision is set by the store; pass it back to Update for optimistic
 	// locking. It changes on every write and is never reused, not even by
 	// a tenant deleted and created again under the same name.
+	Revision uint64 `json:"-"`
+}
+
+// Placements of a tenant's NATS.
+const (
+	// PlacementShared: the tenant's own account on the platform servers.
+	PlacementShared = "shared"
+	// PlacementDedicated: the tenant's account on a NATS instance of its own.
+	PlacementDedicated = "dedicated"
+)
+
+// Endpoint is service discovery's record of where a tenant's NATS lives
+// now: every node resolves the tenant through it and follows its changes.
+// A tenant without one lives on the platform servers (shared).
+type Endpoint struct {
+	// Tenant the record belongs to.
+	Tenant string `json:"tenant"`
+	// Placement is PlacementShared or PlacementDedicated.
+	Placement string `json:"placement"`
+	// URL is the dedicated instance's client URL; empty when shared.
+	URL string `json:"url,omitempty"`
+	// Account is the tenant's NATS account (its public key).
+	Account string `json:"account"`
+	// Moving, when set, is the placement the tenant is being moved to:
+	// sources publish there already while the integrations drain here.
+	Moving *Endpoint `json:"moving,omitempty"`
+	// UpdatedAt is set by the store.
+	UpdatedAt time.Time `json:"updated_at"`
+	// Revision is set by the store; pass it back to PutEndpoint for
+	// optimistic locking (zero: create).
 	Revision uint64 `json:"-"`
 }
 
@@ -102,11 +136,12 @@ type Store interface {
 	GetTenant(ctx context.Context, name string) (Tenant, error)
 	// ListTenants returns all tenants sorted by name.
 	ListTenants(ctx context.Context) ([]Tenant, error)
-	// UpdateTenant replaces the tenant's display name and quotas if
+	// UpdateTenant replaces the tenant's display name, quotas and placement if
 	// t.Revision is current: ErrConflict otherwise, ErrNotFound if it does
 	// not exist. CreatedAt is kept; the new Revision is returned.
 	UpdateTenant(ctx context.Context, t Tenant) (Tenant, error)
-	// DeleteTenant removes the tenant, its keys and its integrations.
+	// DeleteTenant removes the tenant, its keys, its integrations and its
+	// endpoint.
 	DeleteTenant(ctx context.Context, name string) error
 
 	// CreateKey stores a key; ErrExists if the ID is taken, ErrNotFound if the tenant is missing.
@@ -134,6 +169,20 @@ type Store interface {
 	UpdateIntegration(ctx context.Context, in Integration) (Integration, error)
 	// DeleteIntegration removes it; ErrNotFound if missing.
 	DeleteIntegration(ctx context.Context, tenant, name string) error
+
+	// PutEndpoint creates the tenant's endpoint record when e.Revision is
+	// zero (ErrExists if there is one) or replaces it if e.Revision is
+	// current (ErrConflict otherwise, also when the record has been
+	// deleted since); ErrNotFound if the tenant is missing. Moving is
+	// stored as given. UpdatedAt and the new Revision are set.
+	PutEndpoint(ctx context.Context, e Endpoint) (Endpoint, error)
+	// GetEndpoint returns ErrNotFound when the tenant has no record.
+	GetEndpoint(ctx context.Context, tenant string) (Endpoint, error)
+	// ListEndpoints returns every record sorted by tenant.
+	ListEndpoints(ctx context.Context) ([]Endpoint, error)
+	// DeleteEndpoint removes the tenant's record; ErrNotFound if missing.
+	// DeleteTenant removes it too.
+	DeleteEndpoint(ctx context.Context, tenant string) error
 
 	// Ping reports whether the backend is reachable (ErrUnavailable otherwise).
 	Ping(ctx context.Context) error

@@ -8,8 +8,8 @@
 // once; migrations are forward-only and must never be edited once released.
 //
 // Revisions come from one database sequence, so they grow with every write
-// and are never reused. Deleting a tenant cascades to its API keys and
-// integrations through foreign keys.
+// and are never reused. Deleting a tenant cascades to its API keys,
+// integrations and endpoint through foreign keys.
 //
 // Connection failures (server down, restarting, unreachable, too many
 // connections) are reported as store.ErrUnavailable; the pool reconnects by
@@ -135,12 +135,12 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // ---- tenants ----
 
-const tenantCols = `name, display_name, max_integrations, max_messages_per_second, max_storage_bytes, created_at, revision`
+const tenantCols = `name, display_name, max_integrations, max_messages_per_second, max_storage_bytes, placement, created_at, revision`
 
 func scanTenant(row pgx.Row) (store.Tenant, error) {
 	var t store.Tenant
 	err := row.Scan(&t.Name, &t.DisplayName, &t.Quotas.MaxIntegrations, &t.Quotas.MaxMessagesPerSecond,
-		&t.Quotas.MaxStorageBytes, &t.CreatedAt, &t.Revision)
+		&t.Quotas.MaxStorageBytes, &t.Placement, &t.CreatedAt, &t.Revision)
 	t.CreatedAt = t.CreatedAt.UTC()
 	return t, err
 }
@@ -153,9 +153,9 @@ func (s *Store) CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant,
 	var out store.Tenant
 	err := s.do(ctx, func(ctx context.Context) (err error) {
 		out, err = scanTenant(s.pool.QueryRow(ctx, `
-			INSERT INTO tenants (name, display_name, max_integrations, max_messages_per_second, max_storage_bytes)
-			VALUES ($1, $2, $3, $4, $5) RETURNING `+tenantCols,
-			t.Name, t.DisplayName, t.Quotas.MaxIntegrations, t.Quotas.MaxMessagesPerSecond, t.Quotas.MaxStorageBytes))
+			INSERT INTO tenants (name, display_name, max_integrations, max_messages_per_second, max_storage_bytes, placement)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+tenantCols,
+			t.Name, t.DisplayName, t.Quotas.MaxIntegrations, t.Quotas.MaxMessagesPerSecond, t.Quotas.MaxStorageBytes, t.Placement))
 		return err
 	})
 	if err != nil {
@@ -200,10 +200,10 @@ func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant) (store.Tenant,
 	err := s.do(ctx, func(ctx context.Context) (err error) {
 		out, err = scanTenant(s.pool.QueryRow(ctx, `
 			UPDATE tenants SET display_name = $2, max_integrations = $3, max_messages_per_second = $4,
-				max_storage_bytes = $5, revision = nextval('revisions')
-			WHERE name = $1 AND revision = $6 RETURNING `+tenantCols,
+				max_storage_bytes = $5, placement = $6, revision = nextval('revisions')
+			WHERE name = $1 AND revision = $7 RETURNING `+tenantCols,
 			t.Name, t.DisplayName, t.Quotas.MaxIntegrations, t.Quotas.MaxMessagesPerSecond, t.Quotas.MaxStorageBytes,
-			int64(t.Revision)))
+			t.Placement, int64(t.Revision)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return s.conflictOrMissing(ctx, `SELECT 1 FROM tenants WHERE name = $1`, t.Name)
 		}
@@ -215,7 +215,8 @@ func (s *Store) UpdateTenant(ctx context.Context, t store.Tenant) (store.Tenant,
 	return out, nil
 }
 
-// DeleteTenant implements store.Store; keys and integrations go with it.
+// DeleteTenant implements store.Store; keys, integrations and the endpoint
+// go with it.
 func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 	err := s.do(ctx, func(ctx context.Context) error {
 		tag, err := s.pool.Exec(ctx, `DELETE FROM tenants WHERE name = $1`, name)

@@ -56,7 +56,7 @@ func TestContract(t *testing.T) {
 	s := open(t, pgtest.New(t))
 	storetest.Run(t, func(t *testing.T) store.Store {
 		if _, err := s.Pool().Exec(context.Background(),
-			"TRUNCATE tenants, api_keys, integrations, connectors, connector_versions, connector_names"); err != nil {
+			"TRUNCATE tenants, api_keys, integrations, tenant_endpoints, connectors, connector_versions, connector_names"); err != nil {
 			t.Fatalf("empty the database: %v", err)
 		}
 		return s
@@ -155,7 +155,7 @@ func TestEditedMigrationRefused(t *testing.T) {
 func TestSchema(t *testing.T) {
 	s := open(t, pgtest.New(t))
 	ctx := context.Background()
-	for _, table := range []string{"tenants", "api_keys", "integrations", "connectors", "connector_versions", "connector_names"} {
+	for _, table := range []string{"tenants", "api_keys", "integrations", "tenant_endpoints", "connectors", "connector_versions", "connector_names"} {
 		t.Run(table, func(t *testing.T) {
 			var ok bool
 			if err := s.Pool().QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok); err != nil || !ok {
@@ -212,6 +212,7 @@ func TestServerRestart(t *testing.T) {
 		{"CreateTenant", func() error { _, err := s.CreateTenant(ctx, store.Tenant{Name: "b"}); return err }},
 		{"ListIntegrations", func() error { _, err := s.ListIntegrations(ctx, ""); return err }},
 		{"DeleteKey", func() error { return s.DeleteKey(ctx, "acme", "k") }},
+		{"ListEndpoints", func() error { _, err := s.ListEndpoints(ctx); return err }},
 	}
 	for _, c := range calls {
 		t.Run("down/"+c.name, func(t *testing.T) {

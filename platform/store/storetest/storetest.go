@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tenants", tenantTests},
 		{"Keys", keyTests},
 		{"Integrations", integrationTests},
+		{"Endpoints", endpointTests},
 		{"Cascade", cascadeTests},
 		{"Concurrency", concurrencyTests},
 		{"Connectors", connectorTests},
@@ -122,6 +123,41 @@ var tenantTests = []test{
 		assertTenant(t, stored, got)
 		if stored.DisplayName != "v2" || stored.Quotas.MaxIntegrations != 7 {
 			t.Errorf("UpdateTenant not stored: %+v", stored)
+		}
+	}},
+	{"Placement", func(ctx context.Context, t *testing.T, s store.Store) {
+		// The store keeps placement as given, "" (shared) included.
+		ded := mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "acme", Placement: store.PlacementDedicated}))
+		if ded.Placement != store.PlacementDedicated {
+			t.Errorf("CreateTenant: Placement = %q, want dedicated", ded.Placement)
+		}
+		assertTenant(t, mustTenant(t)(s.GetTenant(ctx, "acme")), ded)
+		shared := mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "globex", Placement: store.PlacementShared}))
+		none := mustTenant(t)(s.CreateTenant(ctx, store.Tenant{Name: "initech"}))
+		l, err := s.ListTenants(ctx)
+		if err != nil || len(l) != 3 {
+			t.Fatalf("ListTenants = %v, %v; want 3 tenants", l, err)
+		}
+		for i, want := range []store.Tenant{ded, shared, none} {
+			assertTenant(t, l[i], want)
+		}
+		// UpdateTenant replaces it, like the quotas: to shared, to "", back.
+		cur := ded
+		for _, p := range []string{store.PlacementShared, "", store.PlacementDedicated} {
+			cur.Placement = p
+			cur = mustTenant(t)(s.UpdateTenant(ctx, cur))
+			if cur.Placement != p {
+				t.Errorf("UpdateTenant returned Placement %q, want %q", cur.Placement, p)
+			}
+			assertTenant(t, mustTenant(t)(s.GetTenant(ctx, "acme")), cur)
+		}
+		// A stale update does not change it.
+		stale := ded
+		stale.Placement = store.PlacementShared
+		_, err = s.UpdateTenant(ctx, stale)
+		wantErr(t, "UpdateTenant with a stale revision", err, store.ErrConflict)
+		if got := mustTenant(t)(s.GetTenant(ctx, "acme")); got.Placement != store.PlacementDedicated {
+			t.Errorf("stale update changed Placement to %q", got.Placement)
 		}
 	}},
 	{"UpdateStaleRevision", func(ctx context.Context, t *testing.T, s store.Store) {
@@ -618,7 +654,7 @@ func mustIntegration(t *testing.T) func(store.Integration, error) store.Integrat
 func assertTenant(t *testing.T, got, want store.Tenant) {
 	t.Helper()
 	if got.Name != want.Name || got.DisplayName != want.DisplayName || got.Quotas != want.Quotas ||
-		!got.CreatedAt.Equal(want.CreatedAt) || got.Revision != want.Revision {
+		got.Placement != want.Placement || !got.CreatedAt.Equal(want.CreatedAt) || got.Revision != want.Revision {
 		t.Errorf("tenant = %+v, want %+v", got, want)
 	}
 }
