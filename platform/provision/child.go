@@ -2,7 +2,6 @@ package provision
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -40,15 +39,16 @@ var childEnv = []string{"GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG", "GORACE",
 // that configuration before its own main, and exits when the server stops.
 func init() {
 	if path, ok := os.LookupEnv(configEnv); ok {
-		os.Exit(childMain(path, os.Getenv(parentEnv), os.Stderr))
+		os.Exit(childMain(path, os.Getenv(parentEnv)))
 	}
 }
 
 // childMain runs nats-server from the configuration file at path until
 // SIGTERM or SIGINT, until the server stops by itself, or until the
 // process whose pid is parent is no longer its parent, and returns the
-// exit code. nats-server logs to stderr.
-func childMain(path, parent string, stderr io.Writer) int {
+// exit code. nats-server logs to stderr, which the parent made a file.
+func childMain(path, parent string) int {
+	stderr := os.Stderr
 	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "vrsky: dedicated nats-server: configuration: %v\n", err)
@@ -61,6 +61,7 @@ func childMain(path, parent string, stderr io.Writer) int {
 		return childBadSetup
 	}
 	srv.ConfigureLogger()
+	go boundLog(os.Stderr, logLimit, logCheck)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	srv.Start() // returns once the listeners run; a listener that fails exits the process

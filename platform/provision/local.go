@@ -338,17 +338,13 @@ func (l *Local) start(in *instance) (<-chan error, error) {
 	cmd.Dir = in.dir
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cmd.SysProcAttr = childAttr()
-	cmd.WaitDelay = time.Second
-	if err := cmd.Start(); err != nil {
-		_ = logw.Close()
+	err = cmd.Start()
+	_ = logw.Close() // the child has its own copy
+	if err != nil {
 		return nil, fmt.Errorf("provision: tenant %s: start its nats-server: %w", in.tenant, err)
 	}
 	exited := make(chan error, 1)
-	go func() {
-		err := cmd.Wait()
-		_ = logw.Close()
-		exited <- err
-	}()
+	go func() { exited <- cmd.Wait() }()
 	in.mu.Lock()
 	in.pid, in.proc, in.why = cmd.Process.Pid, cmd.Process, ""
 	in.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -163,6 +164,12 @@ func gone(t *testing.T, pid int, url string) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("child %d still exists (kill 0: %v)", pid, err)
 	}
+	closed(t, url)
+}
+
+// closed fails if something listens at url.
+func closed(t *testing.T, url string) {
+	t.Helper()
 	u, err := neturl.Parse(url)
 	if err != nil {
 		t.Fatal(err)
@@ -409,5 +416,52 @@ func TestEnsureRefusesBadSpec(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("Ensure of a bad spec left %d entries in the dir", len(entries))
+	}
+}
+
+// TestCrashLoop: a child that cannot start (its client port is taken) is
+// restarted again and again, Ensure gives up at its deadline with an error
+// that points at the log, and the instance comes up once the port is free.
+func TestCrashLoop(t *testing.T) {
+	tr := newTrust(t)
+	dir := t.TempDir()
+	l := newLocal(t, dir)
+	in := ensure(t, l, tr.spec("acme"))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := neturl.Parse(in.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+
+	l = newLocal(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = l.Ensure(ctx, tr.spec("acme"))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), provision.LogFile) {
+		t.Fatalf("Ensure = %v, want a deadline error that names %s", err, provision.LogFile)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		h, _ := healthOf(l, "acme")
+		if h.Ready || h.Restarts < 2 || h.Err == "" {
+			return fmt.Errorf("Health = %+v, want not ready, an error, restarts", h)
+		}
+		return nil
+	})
+	squat.Close()
+	waitFor(t, ensureTimeout, func() error {
+		if h, _ := healthOf(l, "acme"); !h.Ready {
+			return fmt.Errorf("Health = %+v, want ready once the port is free", h)
+		}
+		return nil
+	})
+	if again := ensure(t, l, tr.spec("acme")); again != in {
+		t.Errorf("instance %+v, want %+v", again, in)
 	}
 }

@@ -4,74 +4,49 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // LogFile is the name, in a tenant's folder, of the file its instance's
-// stdout and stderr go to; the previous run's, or the part of this run's
-// that outgrew logLimit, is in LogFile+".1".
+// stdout and stderr go to. Each start moves the previous run's to
+// LogFile+".1"; a run whose log grows past logLimit starts it over.
 const LogFile = "nats.log"
 
-// logLimit bounds LogFile: past it the file moves to LogFile+".1" and a new
-// one starts, so a tenant's logs take at most twice this.
-const logLimit = 8 << 20
+// logLimit bounds LogFile, checked every logCheck.
+const (
+	logLimit = 8 << 20
+	logCheck = time.Second
+)
 
-// logFile is a size-bounded log file that a child's output is copied to.
-// One goroutine at a time writes it (exec.Cmd copies stdout and stderr
-// through one goroutine when both are the same writer).
-type logFile struct {
-	path string
-	f    *os.File
-	n    int64
-}
-
-// openLog keeps the previous run's log as path+".1" and opens a new one.
-func openLog(path string) (*logFile, error) {
-	w := &logFile{path: path}
-	if err := w.rotate(); err != nil {
+// openLog keeps the log at path as path+".1" and opens a new one, for a
+// child's stdout and stderr. The child writes the file itself (it is its
+// fd 1 and 2, not a pipe), so that its last words, and its clean shutdown,
+// do not depend on its parent being alive to copy them; it opens with
+// O_APPEND, so that the child can truncate it (boundLog).
+func openLog(path string) (*os.File, error) {
+	if err := os.Rename(path, path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return w, nil
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
 }
 
-func (w *logFile) rotate() error {
-	if w.f != nil {
-		_ = w.f.Close()
-		w.f = nil
+// boundLog empties f whenever it has grown past limit, checking every
+// period, forever; it is meant for the child's stderr when that is a
+// regular file.
+func boundLog(f *os.File, limit int64, period time.Duration) {
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return
 	}
-	if err := os.Rename(w.path, w.path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	for {
+		time.Sleep(period)
+		trimLog(f, limit)
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	w.f, w.n = f, 0
-	return nil
 }
 
-// Write writes p, first rotating the file if p would take it past
-// logLimit. A failure to write is not the child's: p is dropped, so that
-// a full disk does not stall the child on a blocked pipe.
-func (w *logFile) Write(p []byte) (int, error) {
-	if w.n > 0 && w.n+int64(len(p)) > logLimit {
-		if err := w.rotate(); err != nil {
-			return len(p), nil
-		}
+// trimLog empties f if it holds more than limit bytes. Writes after that
+// start again at the file's beginning, as f is in append mode.
+func trimLog(f *os.File, limit int64) {
+	if st, err := f.Stat(); err == nil && st.Size() > limit {
+		_ = f.Truncate(0)
 	}
-	if w.f == nil {
-		return len(p), nil
-	}
-	n, _ := w.f.Write(p)
-	w.n += int64(n)
-	return len(p), nil
-}
-
-// Close closes the file.
-func (w *logFile) Close() error {
-	if w.f == nil {
-		return nil
-	}
-	err := w.f.Close()
-	w.f = nil
-	return err
 }
