@@ -1,0 +1,4 @@
+package provision
+
+// QuoteForTest exposes quote to the fuzz test.
+var QuoteForTest = quote
