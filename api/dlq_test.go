@@ -177,6 +177,13 @@ func TestDeadLetterRetryAndReplay(t *testing.T) {
 	if attempts, delivered := sink.counts(id); attempts != 3 || delivered != 0 {
 		t.Fatalf("the sink saw %d attempts, %d deliveries; want 3, 0", attempts, delivered)
 	}
+	// The status tells the depth from the running total; /metrics has both,
+	// and the failures, at the same stage.
+	e.waitSinkStatus(key, "orders", sinkCounts{DLQDepth: 1, DeadLetteredTotal: 1, FailuresTotal: 3})
+	e.waitMetrics(`vrsky_dlq_depth{integration="orders",stage="sink:out",tenant="acme"} 1`,
+		`vrsky_messages_dead_lettered_total{integration="orders",stage="sink:out",tenant="acme"} 1`,
+		`vrsky_attempt_failures_total{integration="orders",stage="sink:out",tenant="acme"} 3`,
+		`vrsky_sink_delivery_seconds_count{integration="orders",outcome="retryable",stage="sink:out",tenant="acme"} 3`)
 
 	// One entry, with its payload.
 	one := e.must(http.StatusOK, req{method: "GET", path: "/api/v1/integrations/orders/dlq/" + dl.ID, key: key})
@@ -230,7 +237,71 @@ func TestDeadLetterRetryAndReplay(t *testing.T) {
 	if p, _ := e.listDLQ(key, "/api/v1/integrations/orders/dlq"); len(p.Items) != 0 {
 		t.Fatalf("%d dead letters left after replay", len(p.Items))
 	}
+	e.waitSinkStatus(key, "orders", sinkCounts{DLQDepth: 0, DeadLetteredTotal: 1, FailuresTotal: 3, DeliveredTotal: 1})
+	e.waitMetrics(`vrsky_dlq_depth{integration="orders",stage="sink:out",tenant="acme"} 0`,
+		`vrsky_messages_delivered_total{integration="orders",stage="sink:out",tenant="acme"} 1`,
+		`vrsky_sink_delivery_seconds_count{integration="orders",outcome="ok",stage="sink:out",tenant="acme"} 1`)
 	e.must(http.StatusNotFound, req{method: "GET", path: "/api/v1/integrations/orders/dlq/" + dl.ID, key: key})
+}
+
+// sinkCounts are the counters of an integration's only sink in its status.
+type sinkCounts struct {
+	DeliveredTotal    uint64 `json:"delivered_total"`
+	FailuresTotal     uint64 `json:"failures_total"`
+	DeadLetteredTotal uint64 `json:"dead_lettered_total"`
+	DLQDepth          uint64 `json:"dlq_depth"`
+}
+
+// waitSinkStatus waits until GET /api/v1/integrations/{name} shows want
+// for its only sink, and checks the answer against the document.
+func (e *testEnv) waitSinkStatus(key, name string, want sinkCounts) {
+	e.t.Helper()
+	var last []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := e.must(http.StatusOK, req{method: "GET", path: "/api/v1/integrations/" + name, key: key})
+		var v struct {
+			Status struct{ Sinks []sinkCounts } `json:"status"`
+		}
+		if err := json.Unmarshal(r.raw, &v); err != nil {
+			e.t.Fatal(err)
+		}
+		if len(v.Status.Sinks) == 1 && v.Status.Sinks[0] == want {
+			conforms(e.t, "Integration", r.raw)
+			return
+		}
+		last = r.raw
+		if time.Now().After(deadline) {
+			e.t.Fatalf("status of %s: want sink counts %+v, got %s", name, want, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitMetrics waits until a GET /metrics holds every line of want.
+func (e *testEnv) waitMetrics(want ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := e.must(http.StatusOK, req{method: "GET", path: "/metrics"})
+		lines := map[string]bool{}
+		for _, l := range strings.Split(string(r.raw), "\n") {
+			lines[l] = true
+		}
+		var missing []string
+		for _, w := range want {
+			if !lines[w] {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("/metrics lacks %q", missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestDeadLetterPermanent: a 400 from the sink is permanent: in the DLQ

@@ -67,7 +67,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	h.Set(HeaderError, clip(cause.Error()))
 	h.Set(HeaderAttempts, strconv.Itoa(attempts))
 	h.Set(HeaderAttemptLog, log)
-	_, err := p.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: SubjectDLQ(p.tenant, p.spec.Name), Header: nats.Header(h), Data: msg.Data})
+	_, err := p.conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subjectDLQStage(p.tenant, p.spec.Name, stage), Header: nats.Header(h), Data: msg.Data})
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,6 @@ func (e *Engine) ListDeadLetters(ctx context.Context, tenant, integration string
 		}
 		seq = min(seq, b-1)
 	}
-	subject := SubjectDLQ(tenant, integration)
 	var out []DeadLetter
 	for ; seq >= info.State.FirstSeq && seq > 0; seq-- {
 		if len(out) == limit {
@@ -221,7 +220,7 @@ func (e *Engine) ListDeadLetters(ctx context.Context, tenant, integration string
 		if err != nil {
 			return nil, "", fmt.Errorf("read dead letter %d: %w", seq, err)
 		}
-		if m.Subject != subject {
+		if !isDLQSubject(m.Subject, tenant, integration) {
 			continue
 		}
 		dl := deadLetterOf(m, false)
@@ -262,7 +261,7 @@ func (e *Engine) getDeadLetter(ctx context.Context, tenant, integration, id stri
 	if err != nil {
 		return nil, fmt.Errorf("read dead letter %s: %w", id, err)
 	}
-	if m.Subject != SubjectDLQ(tenant, integration) {
+	if !isDLQSubject(m.Subject, tenant, integration) {
 		return nil, ErrNoDeadLetter
 	}
 	return m, nil

@@ -22,8 +22,10 @@
 //	tracking.go    per-stage message records and Trace
 //	stage.go       Stage, the name of a place in a pipeline, and its wire form
 //	catalog.go     Catalog: the connectors specs may name, and the Resolver
-//	backpressure.go, lease.go, state.go, storage.go, spec.go, subjects.go,
-//	metrics.go; connector.go, message.go, hooks.go re-export package connector
+//	metrics.go     the Prometheus counters and the delivery histogram;
+//	queuemetrics.go the DLQ-depth and pending gauges, read at scrape time
+//	backpressure.go, lease.go, state.go, storage.go, spec.go, subjects.go;
+//	connector.go, message.go, hooks.go re-export package connector
 //
 // RATIONALE.md says why it is built this way. Package runtimetest runs it
 // in tests, with in-memory connectors.

@@ -160,6 +160,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.metrics == nil {
 		e.metrics = NewMetrics(nil)
 	}
+	e.metrics.queues.bind(e)
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -593,10 +594,16 @@ type Status struct {
 	// SourceStandby: the source is a singleton that runs on another node
 	// (this node takes over if that one goes).
 	SourceStandby bool `json:"source_standby,omitempty"`
-	// Ingested counts messages this node's source made durable since it started.
+	// IngestedTotal counts messages this node's source made durable since
+	// it started: a running total.
+	IngestedTotal uint64 `json:"ingested_total"`
+	// Ingested is IngestedTotal, under its older name.
 	Ingested uint64 `json:"ingested"`
 	// Pending counts messages waiting for the steps (input subject).
 	Pending uint64 `json:"pending"`
+	// DLQDepth counts the integration's dead letters the DLQ holds now,
+	// every stage's, cluster-wide: replaying or deleting one lowers it.
+	DLQDepth uint64 `json:"dlq_depth"`
 	// Sinks has one entry per sink.
 	Sinks []SinkStatus `json:"sinks"`
 }
@@ -604,10 +611,22 @@ type Status struct {
 // SinkStatus counts one sink's work.
 type SinkStatus struct {
 	Name string `json:"name"`
-	// Delivered, Failures and DeadLettered count since this node started it.
+	// DeliveredTotal, FailuresTotal (failed attempts: each retry counts)
+	// and DeadLetteredTotal (messages this sink sent to the DLQ, at stage
+	// sink:<name> or route:<name>) are running totals since this node
+	// started the sink; they never go down.
+	DeliveredTotal    uint64 `json:"delivered_total"`
+	FailuresTotal     uint64 `json:"failures_total"`
+	DeadLetteredTotal uint64 `json:"dead_lettered_total"`
+	// Delivered, Failures and DeadLettered are the same totals under
+	// their older names (DeadLettered is not what the DLQ holds: that is
+	// DLQDepth).
 	Delivered    uint64 `json:"delivered"`
 	Failures     uint64 `json:"failures"`
 	DeadLettered uint64 `json:"dead_lettered"`
+	// DLQDepth counts this sink's dead letters the DLQ holds now (stages
+	// sink:<name> and route:<name>), cluster-wide.
+	DLQDepth uint64 `json:"dlq_depth"`
 	// Pending counts messages waiting for this sink, cluster-wide.
 	Pending uint64 `json:"pending"`
 	// InFlight counts messages handed out but not yet acknowledged.
@@ -640,18 +659,28 @@ func (e *Engine) Status(ctx context.Context, tenant string, spec *Spec) Status {
 			st.State, st.Error = StateError, "source: "+*msg
 		}
 		st.Ingested = p.ingested.Load()
+		st.IngestedTotal = st.Ingested
 		st.SourceStandby = !p.leading.Load()
 	}
 	stream := streamName(tenant, spec.Name)
 	if info := e.consumerInfo(ctx, tenant, stream, inConsumerName); info != nil {
 		st.Pending = info.NumPending + uint64(info.NumAckPending)
 	}
+	depths, err := e.dlqDepths(ctx, tenant)
+	if err != nil {
+		e.log.Debug("status: dead-letter counts", "tenant", tenant, "integration", spec.Name, "err", err)
+	}
+	for _, n := range depths[spec.Name] {
+		st.DLQDepth += n
+	}
 	for _, sk := range spec.Sinks {
 		ss := SinkStatus{Name: sk.Name}
+		ss.DLQDepth = depths[spec.Name][sinkStage(sk.Name).String()] + depths[spec.Name][whenStage(sk.Name).String()]
 		if p != nil {
 			for _, r := range p.sinks {
 				if r.spec.Name == sk.Name {
 					ss.Delivered, ss.Failures, ss.DeadLettered = r.delivered.Load(), r.failures.Load(), r.deadLettered.Load()
+					ss.DeliveredTotal, ss.FailuresTotal, ss.DeadLetteredTotal = ss.Delivered, ss.Failures, ss.DeadLettered
 				}
 			}
 		}

@@ -183,7 +183,7 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 		default:
 			outs := res[i].Out
 			if len(outs) == 0 {
-				p.e.metrics.dropped.WithLabelValues(p.tenant, p.spec.Name, name).Inc()
+				p.e.metrics.dropped.WithLabelValues(p.tenant, p.spec.Name, stepStage(name).String()).Inc()
 			}
 			for k, o := range outs {
 				if o.ID == "" {

@@ -69,7 +69,7 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 	}
 	start := time.Now()
 	errs := bs.DeliverBatch(context.WithoutCancel(p.ctx), msgs)
-	p.e.metrics.deliverTime.WithLabelValues(p.tenant, p.spec.Name, r.spec.Name).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
 	if errs != nil && len(errs) != len(msgs) {
 		err := fmt.Errorf("sink %s returned %d results for %d messages", r.spec.Name, len(errs), len(msgs))
 		errs = make([]error, len(msgs))
@@ -77,6 +77,7 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 			errs[i] = err
 		}
 	}
+	p.e.metrics.observeBatch(p.tenant, p.spec.Name, sinkStage(r.spec.Name), took, errs, len(batch))
 	// Acks run side by side: each double ack is a round trip.
 	var wg sync.WaitGroup
 	for i, m := range batch {
@@ -103,7 +104,7 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "id", msg.ID, "err", err)
 	}
 	r.delivered.Add(1)
-	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, r.spec.Name).Inc()
+	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
 	if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
 		if err := p.e.claims.release(ctx, ref, r.spec.Name); err != nil {
 			p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
@@ -118,8 +119,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	msg := p.toMessage(m)
 	start := time.Now()
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
-	labels := []string{p.tenant, p.spec.Name, r.spec.Name}
-	p.e.metrics.deliverTime.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+	p.e.metrics.observeDelivery(p.tenant, p.spec.Name, sinkStage(r.spec.Name), time.Since(start), err)
 	if err == nil {
 		// The double ack's round trip runs beside the next delivery; the
 		// consumer's MaxAckPending bounds how many are in flight.

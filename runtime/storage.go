@@ -103,8 +103,10 @@ func (e *Engine) removeStorage(ctx context.Context, tenant, integration string) 
 	if s, err := e.dlqStream(ctx, tenant); err != nil {
 		errs = append(errs, fmt.Errorf("dead-letter stream: %w", err))
 	} else if s != nil {
-		if err := s.Purge(ctx, jetstream.WithPurgeSubject(SubjectDLQ(tenant, integration))); err != nil {
-			errs = append(errs, fmt.Errorf("purge dead letters: %w", err))
+		for _, subj := range []string{SubjectDLQ(tenant, integration), SubjectDLQ(tenant, integration) + ".>"} {
+			if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+				errs = append(errs, fmt.Errorf("purge dead letters %s: %w", subj, err))
+			}
 		}
 	}
 	if c := e.claims; c != nil {
