@@ -16,7 +16,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newIntegrationCmd(), newTenantCmd(), newMigrateCmd(), newConnectorCmd())
+	root.AddCommand(newServeCmd(), newIntegrationCmd(), newTenantCmd(), newMigrateCmd(), newConnectorCmd(), newNATSCmd())
 	return root
 }
 
