@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -298,4 +300,62 @@ func writeDir(t *testing.T, name, content string) string {
 	dir := t.TempDir()
 	writeFile(t, dir, name, content)
 	return dir
+}
+
+// TestServerConfigRuns: the block Keys.ServerConfig prints is what an
+// external server needs: a nats-server started from it (plus JetStream and
+// a port) admits VRSky with the keys file, and takes a tenant's account.
+func TestServerConfigRuns(t *testing.T) {
+	dir := t.TempDir()
+	keys, err := GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysFile := filepath.Join(dir, KeysFile)
+	if err := keys.Save(keysFile); err != nil {
+		t.Fatal(err)
+	}
+	block, err := keys.ServerConfig(filepath.Join(dir, "accounts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := "listen: 127.0.0.1:-1\njetstream { store_dir: " + strconv.Quote(filepath.Join(dir, "js")) + " }\n" + block
+	confFile := writeFile(t, dir, "nats.conf", conf)
+	opts, err := server.ProcessConfigFile(confFile)
+	if err != nil {
+		t.Fatalf("the printed configuration does not parse: %v\n%s", err, conf)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	ctx := context.Background()
+	c, err := Connect(ctx, Options{URL: srv.ClientURL(), KeysFile: keysFile, Name: t.Name()})
+	if err != nil {
+		t.Fatalf("connect with the keys: %v", err)
+	}
+	t.Cleanup(c.Close)
+	usable(t, c)
+	acct, err := keys.TenantAccount("acme", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := keys.AccountJWT(pubKey(acct), "tenant-acme", true, Unlimited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PushAccount(ctx, "", claims); err != nil {
+		t.Fatalf("PushAccount: %v", err)
+	}
+	tc, err := c.DialAs(ctx, As{Name: "acme", Account: acct})
+	if err != nil {
+		t.Fatalf("DialAs the tenant: %v", err)
+	}
+	defer tc.Close()
+	usable(t, tc)
 }

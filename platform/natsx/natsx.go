@@ -3,12 +3,13 @@
 // an external cluster, and hands both out through the same Conn so the rest
 // of the platform has one code path.
 //
-// The embedded server admits no anonymous client. The platform's own
-// connection is in-process and signs in with an nkey generated at each
-// start that only in-process connections may use. Without Options.Listen
-// the server has no network listener at all; with it, clients on the
-// network must sign in with the node key kept in DataDir/NodeKeyFile (see
-// RATIONALE.md).
+// Both run in NATS operator mode: the servers trust VRSky's operator (Keys)
+// and keep account claims in a full resolver, so every tenant can have an
+// account of its own (PushAccount, DialAs) and every connection signs in
+// as a user minted for it. The embedded server's platform connection is
+// in-process, as a user valid in-process only. Without Options.Listen the
+// server has no network listener at all; with it, other nodes sign in as
+// users they mint with a copy of DataDir/KeysFile (see RATIONALE.md).
 package natsx
 
 import (
