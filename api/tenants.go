@@ -299,11 +299,12 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tenant %q deleted, but removing its streams failed: %w", name, err)
-	}
+	// The account goes last, with whatever streams are left.
 	if err := s.tenancy.Remove(ctx, t); err != nil {
-		return fmt.Errorf("tenant %q deleted, but removing its NATS account failed: %w", name, err)
+		errs = append(errs, fmt.Errorf("NATS account: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tenant %q deleted, but removing its data failed: %w", name, err)
 	}
 	return c.SendStatus(http.StatusNoContent)
 }

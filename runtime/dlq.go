@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vrsky/vrsky/platform/tenancy"
 )
 
 // The dead-letter queue of a tenant is the stream VRSKY_DLQ_<tenant>, one
@@ -174,6 +175,9 @@ type DLQFilter struct {
 
 func (e *Engine) dlqStream(ctx context.Context, tenant string) (jetstream.Stream, error) {
 	conn, err := e.tenants.Conn(ctx, tenant)
+	if errors.Is(err, tenancy.ErrNoTenant) {
+		return nil, nil // no tenant, no dead letters
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -96,6 +96,7 @@ type Engine struct {
 	tenants  Tenancy
 	ownTen   *tenancy.Manager // made by NewEngine, closed by Run
 	rates    rates            // tenants' rate quotas on this node
+	missing  map[string]bool  // tenants held but not in the store at the last reconcile (e.mu)
 	store    store.Store
 	catalog  *Catalog
 	hooks    *Hooks
@@ -215,6 +216,51 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// forgetDeletedTenants closes this node's connections of tenants another
+// node deleted (whose accounts are gone), when the Tenancy can say which
+// it holds. A tenant is forgotten once it has been missing from the store
+// for two reconciles in a row, so that a delete in progress here (record
+// first, streams after: see the API) keeps its connection meanwhile.
+func (e *Engine) forgetDeletedTenants(ctx context.Context) {
+	f, ok := e.tenants.(interface {
+		Tenants() []string
+		Forget(tenant string)
+	})
+	if !ok {
+		return
+	}
+	held := f.Tenants()
+	if len(held) == 0 {
+		return
+	}
+	ts, err := e.store.ListTenants(ctx)
+	if err != nil {
+		return
+	}
+	live := make(map[string]bool, len(ts))
+	for _, t := range ts {
+		live[t.Name] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	missing := map[string]bool{}
+	for _, name := range held {
+		running := false
+		for _, ent := range e.pipes {
+			running = running || ent.tenant == name
+		}
+		if live[name] || running {
+			continue
+		}
+		if e.missing[name] {
+			f.Forget(name)
+			continue
+		}
+		missing[name] = true
+	}
+	e.missing = missing
+}
+
 // Tenants is what hands out the tenants' connections (Config.Tenancy, or
 // the Manager NewEngine made).
 func (e *Engine) Tenants() Tenancy { return e.tenants }
@@ -282,6 +328,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	for _, in := range gone {
 		e.Apply(in)
 	}
+	e.forgetDeletedTenants(ctx)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vrsky/vrsky/platform/natsx/natsxtest"
+	"github.com/vrsky/vrsky/platform/tenancy"
 	"github.com/vrsky/vrsky/runtime"
 	"github.com/vrsky/vrsky/runtime/runtimetest"
 )
@@ -52,7 +53,15 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 		})
 	}
 	runtimetest.WaitFor(t, 30*time.Second, "a third of the load sent", func() bool { return sent.Load() >= total/3 })
-	victim := streamLeader(t, cluster, "VRSKY_acme_ha")
+	tn, err := h.Store.GetTenant(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	account, err := h.Engine.Tenants().(*tenancy.Manager).Account(tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := streamLeader(t, cluster, account, "VRSKY_acme_ha")
 	t.Logf("shutting down %s, the stream leader", victim.Name())
 	victim.Shutdown()
 	wg.Wait()
@@ -85,13 +94,14 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	})
 }
 
-func streamLeader(t *testing.T, c *natsxtest.Cluster, stream string) interface {
+// streamLeader is the server leading stream, of account.
+func streamLeader(t *testing.T, c *natsxtest.Cluster, account, stream string) interface {
 	Name() string
 	Shutdown()
 } {
 	t.Helper()
 	for _, s := range c.Servers {
-		if s.JetStreamIsStreamLeader("$G", stream) {
+		if s.JetStreamIsStreamLeader(account, stream) {
 			return s
 		}
 	}

@@ -239,7 +239,7 @@ retry: {max_attempts: 3, initial_backoff: 50ms, max_backoff: 400ms}
 	legacy := &nats.Msg{Subject: runtime.SubjectDLQ(h.Tenant, "held"), Header: nats.Header{}, Data: []byte(`{"x":2}`)}
 	legacy.Header.Set(runtime.HeaderMsgID, "legacy-1")
 	legacy.Header.Set(runtime.HeaderStage, sink)
-	if _, err := h.Conn.JS.PublishMsg(context.Background(), legacy); err != nil {
+	if _, err := h.TenantConn(t).JS.PublishMsg(context.Background(), legacy); err != nil {
 		t.Fatal(err)
 	}
 	waitSeries(t, reg, "a legacy dead letter", series{seriesKey("vrsky_dlq_depth", "held", "unknown"): 1})
