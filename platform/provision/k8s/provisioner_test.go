@@ -406,7 +406,7 @@ func TestEnsureNewJWTsRollThePod(t *testing.T) {
 		// The update was made from the stored object: its resourceVersion.
 		var was metav1.Object
 		for _, o := range before.all() {
-			if o.GetName() == obj.GetName() && strings.HasPrefix(fmt.Sprintf("%T", o), fmt.Sprintf("%T", u.GetObject())) {
+			if o.GetName() == obj.GetName() && fmt.Sprintf("%T", o) == fmt.Sprintf("%T", u.GetObject()) {
 				was = o
 			}
 		}
@@ -601,8 +601,13 @@ func describe(as []k8stesting.Action) []string {
 	var out []string
 	for _, a := range as {
 		s := a.GetVerb() + " " + a.GetResource().Resource
-		if n, ok := a.(interface{ GetName() string }); ok {
-			s += "/" + n.GetName()
+		switch a := a.(type) {
+		case interface{ GetName() string }:
+			s += "/" + a.GetName()
+		case interface{ GetObject() runtime.Object }:
+			if o, ok := a.GetObject().(metav1.Object); ok {
+				s += "/" + o.GetName()
+			}
 		}
 		out = append(out, s)
 	}
