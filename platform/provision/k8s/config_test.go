@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -111,7 +112,7 @@ func TestConfigServes(t *testing.T) {
 	op := newTestOperator(t)
 	spec := op.spec(t, "acme", 10)
 	dir := t.TempDir()
-	text, err := renderConfig(spec, "127.0.0.1:-1", "127.0.0.1:-1", dir)
+	text, err := renderConfig(spec, freeAddr(t), freeAddr(t), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,4 +163,15 @@ func TestRenderConfigRefusesUnsafeValues(t *testing.T) {
 	if _, err := renderConfig(spec, "0.0.0.0:4222", "0.0.0.0:8222", "/data"); err == nil || !strings.Contains(err.Error(), "AccountJWT") {
 		t.Fatalf("renderConfig of a quote-breaking JWT: %v, want an error naming AccountJWT", err)
 	}
+}
+
+// freeAddr is a loopback address on a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
