@@ -178,3 +178,29 @@ func findRecord(recs []map[string]any, attrs map[string]string) map[string]any {
 	}
 	return nil
 }
+
+// TestServeJSONLogsStartFailure: a start that fails, with --log-format
+// json, ends on a JSON record naming the error, not on a line of text.
+func TestServeJSONLogsStartFailure(t *testing.T) {
+	taken := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(taken.Close)
+	data := t.TempDir()
+	cmd := exec.Command(vrskyBin, "serve", "--data", data, "--listen", taken.Listener.Addr().String(), "--log-format", "json")
+	cmd.Env = cleanEnv(data)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("vrsky serve started on a taken address:\n%s", out)
+	}
+	var last map[string]any
+	for i, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		last = nil
+		if err := json.Unmarshal(line, &last); err != nil {
+			t.Errorf("line %d is not a JSON record: %q", i+1, line)
+			continue
+		}
+		checkRecord(t, last, line)
+	}
+	if e, _ := last["err"].(string); last["msg"] != "vrsky serve failed" || !strings.Contains(e, "--listen") {
+		t.Errorf("the last record is %v, want the failure with its err", last)
+	}
+}

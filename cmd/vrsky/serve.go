@@ -85,7 +85,14 @@ func newServeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			envDefaults(cmd)
-			return serve(cmd.Context(), f)
+			err := serve(cmd.Context(), f)
+			if err != nil && f.logFormat == "json" {
+				// The last line is a record too, not main's "vrsky: ...".
+				log, _ := newLogger(os.Stderr, "json", "error")
+				log.Error("vrsky serve failed", "err", err)
+				os.Exit(1)
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()
