@@ -87,7 +87,7 @@ func fnHTTPRequest(ctx context.Context, st *callState, m api.Module, stack []uin
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrPrivateAddress) {
-			st.pool.log.Warn("http address denied", "host", u.Host, "error", err)
+			st.pool.log.Warn("http address denied", "host", u.Host, "err", err)
 			ret(stack, abi.ErrDenied)
 			return
 		}

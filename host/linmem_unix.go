@@ -93,7 +93,7 @@ func (l *linearMemory) Allocate(capacity, max uint64) experimental.LinearMemory 
 	b, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, flags)
 	if err != nil {
 		if l.log != nil {
-			l.log.Warn("guest memory falls back to the Go heap", "error", fmt.Errorf("host: mmap %d bytes: %w", size, err))
+			l.log.Warn("guest memory falls back to the Go heap", "err", fmt.Errorf("host: mmap %d bytes: %w", size, err))
 		}
 		return &heapMemory{max: max, buf: make([]byte, 0, min(capacity, max))}
 	}

@@ -318,7 +318,7 @@ func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error
 	broken := err != nil
 	if err != nil {
 		st.failRest(err)
-		p.log.Warn("instance discarded", "error", err)
+		p.log.Warn("instance discarded", "err", err)
 	} else if pages := inst.inst.memoryPages(); pages > p.limits.MaxMemoryPages {
 		broken = true
 		p.log.Warn("instance discarded: memory above limit", "pages", pages, "limit", p.limits.MaxMemoryPages)

@@ -74,7 +74,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	}
 	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
 	p.track(msg.ID, stage, StageRecord{Status: StatusDeadLettered, Attempt: attempts, Error: clip(cause.Error())})
-	p.log.Warn("message dead-lettered", "id", msg.ID, "stage", stage.String(), "attempts", attempts, "err", cause)
+	p.log.Warn("message dead-lettered", "msg_id", msg.ID, "stage", stage.String(), "attempts", attempts, "err", cause)
 	return nil
 }
 

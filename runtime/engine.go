@@ -428,7 +428,7 @@ func (e *Engine) stopLocked(k string) {
 	e.mu.Unlock()
 	if cur != nil && cur.pipe != nil {
 		cur.pipe.stop()
-		e.log.Info("integration stopped", "integration", k)
+		e.log.Info("integration stopped", "tenant", cur.tenant, "integration", cur.name)
 	}
 }
 

@@ -85,7 +85,7 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 			wg.Go(func() { r.ack(m, msgs[i]) })
 			continue
 		}
-		p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msgs[i].ID, "err", errs[i])
+		p.log.Debug("sink delivery failed", "sink", r.spec.Name, "msg_id", msgs[i].ID, "err", errs[i])
 		p.retryOrDeadLetter(m, msgs[i], sinkStage(r.spec.Name), errs[i], r)
 	}
 	wg.Wait()
@@ -101,7 +101,7 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(ctx); err != nil {
-		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "id", msg.ID, "err", err)
+		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 	}
 	r.delivered.Add(1)
 	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
@@ -126,7 +126,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 		r.acks.Go(func() { r.ack(m, msg) })
 		return
 	}
-	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "id", msg.ID, "err", err)
+	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 	p.retryOrDeadLetter(m, msg, sinkStage(r.spec.Name), err, r)
 }
 

@@ -2,6 +2,8 @@
 # test-deps.sh installs what VRSky's tests need on a Debian/Ubuntu machine:
 #   - PostgreSQL server binaries (initdb, postgres), with apt-get, only when
 #     initdb is found neither in PATH nor in /usr/lib/postgresql/*/bin;
+#   - curl and jq, with apt-get, only when missing: the test that runs the
+#     README's getting started (cmd/vrsky) pastes its commands into bash;
 #   - Versity's S3 gateway, built with `go install` into the user's cache
 #     (outside the checkout), only when that binary is missing.
 # It is idempotent and returns at once when everything is there.
@@ -15,6 +17,25 @@ VERSITYGW_BIN=${VRSKY_VERSITYGW:-$CACHE_DIR/vrsky/tools/versitygw-$VERSITYGW_VER
 
 say() { printf 'test-deps: %s\n' "$*"; }
 
+# apt_install WHAT PACKAGE... installs Debian packages, with sudo when not
+# root (and sets SUDO for later commands); WHAT names them for a user
+# without apt-get.
+apt_install() {
+	what=$1
+	shift
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "apt-get not found: install $what yourself" >&2
+		exit 1
+	fi
+	SUDO=
+	if [ "$(id -u)" -ne 0 ]; then
+		SUDO=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 have_initdb() {
 	command -v initdb >/dev/null 2>&1 && return 0
 	for d in /usr/lib/postgresql/*/bin; do
@@ -27,23 +48,29 @@ if have_initdb; then
 	say "PostgreSQL binaries: present"
 else
 	say "PostgreSQL binaries missing: installing the postgresql package with apt-get"
-	if ! command -v apt-get >/dev/null 2>&1; then
-		say "apt-get not found: install PostgreSQL 15+ server binaries (initdb, postgres) yourself" >&2
-		exit 1
-	fi
-	SUDO=
-	if [ "$(id -u)" -ne 0 ]; then
-		SUDO=sudo
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	$SUDO apt-get update -qq
 	# The package's own cluster is not needed: tests start their own.
-	$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+	apt_install "PostgreSQL 15+ server binaries (initdb, postgres)" postgresql
 	if command -v pg_ctlcluster >/dev/null 2>&1; then
 		$SUDO sh -c 'for c in /etc/postgresql/*/main; do [ -d "$c" ] || continue; v=$(basename "$(dirname "$c")"); pg_ctlcluster "$v" main stop 2>/dev/null || true; done'
 	fi
 	have_initdb || { say "postgresql installed but initdb still not found" >&2; exit 1; }
 	say "PostgreSQL binaries: installed"
+fi
+
+missing=
+for tool in curl jq; do
+	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -z "$missing" ]; then
+	say "curl and jq: present"
+else
+	say "missing:$missing: installing it with apt-get"
+	# shellcheck disable=SC2086 # one word per package
+	apt_install "$missing" $missing
+	for tool in $missing; do
+		command -v "$tool" >/dev/null 2>&1 || { say "$tool installed but still not found" >&2; exit 1; }
+	done
+	say "curl and jq: installed"
 fi
 
 if [ -x "$VERSITYGW_BIN" ]; then

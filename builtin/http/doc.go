@@ -16,6 +16,8 @@
 // with a bearer token, basic auth or an HMAC signature of the body; at
 // most max_concurrency are in flight, over a keep-alive pool sized to
 // match. 2xx is success; 408, 429 and 5xx are retried by the pipeline;
-// other 4xx are permanent. Errors quote the status and the start of the
-// response body. See RATIONALE.md for the choices.
+// other 4xx are permanent. Errors quote the status and a one-line summary
+// of the response body: its text without markup, at most 200 bytes, with
+// its type and size when cut ("(text/html, 1.2 KiB)"). See RATIONALE.md
+// for the choices.
 package http

@@ -195,7 +195,7 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, b *batch, msgs []int, errs
 			// Only a one-row message: the rows of an array message share
 			// their id and collide with each other.
 			if m := msgs[0]; b.first[m+1]-b.first[m] == 1 && b.plan.redelivered(err) {
-				s.log.Debug("message already in the table; counted as delivered", "id", b.msgIDs[m])
+				s.log.Debug("message already in the table; counted as delivered", "msg_id", b.msgIDs[m])
 				return nil
 			}
 			errs[msgs[0]] = connector.Permanent(fmt.Errorf("postgres sink: %s rejected the message's row: %s", b.plan.table.Sanitize(), describe(err)))

@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newIntegrationCmd(), newTenantCmd(), newMigrateCmd(), newConnectorCmd(), newNATSCmd())
+	root.AddCommand(newDevSinkCmd())
 	return root
 }
 

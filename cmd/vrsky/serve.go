@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -84,7 +85,14 @@ func newServeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			envDefaults(cmd)
-			return serve(cmd.Context(), f)
+			err := serve(cmd.Context(), f)
+			if err != nil && f.logFormat == "json" {
+				// The last line is a record too, not main's "vrsky: ...".
+				log, _ := newLogger(os.Stderr, "json", "error")
+				log.Error("vrsky serve failed", "err", err)
+				os.Exit(1)
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()
@@ -206,24 +214,50 @@ func sweepPayloads(ctx context.Context, sw blob.Sweeper, log *slog.Logger) {
 	}
 }
 
-func newLogger(format, level string) (*slog.Logger, error) {
+// newLogger is vrsky serve's logger, writing to w. Its records keep one
+// key per idea across the code: err for an error, tenant and integration
+// apart (never "tenant/name"), msg_id for a message's id; and durations
+// print as Go durations ("1.5s"), not as JSON's nanoseconds.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
 }
 
+// durationsAsText writes a time.Duration as its String ("250ms"): the JSON
+// handler would write an integer of nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// announceAdminKey shows a generated admin key once, whatever the log
+// level: a banner in text logs, an info record in JSON ones (so that every
+// line of the output stays JSON).
+func announceAdminKey(log *slog.Logger, format, path, key string) {
+	if format == "json" {
+		r := slog.NewRecord(time.Now(), slog.LevelInfo, "admin API key generated (shown once, kept in admin_key_file)", 0)
+		r.AddAttrs(slog.String("admin_key", key), slog.String("admin_key_file", path))
+		_ = log.Handler().Handle(context.Background(), r) // past the level: the key is shown only now
+		return
+	}
+	fmt.Fprintf(os.Stderr, "\nAdmin API key (generated, kept in %s):\n\n    %s\n\n", path, key)
+}
+
 func serve(ctx context.Context, f serveFlags) error {
-	log, err := newLogger(f.logFormat, f.logLevel)
+	log, err := newLogger(os.Stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
 	}
@@ -351,7 +385,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	url := "http://" + ln.Addr().String()
 	log.Info("VRSky is running", "url", url, "version", version)
 	if generated {
-		fmt.Fprintf(os.Stderr, "\nAdmin API key (generated, kept in %s):\n\n    %s\n\n", filepath.Join(f.data, "admin.key"), adminKey)
+		announceAdminKey(log, f.logFormat, filepath.Join(f.data, "admin.key"), adminKey)
 	}
 
 	select {

@@ -202,11 +202,17 @@ func (in *instance) call(method, path, key, contentType, body string, wantStatus
 // sinkURL, started; it returns the tenant's key.
 func (in *instance) setup(sinkURL string) string {
 	in.t.Helper()
+	return in.setupKey(sinkURL, adminKey)
+}
+
+// setupKey is setup with the admin key admin.
+func (in *instance) setupKey(sinkURL, admin string) string {
+	in.t.Helper()
 	var tenant struct {
 		Name   string `json:"name"`
 		APIKey string `json:"api_key"`
 	}
-	in.call("POST", "/api/v1/tenants", adminKey, "application/json", `{"name":"acme"}`, http.StatusCreated, &tenant)
+	in.call("POST", "/api/v1/tenants", admin, "application/json", `{"name":"acme"}`, http.StatusCreated, &tenant)
 	spec := fmt.Sprintf(`name: orders
 source: {connector: http-webhook, config: {path: orders}}
 sinks:

@@ -4,7 +4,6 @@
 package httpx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vrsky/vrsky/platform/egress"
 	"github.com/vrsky/vrsky/runtime/connector"
@@ -86,9 +84,6 @@ func (l Limit) Release() {
 	}
 }
 
-// snippetLen is how much of a failed response's body an error quotes.
-const snippetLen = 256
-
 // StatusError is a response that was not a success.
 type StatusError struct {
 	// What names the request, e.g. "POST https://example.com/orders".
@@ -96,7 +91,8 @@ type StatusError struct {
 	// Code is the HTTP status code, Status its text ("503 Service Unavailable").
 	Code   int
 	Status string
-	// Body is the start of the response body, trimmed.
+	// Body is the response body as an error quotes it: one short line
+	// (see Summary), "" when it was empty.
 	Body string
 	// RetryAfter is the server's Retry-After, 0 when it sent none.
 	RetryAfter time.Duration
@@ -119,33 +115,33 @@ func Retryable(code int) bool {
 	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
 }
 
-// Check consumes resp's body (so the connection is reused) and maps its
-// status: nil for 2xx; a *StatusError for the rest, wrapped with
-// connector.Permanent unless Retryable.
+// Check consumes resp's body (up to 1 MiB, so the connection is reused)
+// and maps its status: nil for 2xx; a *StatusError for the rest, its Body
+// a one-line Summary of the response's, wrapped with connector.Permanent
+// unless Retryable.
 func Check(what string, resp *http.Response) error {
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, snippetLen+1))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLen))
 		return nil
 	}
-	err := &StatusError{What: what, Code: resp.StatusCode, Status: resp.Status, Body: clip(snippet),
-		RetryAfter: RetryAfter(resp.Header, time.Now())}
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, peekLen))
+	size, more := int64(len(head)), false
+	if len(head) == peekLen {
+		n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, drainLen+1))
+		size += n
+		if n > drainLen { // the rest is left unread: the connection closes
+			size, more = size-1, true
+			if resp.ContentLength > size {
+				size, more = resp.ContentLength, false
+			}
+		}
+	}
+	err := &StatusError{What: what, Code: resp.StatusCode, Status: resp.Status,
+		Body: Summary(resp.Header.Get("Content-Type"), head, size, more), RetryAfter: RetryAfter(resp.Header, time.Now())}
 	if Retryable(resp.StatusCode) {
 		return err
 	}
 	return connector.Permanent(err)
-}
-
-func clip(b []byte) string {
-	b = bytes.TrimSpace(b)
-	if len(b) <= snippetLen {
-		return strings.ToValidUTF8(string(b), "?")
-	}
-	b = b[:snippetLen]
-	for len(b) > 0 && !utf8.Valid(b) {
-		b = b[:len(b)-1]
-	}
-	return string(b) + "…"
 }
 
 // RetryAfter parses a Retry-After header, in seconds or as an HTTP date;

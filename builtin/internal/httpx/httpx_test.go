@@ -55,7 +55,7 @@ func TestCheck(t *testing.T) {
 		{401, "", true, true, "x: 401 Unauthorized"},
 		{408, "slow", true, false, "x: 408 Request Timeout: slow"},
 		{429, "", true, false, "x: 429 Too Many Requests"},
-		{500, strings.Repeat("é", 300), true, false, "x: 500 Internal Server Error: " + strings.Repeat("é", 128) + "…"},
+		{500, strings.Repeat("é", 300), true, false, "x: 500 Internal Server Error: " + strings.Repeat("é", 100) + "… (text/plain, 600 B)"},
 		{503, "", true, false, "x: 503 Service Unavailable"},
 	} {
 		code, body = tc.code, tc.body
