@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -9,15 +10,40 @@ import (
 )
 
 func newRootCmd() *cobra.Command {
+	b := currentBuild()
 	root := &cobra.Command{
 		Use:           "vrsky",
 		Short:         "VRSky: a durable, sandboxed integration platform",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       b.Version,
 	}
-	root.AddCommand(newServeCmd(), newIntegrationCmd(), newTenantCmd(), newMigrateCmd(), newConnectorCmd())
+	root.SetVersionTemplate(b.String() + "\n")
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newVersionCmd(), newContextCmd(),
+		newIntegrationCmd(), newTenantCmd(), newKeyCmd(), newDLQCmd(), newMessageCmd(), newConnectorCmd())
 	return root
+}
+
+// group makes cmd a command that only holds subcommands. Cobra prints the
+// help and succeeds when such a command is given an argument that is none
+// of its subcommands; a group fails instead, naming the argument (and
+// what it may have meant), so that a typo in a script is not a success.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only for the root
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return fmt.Errorf("%s\nRun '%s --help' for usage", msg, cmd.CommandPath())
+	}
+	return cmd
 }
 
 // envDefaults lets every flag of cmd be set as VRSKY_<FLAG> (dashes become

@@ -289,10 +289,6 @@ func serve(ctx context.Context, f serveFlags) error {
 	if filesRoot == "" {
 		filesRoot = filepath.Join(f.data, "files")
 	}
-	cat, err := runtime.NewCatalog(builtins(filesRoot)...)
-	if err != nil {
-		return err
-	}
 	limits := wasmcheck.DefaultLimits()
 	limits.ModuleBytes = max(limits.ModuleBytes, f.registry.maxModuleSize)
 	wasmRT, err := host.New(ctx, host.Config{
@@ -306,7 +302,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	// What Wasm steps' I/O functions reach, shipped and uploaded alike; the
 	// engine gives each integration its own KV bucket and object prefix.
 	stepEnv := host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}
-	if err := registerWasmSteps(ctx, cat, wasmRT, stepEnv, log); err != nil {
+	cat, err := newCatalog(ctx, filesRoot, wasmRT, stepEnv, log)
+	if err != nil {
 		return err
 	}
 	connReg, err := openRegistry(f.registry, cat, wasmRT, st, bs, stepEnv, log)
@@ -324,7 +321,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, AdminKey: adminKey,
-		Logger: log, Gatherer: reg, Version: version, HookBodyLimit: f.maxPayload,
+		Logger: log, Gatherer: reg, Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
 		Registry: connReg,
 	})
 	if err != nil {
@@ -347,7 +344,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	go func() { apiDone <- srv.ListenOn(ln) }()
 
 	url := "http://" + ln.Addr().String()
-	log.Info("VRSky is running", "url", url, "version", version)
+	log.Info("VRSky is running", "url", url, "version", currentBuild().Version, "commit", currentBuild().Commit)
 	if generated {
 		fmt.Fprintf(os.Stderr, "\nAdmin API key (generated, kept in %s):\n\n    %s\n\n", filepath.Join(f.data, "admin.key"), adminKey)
 	}
@@ -393,6 +390,21 @@ func builtins(filesRoot string) []runtime.Connector {
 		postgres.Sink, postgrescdc.Source,
 		slack.Sink, schedule.Source,
 	}
+}
+
+// newCatalog is the catalogue of vrsky serve: the built-in connectors
+// (the file ones under filesRoot) and the Wasm steps shipped in the binary,
+// compiled by rt when a pipeline first needs one; their I/O goes to env.
+// `vrsky integration validate` checks specs against the same catalogue.
+func newCatalog(ctx context.Context, filesRoot string, rt *host.Runtime, env host.Env, log *slog.Logger) (*runtime.Catalog, error) {
+	cat, err := runtime.NewCatalog(builtins(filesRoot)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerWasmSteps(ctx, cat, rt, env, log); err != nil {
+		return nil, err
+	}
+	return cat, nil
 }
 
 // registerWasmSteps compiles the Wasm connectors that ship inside the
