@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"time"
@@ -25,12 +26,16 @@ func (o *clientOptions) names(cmd *cobra.Command, path, key string, desc func(ma
 		return nil
 	}
 	c := &client{base: s.url, key: s.apiKey, tenant: s.tenant, http: &http.Client{Timeout: completeTimeout}}
-	var page map[string][]map[string]any
+	var page map[string]json.RawMessage
 	if err := c.do(http.MethodGet, path, "", nil, &page); err != nil {
 		return nil
 	}
+	var items []map[string]any
+	if json.Unmarshal(page[key], &items) != nil {
+		return nil
+	}
 	var out []string
-	for _, item := range page[key] {
+	for _, item := range items {
 		name, _ := item["name"].(string)
 		if key == "items" || key == "keys" {
 			name, _ = item["id"].(string)

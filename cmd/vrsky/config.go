@@ -51,10 +51,10 @@ type savedContext struct {
 // else ~/.config/vrsky/config.yaml (the XDG base directory rule, on every
 // system).
 func configPath() (string, error) {
-	if p := os.Getenv(configEnv); p != "" {
+	if p := getenv(configEnv); p != "" {
 		return p, nil
 	}
-	dir := os.Getenv("XDG_CONFIG_HOME")
+	dir := getenv("XDG_CONFIG_HOME")
 	if dir == "" || !filepath.IsAbs(dir) {
 		home, err := os.UserHomeDir()
 		if err != nil {
