@@ -261,6 +261,10 @@ sinks:
 		{name: "a typo is suggested", args: []string{"integration", "lst"}, code: 1, errOut: []string{`unknown command "lst"`, "did you mean list"}},
 		{name: "unknown dlq command", args: []string{"dlq", "purge", "orders"}, code: 1, errOut: []string{`unknown command "purge" for "vrsky dlq"`}},
 		{name: "unknown context command", args: []string{"context", "switch"}, code: 1, errOut: []string{`unknown command "switch" for "vrsky context"`}},
+		{name: "unknown migrate command", args: []string{"migrate", "bogus"}, code: 1, errOut: []string{`unknown command "bogus" for "vrsky migrate"`}},
+		{name: "unknown completion shell", args: []string{"completion", "bsh"}, code: 1, errOut: []string{`unknown command "bsh" for "vrsky completion"`, "did you mean bash"}},
+		{name: "unknown help topic", args: []string{"help", "integration", "bogus"}, code: 1, errOut: []string{`unknown help topic "integration bogus"`}},
+		{name: "help on a command", args: []string{"help", "integration", "apply"}, out: []string{"created, updated or unchanged", "--dry-run"}},
 		{name: "a group alone prints its help", args: []string{"tenant"}, out: []string{"Available Commands", "delete"}},
 		{name: "unknown flag", args: []string{"integration", "list", "--bogus"}, code: 1, errOut: []string{"unknown flag: --bogus"}},
 

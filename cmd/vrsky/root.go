@@ -21,7 +21,54 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate(b.String() + "\n")
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newVersionCmd(), newContextCmd(),
 		newIntegrationCmd(), newTenantCmd(), newKeyCmd(), newDLQCmd(), newMessageCmd(), newConnectorCmd())
+	// Cobra adds its completion command when it runs; added now, it is a
+	// group like the others (vrsky completion bsh fails).
+	root.InitDefaultCompletionCmd()
+	root.SetHelpCommand(newHelpCmd())
+	groupAll(root)
 	return root
+}
+
+// newHelpCmd is cobra's help command, except that a topic that is no
+// command fails (cobra's prints the usage and succeeds).
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || cmd == nil || len(rest) > 0 {
+				return fmt.Errorf("unknown help topic %q: run 'vrsky --help' for the commands", strings.Join(args, " "))
+			}
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
+			return cmd.Help()
+		},
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil || cmd == nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, sub.Name()+"\t"+sub.Short)
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
+}
+
+// groupAll makes every command under root that holds subcommands and runs
+// nothing a group. (The root itself fails on an unknown command already.)
+func groupAll(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && !c.Runnable() {
+			group(c)
+		}
+		groupAll(c)
+	}
 }
 
 // group makes cmd a command that only holds subcommands. Cobra prints the
