@@ -258,7 +258,7 @@ sinks:
 
 		{name: "unknown command", args: []string{"bogus"}, code: 1, errOut: []string{`unknown command "bogus" for "vrsky"`}},
 		{name: "unknown sub-command", args: []string{"integration", "bogus"}, code: 1, errOut: []string{`unknown command "bogus" for "vrsky integration"`}},
-		{name: "a typo is suggested", args: []string{"integration", "lst"}, code: 1, errOut: []string{`unknown command "lst"`, "did you mean list"}},
+		{name: "a typo is suggested", args: []string{"integration", "lst"}, code: 1, errOut: []string{`unknown command "lst"`, "did you mean ", " list?"}},
 		{name: "unknown dlq command", args: []string{"dlq", "purge", "orders"}, code: 1, errOut: []string{`unknown command "purge" for "vrsky dlq"`}},
 		{name: "unknown context command", args: []string{"context", "switch"}, code: 1, errOut: []string{`unknown command "switch" for "vrsky context"`}},
 		{name: "unknown migrate command", args: []string{"migrate", "bogus"}, code: 1, errOut: []string{`unknown command "bogus" for "vrsky migrate"`}},
