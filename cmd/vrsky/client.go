@@ -159,9 +159,6 @@ func (c *client) request(ctx context.Context, method, path, contentType string, 
 		}
 		u += sep + "tenant=" + url.QueryEscape(c.tenant)
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, u, err)

@@ -252,9 +252,6 @@ func printDeadLetter(w io.Writer, d deadLetterView) error {
 	return nil
 }
 
-// messageTrace is the API's answer to a message lookup.
-type messageTrace = runtime.MessageTrace
-
 // newMessageCmd is `vrsky message`: where a message is.
 func newMessageCmd() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "message", Aliases: []string{"messages", "msg"}, Short: "Find where a message is: stages, attempts, errors"})
@@ -310,7 +307,7 @@ func newMessageCmd() *cobra.Command {
 			return fmt.Errorf("message %q is in integrations %s: name one with --integration", id, strings.Join(found, ", "))
 		}
 		return out.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
-			var tr messageTrace
+			var tr runtime.MessageTrace
 			if err := json.Unmarshal(raw, &tr); err != nil {
 				return fmt.Errorf("message: %w", err)
 			}
