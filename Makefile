@@ -5,8 +5,11 @@ GO       ?= go
 BIN      := bin/vrsky
 DATA     ?= ./data
 LISTEN   ?= 127.0.0.1:8080
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+# VERSION is a semver: the nearest v* tag (v1.2.0, or v1.2.0-3-gabc1234 past it), else
+# v0.0.0-dev; COMMIT the revision built. `vrsky version` prints both.
+VERSION  ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v0.0.0-dev)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # The concurrent core runs under the race detector.
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,8 +146,38 @@ func checkHookPath(spec *runtime.Spec, others []store.Integration, self string) 
 	return nil
 }
 
+// dryRun reads the optional ?dry_run= of a create or replace: true
+// validates the request as the write would and stores nothing.
+func dryRun(c *fiber.Ctx) (bool, error) {
+	q := c.Query("dry_run")
+	if q == "" {
+		return false, nil
+	}
+	v, err := strconv.ParseBool(q)
+	if err != nil {
+		return false, badRequest("dry_run", "dry_run %q is not true or false", q)
+	}
+	return v, nil
+}
+
+// sameSpec reports whether two specs in canonical JSON say the same thing.
+// They are compared as JSON values, not as bytes: a store may re-format
+// what it keeps (PostgreSQL's jsonb reorders keys), and a config's keys
+// keep the order they were written in.
+func sameSpec(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
 func (s *Server) createIntegration(c *fiber.Ctx) error {
 	tenant, err := s.scope(c)
+	if err != nil {
+		return err
+	}
+	dry, err := dryRun(c)
 	if err != nil {
 		return err
 	}
@@ -176,9 +208,12 @@ func (s *Server) createIntegration(c *fiber.Ctx) error {
 	if err := checkHookPath(spec, list, spec.Name); err != nil {
 		return err
 	}
-	in, err := s.store.CreateIntegration(ctx, store.Integration{
-		Tenant: tenant, Name: spec.Name, Spec: spec.JSON(), Desired: store.StateStopped,
-	})
+	want := store.Integration{Tenant: tenant, Name: spec.Name, Spec: spec.JSON(), Desired: store.StateStopped}
+	if dry {
+		// What the create would store; no record, no revision yet.
+		return c.JSON(s.view(ctx, want))
+	}
+	in, err := s.store.CreateIntegration(ctx, want)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("integration %q", spec.Name))
 	}
@@ -226,8 +261,16 @@ func (s *Server) getIntegration(c *fiber.Ctx) error {
 	return c.JSON(s.view(c.UserContext(), in))
 }
 
+// updateIntegration replaces an integration's spec. A spec that says what
+// the stored one says is not written: the answer is the integration as it
+// is, its revision unchanged, and a running integration is not restarted
+// (an apply of an unchanged file changes nothing, as kubectl's does).
 func (s *Server) updateIntegration(c *fiber.Ctx) error {
 	tenant, err := s.scope(c)
+	if err != nil {
+		return err
+	}
+	dry, err := dryRun(c)
 	if err != nil {
 		return err
 	}
@@ -253,7 +296,14 @@ func (s *Server) updateIntegration(c *fiber.Ctx) error {
 	if err := checkHookPath(spec, list, name); err != nil {
 		return err
 	}
-	cur.Spec = spec.JSON()
+	next := spec.JSON()
+	if sameSpec(cur.Spec, next) {
+		return c.JSON(s.view(ctx, cur))
+	}
+	cur.Spec = next
+	if dry {
+		return c.JSON(s.view(ctx, cur))
+	}
 	in, err := s.store.UpdateIntegration(ctx, cur)
 	if err != nil {
 		return storeError(err, fmt.Sprintf("integration %q", name))

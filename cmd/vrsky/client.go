@@ -2,20 +2,25 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
+	"github.com/spf13/pflag"
 )
+
+// defaultURL is where client commands look for VRSky when nothing says
+// otherwise: `make run`'s address.
+const defaultURL = "http://127.0.0.1:8080"
 
 // client talks to a running vrsky's REST API.
 type client struct {
@@ -23,30 +28,129 @@ type client struct {
 	key    string
 	tenant string
 	http   *http.Client
+	// urlFrom and keyFrom say where base and key came from ("--url",
+	// "VRSKY_API_KEY", `context "prod"`, "the default"), for the hints.
+	urlFrom, keyFrom string
 }
 
-// clientFlags adds --url, --api-key and --tenant (VRSKY_URL, VRSKY_API_KEY,
-// VRSKY_TENANT) to cmd and returns a constructor for the client.
-func clientFlags(cmd *cobra.Command) func() *client {
-	c := &client{http: &http.Client{Timeout: 60 * time.Second}}
-	cmd.PersistentFlags().StringVar(&c.base, "url", "http://127.0.0.1:8080", "VRSky API URL (VRSKY_URL)")
-	cmd.PersistentFlags().StringVar(&c.key, "api-key", "", "API key (VRSKY_API_KEY)")
-	cmd.PersistentFlags().StringVar(&c.tenant, "tenant", "", "tenant to act on with the admin key (VRSKY_TENANT)")
-	return func() *client {
-		for name, v := range map[string]*string{"url": &c.base, "api-key": &c.key, "tenant": &c.tenant} {
-			env := "VRSKY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-			if f := cmd.PersistentFlags().Lookup(name); !f.Changed && os.Getenv(env) != "" {
-				*v = os.Getenv(env)
+// clientOptions are the connection flags of a group of client commands:
+// --url, --api-key, --tenant and --context.
+type clientOptions struct {
+	url, apiKey, tenant, context string
+	flags                        *pflag.FlagSet
+}
+
+// addClientFlags adds the connection flags to cmd, for it and its
+// subcommands.
+func addClientFlags(cmd *cobra.Command) *clientOptions {
+	o := &clientOptions{flags: cmd.PersistentFlags()}
+	fl := o.flags
+	fl.StringVar(&o.url, "url", defaultURL, "VRSky API URL (VRSKY_URL)")
+	fl.StringVar(&o.apiKey, "api-key", "", "API key (VRSKY_API_KEY)")
+	fl.StringVar(&o.tenant, "tenant", "", "tenant to act on with the admin key (VRSKY_TENANT)")
+	fl.StringVar(&o.context, "context", "", "saved context to use (VRSKY_CONTEXT; default: the current one, see vrsky context)")
+	_ = cmd.RegisterFlagCompletionFunc("context", completeContexts)
+	return o
+}
+
+// settings are the resolved connection settings and where each came from.
+type settings struct {
+	url, apiKey, tenant string
+	urlFrom, keyFrom    string
+}
+
+// resolve applies the precedence flag > environment (VRSKY_URL,
+// VRSKY_API_KEY, VRSKY_TENANT) > the saved context (--context,
+// VRSKY_CONTEXT, else the config's current one) > the default. The config
+// file is read only when a setting is left to it; its warnings go to warn.
+func (o *clientOptions) resolve(warn io.Writer) (settings, error) {
+	type setting struct {
+		flag, env string
+		val       *string
+		from      *string
+		ctx       func(*savedContext) string
+		def       string
+	}
+	var s settings
+	var unusedFrom string
+	list := []setting{
+		{"url", "VRSKY_URL", &s.url, &s.urlFrom, func(c *savedContext) string { return c.URL }, defaultURL},
+		{"api-key", "VRSKY_API_KEY", &s.apiKey, &s.keyFrom, func(c *savedContext) string { return c.APIKey }, ""},
+		{"tenant", "VRSKY_TENANT", &s.tenant, &unusedFrom, func(c *savedContext) string { return c.Tenant }, ""},
+	}
+	flagVal := map[string]string{"url": o.url, "api-key": o.apiKey, "tenant": o.tenant}
+	var rest []setting
+	for _, x := range list {
+		if f := o.flags.Lookup(x.flag); f != nil && f.Changed {
+			*x.val, *x.from = flagVal[x.flag], "--"+x.flag
+			continue
+		}
+		if v := strings.TrimSpace(getenv(x.env)); v != "" {
+			*x.val, *x.from = v, x.env
+			continue
+		}
+		rest = append(rest, x)
+	}
+	ctxName, ctxFrom := o.context, "--context"
+	if f := o.flags.Lookup("context"); f == nil || !f.Changed {
+		ctxName, ctxFrom = getenv("VRSKY_CONTEXT"), "VRSKY_CONTEXT"
+	}
+	var saved *savedContext
+	if len(rest) > 0 || ctxName != "" {
+		cfg, path, err := loadConfig(warn)
+		if err != nil {
+			return s, err
+		}
+		if ctxName == "" {
+			ctxName, ctxFrom = cfg.CurrentContext, "current_context"
+		}
+		if ctxName != "" {
+			var ok bool
+			if saved, ok = cfg.find(ctxName); !ok {
+				return s, fmt.Errorf("context %q (%s) is not in %s: see vrsky context list", ctxName, ctxFrom, path)
 			}
 		}
-		c.base = strings.TrimRight(c.base, "/")
-		return c
 	}
+	for _, x := range rest {
+		if saved != nil {
+			if v := x.ctx(saved); v != "" || x.def == "" {
+				*x.val, *x.from = v, fmt.Sprintf("context %q", saved.Name)
+				continue
+			}
+		}
+		*x.val, *x.from = x.def, "the default"
+	}
+	s.url = strings.TrimRight(s.url, "/")
+	return s, nil
 }
 
-// do sends a request and decodes a JSON answer into out (when not nil). A
-// non-2xx answer becomes an error carrying the API's message and field.
-func (c *client) do(method, path, contentType string, body []byte, out any) error {
+// getenv is os.Getenv, a variable so that tests can run the resolution
+// without touching the process's environment.
+var getenv = os.Getenv
+
+// client resolves the settings and returns a client whose requests time
+// out after timeout.
+func (o *clientOptions) client(cmd *cobra.Command, timeout time.Duration) (*client, error) {
+	s, err := o.resolve(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := url.ParseRequestURI(s.url); err != nil || !strings.HasPrefix(s.url, "http") {
+		return nil, fmt.Errorf("the API URL %q (from %s) is not an http:// or https:// URL", s.url, s.urlFrom)
+	}
+	return &client{
+		base: s.url, key: s.apiKey, tenant: s.tenant, http: &http.Client{Timeout: timeout},
+		urlFrom: s.urlFrom, keyFrom: s.keyFrom,
+	}, nil
+}
+
+// requestTimeout bounds each request of a client command.
+const requestTimeout = 60 * time.Second
+
+// request sends a request with the tenant (when set) as ?tenant= and the
+// key as a bearer token, and returns the answer's body. A non-2xx answer
+// is a *clientError; failures get hints (withHint).
+func (c *client) request(ctx context.Context, method, path, contentType string, body []byte) ([]byte, error) {
 	u := c.base + path
 	if c.tenant != "" {
 		sep := "?"
@@ -55,9 +159,9 @@ func (c *client) do(method, path, contentType string, body []byte, out any) erro
 		}
 		u += sep + "tenant=" + url.QueryEscape(c.tenant)
 	}
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -67,25 +171,78 @@ func (c *client) do(method, path, contentType string, body []byte, out any) erro
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, u, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the method and URL
+		}
+		return nil, c.withHint(fmt.Errorf("%s %s: %w", method, u, err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%s %s: read the answer: %w", method, u, err)
 	}
 	if resp.StatusCode >= 300 {
-		return newClientError(resp, b)
+		return b, c.withHint(newClientError(resp, b))
+	}
+	return b, nil
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil;
+// a *json.RawMessage keeps it as it is). A non-2xx answer becomes an error
+// carrying the API's message and field.
+func (c *client) do(method, path, contentType string, body []byte, out any) error {
+	b, err := c.request(context.Background(), method, path, contentType, body)
+	if err != nil {
+		return err
 	}
 	if out != nil && len(b) > 0 {
-		return json.Unmarshal(b, out)
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: the answer is not the JSON expected: %w", method, path, err)
+		}
 	}
 	return nil
 }
 
+// getRaw is GET path's JSON answer, as it is.
+func (c *client) getRaw(path string) (json.RawMessage, error) {
+	var raw json.RawMessage
+	if err := c.do(http.MethodGet, path, "", nil, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// hintError is an error with advice on what to do about it.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() + "\n  hint: " + e.hint }
+func (e *hintError) Unwrap() error { return e.err }
+
+// withHint adds advice to the failures a newcomer meets first: no server
+// at the URL, a key that is missing or refused, a route that needs the
+// admin key.
+func (c *client) withHint(err error) error {
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return &hintError{err, fmt.Sprintf("no VRSky server is reachable at %s (%s): start one with `make run` (or `vrsky serve`), or point --url or VRSKY_URL at it", c.base, c.urlFrom)}
+	case httpStatus(err) == http.StatusUnauthorized && c.key == "":
+		return &hintError{err, "no API key was sent: pass --api-key or set VRSKY_API_KEY, or save one in a context (vrsky context add NAME --url URL --api-key KEY) and `vrsky context use NAME`"}
+	case httpStatus(err) == http.StatusUnauthorized:
+		return &hintError{err, fmt.Sprintf("the API key (from %s) was refused: pass the right one with --api-key or VRSKY_API_KEY, or switch with `vrsky context use NAME`", c.keyFrom)}
+	case httpStatus(err) == http.StatusForbidden:
+		return &hintError{err, "this needs the admin key: vrsky serve prints it on its first start and keeps it in DATA/admin.key"}
+	}
+	return err
+}
+
 // clientError is a non-2xx answer of the REST API: its HTTP status and, when
-// the body is the API's error document ({"error": {"code", "message",
-// "field"}}), the error's code, message and field. Callers tell answers
+// the body is the API's error document ({"error": {"code": ..., "message": ...,
+// "field": ...}}), the error's code, message and field. Callers tell answers
 // apart with errors.As and the status or code, never by the text.
 type clientError struct {
 	// StatusCode is the HTTP status code (404); Status is the status line
@@ -138,121 +295,14 @@ func httpStatus(err error) int {
 	return 0
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func newIntegrationCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "integration", Aliases: []string{"integrations", "int"}, Short: "Manage integrations through the REST API"}
-	newClient := clientFlags(cmd)
-
-	var file string
-	var noStart bool
-	apply := &cobra.Command{
-		Use:   "apply -f FILE",
-		Short: "Create or update an integration from a YAML or JSON spec, and start it",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := newClient()
-			doc, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			ct := "application/yaml"
-			if filepath.Ext(file) == ".json" {
-				ct = "application/json"
-			}
-			var probe struct {
-				Name string `json:"name"`
-			}
-			if err := yaml.Unmarshal(doc, &probe); err != nil || probe.Name == "" {
-				return fmt.Errorf("%s: no integration name in the spec", file)
-			}
-			path := "/api/v1/integrations/" + url.PathEscape(probe.Name)
-			var out map[string]any
-			method := http.MethodPut
-			if err := c.do(http.MethodGet, path, "", nil, nil); err != nil {
-				if httpStatus(err) != http.StatusNotFound {
-					return err
-				}
-				method, path = http.MethodPost, "/api/v1/integrations"
-			}
-			if err := c.do(method, path, ct, doc, &out); err != nil {
-				return err
-			}
-			name, _ := out["name"].(string)
-			if !noStart {
-				if err := c.do(http.MethodPost, "/api/v1/integrations/"+url.PathEscape(name)+"/start", "", nil, &out); err != nil {
-					return err
-				}
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
+// jsonEqual reports whether a and b are the same JSON value (key order and
+// spacing aside).
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
 	}
-	apply.Flags().StringVarP(&file, "file", "f", "", "spec file (.yaml, .yml or .json)")
-	apply.Flags().BoolVar(&noStart, "no-start", false, "store the integration without starting it")
-	_ = apply.MarkFlagRequired("file")
-
-	simple := func(use, short, method, suffix string) *cobra.Command {
-		return &cobra.Command{
-			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				var out any
-				if err := newClient().do(method, "/api/v1/integrations/"+url.PathEscape(args[0])+suffix, "", nil, &out); err != nil {
-					return err
-				}
-				if out == nil {
-					return nil
-				}
-				return printJSON(cmd.OutOrStdout(), out)
-			},
-		}
-	}
-	list := &cobra.Command{
-		Use: "list", Short: "List integrations", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out any
-			if err := newClient().do(http.MethodGet, "/api/v1/integrations", "", nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
-	}
-	cmd.AddCommand(apply, list,
-		simple("get", "Show an integration with its state and counters", http.MethodGet, ""),
-		simple("start", "Start an integration", http.MethodPost, "/start"),
-		simple("stop", "Stop an integration, draining in-flight work", http.MethodPost, "/stop"),
-		simple("delete", "Delete an integration and the messages still queued in it", http.MethodDelete, ""),
-	)
-	return cmd
-}
-
-func newTenantCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "tenant", Aliases: []string{"tenants"}, Short: "Manage tenants (admin key)"}
-	newClient := clientFlags(cmd)
-	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a tenant and print its first API key", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			body, _ := json.Marshal(map[string]string{"name": args[0]})
-			var out any
-			if err := newClient().do(http.MethodPost, "/api/v1/tenants", "application/json", body, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
-	}
-	list := &cobra.Command{
-		Use: "list", Short: "List tenants", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out any
-			if err := newClient().do(http.MethodGet, "/api/v1/tenants", "", nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
-	}
-	cmd.AddCommand(create, list)
-	return cmd
+	ja, _ := json.Marshal(x) // maps marshal with sorted keys
+	jb, _ := json.Marshal(y)
+	return bytes.Equal(ja, jb)
 }

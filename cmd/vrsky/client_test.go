@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 )
 
@@ -73,55 +68,4 @@ func TestClientErrors(t *testing.T) {
 			t.Fatalf("unreachable server: %v, status %d", err, httpStatus(err))
 		}
 	})
-}
-
-// TestClientIntegrationApply: apply updates (PUT) an integration the API
-// has and creates (POST) one it answers 404 for; any other failure of the
-// lookup stops it.
-func TestClientIntegrationApply(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		lookup  int // the status GET /api/v1/integrations/orders answers
-		want    []string
-		wantErr bool
-	}{
-		{name: "exists", lookup: http.StatusOK, want: []string{"GET /api/v1/integrations/orders", "PUT /api/v1/integrations/orders"}},
-		{name: "not found", lookup: http.StatusNotFound, want: []string{"GET /api/v1/integrations/orders", "POST /api/v1/integrations"}},
-		{name: "lookup fails", lookup: http.StatusInternalServerError, want: []string{"GET /api/v1/integrations/orders"}, wantErr: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var got []string
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				got = append(got, r.Method+" "+r.URL.Path)
-				mu.Unlock()
-				if r.Method == http.MethodGet {
-					w.WriteHeader(tc.lookup)
-					fmt.Fprintf(w, `{"error":{"code":"x","message":"status %d"}}`, tc.lookup)
-					return
-				}
-				io.WriteString(w, `{"name":"orders"}`)
-			}))
-			t.Cleanup(srv.Close)
-			spec := filepath.Join(t.TempDir(), "orders.yaml")
-			if err := os.WriteFile(spec, []byte("name: orders\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := newIntegrationCmd()
-			var out bytes.Buffer
-			cmd.SetOut(&out)
-			cmd.SetErr(&out)
-			cmd.SetArgs([]string{"apply", "-f", spec, "--no-start", "--url", srv.URL})
-			err := cmd.Execute()
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("apply: %v %s", err, out.String())
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if strings.Join(got, ", ") != strings.Join(tc.want, ", ") {
-				t.Errorf("requests %q, want %q", got, tc.want)
-			}
-		})
-	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -12,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,8 +29,8 @@ import (
 // newConnectorCmd is `vrsky connector`: the registry's client commands
 // (push, list, show, pull) and the offline signing tools (keygen, sign).
 func newConnectorCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "connector", Aliases: []string{"connectors"}, Short: "Publish and browse connectors in the registry"}
-	newClient := clientFlags(cmd)
+	cmd := group(&cobra.Command{Use: "connector", Aliases: []string{"connectors"}, Short: "Publish and browse connectors in the registry"})
+	opts := addClientFlags(cmd)
 
 	var module, sigFile string
 	push := &cobra.Command{
@@ -35,32 +39,47 @@ func newConnectorCmd() *cobra.Command {
 		Long: "push builds nothing: it uploads DIR/" + registry.ManifestFile + " and the module (--module, else the one .wasm file in DIR)," +
 			" with DIR/" + registry.SignatureFile + " when it exists (or --signature). The registry validates it and names the rule it breaks, if any.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			man, wasm, err := readConnectorDir(args[0], module)
-			if err != nil {
+	}
+	pushOut := addOutputFlag(push)
+	push.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := opts.client(cmd, requestTimeout)
+		if err != nil {
+			return err
+		}
+		man, wasm, err := readConnectorDir(args[0], module)
+		if err != nil {
+			return err
+		}
+		if sigFile == "" {
+			if p := filepath.Join(args[0], registry.SignatureFile); fileExists(p) {
+				sigFile = p
+			}
+		}
+		parts := map[string][]byte{"manifest": man, "module": wasm}
+		if sigFile != "" {
+			if parts["signature"], err = os.ReadFile(sigFile); err != nil {
 				return err
 			}
-			if sigFile == "" {
-				if p := filepath.Join(args[0], registry.SignatureFile); fileExists(p) {
-					sigFile = p
-				}
+		}
+		ct, body, err := multipartForm(parts)
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := c.do(http.MethodPost, "/api/v1/connectors", ct, body, &raw); err != nil {
+			return err
+		}
+		return pushOut.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
+			var up struct {
+				Name, Version, Kind, Visibility, Digest string
+				Size                                    int64
 			}
-			parts := map[string][]byte{"manifest": man, "module": wasm}
-			if sigFile != "" {
-				if parts["signature"], err = os.ReadFile(sigFile); err != nil {
-					return err
-				}
+			if err := json.Unmarshal(raw, &up); err != nil {
+				return fmt.Errorf("upload: %w", err)
 			}
-			ct, body, err := multipartForm(parts)
-			if err != nil {
-				return err
-			}
-			var out any
-			if err := newClient().do(http.MethodPost, "/api/v1/connectors", ct, body, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
+			_, err := fmt.Fprintf(w, "pushed %s@%s: %s, %s, sha256 %s, %d bytes\n", up.Name, up.Version, up.Kind, up.Visibility, up.Digest, up.Size)
+			return err
+		})
 	}
 	push.Flags().StringVar(&module, "module", "", "the .wasm file (default: the one .wasm in DIR)")
 	push.Flags().StringVar(&sigFile, "signature", "", "signature file (default: DIR/"+registry.SignatureFile+" if present)")
@@ -69,32 +88,43 @@ func newConnectorCmd() *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{
 		Use: "list", Short: "List the catalogue: built-in, shipped and uploaded connectors", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := url.Values{}
-			for k, s := range map[string]string{"kind": q.Kind, "tag": q.Tag, "q": q.Text} {
-				if s != "" {
-					v.Set(k, s)
-				}
+	}
+	listOut := addOutputFlag(list)
+	list.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := opts.client(cmd, requestTimeout)
+		if err != nil {
+			return err
+		}
+		v := url.Values{}
+		for k, s := range map[string]string{"kind": q.Kind, "tag": q.Tag, "q": q.Text} {
+			if s != "" {
+				v.Set(k, s)
 			}
-			if q.Page > 0 {
-				v.Set("page", strconv.Itoa(q.Page))
-			}
-			if q.Limit > 0 {
-				v.Set("limit", strconv.Itoa(q.Limit))
-			}
-			path := "/api/v1/connectors"
-			if len(v) > 0 {
-				path += "?" + v.Encode()
-			}
+		}
+		if q.Page > 0 {
+			v.Set("page", strconv.Itoa(q.Page))
+		}
+		if q.Limit > 0 {
+			v.Set("limit", strconv.Itoa(q.Limit))
+		}
+		path := "/api/v1/connectors"
+		if len(v) > 0 {
+			path += "?" + v.Encode()
+		}
+		raw, err := c.getRaw(path)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			*listOut = formatJSON
+		}
+		return listOut.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
 			var page registry.Page
-			if err := newClient().do(http.MethodGet, path, "", nil, &page); err != nil {
-				return err
+			if err := json.Unmarshal(raw, &page); err != nil {
+				return fmt.Errorf("connectors: %w", err)
 			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), page)
-			}
-			return printCatalogue(cmd.OutOrStdout(), page)
-		},
+			return printCatalogue(w, page)
+		})
 	}
 	fl := list.Flags()
 	fl.StringVar(&q.Kind, "kind", "", "only this kind: source, step or sink")
@@ -103,32 +133,63 @@ func newConnectorCmd() *cobra.Command {
 	fl.IntVar(&q.Page, "page", 0, "page number (from 1)")
 	fl.IntVar(&q.Limit, "limit", 0, "page size (default 50)")
 	fl.BoolVar(&asJSON, "json", false, "print the API's JSON answer")
+	_ = fl.MarkDeprecated("json", "use -o json")
+	_ = list.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions([]string{"source", "step", "sink"}, cobra.ShellCompDirectiveNoFileComp))
 
+	var kind string
 	show := &cobra.Command{
-		Use: "show NAME[@VERSION]", Short: "Show a connector (every version) or one version, with manifest and config schema", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, version, _ := strings.Cut(args[0], "@")
-			path := "/api/v1/connectors/" + url.PathEscape(name)
-			if version != "" {
-				path += "/" + url.PathEscape(version)
+		Use: "show NAME[@VERSION]", Short: "Show a connector (every version) or one version, with its config fields", Args: cobra.ExactArgs(1),
+		Long: "show prints a connector's versions and the fields of its config; -o yaml or json prints the manifest and config schema whole." +
+			" A source and a sink may share a name (file): --kind picks one.",
+		ValidArgsFunction: opts.completeConnectors(false),
+	}
+	show.Flags().StringVar(&kind, "kind", "", "source, step or sink: the one of that kind, when several share the name")
+	_ = show.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions([]string{"source", "step", "sink"}, cobra.ShellCompDirectiveNoFileComp))
+	showOut := addOutputFlag(show)
+	show.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := opts.client(cmd, requestTimeout)
+		if err != nil {
+			return err
+		}
+		name, version, _ := strings.Cut(args[0], "@")
+		path := "/api/v1/connectors/" + url.PathEscape(name)
+		switch {
+		case version != "" && kind != "":
+			return errors.New("--kind picks among connectors of one name; NAME@VERSION names one already")
+		case version != "":
+			path += "/" + url.PathEscape(version)
+		case kind != "":
+			path += "?kind=" + url.QueryEscape(kind)
+		}
+		raw, err := c.getRaw(path)
+		if err != nil {
+			return err
+		}
+		return showOut.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
+			var e registry.Entry
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return fmt.Errorf("connector: %w", err)
 			}
-			var out any
-			if err := newClient().do(http.MethodGet, path, "", nil, &out); err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), out)
-		},
+			return printConnector(w, e)
+		})
 	}
 
 	var outFile string
 	pull := &cobra.Command{
-		Use: "pull NAME@VERSION -o FILE", Short: "Download a version's Wasm module, checked against its digest", Args: cobra.ExactArgs(1),
+		Use: "pull NAME@VERSION -f FILE", Short: "Download a version's Wasm module, checked against its digest", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: opts.completeConnectors(true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, version, ok := strings.Cut(args[0], "@")
 			if !ok || name == "" || version == "" {
 				return fmt.Errorf("%q: want NAME@VERSION", args[0])
 			}
-			c := newClient()
+			if outFile == "" {
+				return errors.New("--file (-f) is required: the file to write the module to")
+			}
+			c, err := opts.client(cmd, requestTimeout)
+			if err != nil {
+				return err
+			}
 			base := "/api/v1/connectors/" + url.PathEscape(name) + "/" + url.PathEscape(version)
 			var meta struct {
 				Versions []struct{ Digest string } `json:"versions"`
@@ -151,8 +212,8 @@ func newConnectorCmd() *cobra.Command {
 			return nil
 		},
 	}
-	pull.Flags().StringVarP(&outFile, "output", "o", "", "file to write the module to")
-	_ = pull.MarkFlagRequired("output")
+	pull.Flags().StringVarP(&outFile, "file", "f", "", "file to write the module to")
+	deprecatedOutputFile(pull, &outFile)
 
 	cmd.AddCommand(push, list, show, pull, newConnectorSignCmd(), newConnectorKeygenCmd())
 	return cmd
@@ -198,10 +259,13 @@ func newConnectorSignCmd() *cobra.Command {
 func newConnectorKeygenCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
-		Use:   "keygen -o FILE",
+		Use:   "keygen -f FILE",
 		Short: "Create an ed25519 key pair for signing: FILE (private, 0600) and FILE.pub (for the trusted keys)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--file (-f) is required: the private key file to create")
+			}
 			if fileExists(out) {
 				return fmt.Errorf("%s exists: not overwriting a key", out)
 			}
@@ -223,9 +287,18 @@ func newConnectorKeygenCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "private key file to create")
-	_ = cmd.MarkFlagRequired("output")
+	cmd.Flags().StringVarP(&out, "file", "f", "", "private key file to create")
+	deprecatedOutputFile(cmd, &out)
 	return cmd
+}
+
+// deprecatedOutputFile keeps -o/--output FILE working on the commands
+// where it named the file written (connector pull and keygen), hidden and
+// with a warning: everywhere else -o is the output format, and these
+// commands take --file (-f) now. It is to be removed in a later release.
+func deprecatedOutputFile(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVarP(file, "output", "o", "", "file to write (deprecated: use --file)")
+	_ = cmd.Flags().MarkDeprecated("output", "use --file (-f); -o will mean the output format, as on the other commands")
 }
 
 // readConnectorDir reads DIR's manifest and its module: module when set,
@@ -282,33 +355,16 @@ func multipartForm(parts map[string][]byte) (string, []byte, error) {
 
 // raw sends a request and returns the answer's body as is (a module).
 func (c *client) raw(method, path string) ([]byte, error) {
-	u := c.base + path
-	if c.tenant != "" {
-		u += "?tenant=" + url.QueryEscape(c.tenant)
-	}
-	req, err := http.NewRequest(method, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
+	b, err := c.request(context.Background(), method, path, "", nil)
+	var e *clientError
+	if errors.As(err, &e) {
 		// do's error, but its text is what pull has always printed: no
 		// field, and no body that is not the API's error document (it
 		// may be part of a module).
-		e := newClientError(resp, b)
 		e.Field, e.Body = "", ""
-		return nil, e
+	}
+	if err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -346,4 +402,71 @@ func addRegistryFlags(fl *pflag.FlagSet, f *registryServeFlags) {
 	fl.BoolVar(&f.requireSignatures, "registry-require-signatures", false, "every upload must be signed by a trusted key")
 	fl.StringSliceVar(&f.signedTenants, "registry-signed-tenants", nil, "tenants whose uploads must be signed (comma-separated)")
 	fl.StringVar(&f.trustedKeys, "registry-trusted-keys", "", "PEM file of ed25519 public keys that signatures are checked against")
+}
+
+// printConnector is `connector show`'s table: the connector, its
+// versions, and the top-level fields of its config schema.
+func printConnector(w io.Writer, e registry.Entry) error {
+	t := newTable(w)
+	t.row("NAME", "KIND", "ORIGIN", "VERSION", "VISIBILITY")
+	t.row(e.Name, e.Kind, e.Origin, orDash(e.Latest), orDash(e.Visibility))
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if d := oneLine(e.Description, 300); d != "" {
+		fmt.Fprintf(w, "\n%s\n", d)
+	}
+	if len(e.Versions) > 0 {
+		fmt.Fprintln(w)
+		t = newTable(w)
+		t.row("VERSION", "DEPRECATED", "USAGE", "SIZE", "SIGNED-BY", "DIGEST")
+		for _, v := range e.Versions {
+			digest := v.Digest
+			if len(digest) > 16 {
+				digest = digest[:16] + "…"
+			}
+			size := "-"
+			if v.Size > 0 {
+				size = strconv.FormatInt(v.Size, 10)
+			}
+			t.row(v.Version, v.Deprecated, v.Usage, size, orDash(v.SignedBy), orDash(digest))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	var schema struct {
+		Properties map[string]struct {
+			Type        any    `json:"type"`
+			Description string `json:"description"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	if json.Unmarshal(e.ConfigSchema, &schema) != nil || len(schema.Properties) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(schema.Properties))
+	for n := range schema.Properties {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	fmt.Fprintln(w, "\nCONFIG (-o yaml shows the whole schema):")
+	t = newTable(w)
+	t.row("  FIELD", "TYPE", "REQUIRED", "DESCRIPTION")
+	for _, n := range names {
+		p := schema.Properties[n]
+		typ := "-"
+		switch v := p.Type.(type) {
+		case string:
+			typ = v
+		case []any:
+			parts := make([]string, 0, len(v))
+			for _, x := range v {
+				parts = append(parts, fmt.Sprint(x))
+			}
+			typ = strings.Join(parts, "|")
+		}
+		t.row("  "+n, typ, slices.Contains(schema.Required, n), orDash(oneLine(p.Description, 90)))
+	}
+	return t.flush()
 }

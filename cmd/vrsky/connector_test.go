@@ -42,7 +42,7 @@ func TestConnectorCLI(t *testing.T) {
 			kg := newConnectorCmd()
 			var kgOut bytes.Buffer
 			kg.SetOut(&kgOut)
-			kg.SetArgs([]string{"keygen", "-o", keyFile})
+			kg.SetArgs([]string{"keygen", "-f", keyFile})
 			if err := kg.Execute(); err != nil || !strings.Contains(kgOut.String(), "ed25519:") {
 				t.Fatalf("keygen: %v %s", err, kgOut.String())
 			}
@@ -84,23 +84,34 @@ example: {input: '{"a":1}', output: ['{"wrapped":{"a":1}}']}
 			if out, err := runConnectorCLI(t, in, tenant.APIKey, "sign", "--key", keyFile, conn); err != nil {
 				t.Fatalf("sign: %v %s", err, out)
 			}
-			if out, err := runConnectorCLI(t, in, tenant.APIKey, "push", conn); err != nil || !strings.Contains(out, `"digest"`) {
+			if out, err := runConnectorCLI(t, in, tenant.APIKey, "push", conn, "-o", "json"); err != nil || !strings.Contains(out, `"digest"`) {
 				t.Fatalf("push: %v %s", err, out)
 			}
 			out, err = runConnectorCLI(t, in, tenant.APIKey, "list", "--kind", "step")
 			if err != nil || !strings.Contains(out, "wrap ") || !strings.Contains(out, "uploaded") || !strings.Contains(out, "jq ") {
 				t.Fatalf("list: %v\n%s", err, out)
 			}
-			out, err = runConnectorCLI(t, in, tenant.APIKey, "show", "wrap@1.0.0")
+			out, err = runConnectorCLI(t, in, tenant.APIKey, "show", "wrap@1.0.0", "-o", "json")
 			if err != nil || !strings.Contains(out, `"signed_by": "ed25519:`) {
 				t.Fatalf("show: %v\n%s", err, out)
 			}
+			out, err = runConnectorCLI(t, in, tenant.APIKey, "show", "wrap")
+			if err != nil || !strings.Contains(out, "ed25519:") || !strings.Contains(out, "1.0.0") || !strings.Contains(out, "uploaded") {
+				t.Fatalf("show as a table: %v\n%s", err, out)
+			}
 			pulled := filepath.Join(dir, "pulled.wasm")
-			if out, err := runConnectorCLI(t, in, tenant.APIKey, "pull", "wrap@1.0.0", "-o", pulled); err != nil {
+			if out, err := runConnectorCLI(t, in, tenant.APIKey, "pull", "wrap@1.0.0", "-f", pulled); err != nil {
 				t.Fatalf("pull: %v %s", err, out)
 			}
 			if got, _ := os.ReadFile(pulled); !bytes.Equal(got, wasm) {
 				t.Fatalf("pulled %d bytes, want the uploaded %d", len(got), len(wasm))
+			}
+			// -o FILE, pull's flag before -o meant the output format, still
+			// works for now, with a warning.
+			old := filepath.Join(dir, "old.wasm")
+			out, err = runConnectorCLI(t, in, tenant.APIKey, "pull", "wrap@1.0.0", "-o", old)
+			if got, _ := os.ReadFile(old); err != nil || !bytes.Equal(got, wasm) || !strings.Contains(out, "deprecated") {
+				t.Fatalf("pull -o FILE: %v %q, %d bytes", err, out, len(got))
 			}
 
 			var mu sync.Mutex

@@ -2,16 +2,27 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
+	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vrsky/vrsky/platform/store/pgstore"
 )
 
+// migrationView is one migration as `migrate status -o json|yaml` prints it.
+type migrationView struct {
+	Version   int        `json:"version"`
+	Name      string     `json:"name"`
+	State     string     `json:"state"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
+	Checksum  string     `json:"checksum,omitempty"`
+}
+
 func newMigrateCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "migrate", Short: "PostgreSQL control-plane schema migrations"}
 	var dsn string
+	var out *outputFormat
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "List the schema migrations this binary ships and whether the database has applied them",
@@ -30,22 +41,37 @@ func newMigrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tNAME\tSTATE\tAPPLIED AT")
+			views := make([]migrationView, 0, len(ms))
 			for _, m := range ms {
-				state, at := "pending", ""
+				v := migrationView{Version: m.Version, Name: m.Name, State: "pending", Checksum: m.Checksum}
 				switch {
 				case m.Unknown:
-					state, at = "applied (unknown to this binary)", m.AppliedAt.Format("2006-01-02 15:04:05Z07:00")
+					v.State = "applied (unknown to this binary)"
 				case m.Applied:
-					state, at = "applied", m.AppliedAt.Format("2006-01-02 15:04:05Z07:00")
+					v.State = "applied"
 				}
-				fmt.Fprintf(w, "%04d\t%s\t%s\t%s\n", m.Version, m.Name, state, at)
+				if m.Applied || m.Unknown {
+					at := m.AppliedAt
+					v.AppliedAt = &at
+				}
+				views = append(views, v)
 			}
-			return w.Flush()
+			return out.printValue(cmd.OutOrStdout(), map[string]any{"migrations": views}, func(w io.Writer) error {
+				t := newTable(w)
+				t.row("VERSION", "NAME", "STATE", "APPLIED AT")
+				for _, v := range views {
+					at := ""
+					if v.AppliedAt != nil {
+						at = v.AppliedAt.Format("2006-01-02 15:04:05Z07:00")
+					}
+					t.row(fmt.Sprintf("%04d", v.Version), v.Name, v.State, at)
+				}
+				return t.flush()
+			})
 		},
 	}
 	status.Flags().StringVar(&dsn, "database-url", "", "PostgreSQL URL (VRSKY_DATABASE_URL)")
+	out = addOutputFlag(status)
 	cmd.AddCommand(status)
 	return cmd
 }

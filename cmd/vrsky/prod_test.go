@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -165,6 +166,14 @@ func TestTwoNodesMigrateOneDatabase(t *testing.T) {
 	}
 	if strings.Contains(out, "pending") || !strings.Contains(out, "applied") {
 		t.Fatalf("migrate status after two concurrent starts:\n%s", out)
+	}
+	out, err = runCLI(t, "migrate", "status", "--database-url", dsn, "-o", "json")
+	var doc struct {
+		Migrations []migrationView `json:"migrations"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &doc) != nil || len(doc.Migrations) == 0 ||
+		doc.Migrations[0].State != "applied" || doc.Migrations[0].AppliedAt == nil {
+		t.Fatalf("migrate status -o json: %v\n%s", err, out)
 	}
 }
 

@@ -34,11 +34,8 @@ func TestReadmeSpecsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rt.Close(context.Background()) })
-	cat, err := runtime.NewCatalog(builtins(t.TempDir())...)
+	cat, err := newCatalog(ctx, t.TempDir(), rt, host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := registerWasmSteps(ctx, cat, rt, host.Env{Messaging: host.NATSMessaging{NC: conn.NC}, Objects: bs}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 

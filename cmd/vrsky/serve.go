@@ -322,10 +322,6 @@ func serve(ctx context.Context, f serveFlags) error {
 	if filesRoot == "" {
 		filesRoot = filepath.Join(f.data, "files")
 	}
-	cat, err := runtime.NewCatalog(builtins(filesRoot)...)
-	if err != nil {
-		return err
-	}
 	limits := wasmcheck.DefaultLimits()
 	limits.ModuleBytes = max(limits.ModuleBytes, f.registry.maxModuleSize)
 	wasmRT, err := host.New(ctx, host.Config{
@@ -342,7 +338,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	stepEnv := host.Env{Objects: bs}
 	tenants := tenancy.New(conn, st, log.With("component", "tenancy"))
 	defer tenants.Close()
-	if err := registerWasmSteps(ctx, cat, wasmRT, stepEnv, log); err != nil {
+	cat, err := newCatalog(ctx, filesRoot, wasmRT, stepEnv, log)
+	if err != nil {
 		return err
 	}
 	connReg, err := openRegistry(f.registry, cat, wasmRT, st, bs, stepEnv, log)
@@ -360,7 +357,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: adminKey,
-		Logger: log, Gatherer: reg, Version: version, HookBodyLimit: f.maxPayload,
+		Logger: log, Gatherer: reg, Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
 		Registry: connReg,
 	})
 	if err != nil {
@@ -383,7 +380,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	go func() { apiDone <- srv.ListenOn(ln) }()
 
 	url := "http://" + ln.Addr().String()
-	log.Info("VRSky is running", "url", url, "version", version)
+	log.Info("VRSky is running", "url", url, "version", currentBuild().Version, "commit", currentBuild().Commit)
 	if generated {
 		announceAdminKey(log, f.logFormat, filepath.Join(f.data, "admin.key"), adminKey)
 	}
@@ -429,6 +426,21 @@ func builtins(filesRoot string) []runtime.Connector {
 		postgres.Sink, postgrescdc.Source,
 		slack.Sink, schedule.Source,
 	}
+}
+
+// newCatalog is the catalogue of vrsky serve: the built-in connectors
+// (the file ones under filesRoot) and the Wasm steps shipped in the binary,
+// compiled by rt when a pipeline first needs one; their I/O goes to env.
+// `vrsky integration validate` checks specs against the same catalogue.
+func newCatalog(ctx context.Context, filesRoot string, rt *host.Runtime, env host.Env, log *slog.Logger) (*runtime.Catalog, error) {
+	cat, err := runtime.NewCatalog(builtins(filesRoot)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerWasmSteps(ctx, cat, rt, env, log); err != nil {
+		return nil, err
+	}
+	return cat, nil
 }
 
 // registerWasmSteps compiles the Wasm connectors that ship inside the

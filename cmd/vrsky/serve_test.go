@@ -32,11 +32,19 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	vrskyBin = filepath.Join(dir, "vrsky")
-	out, err := exec.Command("go", "build", "-o", vrskyBin, ".").CombinedOutput()
+	// Built as the Makefile builds it: version and commit set by ldflags.
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion+" -X main.commit="+testCommit, "-o", vrskyBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build vrsky: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The client commands the tests run in-process (and the binary, which
+	// inherits this environment unless a test sets its own) must not see
+	// the settings or the saved contexts of whoever runs the tests.
+	for _, k := range []string{"VRSKY_URL", "VRSKY_API_KEY", "VRSKY_TENANT", "VRSKY_CONTEXT", configEnv} {
+		os.Unsetenv(k)
+	}
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	if err := pgtest.Cleanup(); err != nil {
