@@ -44,7 +44,15 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage,
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
 		return
 	}
-	if dlErr := p.publishDeadLetter(msg, attempt, err, stage); dlErr != nil {
+	// The dead letter's dedup id names the input's stream sequence: a
+	// crash between the DLQ write and the Term redelivers the same input
+	// (same sequence: stored once), while a replayed message that fails
+	// again is a new input (new sequence) and must be stored again.
+	var seq uint64
+	if md, mdErr := m.Metadata(); mdErr == nil {
+		seq = md.Sequence.Stream
+	}
+	if dlErr := p.publishDeadLetter(msg, attempt, err, stage, seq); dlErr != nil {
 		// Not in the DLQ: keep it in the stream and try again later.
 		p.log.Error("dead-letter write failed; redelivering", "stage", stage.String(), "err", dlErr)
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
@@ -57,13 +65,18 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage,
 }
 
 // publishDeadLetter copies msg to the tenant's DLQ with the stage, the
-// attempt count and every attempt's time and error.
-func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, stage Stage) error {
+// attempt count and every attempt's time and error. seq, when not zero,
+// is the stream sequence of the input that failed, part of the dedup id.
+func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, stage Stage, seq uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	log := attemptLog(p.e.tracker.attempts(ctx, p.tenant, p.spec.Name, msg.ID, stage), attempts, cause)
 	h := msg.Header.Clone()
-	h.Set(HeaderNatsMsgID, "dlq:"+stage.String()+":"+msg.ID)
+	dedup := "dlq:" + stage.String() + ":" + msg.ID
+	if seq != 0 {
+		dedup += ":" + strconv.FormatUint(seq, 10)
+	}
+	h.Set(HeaderNatsMsgID, dedup)
 	h.Set(HeaderStage, stage.String())
 	h.Set(HeaderError, clip(cause.Error()))
 	h.Set(HeaderAttempts, strconv.Itoa(attempts))
@@ -89,7 +102,7 @@ func (r *sinkRunner) deadLetter(m *Message, attempts int, err error, stage Stage
 			return fmt.Errorf("%s: hold the payload for its dead letter: %w: %w", stage, ErrPayloadStore, hErr)
 		}
 	}
-	if dlErr := r.p.publishDeadLetter(m, attempts, err, stage); dlErr != nil {
+	if dlErr := r.p.publishDeadLetter(m, attempts, err, stage, 0); dlErr != nil {
 		return fmt.Errorf("%s: dead-letter write: %w", stage, dlErr)
 	}
 	r.deadLettered.Add(1)

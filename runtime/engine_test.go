@@ -306,3 +306,32 @@ func TestSourceBoundBeforeRunning(t *testing.T) {
 	second := h.Emit(t, "shared", `{"n":2}`) // still the first integration's
 	h.WaitTrace(t, "first", second, runtime.StatusDelivered)
 }
+
+// TestReplayThatFailsAgainIsDeadLetteredAgain: a replayed dead letter
+// whose sink still fails goes back to the DLQ, even within the DLQ's
+// 2-minute dedup window: it is a new input, not a redelivery (the dead
+// letter's dedup id names the failed input's stream sequence).
+func TestReplayThatFailsAgainIsDeadLetteredAgain(t *testing.T) {
+	h := runtimetest.Start(t, nil, manual)
+	rec, _ := switchable(h) // off: every delivery fails
+	spec := h.Create(t, withAttempts(specYAML("again", "again", sinkYAML("api", rec, "")), 1))
+	id := h.Emit(t, "again", `{"n":1}`)
+	h.WaitDeadLetters(t, "again", 1)
+	ctx := context.Background()
+	for round := 1; round <= 2; round++ {
+		first := h.DeadLetters(t, "again")
+		if len(first) != 1 || first[0].MessageID != id {
+			t.Fatalf("round %d: dead letters %+v, want message %s once", round, first, id)
+		}
+		if err := h.Engine.ReplayDeadLetter(ctx, "acme", spec, first[0].ID); err != nil {
+			t.Fatalf("round %d: replay: %v", round, err)
+		}
+		runtimetest.WaitFor(t, 10*time.Second, "the replayed message dead-lettered again", func() bool {
+			dls := h.DeadLetters(t, "again")
+			return len(dls) == 1 && dls[0].ID != first[0].ID
+		})
+	}
+	if got := rec.Attempts(id); got != 3 {
+		t.Errorf("the sink saw %d attempts, want 3 (the first and two replays)", got)
+	}
+}
