@@ -38,6 +38,9 @@ type Engine interface {
 	// Remove stops the integration, releases what its connectors hold
 	// outside VRSky (spec may be nil), and deletes its streams and consumers.
 	Remove(ctx context.Context, tenant, name string, spec *runtime.Spec) error
+	// MoveTenant moves the tenant's NATS to placement to and returns once
+	// it runs there.
+	MoveTenant(ctx context.Context, tenant, to string) error
 	// Status reports the integration's state and counters.
 	Status(ctx context.Context, tenant string, spec *runtime.Spec) runtime.Status
 	// Hooks routes webhook requests to the sources that serve them.

@@ -96,9 +96,10 @@ type Tenancy interface {
 	Account(t store.Tenant) (string, error)
 	// Usage is what the tenant's account holds now.
 	Usage(ctx context.Context, tenant string) (tenancy.Usage, error)
-	// URL is the client URL of the platform's NATS servers, "" when they
-	// have no network listener (the embedded server, in-process only).
-	URL() string
+	// Endpoint is where the tenant's NATS lives now (service discovery).
+	Endpoint(ctx context.Context, t store.Tenant) (store.Endpoint, error)
+	// Dedicated reports whether dedicated instances can be provisioned.
+	Dedicated() bool
 }
 
 // tenantView is a tenant with its usage, next to its quotas.
@@ -120,6 +121,14 @@ type tenantNATS struct {
 	Placement string `json:"placement"`
 	URL       string `json:"url"`
 	Account   string `json:"account"`
+	// Moving is the move under way, if any: where to, and its phase.
+	Moving *tenantMove `json:"moving,omitempty"`
+}
+
+type tenantMove struct {
+	Placement string `json:"placement"`
+	URL       string `json:"url"`
+	Phase     string `json:"phase"`
 }
 
 // tenantCreated is the answer to a tenant create: the tenant and its first
@@ -217,11 +226,15 @@ func (s *Server) getTenantNATS(c *fiber.Ctx) error {
 	if err != nil {
 		return storeError(err, fmt.Sprintf("tenant %q", name))
 	}
-	acc, err := s.tenancy.Account(t)
+	ep, err := s.tenancy.Endpoint(c.UserContext(), t)
 	if err != nil {
 		return err
 	}
-	return c.JSON(tenantNATS{Placement: store.PlacementShared, URL: s.tenancy.URL(), Account: acc})
+	out := tenantNATS{Placement: ep.Placement, URL: ep.URL, Account: ep.Account}
+	if m := ep.Moving; m != nil {
+		out.Moving = &tenantMove{Placement: m.Placement, URL: m.URL, Phase: m.Phase}
+	}
+	return c.JSON(out)
 }
 
 func (s *Server) patchTenant(c *fiber.Ctx) error {
@@ -252,12 +265,16 @@ func (s *Server) patchTenant(c *fiber.Ctx) error {
 	if err := checkQuotas(t.Quotas); err != nil {
 		return err
 	}
+	move := ""
 	if p.Placement != nil {
 		switch *p.Placement {
 		case store.PlacementShared, "":
-			t.Placement = ""
+			t.Placement, move = "", store.PlacementShared
 		case store.PlacementDedicated:
-			return newError(http.StatusUnprocessableEntity, CodeUnprocessable, "placement", "dedicated NATS instances are not available on this server yet; the tenant stays shared (its own account on the platform servers)")
+			if !s.tenancy.Dedicated() {
+				return newError(http.StatusUnprocessableEntity, CodeUnprocessable, "placement", "dedicated NATS instances are not available on this server (start vrsky serve with --dedicated-nats); the tenant stays shared")
+			}
+			t.Placement, move = store.PlacementDedicated, store.PlacementDedicated
 		default:
 			return badRequest("placement", "must be %q or %q", store.PlacementShared, store.PlacementDedicated)
 		}
@@ -268,6 +285,21 @@ func (s *Server) patchTenant(c *fiber.Ctx) error {
 	}
 	if err := s.tenancy.Sync(ctx, t); err != nil {
 		return fmt.Errorf("tenant %q updated, but its NATS account's limits were not: %w", name, err)
+	}
+	if move != "" {
+		ep, err := s.tenancy.Endpoint(ctx, t)
+		if err != nil {
+			return err
+		}
+		if ep.Moving == nil && ep.Placement != move {
+			// The move runs on: GET .../nats follows it.
+			go func() {
+				if err := s.eng.MoveTenant(context.WithoutCancel(ctx), name, move); err != nil {
+					s.log.Error("tenant move failed", "tenant", name, "to", move, "err", err)
+				}
+			}()
+			return c.Status(http.StatusAccepted).JSON(t)
+		}
 	}
 	return c.JSON(t)
 }

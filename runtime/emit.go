@@ -176,6 +176,9 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 	if p.full.Load() {
 		return nil, ErrBackpressure
 	}
+	if p.e.isPaused(p.tenant) {
+		return nil, ErrMoving
+	}
 	if err := p.admit(ctx, 1); err != nil {
 		return nil, err
 	}

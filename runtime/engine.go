@@ -97,6 +97,9 @@ type Engine struct {
 	ownTen   *tenancy.Manager // made by NewEngine, closed by Run
 	rates    rates            // tenants' rate quotas on this node
 	missing  map[string]bool  // tenants held but not in the store at the last reconcile (e.mu)
+	mvMu     sync.RWMutex
+	followMu sync.Mutex // serialises followPlacements
+	moves    moveState // tenants being moved (placement.go)
 	store    store.Store
 	catalog  *Catalog
 	hooks    *Hooks
@@ -306,6 +309,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // Reconcile brings this node in line with the store: start what should run,
 // restart what changed, stop what should not run or is gone.
 func (e *Engine) Reconcile(ctx context.Context) error {
+	e.followPlacements(ctx)
 	list, err := e.store.ListIntegrations(ctx, "")
 	if err != nil {
 		return fmt.Errorf("list integrations: %w", err)
@@ -367,6 +371,10 @@ func (e *Engine) Apply(in store.Integration) {
 	e.mu.Lock()
 	cur := e.pipes[k]
 	e.mu.Unlock()
+	if e.isHeld(in.Tenant) { // being moved: nothing of it runs (placement.go)
+		e.stopLocked(k)
+		return
+	}
 	if cur.current(in) {
 		return
 	}

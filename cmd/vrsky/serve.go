@@ -47,14 +47,16 @@ import (
 
 // serveFlags are `vrsky serve`'s settings; each is also VRSKY_<NAME>.
 type serveFlags struct {
-	data       string
-	listen     string
-	debugAddr  string
-	adminKey   string
-	natsURL    string
-	natsKeys   string
-	natsListen string
-	natsSync   string
+	data        string
+	listen      string
+	debugAddr   string
+	adminKey    string
+	natsURL     string
+	natsKeys    string
+	natsListen  string
+	dedicated   string
+	dedicatedNS string
+	natsSync    string
 	// Bounds of the child process that compiles uploaded Wasm modules.
 	wasmCompileTimeout time.Duration
 	wasmCompileMemory  int // MiB
@@ -102,6 +104,8 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL, or another node's --nats-listen address (default: embedded server); a user and password go in the URL")
 	fl.StringVar(&f.natsKeys, "nats-keys", "", "operator keys file the servers at --nats-url trust (required with it): for another node's embedded server, a copy of its DATA/"+natsx.KeysFile+"; for an external cluster, the file `vrsky nats keys` wrote")
+	fl.StringVar(&f.dedicated, "dedicated-nats", "local", "how tenants moved to placement dedicated get a NATS instance of their own: local (a nats-server child process per tenant, data in DATA/tenant-nats), kubernetes (a StatefulSet per tenant, in-cluster credentials), or off")
+	fl.StringVar(&f.dedicatedNS, "dedicated-nats-namespace", "", "with --dedicated-nats kubernetes: the namespace of the tenants' instances (default: $POD_NAMESPACE, else default)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server, for other nodes (port 0: a free one); they sign in with the operator keys in DATA/"+natsx.KeysFile+", generated on first start (default: no network listener, in-process only)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
 	fl.StringVar(&f.payloads, "payload-store", "auto", "where claim-checked payloads go: disk (DATA/payloads, one node only), objects (the object store: NATS or S3), or auto (disk with the embedded NATS server on its default address and no --s3-endpoint, else objects)")
@@ -338,6 +342,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	stepEnv := host.Env{Objects: bs}
 	tenants := tenancy.New(conn, st, log.With("component", "tenancy"))
 	defer tenants.Close()
+	closeProv, err := setProvisioner(f, tenants, log)
+	if err != nil {
+		return err
+	}
+	defer closeProv()
 	cat, err := newCatalog(ctx, filesRoot, wasmRT, stepEnv, log)
 	if err != nil {
 		return err

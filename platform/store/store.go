@@ -68,6 +68,9 @@ type Endpoint struct {
 	// Moving, when set, is the placement the tenant is being moved to:
 	// sources publish there already while the integrations drain here.
 	Moving *Endpoint `json:"moving,omitempty"`
+	// Phase is, in a Moving record, the step the move is at ("drain",
+	// "hold": see runtime.Engine.MoveTenant).
+	Phase string `json:"phase,omitempty"`
 	// UpdatedAt is set by the store.
 	UpdatedAt time.Time `json:"updated_at"`
 	// Revision is set by the store; pass it back to PutEndpoint for

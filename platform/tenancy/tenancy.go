@@ -29,6 +29,8 @@ import (
 // Store is the part of the control-plane store the Manager reads.
 type Store interface {
 	GetTenant(ctx context.Context, name string) (store.Tenant, error)
+	GetEndpoint(ctx context.Context, tenant string) (store.Endpoint, error)
+	ListEndpoints(ctx context.Context) ([]store.Endpoint, error)
 }
 
 // Manager hands out tenants' NATS connections. It is safe for concurrent
@@ -40,6 +42,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	tenants map[string]*account
+	urls    map[string]string // tenants whose connections dial a dedicated instance (Switch)
+	prov    Provisioner       // nil: no dedicated instances
 }
 
 // account is one tenant's account on this node: its key, the revision of
@@ -51,6 +55,7 @@ type account struct {
 	created   int64
 	pushedRev uint64 // 0: never pushed by this node
 	pushedAt  int64  // the second (Unix) of the last push
+	url       string // where the connections dial: "" for the platform servers
 	data      *natsx.Conn
 	guest     *natsx.Conn
 }
@@ -114,7 +119,7 @@ func (m *Manager) entry(t store.Tenant) (*account, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: account key of %s: %w", t.Name, err)
 	}
-	a := &account{key: kp, pub: pub, created: created}
+	a := &account{key: kp, pub: pub, created: created, url: m.urls[t.Name]}
 	m.tenants[t.Name] = a
 	return a, nil
 }
@@ -152,7 +157,7 @@ func (m *Manager) syncLocked(ctx context.Context, t store.Tenant, a *account) er
 	if err != nil {
 		return err
 	}
-	if err := m.conn.PushAccount(ctx, "", claims); err != nil {
+	if err := m.conn.PushAccount(ctx, a.url, claims); err != nil {
 		return fmt.Errorf("tenancy: account of tenant %s: %w", t.Name, err)
 	}
 	a.pushedRev, a.pushedAt = t.Revision, time.Now().Unix()
@@ -230,9 +235,9 @@ func (m *Manager) conn2(ctx context.Context, tenant string, guest bool) (*natsx.
 			return nil, err
 		}
 	}
-	slot, as := &a.data, natsx.As{Name: "vrsky-tenant-" + tenant, Account: a.key}
+	slot, as := &a.data, natsx.As{Name: "vrsky-tenant-" + tenant, Account: a.key, URL: a.url}
 	if guest {
-		slot, as = &a.guest, natsx.As{Name: "vrsky-guest-" + tenant, Account: a.key, Permissions: GuestPermissions(tenant)}
+		slot, as = &a.guest, natsx.As{Name: "vrsky-guest-" + tenant, Account: a.key, Permissions: GuestPermissions(tenant), URL: a.url}
 	}
 	if *slot != nil {
 		return *slot, nil
@@ -288,7 +293,7 @@ func (m *Manager) Remove(ctx context.Context, t store.Tenant) error {
 		return err
 	}
 	if a.data == nil {
-		if a.data, err = m.conn.DialAs(ctx, natsx.As{Name: "vrsky-tenant-" + t.Name, Account: a.key}); err != nil {
+		if a.data, err = m.conn.DialAs(ctx, natsx.As{Name: "vrsky-tenant-" + t.Name, Account: a.key, URL: a.url}); err != nil {
 			return fmt.Errorf("tenancy: connect as tenant %s: %w", t.Name, err)
 		}
 	}
@@ -306,11 +311,18 @@ func (m *Manager) Remove(ctx context.Context, t store.Tenant) error {
 		return fmt.Errorf("tenancy: remove tenant %s: %w", t.Name, errors.Join(errs...))
 	}
 	a.closeConns()
+	dedicated := a.url != ""
 	m.mu.Lock()
 	if m.tenants[t.Name] == a {
 		delete(m.tenants, t.Name)
 	}
+	delete(m.urls, t.Name)
 	m.mu.Unlock()
+	if dedicated {
+		if err := m.Unprovision(ctx, t.Name); err != nil {
+			return err
+		}
+	}
 	if err := m.conn.DeleteAccount(ctx, "", a.pub); err != nil {
 		return fmt.Errorf("tenancy: remove tenant %s: %w", t.Name, err)
 	}

@@ -1,0 +1,341 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
+	"github.com/vrsky/vrsky/platform/store"
+)
+
+// Placement: a tenant's NATS lives on the platform servers (shared) or on
+// an instance of its own (dedicated); service discovery is the tenant's
+// Endpoint record in the store, which every node follows at each
+// reconcile (followPlacements). A move (MoveTenant) goes in three steps,
+// each recorded in the endpoint's Moving record so that every node takes
+// it:
+//
+//   - drain: sources are refused (ErrBackpressure: a webhook answers 429
+//     with Retry-After, pull sources wait) while steps and sinks finish
+//     what the old placement holds;
+//   - hold: every node stops the tenant's pipelines; the mover copies what
+//     is left (messages still queued or retrying, dead letters, step KV
+//     buckets) to the new placement, stream by stream in order;
+//   - done: the endpoint names the new placement; nodes dial it and start
+//     the pipelines again, which take the copied messages first.
+//
+// Every message accepted before the move is delivered (from the old
+// placement, or copied), in order per sink; one that was being retried
+// when the pipelines stopped may be delivered twice (at least once).
+// Nodes follow within a reconcile interval; the mover waits two intervals
+// at each step (settle).
+
+// Phases of a move (store.Endpoint.Moving.Phase).
+const (
+	phaseDrain = "drain"
+	phaseHold  = "hold"
+)
+
+// drainTimeout bounds the wait for the tenant's running integrations to
+// empty their streams before the copy takes what is left.
+const drainTimeout = time.Minute
+
+// placementTenancy is what a Tenancy offers for dedicated placement
+// (platform/tenancy's Manager).
+type placementTenancy interface {
+	Endpoint(ctx context.Context, t store.Tenant) (store.Endpoint, error)
+	Endpoints(ctx context.Context) (map[string]store.Endpoint, error)
+	DialURL(tenant string) string
+	Switch(tenant, url string)
+	Provision(ctx context.Context, t store.Tenant) (string, error)
+	Unprovision(ctx context.Context, tenant string) error
+	DialAt(ctx context.Context, t store.Tenant, url string) (*natsx.Conn, error)
+}
+
+// ErrMoving: the tenant's NATS is moving; sources are refused meanwhile.
+var ErrMoving = fmt.Errorf("%w: the tenant's NATS is moving to another placement", ErrBackpressure)
+
+// moveState is what this node does for tenants being moved.
+type moveState struct {
+	paused map[string]bool // sources refused
+	held   map[string]bool // pipelines stopped
+}
+
+func (e *Engine) isPaused(tenant string) bool {
+	e.mvMu.RLock()
+	defer e.mvMu.RUnlock()
+	return e.moves.paused[tenant]
+}
+
+func (e *Engine) isHeld(tenant string) bool {
+	e.mvMu.RLock()
+	defer e.mvMu.RUnlock()
+	return e.moves.held[tenant]
+}
+
+// followPlacements brings this node in line with the tenants' endpoint
+// records: pause or hold the tenants being moved, and point the tenants
+// whose placement changed at their new servers (their pipelines stop
+// first; the reconcile that follows starts them there).
+func (e *Engine) followPlacements(ctx context.Context) {
+	pt, ok := e.tenants.(placementTenancy)
+	if !ok {
+		return
+	}
+	e.followMu.Lock() // the reconcile loop and a move on this node
+	defer e.followMu.Unlock()
+	eps, err := pt.Endpoints(ctx)
+	if err != nil {
+		e.log.Warn("tenant endpoints", "err", err)
+		return
+	}
+	st := moveState{paused: map[string]bool{}, held: map[string]bool{}}
+	for tenant, ep := range eps {
+		if ep.Moving != nil {
+			st.paused[tenant] = true
+			st.held[tenant] = ep.Moving.Phase == phaseHold
+		}
+	}
+	e.mvMu.Lock()
+	e.moves = st
+	e.mvMu.Unlock()
+
+	e.mu.Lock()
+	running := map[string][]string{}
+	for k, ent := range e.pipes {
+		running[ent.tenant] = append(running[ent.tenant], k)
+	}
+	e.mu.Unlock()
+	tenants := map[string]bool{}
+	for t := range eps {
+		tenants[t] = true
+	}
+	for t := range running {
+		tenants[t] = true
+	}
+	for t := range tenants {
+		want := ""
+		if ep, ok := eps[t]; ok && ep.Placement == store.PlacementDedicated {
+			want = ep.URL
+		}
+		if st.held[t] || pt.DialURL(t) != want {
+			for _, k := range running[t] {
+				e.stopKey(k)
+			}
+		}
+		if pt.DialURL(t) != want {
+			pt.Switch(t, want)
+			e.log.Info("tenant placement followed", "tenant", t, "url", want)
+		}
+	}
+}
+
+// MoveTenant moves the tenant's NATS to placement to (store.PlacementShared
+// or store.PlacementDedicated), as the package comment describes, and
+// returns once the tenant runs there. Run it on one node; the others
+// follow the endpoint record.
+func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
+	pt, ok := e.tenants.(placementTenancy)
+	if !ok {
+		return errors.New("runtime: this engine's Tenancy cannot place tenants")
+	}
+	if to != store.PlacementShared && to != store.PlacementDedicated {
+		return fmt.Errorf("runtime: placement %q: want %q or %q", to, store.PlacementShared, store.PlacementDedicated)
+	}
+	t, err := e.store.GetTenant(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("move %s: %w", tenant, err)
+	}
+	cur, err := pt.Endpoint(ctx, t)
+	if err != nil {
+		return fmt.Errorf("move %s: %w", tenant, err)
+	}
+	if cur.Moving != nil {
+		return fmt.Errorf("move %s: a move to %s is in progress", tenant, cur.Moving.Placement)
+	}
+	if cur.Placement == to {
+		return nil
+	}
+	fromURL := ""
+	if cur.Placement == store.PlacementDedicated {
+		fromURL = cur.URL
+	}
+	toURL := ""
+	if to == store.PlacementDedicated {
+		if toURL, err = pt.Provision(ctx, t); err != nil {
+			return fmt.Errorf("move %s: %w", tenant, err)
+		}
+	}
+	log := e.log.With("tenant", tenant, "from", cur.Placement, "to", to)
+	log.Info("tenant move: draining")
+	start := time.Now()
+
+	rec := cur
+	if cur.Revision == 0 { // no record yet: shared by default
+		rec.URL = ""
+	}
+	rec.Moving = &store.Endpoint{Tenant: tenant, Placement: to, URL: toURL, Account: cur.Account, Phase: phaseDrain}
+	if rec, err = e.putEndpoint(ctx, rec); err != nil {
+		return fmt.Errorf("move %s: %w", tenant, err)
+	}
+	e.followPlacements(ctx)
+	e.settle(ctx)
+
+	old, err := pt.DialAt(ctx, t, fromURL)
+	if err != nil {
+		return fmt.Errorf("move %s: the old placement: %w", tenant, err)
+	}
+	defer old.Close()
+	dst, err := pt.DialAt(ctx, t, toURL)
+	if err != nil {
+		return fmt.Errorf("move %s: the new placement: %w", tenant, err)
+	}
+	defer dst.Close()
+	e.waitDrained(ctx, tenant, old, log)
+
+	log.Info("tenant move: holding the pipelines, copying what is left")
+	rec.Moving.Phase = phaseHold
+	if rec, err = e.putEndpoint(ctx, rec); err != nil {
+		return fmt.Errorf("move %s: %w", tenant, err)
+	}
+	e.followPlacements(ctx)
+	e.settle(ctx)
+	copied, err := copyStreams(ctx, old, dst)
+	if err != nil {
+		return fmt.Errorf("move %s: copy: %w", tenant, err)
+	}
+
+	rec.Placement, rec.URL, rec.Moving = to, toURL, nil
+	if rec, err = e.putEndpoint(ctx, rec); err != nil {
+		return fmt.Errorf("move %s: %w", tenant, err)
+	}
+	e.followPlacements(ctx)
+	log.Info("tenant move: done; removing the old placement's streams", "copied", copied, "took", time.Since(start).String())
+	e.settle(ctx)
+	if err := deleteStreams(ctx, old); err != nil {
+		log.Warn("tenant move: old streams left", "err", err)
+	}
+	if fromURL != "" {
+		if err := pt.Unprovision(ctx, tenant); err != nil {
+			log.Warn("tenant move: old instance left", "err", err)
+		}
+	}
+	return nil
+}
+
+// putEndpoint writes rec and returns it with its new revision.
+func (e *Engine) putEndpoint(ctx context.Context, rec store.Endpoint) (store.Endpoint, error) {
+	out, err := e.store.PutEndpoint(ctx, rec)
+	if err != nil {
+		return rec, fmt.Errorf("endpoint record: %w", err)
+	}
+	return out, nil
+}
+
+// settle waits two reconcile intervals, for every node to take a step.
+func (e *Engine) settle(ctx context.Context) {
+	select {
+	case <-time.After(2 * e.interval):
+	case <-ctx.Done():
+	}
+}
+
+// waitDrained waits, up to drainTimeout, until the streams of the tenant's
+// running integrations at old hold no message.
+func (e *Engine) waitDrained(ctx context.Context, tenant string, old *natsx.Conn, log interface {
+	Warn(msg string, args ...any)
+}) {
+	ins, err := e.store.ListIntegrations(ctx, tenant)
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(drainTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		left := uint64(0)
+		for _, in := range ins {
+			if in.Desired != store.StateRunning {
+				continue // nothing drains a stopped integration: its messages are copied
+			}
+			s, err := old.JS.Stream(ctx, streamName(tenant, in.Name))
+			if err != nil {
+				continue
+			}
+			if info, err := s.Info(ctx); err == nil {
+				left += info.State.Msgs
+			}
+		}
+		if left == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Warn("tenant move: streams not drained in time; what is left is copied")
+}
+
+// copyStreams recreates every stream of src's account at dst (KV buckets
+// are streams too) and copies its messages, in order, with their headers.
+// It returns how many messages it copied.
+func copyStreams(ctx context.Context, src, dst *natsx.Conn) (int, error) {
+	n := 0
+	names := src.JS.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := src.JS.Stream(ctx, name)
+		if err != nil {
+			return n, fmt.Errorf("stream %s: %w", name, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return n, fmt.Errorf("stream %s: %w", name, err)
+		}
+		cfg := info.Config
+		cfg.Replicas = dst.Replicas
+		if _, err := dst.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return n, fmt.Errorf("stream %s at the new placement: %w", name, err)
+		}
+		if info.State.Msgs == 0 {
+			continue
+		}
+		// Read by sequence (a work-queue stream admits no second
+		// consumer), skipping what acks removed.
+		copied := uint64(0)
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && copied < info.State.Msgs; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("read stream %s at %d: %w", name, seq, err)
+			}
+			h := m.Header
+			// The source stream deduplicated already; a dedup id here
+			// could only drop a message.
+			h.Del(nats.MsgIdHdr)
+			if _, err := dst.JS.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); err != nil {
+				return n, fmt.Errorf("copy into %s: %w", name, err)
+			}
+			n++
+			copied++
+		}
+	}
+	return n, names.Err()
+}
+
+// deleteStreams deletes every stream of c's account.
+func deleteStreams(ctx context.Context, c *natsx.Conn) error {
+	var errs []error
+	names := c.JS.StreamNames(ctx)
+	for name := range names.Name() {
+		if err := c.JS.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if err := names.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
