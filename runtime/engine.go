@@ -99,7 +99,7 @@ type Engine struct {
 	missing  map[string]bool  // tenants held but not in the store at the last reconcile (e.mu)
 	mvMu     sync.RWMutex
 	followMu sync.Mutex // serialises followPlacements
-	moves    moveState // tenants being moved (placement.go)
+	moves    moveState  // tenants being moved (placement.go)
 	store    store.Store
 	catalog  *Catalog
 	hooks    *Hooks
