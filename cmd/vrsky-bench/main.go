@@ -15,6 +15,11 @@
 //
 //	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-nats-sync interval|always]
 //	    [-vrsky bin/vrsky] [-serve-flag=--flag=value] [-json] [-skip-reference] [-v]
+//	go run ./cmd/vrsky-bench -accounts [-account-rounds 3] [-account-tenants 10] [-ref-duration 5s]
+//
+// -accounts measures, instead, what an account per tenant costs per
+// message: the raw JetStream reference's work through the platform
+// account's connection and through tenant accounts' (accounts.go).
 //
 // The figures are not pass/fail; the exit status is 1 when the run failed or
 // lost an accepted message, 2 when the integration could not be created
@@ -36,25 +41,28 @@ import (
 
 // config holds the flags.
 type config struct {
-	duration      time.Duration
-	warmup        time.Duration
-	drain         time.Duration
-	refDuration   time.Duration
-	clients       int
-	rate          float64
-	steps         bool
-	natsSync      string
-	vrsky         string
-	jsonOut       bool
-	skipReference bool
-	keep          bool
-	verbose       bool
-	serveFlags    multiFlag
-	payloadMiB    int
-	csvRows       int
-	recordsPerMsg int
-	cdcChanges    int
-	cdcRate       int
+	duration       time.Duration
+	warmup         time.Duration
+	drain          time.Duration
+	refDuration    time.Duration
+	clients        int
+	rate           float64
+	steps          bool
+	natsSync       string
+	vrsky          string
+	jsonOut        bool
+	skipReference  bool
+	keep           bool
+	verbose        bool
+	serveFlags     multiFlag
+	payloadMiB     int
+	csvRows        int
+	recordsPerMsg  int
+	cdcChanges     int
+	cdcRate        int
+	accounts       bool
+	accountRounds  int
+	accountTenants int
 }
 
 // multiFlag is a repeatable string flag.
@@ -85,6 +93,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.recordsPerMsg, "records-per-message", 1000, "with -csv-rows: the file source's records_per_message")
 	fs.IntVar(&c.cdcChanges, "cdc-changes", 0, "instead of the load test, insert this many rows and measure PostgreSQL CDC → HTTP sink changes/s and commit-to-sink lag")
 	fs.IntVar(&c.cdcRate, "cdc-rate", 0, "with -cdc-changes: insert at this many rows/s (0: as fast as PostgreSQL takes them), to see the lag at a sustained rate")
+	fs.BoolVar(&c.accounts, "accounts", false, "instead of the load test, measure raw JetStream publish+consume on one embedded operator-mode server through the platform account's connection vs tenant accounts' (each measurement -ref-duration long)")
+	fs.IntVar(&c.accountRounds, "account-rounds", 3, "with -accounts: alternating rounds of each way (medians are reported)")
+	fs.IntVar(&c.accountTenants, "account-tenants", 10, "with -accounts: tenants publishing at once in the many-tenants shape")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -101,6 +112,10 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-csv-rows and -cdc-changes must not be negative, -records-per-message between 1 and 10000")
 	case c.csvRows > 0 && c.cdcChanges > 0:
 		return nil, errors.New("-csv-rows and -cdc-changes are separate runs")
+	case c.accountRounds < 1 || c.accountTenants < 1:
+		return nil, errors.New("-account-rounds and -account-tenants must be at least 1")
+	case c.accounts && (c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
+		return nil, errors.New("-accounts is a separate run")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -136,6 +151,19 @@ func run(args []string) int {
 		defer os.RemoveAll(tmp)
 	}
 
+	if cfg.accounts {
+		// Needs no vrsky binary: the server runs in this process.
+		budget := time.Duration(4*cfg.accountRounds)*(cfg.refDuration+15*time.Second) + time.Minute
+		ctx, cancel := context.WithTimeout(sigCtx, budget)
+		defer cancel()
+		logf("vrsky-bench: accounts: %d rounds of %v, %d tenants, nats-sync=%s, load avg %s",
+			cfg.accountRounds, cfg.refDuration, cfg.accountTenants, cfg.natsSync, loadAvg())
+		if err := benchAccounts(ctx, cfg, tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			return 1
+		}
+		return 0
+	}
 	bin, err := resolveVrsky(sigCtx, cfg.vrsky, tmp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)

@@ -64,102 +64,147 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 		return nil, errors.New("jetstream reference: server not ready in 30s")
 	}
 	// In-process connections, as VRSky's engine uses for its embedded server.
-	var ackErrs atomic.Int64
-	var ackErr atomic.Value
-	connect := func(name string) (*nats.Conn, jetstream.JetStream, error) {
+	connect := func(name string) (*nats.Conn, error) {
 		nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name(name))
 		if err != nil {
-			return nil, nil, fmt.Errorf("jetstream reference: connect: %w", err)
+			return nil, fmt.Errorf("jetstream reference: connect: %w", err)
 		}
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window),
-			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
-				ackErrs.Add(1)
-				ackErr.CompareAndSwap(nil, err.Error())
-			}))
-		if err != nil {
-			nc.Close()
-			return nil, nil, fmt.Errorf("jetstream reference: %w", err)
-		}
-		return nc, js, nil
+		return nc, nil
 	}
-	pnc, pjs, err := connect("ref-pub")
+	pnc, err := connect("ref-pub")
 	if err != nil {
 		return nil, err
 	}
 	defer pnc.Close()
-	cnc, cjs, err := connect("ref-sub")
+	cnc, err := connect("ref-sub")
 	if err != nil {
 		return nil, err
 	}
 	defer cnc.Close()
+	pc, err := newPubConsumer(ctx, pnc, cnc, "REF", "ref.in", window)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: %w", err)
+	}
+	defer pc.stop()
+	res, err := pc.run(ctx, newClock(), d, drain)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reference: %w", err)
+	}
+	return res, nil
+}
 
+// pubConsumer is the reference's work: a publisher and a durable pull
+// consumer on one work-queue stream.
+type pubConsumer struct {
+	subject string
+	pjs     jetstream.JetStream
+	stream  jetstream.Stream
+	cons    jetstream.Consumer
+	ackErrs atomic.Int64
+	ackErr  atomic.Value // string: the first publish error
+}
+
+// newPubConsumer creates the stream name (file storage, work-queue
+// retention, 2-minute duplicate window, as VRSky's streams) on subject
+// through pub, and its consumer through sub; pub and sub may be the same
+// connection. At most window publishes wait for their acks at a time.
+func newPubConsumer(ctx context.Context, pub, sub *nats.Conn, name, subject string, window int) (*pubConsumer, error) {
+	p := &pubConsumer{subject: subject}
+	pjs, err := jetstream.New(pub, jetstream.WithPublishAsyncMaxPending(window),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+			p.ackErrs.Add(1)
+			p.ackErr.CompareAndSwap(nil, err.Error())
+		}))
+	if err != nil {
+		return nil, err
+	}
+	cjs, err := jetstream.New(sub)
+	if err != nil {
+		return nil, err
+	}
+	p.pjs = pjs
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	stream, err := pjs.CreateStream(sctx, jetstream.StreamConfig{
-		Name:       "REF",
-		Subjects:   []string{"ref.>"},
+	p.stream, err = pjs.CreateStream(sctx, jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{subject},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
 		Discard:    jetstream.DiscardNew,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream reference: stream: %w", err)
+		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
-	cons, err := cjs.CreateOrUpdateConsumer(sctx, stream.CachedInfo().Config.Name, jetstream.ConsumerConfig{
+	p.cons, err = cjs.CreateOrUpdateConsumer(sctx, name, jetstream.ConsumerConfig{
 		Durable:       "ref",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       60 * time.Second,
 		MaxAckPending: 8192,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream reference: consumer: %w", err)
+		p.stop()
+		return nil, fmt.Errorf("consumer on %s: %w", name, err)
 	}
+	return p, nil
+}
 
-	clk := newClock()
+// stop deletes the stream (and so its consumer).
+func (p *pubConsumer) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = p.pjs.DeleteStream(ctx, p.stream.CachedInfo().Config.Name)
+}
+
+// run publishes 200-byte messages asynchronously for d (each with a
+// Nats-Msg-Id as VRSky sets) while the consumer consumes and acks them. The
+// consume rate is consumed messages over the time from clk's start to the
+// last ack (waiting at most drain for the consumer to catch up), so runs
+// that share a clock started together share a time base.
+func (p *pubConsumer) run(ctx context.Context, clk *clock, d, drain time.Duration) (*jsRefResult, error) {
 	var consumed, lastAck atomic.Int64
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := p.cons.Consume(func(m jetstream.Msg) {
 		if m.Ack() == nil {
 			consumed.Add(1)
 			lastAck.Store(clk.now())
 		}
 	}, jetstream.PullMaxMessages(512))
 	if err != nil {
-		return nil, fmt.Errorf("jetstream reference: consume: %w", err)
+		return nil, fmt.Errorf("consume: %w", err)
 	}
 	defer cc.Stop()
 
 	res := &jsRefResult{}
 	body := make([]byte, 0, bodySize)
 	id := make([]byte, 0, 32)
-	deadline := int64(d)
+	deadline := clk.now() + int64(d)
 	for n := int64(1); clk.now() < deadline && ctx.Err() == nil; n++ {
 		body = appendOrder(body[:0], n)
 		id = append(strconv.AppendInt(id[:0], n, 10), "-ref"...)
 		// PublishAsync copies the data; it blocks while window acks are
 		// pending (with SyncAlways the first acks can take seconds).
-		if _, err := pjs.PublishAsync("ref.in", body, jetstream.WithMsgID(string(id)), jetstream.WithStallWait(d)); err != nil {
+		if _, err := p.pjs.PublishAsync(p.subject, body, jetstream.WithMsgID(string(id)), jetstream.WithStallWait(d)); err != nil {
 			res.PubErrors++
-			ackErr.CompareAndSwap(nil, err.Error())
+			p.ackErr.CompareAndSwap(nil, err.Error())
 			continue
 		}
 		res.Published++
 	}
 	select {
-	case <-pjs.PublishAsyncComplete():
+	case <-p.pjs.PublishAsyncComplete():
 	case <-time.After(drain):
-		return nil, fmt.Errorf("jetstream reference: %d publishes not acknowledged after %v", pjs.PublishAsyncPending(), drain)
+		return nil, fmt.Errorf("%d publishes not acknowledged after %v", p.pjs.PublishAsyncPending(), drain)
 	}
 	pubEnd := clk.now()
 	// Publishes whose ack reported an error do not count.
-	res.PubErrors += ackErrs.Load()
-	res.Published -= ackErrs.Load()
+	res.PubErrors += p.ackErrs.Load()
+	res.Published -= p.ackErrs.Load()
 	stop := time.Now().Add(drain)
 	for consumed.Load() < res.Published && time.Now().Before(stop) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.Consumed = consumed.Load()
-	if e, ok := ackErr.Load().(string); ok {
+	if e, ok := p.ackErr.Load().(string); ok {
 		res.ErrSample = e
 	}
 	res.Elapsed = time.Duration(lastAck.Load())
