@@ -31,6 +31,7 @@ const (
 	CodeUnsupportedMedia    Code = "unsupported_media_type"
 	CodeUnprocessable       Code = "unprocessable"
 	CodeQuotaExceeded       Code = "quota_exceeded"
+	CodeBackpressure        Code = "backpressure"
 	CodeTooManyAuthFailures Code = "too_many_auth_failures"
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
@@ -57,6 +58,7 @@ var Codes = []struct {
 	{CodeUnsupportedMedia, http.StatusUnsupportedMediaType, "the Content-Type is not one the route accepts"},
 	{CodeUnprocessable, http.StatusUnprocessableEntity, "the request is well-formed, but the server could not act on it within its bounds (a Wasm module that does not compile within the compile time or memory bound)"},
 	{CodeQuotaExceeded, http.StatusTooManyRequests, "a tenant quota is reached; the message names it"},
+	{CodeBackpressure, http.StatusTooManyRequests, "the integration or the tenant cannot take the message now (its queue is near its limit, or its NATS is moving to another placement); retry after Retry-After seconds"},
 	{CodeTooManyAuthFailures, http.StatusTooManyRequests, "too many failed authentications from the client's address or for the key id; every key is refused until Retry-After seconds have passed"},
 	{CodeInternal, http.StatusInternalServerError, "a server-side failure"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "a backend (store, NATS) is unavailable; retry after Retry-After seconds"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -50,6 +51,12 @@ func (s *Server) hook(c *fiber.Ctx) error {
 		// body): close the connection rather than parse the rest of the
 		// body as the next request.
 		c.Context().SetConnectionClose()
+	}
+	if errors.Is(err, runtime.ErrNoHook) && s.eng.Moving(tenant) {
+		// The tenant's pipelines are held while its NATS moves: come back.
+		e := newError(http.StatusTooManyRequests, CodeBackpressure, "", "tenant %q is moving to another NATS placement; retry after Retry-After seconds", tenant)
+		e.retryAfter = time.Second
+		return e
 	}
 	if errors.Is(err, runtime.ErrNoHook) {
 		return notFound("no running integration of tenant %q serves webhook path %q", tenant, path)

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vrsky/vrsky/runtime"
+
+	"github.com/vrsky/vrsky/platform/provision"
 )
 
 // readyTimeout bounds each readiness check.
@@ -29,7 +31,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 type readyBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
-	Error  *errorDetail      `json:"error,omitempty"`
+	// TenantNATS is the health of every dedicated tenant instance. It
+	// does not make the node unready: the provisioner restarts an instance
+	// that died, and only its tenant waits meanwhile.
+	TenantNATS []provision.Health `json:"tenant_nats,omitempty"`
+	Error      *errorDetail       `json:"error,omitempty"`
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
@@ -53,6 +59,15 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 			continue
 		}
 		body.Checks[name] = "ok"
+	}
+	if s.tenancy != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
+		if hs, err := s.tenancy.Health(ctx); err == nil {
+			body.TenantNATS = hs
+		} else {
+			body.Checks["tenant_nats"] = err.Error()
+		}
+		cancel()
 	}
 	if len(failed) == 0 {
 		return c.JSON(body)

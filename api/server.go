@@ -41,6 +41,9 @@ type Engine interface {
 	// MoveTenant moves the tenant's NATS to placement to and returns once
 	// it runs there.
 	MoveTenant(ctx context.Context, tenant, to string) error
+	// Moving reports whether the tenant's NATS is moving on this node's
+	// view (its sources are refused meanwhile).
+	Moving(tenant string) bool
 	// Status reports the integration's state and counters.
 	Status(ctx context.Context, tenant string, spec *runtime.Spec) runtime.Status
 	// Hooks routes webhook requests to the sources that serve them.

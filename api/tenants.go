@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/vrsky/vrsky/platform/provision"
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/tenancy"
 )
@@ -100,6 +101,8 @@ type Tenancy interface {
 	Endpoint(ctx context.Context, t store.Tenant) (store.Endpoint, error)
 	// Dedicated reports whether dedicated instances can be provisioned.
 	Dedicated() bool
+	// Health of every dedicated instance.
+	Health(ctx context.Context) ([]provision.Health, error)
 }
 
 // tenantView is a tenant with its usage, next to its quotas.
@@ -123,6 +126,8 @@ type tenantNATS struct {
 	Account   string `json:"account"`
 	// Moving is the move under way, if any: where to, and its phase.
 	Moving *tenantMove `json:"moving,omitempty"`
+	// Instance is the dedicated instance's health, when dedicated.
+	Instance *provision.Health `json:"instance,omitempty"`
 }
 
 type tenantMove struct {
@@ -233,6 +238,15 @@ func (s *Server) getTenantNATS(c *fiber.Ctx) error {
 	out := tenantNATS{Placement: ep.Placement, URL: ep.URL, Account: ep.Account}
 	if m := ep.Moving; m != nil {
 		out.Moving = &tenantMove{Placement: m.Placement, URL: m.URL, Phase: m.Phase}
+	}
+	if ep.Placement == store.PlacementDedicated {
+		if hs, err := s.tenancy.Health(c.UserContext()); err == nil {
+			for i := range hs {
+				if hs[i].Tenant == name {
+					out.Instance = &hs[i]
+				}
+			}
+		}
 	}
 	return c.JSON(out)
 }

@@ -333,6 +333,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 		e.Apply(in)
 	}
 	e.forgetDeletedTenants(ctx)
+	e.restarted(nil) // every integration was applied: the switched tenants run again
 	return nil
 }
 

@@ -64,6 +64,32 @@ var ErrMoving = fmt.Errorf("%w: the tenant's NATS is moving to another placement
 type moveState struct {
 	paused map[string]bool // sources refused
 	held   map[string]bool // pipelines stopped
+	// restarting: switched to their new placement, their pipelines not
+	// started yet (between followPlacements and the Apply after it).
+	restarting map[string]bool
+}
+
+// Moving reports whether the tenant's NATS is being moved, as this node
+// last saw its endpoint record: its sources are refused meanwhile.
+func (e *Engine) Moving(tenant string) bool {
+	e.mvMu.RLock()
+	defer e.mvMu.RUnlock()
+	return e.moves.paused[tenant] || e.moves.restarting[tenant]
+}
+
+// restarted ends the restarting state of the tenants that
+// followPlacements switched, once their integrations were applied; nil
+// ends every tenant's (a reconcile applied them all).
+func (e *Engine) restarted(tenants []string) {
+	e.mvMu.Lock()
+	defer e.mvMu.Unlock()
+	if tenants == nil {
+		e.moves.restarting = map[string]bool{}
+		return
+	}
+	for _, t := range tenants {
+		delete(e.moves.restarting, t)
+	}
 }
 
 func (e *Engine) isPaused(tenant string) bool {
@@ -81,20 +107,27 @@ func (e *Engine) isHeld(tenant string) bool {
 // followPlacements brings this node in line with the tenants' endpoint
 // records: pause or hold the tenants being moved, and point the tenants
 // whose placement changed at their new servers (their pipelines stop
-// first; the reconcile that follows starts them there).
-func (e *Engine) followPlacements(ctx context.Context) {
+// first; the Apply that follows starts them there). It returns the
+// tenants it switched: pass them to restarted once applied.
+func (e *Engine) followPlacements(ctx context.Context) (switched []string) {
 	pt, ok := e.tenants.(placementTenancy)
 	if !ok {
-		return
+		return nil
 	}
 	e.followMu.Lock() // the reconcile loop and a move on this node
 	defer e.followMu.Unlock()
 	eps, err := pt.Endpoints(ctx)
 	if err != nil {
 		e.log.Warn("tenant endpoints", "err", err)
-		return
+		return nil
 	}
-	st := moveState{paused: map[string]bool{}, held: map[string]bool{}}
+	e.mvMu.RLock()
+	restarting := e.moves.restarting
+	e.mvMu.RUnlock()
+	st := moveState{paused: map[string]bool{}, held: map[string]bool{}, restarting: map[string]bool{}}
+	for t := range restarting {
+		st.restarting[t] = true
+	}
 	for tenant, ep := range eps {
 		if ep.Moving != nil {
 			st.paused[tenant] = true
@@ -129,10 +162,15 @@ func (e *Engine) followPlacements(ctx context.Context) {
 			}
 		}
 		if pt.DialURL(t) != want {
+			e.mvMu.Lock()
+			e.moves.restarting[t] = true
+			e.mvMu.Unlock()
 			pt.Switch(t, want)
+			switched = append(switched, t)
 			e.log.Info("tenant placement followed", "tenant", t, "url", want)
 		}
 	}
+	return switched
 }
 
 // MoveTenant moves the tenant's NATS to placement to (store.PlacementShared
@@ -214,7 +252,9 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 	if rec, err = e.putEndpoint(ctx, rec); err != nil {
 		return fmt.Errorf("move %s: %w", tenant, err)
 	}
-	e.followPlacements(ctx)
+	switched := e.followPlacements(ctx)
+	e.applyTenant(ctx, tenant) // start here now, not at the next reconcile
+	e.restarted(append(switched, tenant))
 	log.Info("tenant move: done; removing the old placement's streams", "copied", copied, "took", time.Since(start).String())
 	e.settle(ctx)
 	if err := deleteStreams(ctx, old); err != nil {
@@ -226,6 +266,18 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 		}
 	}
 	return nil
+}
+
+// applyTenant applies every integration of tenant (Apply).
+func (e *Engine) applyTenant(ctx context.Context, tenant string) {
+	ins, err := e.store.ListIntegrations(ctx, tenant)
+	if err != nil {
+		e.log.Warn("integrations of a moved tenant", "tenant", tenant, "err", err)
+		return
+	}
+	for _, in := range ins {
+		e.Apply(in)
+	}
 }
 
 // putEndpoint writes rec and returns it with its new revision.
