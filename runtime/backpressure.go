@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,13 +12,57 @@ import (
 )
 
 // Back-pressure: each integration's stream is bounded (messages and
-// bytes), and a tenant with a storage quota has its account bounded
-// (all its streams together). When either is 90% full, sources are
-// refused with ErrBackpressure — the webhook answers 429 with Retry-After
-// — rather than accepting what the stream cannot keep.
+// bytes), and a tenant with a storage quota has its account bounded (all
+// its streams together). When either is 90% full, sources are refused
+// rather than accepting what cannot be kept: with ErrBackpressure for the
+// stream's own bounds, and with a QuotaError naming
+// quotas.max_storage_bytes (which wraps ErrBackpressure) for the tenant's
+// quota. The webhook answers 429 with Retry-After to both.
 
 // ErrBackpressure: the integration's stream is (nearly) full; retry later.
 var ErrBackpressure = connector.ErrBackpressure
+
+// fullness is what pipeline.full holds: whether, and why, sources are
+// refused.
+type fullness = int32
+
+const (
+	roomy       fullness = iota // room to spare
+	streamFull                  // the stream is near its own bounds
+	quotaFull                   // the tenant's account holds 90% of its storage quota or more
+	quotaUsedUp                 // JetStream refused a write at the quota (until watchUsage looks again)
+)
+
+// backpressure is the refusal a source gets while p is full, nil while
+// there is room.
+func (p *pipeline) backpressure() error {
+	switch p.full.Load() {
+	case streamFull:
+		return ErrBackpressure
+	case quotaFull:
+		return &QuotaError{
+			Quota:      QuotaStorageBytes,
+			Reason:     fmt.Sprintf("tenant %s has used %.0f%% or more of its storage quota: new messages are refused until its sinks have taken some of those it holds", p.tenant, 100*backpressureRatio),
+			RetryAfter: time.Second,
+			Err:        ErrBackpressure,
+		}
+	case quotaUsedUp:
+		return p.usedUp(nil)
+	}
+	return nil
+}
+
+// usedUp is the refusal of a message JetStream refused (err) because the
+// tenant's account is at its storage quota, and of those that come after
+// it until watchUsage looks again.
+func (p *pipeline) usedUp(err error) error {
+	return &QuotaError{
+		Quota:      QuotaStorageBytes,
+		Reason:     "tenant " + p.tenant + " has used up its storage quota; messages are kept until sinks take them",
+		RetryAfter: usagePollInterval,
+		Err:        err,
+	}
+}
 
 // Stream bounds when Config leaves them zero.
 const (
@@ -38,11 +83,13 @@ func (p *pipeline) watchUsage(maxMsgs, maxBytes, quota int64) {
 		if err == nil {
 			if info, err := s.Info(ctx); err == nil {
 				st := info.State
-				full := float64(st.Msgs) >= backpressureRatio*float64(maxMsgs) ||
-					(maxBytes > 0 && float64(st.Bytes) >= backpressureRatio*float64(maxBytes))
-				if quota > 0 && !full {
-					if ai, err := p.conn.JS.AccountInfo(ctx); err == nil {
-						full = float64(ai.Store) >= backpressureRatio*float64(quota)
+				full := roomy
+				if float64(st.Msgs) >= backpressureRatio*float64(maxMsgs) ||
+					(maxBytes > 0 && float64(st.Bytes) >= backpressureRatio*float64(maxBytes)) {
+					full = streamFull
+				} else if quota > 0 {
+					if ai, err := p.conn.JS.AccountInfo(ctx); err == nil && float64(ai.Store) >= backpressureRatio*float64(quota) {
+						full = quotaFull
 					}
 				}
 				p.full.Store(full)

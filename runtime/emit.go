@@ -173,8 +173,8 @@ const headerReply = "Vrsky-Reply"
 
 // prepare stamps msg's headers and claim-checks a large payload.
 func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error) {
-	if p.full.Load() {
-		return nil, ErrBackpressure
+	if err := p.backpressure(); err != nil {
+		return nil, err
 	}
 	if p.e.isPaused(p.tenant) {
 		return nil, ErrMoving
@@ -199,16 +199,17 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 }
 
 // accepted counts and tracks msg once its publish succeeded, and turns a
-// full stream into ErrBackpressure.
+// full stream into ErrBackpressure and a full account into a QuotaError;
+// either way the sources that come next are refused at once (prepare)
+// until watchUsage sees room.
 func (p *pipeline) accepted(msg *Message, err error) error {
 	if isStreamFull(err) {
-		p.full.Store(true)
+		p.full.Store(streamFull)
 		return fmt.Errorf("%w: %w", ErrBackpressure, err)
 	}
 	if tenancy.IsStorageQuotaExceeded(err) {
-		p.full.Store(true)
-		return &QuotaError{Quota: QuotaStorageBytes, Err: err,
-			Reason: "tenant " + p.tenant + " has used up its storage quota; messages are kept until sinks take them"}
+		p.full.Store(quotaUsedUp)
+		return p.usedUp(err)
 	}
 	var qe *QuotaError
 	if errors.Is(err, ErrBackpressure) || errors.As(err, &qe) || errors.Is(err, ErrPayloadStore) || errors.Is(err, ErrPayloadRead) {

@@ -53,8 +53,9 @@ type Config struct {
 	// means DefaultClaimThreshold (256 KiB).
 	ClaimThreshold int
 	// StreamMaxMsgs and StreamMaxBytes bound each integration's stream;
-	// zero means DefaultStreamMaxMsgs and DefaultStreamMaxBytes. A tenant's
-	// MaxStorageBytes quota lowers the byte bound.
+	// zero means DefaultStreamMaxMsgs and DefaultStreamMaxBytes. A tenant
+	// with a MaxStorageBytes quota has no byte bound per stream: its
+	// account bounds all its streams together.
 	StreamMaxMsgs  int64
 	StreamMaxBytes int64
 	// SecretEnvPrefix, when set, limits the environment variables a
@@ -72,8 +73,8 @@ type Config struct {
 	// the zero value is egress.Private.
 	Egress egress.Policy
 	// StepKVMaxBytes bounds each integration's step KV bucket (Wasm
-	// steps' kv_* functions); zero means DefaultStepKVMaxBytes. A tenant's
-	// MaxStorageBytes quota lowers it.
+	// steps' kv_* functions); zero means DefaultStepKVMaxBytes. A tenant
+	// with a MaxStorageBytes quota has its account's bound instead.
 	StepKVMaxBytes int64
 }
 

@@ -55,7 +55,7 @@ type pipeline struct {
 	ingested atomic.Uint64
 	srcErr   atomic.Pointer[string]
 	inErr    atomic.Pointer[string] // the input stage could not start
-	full     atomic.Bool            // the stream is near its limits: refuse new messages
+	full     atomic.Int32           // a fullness: near the stream's bounds or the tenant's storage quota, new messages are refused
 	leading  atomic.Bool            // the source runs on this node (always, unless Singleton)
 	push     bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
 

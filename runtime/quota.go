@@ -17,7 +17,8 @@ import (
 // over the rate is refused (429 with Retry-After, naming the quota), and a
 // pull source (files, CDC, schedules, Wasm sources) waits instead, so it
 // slows down rather than fails. Its max_storage_bytes quota is kept by
-// NATS itself, through the JetStream limits of the tenant's account.
+// NATS itself, through the JetStream limits of the tenant's account, and
+// by the engine, which refuses sources at 90% of it (backpressure.go).
 //
 // The rate is per node: N nodes let a tenant through at up to N times it.
 
@@ -30,9 +31,10 @@ const (
 	QuotaStorageBytes      = connector.QuotaStorageBytes
 )
 
-// quotaRefresh is how long a tenant's rate quota is used before the store
-// is asked again (a PATCH reaches every node within it).
-const quotaRefresh = 5 * time.Second
+// QuotaRefresh is how long a tenant's rate quota is used before the store
+// is asked again: a PATCH of max_messages_per_second reaches every node
+// within it.
+const QuotaRefresh = 5 * time.Second
 
 // rates holds each tenant's rate limiter on this node.
 type rates struct {
@@ -47,7 +49,7 @@ type tenantRate struct {
 }
 
 // limiter returns the tenant's limiter, nil without a rate quota; the
-// quota is read from the store at most every quotaRefresh (a read that
+// quota is read from the store at most every QuotaRefresh (a read that
 // fails keeps the last one).
 func (e *Engine) limiter(ctx context.Context, tenant string) *rate.Limiter {
 	r := &e.rates
@@ -60,7 +62,7 @@ func (e *Engine) limiter(ctx context.Context, tenant string) *rate.Limiter {
 		tr = &tenantRate{}
 		r.m[tenant] = tr
 	}
-	if time.Since(tr.checked) < quotaRefresh {
+	if time.Since(tr.checked) < QuotaRefresh {
 		lim := tr.lim
 		r.mu.Unlock()
 		return lim

@@ -17,9 +17,9 @@ import (
 // Wasm steps' kv_* functions use a bucket of the integration's own,
 // vrsky_kv_<tenant>_<integration>, made when a step with the KV capability
 // starts. JetStream bounds it: a value may be StepKVMaxValue bytes (the
-// ABI's 1 MiB), and the bucket Config.StepKVMaxBytes (DefaultStepKVMaxBytes,
-// lowered by the tenant's MaxStorageBytes quota) counting JetStream's own
-// overhead per entry; a put past the bound fails, and the guest sees
+// ABI's 1 MiB), and the bucket Config.StepKVMaxBytes (DefaultStepKVMaxBytes;
+// the tenant's account instead, for a tenant with a MaxStorageBytes quota)
+// counting JetStream's own overhead per entry; a put past the bound fails, and the guest sees
 // ERR_UNAVAILABLE. Wasm steps may write objects only under the
 // integration's payload prefix, payloads/<tenant>/<integration>/, and an
 // object a call wrote that none of its outputs names is deleted when the

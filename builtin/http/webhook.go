@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -211,19 +212,21 @@ func (w *webhook) serveSync(ctx context.Context, emit connector.Emitter, msg *co
 }
 
 // emitFailed answers an emit that failed: the client's fault (a streamed
-// body that did not match its signature, grew past the limit or broke off)
-// or back-pressure gets its own answer; anything else is the server's
-// (503 from the API).
+// body that did not match its signature, grew past the limit or broke off),
+// a tenant quota (429 quota_exceeded naming it, or 507 for a full storage
+// quota) or back-pressure gets its own answer; anything else is the
+// server's (503 from the API).
 func emitFailed(err error, maxBody int64) (*connector.HookResponse, error) {
 	var qe *connector.QuotaError
 	switch {
 	case errors.As(err, &qe):
 		status := http.StatusTooManyRequests
-		if qe.Quota == connector.QuotaStorageBytes {
-			status = http.StatusInsufficientStorage
+		if qe.Quota == connector.QuotaStorageBytes && !errors.Is(qe, connector.ErrBackpressure) {
+			status = http.StatusInsufficientStorage // JetStream refused: the account is full
 		}
 		r := errorResponse(status, "quota_exceeded", qe.Quota, qe.Reason)
-		r.Header.Set("Retry-After", strconv.Itoa(max(1, int(qe.RetryAfter/time.Second))))
+		// Rounded up: a client that waits less would be refused again.
+		r.Header.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(qe.RetryAfter.Seconds())))))
 		return r, nil
 	case errors.Is(err, connector.ErrBackpressure):
 		r := errorResponse(http.StatusTooManyRequests, "backpressure", "",

@@ -276,7 +276,10 @@ const (
 )
 
 // QuotaError is a message a tenant quota refused. A webhook answers 429
-// with Retry-After (507 for the storage quota), naming Quota.
+// with Retry-After, naming Quota; for the storage quota, 507 when
+// JetStream refused the write (the tenant's account is full), and 429 when
+// the engine refused it first, at 90% of the quota (Err is then
+// ErrBackpressure).
 type QuotaError struct {
 	// Quota names the quota as the tenant API spells it, e.g.
 	// "quotas.max_messages_per_second".
@@ -285,7 +288,8 @@ type QuotaError struct {
 	Reason string
 	// RetryAfter is when a retry may succeed; zero when unknown.
 	RetryAfter time.Duration
-	// Err is JetStream's refusal, when it was JetStream that refused.
+	// Err is JetStream's refusal, when it was JetStream that refused, or
+	// ErrBackpressure for the storage quota's back-pressure.
 	Err error
 }
 
