@@ -72,6 +72,13 @@ type Config struct {
 	// Egress is what outbound connectors may connect to (Env.Egress);
 	// the zero value is egress.Private.
 	Egress egress.Policy
+	// DedicatedAboveRate and DedicatedAboveBytes, when positive, move a
+	// shared tenant to a dedicated NATS instance once this node ingests
+	// more than that many of its messages per second (between two
+	// reconciles), or once its account stores more than that many bytes.
+	// Zero leaves placement to the API.
+	DedicatedAboveRate  int
+	DedicatedAboveBytes int64
 	// StepKVMaxBytes bounds each integration's step KV bucket (Wasm
 	// steps' kv_* functions); zero means DefaultStepKVMaxBytes. A tenant
 	// with a MaxStorageBytes quota has its account's bound instead.
@@ -100,7 +107,13 @@ type Engine struct {
 	missing  map[string]bool  // tenants held but not in the store at the last reconcile (e.mu)
 	mvMu     sync.RWMutex
 	followMu sync.Mutex // serialises followPlacements
-	moves    moveState  // tenants being moved (placement.go)
+	auto     struct {
+		mu    sync.Mutex // Reconcile may run from more than one goroutine
+		rate  int
+		bytes int64
+		last  autoState
+	} // automatic placement (placement.go), used by the reconcile loop only
+	moves    moveState // tenants being moved (placement.go)
 	store    store.Store
 	catalog  *Catalog
 	hooks    *Hooks
@@ -169,6 +182,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
+	e.auto.rate, e.auto.bytes = cfg.DedicatedAboveRate, cfg.DedicatedAboveBytes
 	e.tenants = cfg.Tenancy
 	if e.tenants == nil {
 		e.ownTen = tenancy.New(cfg.Conn, cfg.Store, e.log.With("component", "tenancy"))
@@ -335,6 +349,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	}
 	e.forgetDeletedTenants(ctx)
 	e.restarted(nil) // every integration was applied: the switched tenants run again
+	e.autoPlace(ctx)
 	return nil
 }
 

@@ -55,6 +55,7 @@ type placementTenancy interface {
 	Provision(ctx context.Context, t store.Tenant) (string, error)
 	Unprovision(ctx context.Context, tenant string) error
 	DialAt(ctx context.Context, t store.Tenant, url string) (*natsx.Conn, error)
+	EnsureKept(ctx context.Context, t store.Tenant) error
 }
 
 // ErrMoving: the tenant's NATS is moving; sources are refused meanwhile.
@@ -67,6 +68,9 @@ type moveState struct {
 	// restarting: switched to their new placement, their pipelines not
 	// started yet (between followPlacements and the Apply after it).
 	restarting map[string]bool
+	// running: the moves this node runs (MoveTenant), kept across
+	// followPlacements.
+	running map[string]bool
 }
 
 // Moving reports whether the tenant's NATS is being moved, as this node
@@ -124,14 +128,28 @@ func (e *Engine) followPlacements(ctx context.Context) (switched []string) {
 	e.mvMu.RLock()
 	restarting := e.moves.restarting
 	e.mvMu.RUnlock()
-	st := moveState{paused: map[string]bool{}, held: map[string]bool{}, restarting: map[string]bool{}}
+	st := moveState{paused: map[string]bool{}, held: map[string]bool{}, restarting: map[string]bool{}, running: map[string]bool{}}
 	for t := range restarting {
 		st.restarting[t] = true
 	}
+	e.mvMu.RLock()
+	for t := range e.moves.running {
+		st.running[t] = true
+	}
+	e.mvMu.RUnlock()
 	for tenant, ep := range eps {
 		if ep.Moving != nil {
 			st.paused[tenant] = true
 			st.held[tenant] = ep.Moving.Phase == phaseHold
+			continue
+		}
+		if ep.Placement == store.PlacementDedicated {
+			// A local instance of this machine's, after a restart.
+			if t, err := e.store.GetTenant(ctx, tenant); err == nil {
+				if err := pt.EnsureKept(ctx, t); err != nil {
+					e.log.Warn("dedicated NATS instance", "tenant", tenant, "err", err)
+				}
+			}
 		}
 	}
 	e.mvMu.Lock()
@@ -199,6 +217,21 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 	if cur.Placement == to {
 		return nil
 	}
+	e.mvMu.Lock()
+	if e.moves.running == nil {
+		e.moves.running = map[string]bool{}
+	}
+	if e.moves.running[tenant] {
+		e.mvMu.Unlock()
+		return fmt.Errorf("move %s: this node is moving it already", tenant)
+	}
+	e.moves.running[tenant] = true
+	e.mvMu.Unlock()
+	defer func() {
+		e.mvMu.Lock()
+		delete(e.moves.running, tenant)
+		e.mvMu.Unlock()
+	}()
 	fromURL := ""
 	if cur.Placement == store.PlacementDedicated {
 		fromURL = cur.URL
@@ -221,6 +254,29 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 	if rec, err = e.putEndpoint(ctx, rec); err != nil {
 		return fmt.Errorf("move %s: %w", tenant, err)
 	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// The old placement still holds everything (the copy copies):
+		// go back to it, and let the sources in again.
+		back := rec
+		back.Moving = nil
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if _, err := e.store.PutEndpoint(bctx, back); err != nil {
+			log.Error("tenant move failed, and its endpoint record could not be restored", "err", err)
+			return
+		}
+		switched := e.followPlacements(bctx)
+		e.applyTenant(bctx, tenant)
+		e.restarted(append(switched, tenant))
+		if toURL != "" {
+			_ = pt.Unprovision(bctx, tenant)
+		}
+		log.Warn("tenant move failed: the tenant stays where it was")
+	}()
 	e.followPlacements(ctx)
 	e.settle(ctx)
 
@@ -252,6 +308,7 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 	if rec, err = e.putEndpoint(ctx, rec); err != nil {
 		return fmt.Errorf("move %s: %w", tenant, err)
 	}
+	done = true
 	switched := e.followPlacements(ctx)
 	e.applyTenant(ctx, tenant) // start here now, not at the next reconcile
 	e.restarted(append(switched, tenant))
@@ -390,4 +447,81 @@ func deleteStreams(ctx context.Context, c *natsx.Conn) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Thresholds of automatic placement (Config.DedicatedAboveRate,
+// DedicatedAboveBytes): a shared tenant that crosses one is moved onto a
+// dedicated instance by the node that sees it first.
+type autoState struct {
+	at       time.Time
+	ingested map[string]uint64 // per tenant, this node's running total at the last look
+}
+
+// autoPlace moves shared tenants over a threshold to dedicated instances.
+// The rate is what this node ingested for the tenant since the last look;
+// the bytes are what the tenant's account holds.
+func (e *Engine) autoPlace(ctx context.Context) {
+	if e.auto.rate <= 0 && e.auto.bytes <= 0 {
+		return
+	}
+	pt, ok := e.tenants.(placementTenancy)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	totals := map[string]uint64{}
+	e.mu.Lock()
+	for _, ent := range e.pipes {
+		if ent.pipe != nil {
+			totals[ent.tenant] += ent.pipe.ingested.Load()
+		}
+	}
+	e.mu.Unlock()
+	e.auto.mu.Lock()
+	prev, since := e.auto.last.ingested, now.Sub(e.auto.last.at)
+	e.auto.last = autoState{at: now, ingested: totals}
+	e.auto.mu.Unlock()
+	for tenant, total := range totals {
+		over := ""
+		if e.auto.rate > 0 && prev != nil && since > 0 && total >= prev[tenant] {
+			if rate := float64(total-prev[tenant]) / since.Seconds(); rate > float64(e.auto.rate) {
+				over = fmt.Sprintf("%.0f messages/s over %d", rate, e.auto.rate)
+			}
+		}
+		if over == "" && e.auto.bytes > 0 {
+			if c, err := e.tenants.Conn(ctx, tenant); err == nil {
+				if ai, err := c.JS.AccountInfo(ctx); err == nil && int64(ai.Store) > e.auto.bytes {
+					over = fmt.Sprintf("%d bytes stored, over %d", ai.Store, e.auto.bytes)
+				}
+			}
+		}
+		if over == "" {
+			continue
+		}
+		t, err := e.store.GetTenant(ctx, tenant)
+		if err != nil {
+			continue
+		}
+		ep, err := pt.Endpoint(ctx, t)
+		if err != nil || ep.Placement != store.PlacementShared || ep.Moving != nil {
+			continue
+		}
+		e.mvMu.RLock()
+		busy := e.moves.running[tenant]
+		e.mvMu.RUnlock()
+		if busy {
+			continue
+		}
+		e.log.Info("tenant over a placement threshold: moving it to a dedicated instance", "tenant", tenant, "why", over)
+		t.Placement = store.PlacementDedicated
+		if _, err := e.store.UpdateTenant(ctx, t); err != nil {
+			e.log.Warn("tenant placement", "tenant", tenant, "err", err)
+			continue
+		}
+		go func() {
+			if err := e.MoveTenant(context.WithoutCancel(ctx), tenant, store.PlacementDedicated); err != nil {
+				e.log.Error("automatic tenant move failed", "tenant", tenant, "err", err)
+			}
+		}()
+	}
 }

@@ -256,3 +256,63 @@ func countStreamsOf(t *testing.T, js jetstream.JetStream) int {
 	}
 	return n
 }
+
+// TestAutoPlacementOverRate: a shared tenant that ingests more than
+// DedicatedAboveRate messages per second is moved to a dedicated instance
+// by the engine itself, its record saying so; a tenant under it stays.
+func TestAutoPlacementOverRate(t *testing.T) {
+	h := runtimetest.Start(t, nil, fastReconcile, func(c *runtime.Config) { c.DedicatedAboveRate = 50 })
+	local, err := provision.NewLocal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = local.Close() })
+	h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local))
+	rec := h.Sinks.New(nil)
+	h.Create(t, specYAML("busy", "busy", sinkYAML("api", rec, "")))
+	quiet := h.As(t, "globex")
+	qrec := quiet.Sinks.New(nil)
+	quiet.Create(t, specYAML("calm", "calm", sinkYAML("api", qrec, "")))
+
+	m := h.Engine.Tenants().(*tenancy.Manager)
+	var ids []string
+	var lastQuiet time.Time
+	runtimetest.WaitFor(t, 60*time.Second, "acme moved to a dedicated instance", func() bool {
+		for range 50 { // well over 50/s
+			em, ok := h.Source.Emitter("acme", "busy")
+			if !ok {
+				break
+			}
+			msg := &runtime.Message{Data: []byte(`{}`)}
+			if em.Emit(context.Background(), msg) == nil {
+				ids = append(ids, msg.ID)
+			}
+		}
+		if time.Since(lastQuiet) > 200*time.Millisecond { // 5/s: under the threshold
+			quiet.Emit(t, "calm", `{}`)
+			lastQuiet = time.Now()
+		}
+		tn, err := h.Store.GetTenant(context.Background(), "acme")
+		if err != nil {
+			return false
+		}
+		ep, err := m.Endpoint(context.Background(), tn)
+		return err == nil && ep.Placement == store.PlacementDedicated && ep.Moving == nil && tn.Placement == store.PlacementDedicated
+	})
+	gt, err := h.Store.GetTenant(context.Background(), "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep, _ := m.Endpoint(context.Background(), gt); ep.Placement != store.PlacementShared {
+		t.Errorf("globex, under the threshold, was moved: %+v", ep)
+	}
+	runtimetest.WaitFor(t, 30*time.Second, "every accepted message delivered", func() bool {
+		got := rec.Delivered()
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}

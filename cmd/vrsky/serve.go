@@ -56,6 +56,8 @@ type serveFlags struct {
 	natsListen  string
 	dedicated   string
 	dedicatedNS string
+	aboveRate   int
+	aboveBytes  int64
 	natsSync    string
 	// Bounds of the child process that compiles uploaded Wasm modules.
 	wasmCompileTimeout time.Duration
@@ -105,6 +107,8 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL, or another node's --nats-listen address (default: embedded server); a user and password go in the URL")
 	fl.StringVar(&f.natsKeys, "nats-keys", "", "operator keys file the servers at --nats-url trust (required with it): for another node's embedded server, a copy of its DATA/"+natsx.KeysFile+"; for an external cluster, the file `vrsky nats keys` wrote")
 	fl.StringVar(&f.dedicated, "dedicated-nats", "local", "how tenants moved to placement dedicated get a NATS instance of their own: local (a nats-server child process per tenant, data in DATA/tenant-nats), kubernetes (a StatefulSet per tenant, in-cluster credentials), or off")
+	fl.IntVar(&f.aboveRate, "dedicated-above-rate", 0, "move a shared tenant to a dedicated NATS instance once this node ingests more than this many of its messages per second (0: never by itself)")
+	fl.Int64Var(&f.aboveBytes, "dedicated-above-bytes", 0, "move a shared tenant to a dedicated NATS instance once its account stores more than this many bytes (0: never by itself)")
 	fl.StringVar(&f.dedicatedNS, "dedicated-nats-namespace", "", "with --dedicated-nats kubernetes: the namespace of the tenants' instances (default: $POD_NAMESPACE, else default)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "client address of the embedded NATS server, for other nodes (port 0: a free one); they sign in with the operator keys in DATA/"+natsx.KeysFile+", generated on first start (default: no network listener, in-process only)")
 	fl.StringVar(&f.natsSync, "nats-sync", "interval", "embedded NATS fsync policy: interval or always")
@@ -360,6 +364,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		Conn: conn, Tenancy: tenants, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
 		SecretEnvPrefix: f.secretPrefix, Egress: policy,
+		DedicatedAboveRate: f.aboveRate, DedicatedAboveBytes: f.aboveBytes,
 	})
 	if err != nil {
 		return err

@@ -643,3 +643,13 @@ func (l *Local) Close() error {
 	l.hc.CloseIdleConnections()
 	return nil
 }
+
+// Has reports whether this Local keeps an instance of tenant, running or
+// not (its folder exists): the instances to bring back after a restart.
+func (l *Local) Has(tenant string) bool {
+	if !tenantLabel.MatchString(tenant) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(l.dir, tenant, PortsFile))
+	return err == nil
+}

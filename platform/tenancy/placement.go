@@ -26,6 +26,8 @@ type Provisioner interface {
 }
 
 // LocalProvisioner adapts provision.Local, whose Health needs no context.
+// Its instances are this machine's child processes: they stop with
+// vrsky serve and come back (EnsureKept) when it starts again.
 func LocalProvisioner(l *provision.Local) Provisioner { return localProv{l} }
 
 type localProv struct{ *provision.Local }
@@ -153,14 +155,27 @@ func (m *Manager) Spec(t store.Tenant, syncAlways bool) (provision.Spec, error) 
 }
 
 // Provision starts (or finds) t's dedicated instance and returns its URL.
+// The instance's spec is made once per tenant and process, so calling it
+// again does not restart the instance for new JWTs of the same claims.
 func (m *Manager) Provision(ctx context.Context, t store.Tenant) (string, error) {
 	p := m.provisioner()
 	if p == nil {
 		return "", ErrNoDedicated
 	}
-	spec, err := m.Spec(t, false)
-	if err != nil {
-		return "", err
+	m.mu.Lock()
+	spec, ok := m.specs[t.Name]
+	m.mu.Unlock()
+	if !ok || spec.AccountJWT == "" {
+		var err error
+		if spec, err = m.Spec(t, false); err != nil {
+			return "", err
+		}
+		m.mu.Lock()
+		if m.specs == nil {
+			m.specs = map[string]provision.Spec{}
+		}
+		m.specs[t.Name] = spec
+		m.mu.Unlock()
 	}
 	in, err := p.Ensure(ctx, spec)
 	if err != nil {
@@ -169,12 +184,31 @@ func (m *Manager) Provision(ctx context.Context, t store.Tenant) (string, error)
 	return in.URL, nil
 }
 
+// EnsureKept brings back t's dedicated instance when this node's
+// provisioner keeps it on this machine (a local one, after a restart);
+// instances a cluster runs (Kubernetes) need nothing.
+func (m *Manager) EnsureKept(ctx context.Context, t store.Tenant) error {
+	p := m.provisioner()
+	lp, ok := p.(localProv)
+	if !ok || !lp.Has(t.Name) {
+		return nil
+	}
+	if lp.PID(t.Name) != 0 {
+		return nil // running
+	}
+	_, err := m.Provision(ctx, t)
+	return err
+}
+
 // Unprovision stops t's dedicated instance and deletes its data.
 func (m *Manager) Unprovision(ctx context.Context, tenant string) error {
 	p := m.provisioner()
 	if p == nil {
 		return nil
 	}
+	m.mu.Lock()
+	delete(m.specs, tenant)
+	m.mu.Unlock()
 	if err := p.Remove(ctx, tenant); err != nil {
 		return fmt.Errorf("tenancy: remove the dedicated instance of %s: %w", tenant, err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vrsky/vrsky/abi"
 	"github.com/vrsky/vrsky/platform/natsx"
+	"github.com/vrsky/vrsky/platform/provision"
 	"github.com/vrsky/vrsky/platform/store"
 )
 
@@ -42,8 +43,9 @@ type Manager struct {
 
 	mu      sync.Mutex
 	tenants map[string]*account
-	urls    map[string]string // tenants whose connections dial a dedicated instance (Switch)
-	prov    Provisioner       // nil: no dedicated instances
+	urls    map[string]string         // tenants whose connections dial a dedicated instance (Switch)
+	prov    Provisioner               // nil: no dedicated instances
+	specs   map[string]provision.Spec // dedicated instances' specs, made once (Provision)
 }
 
 // account is one tenant's account on this node: its key, the revision of
