@@ -45,6 +45,10 @@ const (
 // empty their streams before the copy takes what is left.
 const drainTimeout = time.Minute
 
+// maxSettle bounds settle: nodes reconciling less often than every 15 s
+// may take a step late (they refuse the tenant's sources meanwhile).
+const maxSettle = 30 * time.Second
+
 // placementTenancy is what a Tenancy offers for dedicated placement
 // (platform/tenancy's Manager).
 type placementTenancy interface {
@@ -346,10 +350,11 @@ func (e *Engine) putEndpoint(ctx context.Context, rec store.Endpoint) (store.End
 	return out, nil
 }
 
-// settle waits two reconcile intervals, for every node to take a step.
+// settle waits two reconcile intervals (at most maxSettle), for every
+// node to take a step.
 func (e *Engine) settle(ctx context.Context) {
 	select {
-	case <-time.After(2 * e.interval):
+	case <-time.After(min(2*e.interval, maxSettle)):
 	case <-ctx.Done():
 	}
 }

@@ -316,3 +316,48 @@ func TestAutoPlacementOverRate(t *testing.T) {
 		return true
 	})
 }
+
+// TestDedicatedInstanceBackAfterRestart: a local dedicated instance stops
+// with vrsky serve (its provisioner closes) and comes back, with its
+// data, at the next reconcile of a new one; the tenant's messages flow
+// again, none accepted before lost.
+func TestDedicatedInstanceBackAfterRestart(t *testing.T) {
+	h := runtimetest.Start(t, nil, fastReconcile)
+	dir := t.TempDir()
+	first, err := provision.NewLocal(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := h.Engine.Tenants().(*tenancy.Manager)
+	m.SetProvisioner(tenancy.LocalProvisioner(first))
+	rec, turnOn := switchable(h) // off: the first message waits in the instance
+	h.Create(t, withAttempts(specYAML("orders", "orders", sinkYAML("api", rec, "")), 100))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := h.Engine.MoveTenant(ctx, "acme", store.PlacementDedicated); err != nil {
+		t.Fatal(err)
+	}
+	before := h.Emit(t, "orders", `{"n":1}`)
+	if err := first.Close(); err != nil { // vrsky serve stops: its children too
+		t.Fatal(err)
+	}
+	second, err := provision.NewLocal(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close() })
+	m.SetProvisioner(tenancy.LocalProvisioner(second))
+	runtimetest.WaitFor(t, 30*time.Second, "the reconcile brings the dedicated instance back", func() bool {
+		return second.PID("acme") != 0
+	})
+	turnOn()
+	runtimetest.WaitFor(t, 30*time.Second, "the message accepted before the restart delivered", func() bool {
+		_, ok := rec.Delivered()[before]
+		return ok
+	})
+	after := h.Emit(t, "orders", `{"n":2}`)
+	runtimetest.WaitFor(t, 30*time.Second, "a message accepted after it delivered", func() bool {
+		_, ok := rec.Delivered()[after]
+		return ok
+	})
+}
