@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,7 @@ func TestTenantPlacement(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = local.Close() })
 	e.eng.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local))
+	e.reg.MustRegister(e.eng.Tenants().(*tenancy.Manager)) // as vrsky serve does
 
 	var mu sync.Mutex
 	got := map[string]bool{}
@@ -103,6 +105,10 @@ func TestTenantPlacement(t *testing.T) {
 	ready := e.must(http.StatusOK, req{method: "GET", path: "/readyz"})
 	if list, _ := ready.body["tenant_nats"].([]any); len(list) != 1 {
 		t.Fatalf("/readyz: %s, want acme's instance listed", ready.raw)
+	}
+	metrics := e.must(http.StatusOK, req{method: "GET", path: "/metrics"})
+	if !strings.Contains(string(metrics.raw), `vrsky_tenant_nats_ready{tenant="acme"} 1`) {
+		t.Fatalf("/metrics lacks acme's instance, ready:\n%s", metrics.raw)
 	}
 	post()
 	patch("shared", http.StatusAccepted)

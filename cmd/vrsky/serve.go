@@ -351,6 +351,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer closeProv()
+	reg.MustRegister(tenants) // the dedicated instances' health
 	cat, err := newCatalog(ctx, filesRoot, wasmRT, stepEnv, log)
 	if err != nil {
 		return err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/provision"
@@ -241,4 +244,37 @@ func (m *Manager) DialAt(ctx context.Context, t store.Tenant, url string) (*nats
 		return nil, fmt.Errorf("tenancy: account of %s at %q: %w", t.Name, url, err)
 	}
 	return m.conn.DialAs(ctx, natsx.As{Name: "vrsky-move-" + t.Name, Account: a.key, URL: url})
+}
+
+// Metrics of the dedicated instances, read from the provisioner when
+// Prometheus scrapes (the Manager is a prometheus.Collector).
+var (
+	instanceReadyDesc = prometheus.NewDesc("vrsky_tenant_nats_ready",
+		"Whether a tenant's dedicated NATS instance answers its health check (1) or not (0).", []string{"tenant"}, nil)
+	instanceRestartsDesc = prometheus.NewDesc("vrsky_tenant_nats_restarts",
+		"Times a tenant's dedicated NATS instance was restarted after it died.", []string{"tenant"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Manager) Describe(ch chan<- *prometheus.Desc) {
+	ch <- instanceReadyDesc
+	ch <- instanceRestartsDesc
+}
+
+// Collect implements prometheus.Collector.
+func (m *Manager) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs, err := m.Health(ctx)
+	if err != nil {
+		return
+	}
+	for _, h := range hs {
+		ready := 0.0
+		if h.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(instanceReadyDesc, prometheus.GaugeValue, ready, h.Tenant)
+		ch <- prometheus.MustNewConstMetric(instanceRestartsDesc, prometheus.CounterValue, float64(h.Restarts), h.Tenant)
+	}
 }
