@@ -44,7 +44,7 @@ func TestTenantPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = local.Close() })
-	e.eng.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local))
+	e.eng.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local), false)
 	e.reg.MustRegister(e.eng.Tenants().(*tenancy.Manager)) // as vrsky serve does
 
 	var mu sync.Mutex

@@ -35,7 +35,7 @@ func TestMoveTenantUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = local.Close() })
-	h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local))
+	h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local), false)
 	other := h.As(t, "globex") // a tenant that stays shared
 
 	// The sink records every attempt's time: first attempts show the order.
@@ -267,7 +267,7 @@ func TestAutoPlacementOverRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = local.Close() })
-	h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local))
+	h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local), false)
 	rec := h.Sinks.New(nil)
 	h.Create(t, specYAML("busy", "busy", sinkYAML("api", rec, "")))
 	quiet := h.As(t, "globex")
@@ -329,7 +329,7 @@ func TestDedicatedInstanceBackAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := h.Engine.Tenants().(*tenancy.Manager)
-	m.SetProvisioner(tenancy.LocalProvisioner(first))
+	m.SetProvisioner(tenancy.LocalProvisioner(first), false)
 	rec, turnOn := switchable(h) // off: the first message waits in the instance
 	h.Create(t, withAttempts(specYAML("orders", "orders", sinkYAML("api", rec, "")), 100))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -346,7 +346,7 @@ func TestDedicatedInstanceBackAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = second.Close() })
-	m.SetProvisioner(tenancy.LocalProvisioner(second))
+	m.SetProvisioner(tenancy.LocalProvisioner(second), false)
 	runtimetest.WaitFor(t, 30*time.Second, "the reconcile brings the dedicated instance back", func() bool {
 		return second.PID("acme") != 0
 	})

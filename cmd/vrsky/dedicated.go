@@ -27,7 +27,7 @@ func setProvisioner(f serveFlags, tenants *tenancy.Manager, log *slog.Logger) (f
 		if err != nil {
 			return nil, fmt.Errorf("--dedicated-nats local: %w", err)
 		}
-		tenants.SetProvisioner(tenancy.LocalProvisioner(l))
+		tenants.SetProvisioner(tenancy.LocalProvisioner(l), f.natsSync == "always")
 		return func() {
 			if err := l.Close(); err != nil {
 				log.Warn("stop the tenants' NATS instances", "err", err)
@@ -46,7 +46,7 @@ func setProvisioner(f serveFlags, tenants *tenancy.Manager, log *slog.Logger) (f
 			Namespace:     cmp.Or(f.dedicatedNS, os.Getenv("POD_NAMESPACE")),
 			VRSkySelector: map[string]string{"app.kubernetes.io/name": "vrsky"},
 		})
-		tenants.SetProvisioner(p)
+		tenants.SetProvisioner(p, f.natsSync == "always")
 		return func() {}, nil
 	}
 	return nil, fmt.Errorf("--dedicated-nats %q: want local, kubernetes or off", f.dedicated)

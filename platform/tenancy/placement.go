@@ -41,10 +41,14 @@ func (l localProv) Health(context.Context) ([]provision.Health, error) { return 
 var ErrNoDedicated = errors.New("tenancy: dedicated NATS instances are not available on this server")
 
 // SetProvisioner gives the Manager its provisioner; without one,
-// dedicated placement is refused (ErrNoDedicated).
-func (m *Manager) SetProvisioner(p Provisioner) {
+// dedicated placement is refused (ErrNoDedicated). syncAlways makes the
+// instances fsync every JetStream write before acknowledging it, as
+// vrsky serve --nats-sync always does for the embedded server: with the
+// default interval sync, an instance killed with SIGKILL may lose the
+// writes of its last few milliseconds.
+func (m *Manager) SetProvisioner(p Provisioner, syncAlways bool) {
 	m.mu.Lock()
-	m.prov = p
+	m.prov, m.syncAlways = p, syncAlways
 	m.mu.Unlock()
 }
 
@@ -170,7 +174,10 @@ func (m *Manager) Provision(ctx context.Context, t store.Tenant) (string, error)
 	m.mu.Unlock()
 	if !ok || spec.AccountJWT == "" {
 		var err error
-		if spec, err = m.Spec(t, false); err != nil {
+		m.mu.Lock()
+		syncAlways := m.syncAlways
+		m.mu.Unlock()
+		if spec, err = m.Spec(t, syncAlways); err != nil {
 			return "", err
 		}
 		m.mu.Lock()

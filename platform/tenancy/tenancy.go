@@ -41,11 +41,12 @@ type Manager struct {
 	store Store
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	tenants map[string]*account
-	urls    map[string]string         // tenants whose connections dial a dedicated instance (Switch)
-	prov    Provisioner               // nil: no dedicated instances
-	specs   map[string]provision.Spec // dedicated instances' specs, made once (Provision)
+	mu         sync.Mutex
+	tenants    map[string]*account
+	urls       map[string]string         // tenants whose connections dial a dedicated instance (Switch)
+	prov       Provisioner               // nil: no dedicated instances
+	syncAlways bool                      // dedicated instances fsync each write (SetProvisioner)
+	specs      map[string]provision.Spec // dedicated instances' specs, made once (Provision)
 }
 
 // account is one tenant's account on this node: its key, the revision of
