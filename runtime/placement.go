@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,9 @@ const (
 // drainTimeout bounds the wait for the tenant's running integrations to
 // empty their streams before the copy takes what is left.
 const drainTimeout = time.Minute
+
+// copyWindow is how many copied messages may await their acks at once.
+const copyWindow = 512
 
 // maxSettle bounds settle: nodes reconciling less often than every 15 s
 // may take a step late (they refuse the tenant's sources meanwhile).
@@ -415,8 +419,21 @@ func copyStreams(ctx context.Context, src, dst *natsx.Conn) (int, error) {
 			continue
 		}
 		// Read by sequence (a work-queue stream admits no second
-		// consumer), skipping what acks removed.
+		// consumer), skipping what acks removed; publish asynchronously
+		// (one connection: stored in the order sent), a window at a time.
 		copied := uint64(0)
+		var futs []jetstream.PubAckFuture
+		flush := func() error {
+			var first error
+			err := awaitAcks(ctx, futs, func(_ int, err error) bool {
+				if err != nil && first == nil {
+					first = err
+				}
+				return true
+			})
+			futs = futs[:0]
+			return cmp.Or(err, first)
+		}
 		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && copied < info.State.Msgs; seq++ {
 			m, err := s.GetMsg(ctx, seq)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -429,11 +446,21 @@ func copyStreams(ctx context.Context, src, dst *natsx.Conn) (int, error) {
 			// The source stream deduplicated already; a dedup id here
 			// could only drop a message.
 			h.Del(nats.MsgIdHdr)
-			if _, err := dst.JS.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); err != nil {
+			f, err := dst.JS.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data})
+			if err != nil {
 				return n, fmt.Errorf("copy into %s: %w", name, err)
 			}
+			futs = append(futs, f)
 			n++
 			copied++
+			if len(futs) == copyWindow {
+				if err := flush(); err != nil {
+					return n, fmt.Errorf("copy into %s: %w", name, err)
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return n, fmt.Errorf("copy into %s: %w", name, err)
 		}
 	}
 	return n, names.Err()

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"flag"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -360,4 +361,56 @@ func TestDedicatedInstanceBackAfterRestart(t *testing.T) {
 		_, ok := rec.Delivered()[after]
 		return ok
 	})
+}
+
+var moveMessages = flag.Int("move-messages", 100_000, "messages queued for BenchmarkMoveTenant")
+
+// BenchmarkMoveTenant measures a tenant move with -move-messages (100,000)
+// messages queued in a stopped integration: the time from the PATCH to the
+// tenant running on its dedicated instance, and the rate the queue is
+// copied at. One move per iteration; run with -benchtime 1x.
+func BenchmarkMoveTenant(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		h := runtimetest.Start(b, nil, fastReconcile)
+		local, err := provision.NewLocal(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.Engine.Tenants().(*tenancy.Manager).SetProvisioner(tenancy.LocalProvisioner(local), false)
+		rec, _ := switchable(h) // off: nothing is delivered, everything stays queued
+		h.Create(b, withAttempts(specYAML("queue", "queue", sinkYAML("api", rec, "")), 100))
+		em := h.Emitter(b, "queue")
+		batch := make([]*runtime.Message, 0, 500)
+		for i := range *moveMessages {
+			batch = append(batch, &runtime.Message{Data: fmt.Appendf(nil, `{"n":%d,"pad":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}`, i)})
+			if len(batch) == cap(batch) || i == *moveMessages-1 {
+				if err := em.EmitBatch(context.Background(), batch); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		in, err := h.Store.GetIntegration(context.Background(), "acme", "queue")
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.Desired = store.StateStopped
+		if _, err := h.Store.UpdateIntegration(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+		h.Engine.Stop("acme", "queue")
+		b.StartTimer()
+		start := time.Now()
+		if err := h.Engine.MoveTenant(context.Background(), "acme", store.PlacementDedicated); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(took.Seconds(), "s/move")
+		b.ReportMetric(float64(*moveMessages)/took.Seconds(), "queued-msgs/s")
+		_ = local.Close()
+		h.Stop()
+		b.StartTimer()
+	}
 }
