@@ -2,9 +2,9 @@ package runtime_test
 
 import (
 	"context"
-	"flag"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"sync"
 	"sync/atomic"
