@@ -91,12 +91,25 @@ func TestTenantPlacement(t *testing.T) {
 		return r
 	}
 
+	// move asks for a placement; a PATCH while the last move still
+	// cleans up (the old placement's streams, its instance) is refused, 409.
+	move := func(placement string) {
+		t.Helper()
+		runtimetest.WaitFor(t, 30*time.Second, "the move to "+placement+" accepted", func() bool {
+			r := e.do(req{method: "PATCH", path: "/api/v1/tenants/acme", key: testAdminKey, body: map[string]any{"placement": placement}})
+			if r.status != http.StatusAccepted && r.status != http.StatusConflict {
+				t.Fatalf("PATCH placement %s: %d %s", placement, r.status, r.raw)
+			}
+			return r.status == http.StatusAccepted
+		})
+	}
+
 	post()
 	shared := nats()
 	if shared.str("placement") != "shared" || shared.str("account") == "" {
 		t.Fatalf("before the move: %s", shared.raw)
 	}
-	patch("dedicated", http.StatusAccepted)
+	move("dedicated")
 	r := waitPlacement("dedicated")
 	inst, _ := r.body["instance"].(map[string]any)
 	if r.str("url") == "" || inst == nil || inst["ready"] != true || r.str("account") != shared.str("account") {
@@ -111,7 +124,7 @@ func TestTenantPlacement(t *testing.T) {
 		t.Fatalf("/metrics lacks acme's instance, ready:\n%s", metrics.raw)
 	}
 	post()
-	patch("shared", http.StatusAccepted)
+	move("shared")
 	waitPlacement("shared")
 	// The move removes the instance it left once every node has followed.
 	runtimetest.WaitFor(t, 30*time.Second, "the instance removed after moving back", func() bool { return len(local.Health()) == 0 })
@@ -128,7 +141,7 @@ func TestTenantPlacement(t *testing.T) {
 	})
 
 	// A dedicated tenant deleted: its instance goes with it.
-	patch("dedicated", http.StatusAccepted)
+	move("dedicated")
 	waitPlacement("dedicated")
 	e.must(http.StatusNoContent, req{method: "DELETE", path: "/api/v1/tenants/acme", key: testAdminKey})
 	if hs := local.Health(); len(hs) != 0 {

@@ -280,6 +280,9 @@ func (s *Server) patchTenant(c *fiber.Ctx) error {
 		return err
 	}
 	move := ""
+	if p.Placement != nil && s.eng.Moving(name) {
+		return newError(http.StatusConflict, CodeConflict, "placement", "tenant %q is being moved; change its placement once the move is done (GET .../nats)", name)
+	}
 	if p.Placement != nil {
 		switch *p.Placement {
 		case store.PlacementShared, "":

@@ -86,7 +86,7 @@ type moveState struct {
 func (e *Engine) Moving(tenant string) bool {
 	e.mvMu.RLock()
 	defer e.mvMu.RUnlock()
-	return e.moves.paused[tenant] || e.moves.restarting[tenant]
+	return e.moves.paused[tenant] || e.moves.restarting[tenant] || e.moves.running[tenant]
 }
 
 // restarted ends the restarting state of the tenants that
