@@ -101,6 +101,9 @@ type Tenancy interface {
 	Endpoint(ctx context.Context, t store.Tenant) (store.Endpoint, error)
 	// Dedicated reports whether dedicated instances can be provisioned.
 	Dedicated() bool
+	// Follow points this node at where the tenant lives now (its
+	// endpoint record), which another node may have changed.
+	Follow(ctx context.Context, t store.Tenant) error
 	// Health of every dedicated instance.
 	Health(ctx context.Context) ([]provision.Health, error)
 }
@@ -334,8 +337,11 @@ func (s *Server) deleteTenant(c *fiber.Ctx) error {
 	if err != nil {
 		return storeError(err, fmt.Sprintf("integrations of tenant %q", name))
 	}
-	// The account must be known here to remove the streams once the
-	// record is gone.
+	// The account, and where it lives, must be known here to remove the
+	// streams (and a dedicated instance) once the record is gone.
+	if err := s.tenancy.Follow(ctx, t); err != nil {
+		return fmt.Errorf("the NATS endpoint of tenant %q: %w", name, err)
+	}
 	if err := s.tenancy.Sync(ctx, t); err != nil {
 		return fmt.Errorf("the NATS account of tenant %q: %w", name, err)
 	}

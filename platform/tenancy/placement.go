@@ -136,6 +136,28 @@ func (m *Manager) Switch(tenant, url string) {
 	}
 }
 
+// Follow points this node's connections of t where its endpoint record
+// says it lives, as every reconcile does: call it before acting on a
+// tenant another node may have moved (deleting it).
+func (m *Manager) Follow(ctx context.Context, t store.Tenant) error {
+	ep, err := m.store.GetEndpoint(ctx, t.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		m.Switch(t.Name, "")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tenancy: endpoint of %s: %w", t.Name, err)
+	}
+	url := ""
+	if ep.Placement == store.PlacementDedicated {
+		url = ep.URL
+	}
+	if m.DialURL(t.Name) != url {
+		m.Switch(t.Name, url)
+	}
+	return nil
+}
+
 // Spec is what t's dedicated instance needs to admit it.
 func (m *Manager) Spec(t store.Tenant, syncAlways bool) (provision.Spec, error) {
 	a, err := m.entry(t)
