@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,7 +38,7 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 		// against it, so the second stream could not be created.
 		maxBytes = -1
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        streamName(p.tenant, p.spec.Name),
 		Description: "VRSky integration " + p.tenant + "/" + p.spec.Name,
 		Subjects:    []string{subjectBase(p.tenant, p.spec.Name) + ".>"},
@@ -53,7 +54,7 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("stream for %s/%s: %w", p.tenant, p.spec.Name, err)
 	}
 	go p.watchUsage(maxMsgs, maxBytes, quota)
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        dlqStreamName(p.tenant),
 		Description: "VRSky dead letters of tenant " + p.tenant,
 		Subjects:    []string{"vrsky." + p.tenant + ".dlq.>"},
@@ -66,6 +67,38 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("dead-letter stream of %s: %w", p.tenant, err)
 	}
 	return nil
+}
+
+// ensureStream creates the stream of cfg, or updates it when its settings
+// differ. An unchanged stream is left alone: every node starting an
+// integration would otherwise update its stream while another creates a
+// consumer on it, which nats-server 2.15.2 does not do safely (a data race
+// between the filestore's UpdateConfig and ConsumerStore).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	if s, err := js.Stream(ctx, cfg.Name); err == nil {
+		have, want := s.CachedInfo().Config, cfg
+		// What the server stores for settings left zero.
+		if want.MaxMsgs == 0 {
+			want.MaxMsgs = -1
+		}
+		if want.MaxBytes == 0 {
+			want.MaxBytes = -1
+		}
+		if want.Duplicates == 0 {
+			want.Duplicates = 2 * time.Minute
+		}
+		if want.Replicas == 0 {
+			want.Replicas = 1
+		}
+		if slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+			have.Storage == want.Storage && have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
+			have.Discard == want.Discard && have.MaxMsgs == want.MaxMsgs && have.MaxBytes == want.MaxBytes &&
+			have.MaxAge == want.MaxAge && have.Description == want.Description {
+			return nil
+		}
+	}
+	_, err := js.CreateOrUpdateStream(ctx, cfg)
+	return err
 }
 
 // storageQuota is the tenant's MaxStorageBytes quota, zero for none.
