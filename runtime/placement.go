@@ -12,6 +12,7 @@ import (
 
 	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/platform/store"
+	"github.com/vrsky/vrsky/platform/tenancy"
 )
 
 // Placement: a tenant's NATS lives on the platform servers (shared) or on
@@ -322,7 +323,7 @@ func (e *Engine) MoveTenant(ctx context.Context, tenant, to string) error {
 	e.restarted(append(switched, tenant))
 	log.Info("tenant move: done; removing the old placement's streams", "copied", copied, "took", time.Since(start).String())
 	e.settle(ctx)
-	if err := deleteStreams(ctx, old); err != nil {
+	if err := tenancy.DeleteStreams(ctx, old); err != nil {
 		log.Warn("tenant move: old streams left", "err", err)
 	}
 	if fromURL != "" {
@@ -464,21 +465,6 @@ func copyStreams(ctx context.Context, src, dst *natsx.Conn) (int, error) {
 		}
 	}
 	return n, names.Err()
-}
-
-// deleteStreams deletes every stream of c's account.
-func deleteStreams(ctx context.Context, c *natsx.Conn) error {
-	var errs []error
-	names := c.JS.StreamNames(ctx)
-	for name := range names.Name() {
-		if err := c.JS.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			errs = append(errs, err)
-		}
-	}
-	if err := names.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // Thresholds of automatic placement (Config.DedicatedAboveRate,

@@ -300,18 +300,8 @@ func (m *Manager) Remove(ctx context.Context, t store.Tenant) error {
 			return fmt.Errorf("tenancy: connect as tenant %s: %w", t.Name, err)
 		}
 	}
-	var errs []error
-	names := a.data.JS.StreamNames(ctx)
-	for name := range names.Name() {
-		if err := a.data.JS.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			errs = append(errs, fmt.Errorf("delete stream %s: %w", name, err))
-		}
-	}
-	if err := names.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("list streams: %w", err))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("tenancy: remove tenant %s: %w", t.Name, errors.Join(errs...))
+	if err := DeleteStreams(ctx, a.data); err != nil {
+		return fmt.Errorf("tenancy: remove tenant %s: %w", t.Name, err)
 	}
 	a.closeConns()
 	dedicated := a.url != ""
@@ -330,6 +320,23 @@ func (m *Manager) Remove(ctx context.Context, t store.Tenant) error {
 		return fmt.Errorf("tenancy: remove tenant %s: %w", t.Name, err)
 	}
 	return nil
+}
+
+// DeleteStreams deletes every stream of c's account (KV buckets and
+// object stores are streams too); one it cannot delete does not stop the
+// others.
+func DeleteStreams(ctx context.Context, c *natsx.Conn) error {
+	var errs []error
+	names := c.JS.StreamNames(ctx)
+	for name := range names.Name() {
+		if err := c.JS.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, fmt.Errorf("delete stream %s: %w", name, err))
+		}
+	}
+	if err := names.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("list streams: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // Forget closes this node's connections of a tenant that another node
