@@ -14,7 +14,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint clean
+.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint docs clean
 
 all: build
 
@@ -70,6 +70,10 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@echo "==> PostgreSQL CDC -> HTTP sink: a burst of 200,000 changes, then 100,000 paced at 5,000/s"
 	@$(GO) run ./cmd/vrsky-bench -cdc-changes 200000
 	@$(GO) run ./cmd/vrsky-bench -cdc-changes 100000 -cdc-rate 5000
+
+docs: ## regenerate docs/api.md from api/openapi.json (a test fails when it is stale)
+	@echo "==> writing docs/api.md from api/openapi.json (internal/apidoc)"
+	@$(GO) test -count=1 -run '^TestAPIReference$$' ./internal/apidoc -update
 
 lint: ## go vet, gofmt, staticcheck
 	@$(GO) vet ./...
