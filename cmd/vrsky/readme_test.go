@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,14 +15,26 @@ import (
 	"github.com/vrsky/vrsky/runtime"
 )
 
-// TestReadmeSpecsParse keeps the README true: every integration spec in a
-// yaml block parses against the catalogue vrsky serve builds (the
-// built-ins and the shipped Wasm steps), and the README's one deliberate
-// mistake is refused on the field it names.
+// TestReadmeSpecsParse keeps the README and docs/ true: every integration
+// spec in a yaml block of the README or a page of docs/ parses against the
+// catalogue vrsky serve builds (the built-ins and the shipped Wasm steps),
+// and the README's one deliberate mistake is refused on the field it names.
 func TestReadmeSpecsParse(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []byte
+	for _, p := range pages {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(append(docs, b...), '\n')
 	}
 	conn := natsxtest.Start(t)
 	ctx := context.Background()
@@ -39,12 +52,12 @@ func TestReadmeSpecsParse(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme)+string(docs), -1)
 	// The getting started writes its specs with the shell, filling in
 	// the receivers' addresses.
 	heredocs := regexp.MustCompile("(?s)cat > [a-z]+\\.yaml <<EOF\n(.*?)\nEOF\n").FindAllStringSubmatch(string(readme), -1)
 	if len(blocks) < 3 || len(heredocs) < 2 {
-		t.Fatalf("found %d yaml blocks and %d `cat > x.yaml <<EOF` ones in the README; the patterns no longer match it", len(blocks), len(heredocs))
+		t.Fatalf("found %d yaml blocks in the README and docs/ and %d `cat > x.yaml <<EOF` ones in the README; the patterns no longer match it", len(blocks), len(heredocs))
 	}
 	for _, h := range heredocs {
 		blocks = append(blocks, []string{h[0], os.Expand(h[1], func(name string) string {
