@@ -36,6 +36,9 @@ const (
 	CodeInternal            Code = "internal"
 	CodeUnavailable         Code = "unavailable"
 	CodeNotReady            Code = "not_ready"
+	// The http-webhook source answers these two itself (builtin/http).
+	CodeBadSignature Code = "bad_signature"
+	CodeBadBody      Code = "bad_body"
 )
 
 // Codes is the catalogue as data: each code, the HTTP status it goes with,
@@ -63,6 +66,8 @@ var Codes = []struct {
 	{CodeInternal, http.StatusInternalServerError, "a server-side failure"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "a backend (store, NATS) is unavailable; retry after Retry-After seconds"},
 	{CodeNotReady, http.StatusServiceUnavailable, "the node is not ready; the checks say which backend fails"},
+	{CodeBadSignature, http.StatusUnauthorized, "a webhook's X-Hub-Signature-256 is missing or does not match the body (sources with secret_env)"},
+	{CodeBadBody, http.StatusBadRequest, "a webhook's body could not be read (the client went away, or sent a broken chunked body)"},
 }
 
 // retryAfter is the Retry-After value, in seconds, sent with 503s.
