@@ -222,10 +222,13 @@ func run(args []string) int {
 		rep.js = js
 		logf("vrsky-bench: reference: plain HTTP hop (%v)", cfg.refDuration)
 		var seq atomic.Int64
+		cpu0 := procCPU(os.Getpid())
 		hop, err := httpHopReference(ctx, newClock(), cfg.clients, cfg.refDuration, &seq)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 			code = 1
+		} else if hop.accepted > 0 {
+			hop.cpuPerReq = (procCPU(os.Getpid()) - cpu0) / float64(hop.accepted)
 		}
 		rep.hop = hop
 	}
