@@ -78,11 +78,16 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 		}
 	}
 	p.e.metrics.observeBatch(p.tenant, p.spec.Name, sinkStage(r.spec.Name), took, errs, len(batch))
-	// Acks run side by side: each double ack is a round trip.
+	// Double acks (claim-checked payloads) run side by side: each is a
+	// round trip. Plain acks do not wait.
 	var wg sync.WaitGroup
 	for i, m := range batch {
 		if errs == nil || errs[i] == nil {
-			wg.Go(func() { r.ack(m, msgs[i]) })
+			if msgs[i].Header.Get(HeaderPayloadRef) == "" {
+				r.ack(m, msgs[i])
+			} else {
+				wg.Go(func() { r.ack(m, msgs[i]) })
+			}
 			continue
 		}
 		p.log.Debug("sink delivery failed", "sink", r.spec.Name, "msg_id", msgs[i].ID, "err", errs[i])
@@ -91,25 +96,37 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 	wg.Wait()
 }
 
-// ack confirms a delivery. The double ack waits for the server's
-// confirmation, so a delivery is counted only once JetStream will not
-// redeliver it; sinks get the message id as an idempotency key for the
-// rare redelivery that still meets a late ack.
+// ack confirms a delivery: only after it, never before. A plain ack is
+// one message on the connection, no round trip: if it is lost (crash,
+// leader change), JetStream redelivers after AckWait and the sink gets
+// the message again under the same Idempotency-Key, which is the
+// at-least-once the sinks are built for. A claim-checked payload is the
+// exception: its object is released after the ack, and a redelivery
+// after a lost ack would find the object gone, so that ack waits for the
+// server's confirmation (a double ack) before the release.
 func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 	p := r.p
+	ref := msg.Header.Get(HeaderPayloadRef)
+	if ref == "" {
+		if err := m.Ack(); err != nil {
+			p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
+		}
+		r.delivered.Add(1)
+		p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
+		p.track(msg.ID, sinkStage(r.spec.Name), StageRecord{Status: StatusDelivered, Attempt: attemptOf(m)})
+		return
+	}
 	attempt := attemptOf(m)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := m.DoubleAck(ctx); err != nil {
 		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 	}
+	if err := p.e.claims.release(ctx, ref, r.spec.Name); err != nil {
+		p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
+	}
 	r.delivered.Add(1)
 	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
-	if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
-		if err := p.e.claims.release(ctx, ref, r.spec.Name); err != nil {
-			p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
-		}
-	}
 	p.track(msg.ID, sinkStage(r.spec.Name), StageRecord{Status: StatusDelivered, Attempt: attempt})
 }
 
@@ -121,6 +138,10 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
 	p.e.metrics.observeDelivery(p.tenant, p.spec.Name, sinkStage(r.spec.Name), time.Since(start), err)
 	if err == nil {
+		if msg.Header.Get(HeaderPayloadRef) == "" {
+			r.ack(m, msg) // does not wait
+			return
+		}
 		// The double ack's round trip runs beside the next delivery; the
 		// consumer's MaxAckPending bounds how many are in flight.
 		r.acks.Go(func() { r.ack(m, msg) })
