@@ -56,9 +56,9 @@ type vrskyResult struct {
 	// message costs, which the machine's other load barely moves.
 	CPUVrskyDrained, CPUBenchDrained float64
 	WindowAccepted                   int64
-	Status                         string
-	ServerLogTail                  string
-	ServerErr                      string
+	Status                           string
+	ServerLogTail                    string
+	ServerErr                        string
 }
 
 // resolveVrsky finds the vrsky binary. When the default bin/vrsky is
