@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The sink stages: one durable consumer per sink feeds its Sink (or its
@@ -29,6 +30,12 @@ type sinkRunner struct {
 	wg      sync.WaitGroup
 	acks    sync.WaitGroup // double acks in flight
 
+	// Made once at start, not per message: the sink's subject, its
+	// stage's wire form and its delivered counter.
+	subject      string
+	stage        string
+	deliveredCtr prometheus.Counter
+
 	delivered    atomic.Uint64
 	failures     atomic.Uint64
 	deadLettered atomic.Uint64
@@ -36,6 +43,9 @@ type sinkRunner struct {
 
 // start creates the sink's consumer and its workers.
 func (r *sinkRunner) start(ctx context.Context) error {
+	r.subject = SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name)
+	r.stage = sinkStage(r.spec.Name).String()
+	r.deliveredCtr = r.p.e.metrics.delivered.WithLabelValues(r.p.tenant, r.p.spec.Name, r.stage)
 	conc, handle := defaultSinkConc, func(ch <-chan jetstream.Msg) {
 		for m := range ch {
 			r.handle(m)
@@ -52,7 +62,7 @@ func (r *sinkRunner) start(ctx context.Context) error {
 			gatherBatches(ch, b.MaxMessages, b.MaxWait, func(batch []jetstream.Msg) { r.deliverBatch(bs, batch) })
 		}
 	}
-	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), conc, &r.wg, handle)
+	cc, err := r.p.consume(ctx, sinkConsumerName(r.spec.Name), r.subject, conc, &r.wg, handle)
 	r.consume = cc
 	return err
 }
@@ -112,8 +122,8 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 			p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 		}
 		r.delivered.Add(1)
-		p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
-		p.track(msg.ID, sinkStage(r.spec.Name), StageRecord{Status: StatusDelivered, Attempt: attemptOf(m)})
+		r.deliveredCtr.Inc()
+		p.trackAt(msg.ID, r.stage, StageRecord{Status: StatusDelivered, Attempt: attemptOf(m)})
 		return
 	}
 	attempt := attemptOf(m)
@@ -126,8 +136,8 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 		p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
 	}
 	r.delivered.Add(1)
-	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
-	p.track(msg.ID, sinkStage(r.spec.Name), StageRecord{Status: StatusDelivered, Attempt: attempt})
+	r.deliveredCtr.Inc()
+	p.trackAt(msg.ID, r.stage, StageRecord{Status: StatusDelivered, Attempt: attempt})
 }
 
 // handle delivers one message to the Sink.
@@ -152,11 +162,17 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 }
 
 // outMsg is m as published to r's subject: deduplicated per sink
-// (<id>:<sink>), without EmitWait's reply subject.
+// (<id>:<sink>), without EmitWait's reply subject. The header shares m's
+// value slices (the publish only reads them) and adds its two ids in one
+// allocation: a Clone cost a slice per header.
 func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
-	h := m.Header.Clone()
-	delete(h, headerReply)
-	h.Set(HeaderMsgID, m.ID)
-	h.Set(HeaderNatsMsgID, m.ID+":"+r.spec.Name)
-	return &nats.Msg{Subject: SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name), Header: nats.Header(h), Data: m.Data}
+	h := make(nats.Header, len(m.Header)+2)
+	for k, v := range m.Header {
+		if k != headerReply {
+			h[k] = v
+		}
+	}
+	ids := []string{m.ID, m.ID + ":" + r.spec.Name}
+	h[HeaderMsgID], h[HeaderNatsMsgID] = ids[0:1:1], ids[1:2:2]
+	return &nats.Msg{Subject: r.subject, Header: h, Data: m.Data}
 }
