@@ -14,7 +14,7 @@ import (
 )
 
 // The sink stages: one durable consumer per sink feeds its Sink (or its
-// BatchSink, in batches); a delivery is acknowledged with a double ack,
+// BatchSink, in batches); a delivery is acknowledged after it (see ack),
 // a failure goes to retryOrDeadLetter (dlq.go).
 
 // defaultSinkConc is how many deliveries to a Sink run at once.
