@@ -9,7 +9,10 @@
 // next to two references measured in the same run on the same machine: the
 // raw JetStream publish+consume rate of an embedded nats-server configured
 // like VRSky's, and a plain HTTP hop (the same clients against a trivial
-// net/http handler). The targets come from DESIGN.md ("Benchmarks").
+// net/http handler). It also reports the CPU each process spent per
+// message (vrsky serve's over the window and drain; the references' per
+// message they moved), which the machine's other load moves far less than
+// rates. The targets come from DESIGN.md ("Benchmarks").
 //
 // Usage:
 //
