@@ -16,7 +16,7 @@
 //	               publish acknowledgements, batches and attempt counts
 //	emit.go        the source's Emitter (and direct routing without steps)
 //	input.go       the input stage: steps, `when` routing, publishing
-//	sinkrun.go     the sink stages: delivery, double ack
+//	sinkrun.go     the sink stages: delivery, ack
 //	dlq.go         retries and dead letters: write, list, replay, delete
 //	claimcheck.go  claim-checked payloads and the pipeline's glue for them
 //	tracking.go    per-stage message records and Trace

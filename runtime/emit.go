@@ -188,12 +188,15 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 	if msg.Header == nil {
 		msg.Header = Header{}
 	}
-	msg.Header.Set(HeaderNatsMsgID, msg.ID)
-	msg.Header.Set(HeaderMsgID, msg.ID)
-	msg.Header.Set(HeaderTenant, p.tenant)
-	msg.Header.Set(HeaderIntegration, p.spec.Name)
+	// The four stamps share one allocation (the keys are canonical).
+	v := []string{msg.ID, p.tenant, p.spec.Name}
+	msg.Header[HeaderNatsMsgID], msg.Header[HeaderMsgID] = v[0:1:1], v[0:1:1]
+	msg.Header[HeaderTenant], msg.Header[HeaderIntegration] = v[1:2:2], v[2:3:3]
 	if err := p.e.claims.checkIn(ctx, p.tenant, p.spec.Name, msg); err != nil {
 		return nil, err
+	}
+	if p.direct() {
+		return nil, nil // emitDirect publishes outMsg copies instead
 	}
 	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, nil
 }
@@ -225,5 +228,5 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 
 func (p *pipeline) countIngested() {
 	p.ingested.Add(1)
-	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+	p.ingestedCtr.Inc()
 }

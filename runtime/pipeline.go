@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vrsky/vrsky/platform/natsx"
 )
@@ -52,12 +53,13 @@ type pipeline struct {
 	stopped   bool          // stop has begun: build nothing, start nothing
 	stopping  chan struct{} // closed when stop begins
 
-	ingested atomic.Uint64
-	srcErr   atomic.Pointer[string]
-	inErr    atomic.Pointer[string] // the input stage could not start
-	full     atomic.Int32           // a fullness: near the stream's bounds or the tenant's storage quota, new messages are refused
-	leading  atomic.Bool            // the source runs on this node (always, unless Singleton)
-	push     bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
+	ingested    atomic.Uint64
+	ingestedCtr prometheus.Counter // the ingested metric's child, looked up once
+	srcErr      atomic.Pointer[string]
+	inErr       atomic.Pointer[string] // the input stage could not start
+	full        atomic.Int32           // a fullness: near the stream's bounds or the tenant's storage quota, new messages are refused
+	leading     atomic.Bool            // the source runs on this node (always, unless Singleton)
+	push        bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
 
 	// The step builder's progress, for Status: stepsReady once the input
 	// stage runs; stepsErr is the last failed attempt (nil after success);
@@ -81,6 +83,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		srcCtx: srcCtx, srcCancel: srcCancel,
 		stopping: make(chan struct{}),
 	}
+	p.ingestedCtr = e.metrics.ingested.WithLabelValues(tenant, spec.Name)
 	defer func() {
 		if err != nil {
 			p.stop()

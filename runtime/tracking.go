@@ -60,7 +60,12 @@ const (
 
 // track records rec, at stage, for message id.
 func (p *pipeline) track(id string, stage Stage, rec StageRecord) {
-	rec.Stage = stage.String()
+	p.trackAt(id, stage.String(), rec)
+}
+
+// trackAt is track with the stage's wire form made once by the caller.
+func (p *pipeline) trackAt(id, stage string, rec StageRecord) {
+	rec.Stage = stage
 	p.e.tracker.record(p.tenant, p.spec.Name, id, rec)
 }
 

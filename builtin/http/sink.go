@@ -137,10 +137,11 @@ func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
 	if ct == "" {
 		ct = "application/json"
 	}
+	v := []string{ct, msg.ID} // one allocation for the three values
 	base := http.Header{
-		"Content-Type":        {ct},
-		"Idempotency-Key":     {msg.ID},
-		connector.HeaderMsgID: {msg.ID},
+		"Content-Type":        v[0:1:1],
+		"Idempotency-Key":     v[1:2:2],
+		connector.HeaderMsgID: v[1:2:2],
 	}
 	if tp := msg.Header.Get("Traceparent"); tp != "" {
 		base.Set("Traceparent", tp)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vrsky/vrsky/internal/jsonenc"
 	"github.com/vrsky/vrsky/runtime/connector"
 )
 
@@ -183,7 +184,16 @@ func (w *webhook) serve(ctx context.Context, emit connector.Emitter, req *connec
 	if err := emit.Emit(ctx, msg); err != nil {
 		return emitFailed(err, w.cfg.MaxBodyBytes)
 	}
-	return answer(http.StatusAccepted, msg.ID, map[string]string{"id": msg.ID}), nil
+	return accepted(msg.ID), nil
+}
+
+// accepted is the 202 of a durable message, {"id":"<id>"}, built without
+// a map or reflection: it answers every asynchronous webhook request.
+func accepted(id string) *connector.HookResponse {
+	body := append(jsonenc.AppendString(append(make([]byte, 0, len(id)+10), `{"id":`...), id), '}')
+	v := []string{"application/json", id}
+	rh := connector.Header{"Content-Type": v[0:1:1], connector.HeaderMsgID: v[1:2:2]}
+	return &connector.HookResponse{Status: http.StatusAccepted, Header: rh, Body: body}
 }
 
 // serveSync emits msg and waits, up to sync_timeout, for the steps to

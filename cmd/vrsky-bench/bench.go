@@ -50,9 +50,15 @@ type vrskyResult struct {
 	// CPU seconds used during the window by vrsky serve and by the bench
 	// process (load clients + sink), and by the whole machine.
 	CPUVrsky, CPUBench, CPUMachine float64
-	Status                         string
-	ServerLogTail                  string
-	ServerErr                      string
+	// CPU seconds of vrsky serve and of the bench from the window's start
+	// until the sink had every message accepted in it (or the drain gave
+	// up), and that window's accepted messages: their ratio is the CPU a
+	// message costs, which the machine's other load barely moves.
+	CPUVrskyDrained, CPUBenchDrained float64
+	WindowAccepted                   int64
+	Status                           string
+	ServerLogTail                    string
+	ServerErr                        string
 }
 
 // resolveVrsky finds the vrsky binary. When the default bin/vrsky is
@@ -185,6 +191,11 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	res.StillArriving = waitSink(ctx, snk, proc, total, cfg.drain)
 	res.DrainTime = time.Since(drainStart)
 	stopPoll()
+	if v := procCPU(proc.cmd.Process.Pid); v > 0 {
+		res.CPUVrskyDrained = v - cpuV0
+	}
+	res.CPUBenchDrained = procCPU(os.Getpid()) - cpuB0
+	res.WindowAccepted = windowAccepted
 
 	if st, serr := getStatus(ctx, tc); serr == nil {
 		res.Status = st.String()

@@ -70,6 +70,7 @@ type loadResult struct {
 	errSamples    []string // a few distinct transport errors
 	latency       hist     // request start → 2xx
 	accepts       []acceptance
+	cpuPerReq     float64 // the HTTP hop reference's CPU seconds per request (clients and handler), 0 when not measured
 }
 
 // Elapsed is the wall time the load ran.

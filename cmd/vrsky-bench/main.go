@@ -9,7 +9,10 @@
 // next to two references measured in the same run on the same machine: the
 // raw JetStream publish+consume rate of an embedded nats-server configured
 // like VRSky's, and a plain HTTP hop (the same clients against a trivial
-// net/http handler). The targets come from DESIGN.md ("Benchmarks").
+// net/http handler). It also reports the CPU each process spent per
+// message (vrsky serve's over the window and drain; the references' per
+// message they moved), which the machine's other load moves far less than
+// rates. The targets come from DESIGN.md ("Benchmarks").
 //
 // Usage:
 //
@@ -222,10 +225,13 @@ func run(args []string) int {
 		rep.js = js
 		logf("vrsky-bench: reference: plain HTTP hop (%v)", cfg.refDuration)
 		var seq atomic.Int64
+		cpu0 := procCPU(os.Getpid())
 		hop, err := httpHopReference(ctx, newClock(), cfg.clients, cfg.refDuration, &seq)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 			code = 1
+		} else if hop.accepted > 0 {
+			hop.cpuPerReq = (procCPU(os.Getpid()) - cpu0) / float64(hop.accepted)
 		}
 		rep.hop = hop
 	}

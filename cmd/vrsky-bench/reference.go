@@ -25,6 +25,9 @@ type jsRefResult struct {
 	PubRate, ConsumeRate           float64 // msgs/s
 	Elapsed                        time.Duration
 	ErrSample                      string // one publish error, if any
+	// CPUPerMsg is the CPU this process (publisher, consumer and the
+	// embedded server) used per consumed message, in seconds.
+	CPUPerMsg float64
 }
 
 // jsReference starts an embedded nats-server configured like VRSky's
@@ -86,9 +89,13 @@ func jsReference(ctx context.Context, tmp string, syncAlways bool, d, drain time
 		return nil, fmt.Errorf("jetstream reference: %w", err)
 	}
 	defer pc.stop()
+	cpu0 := procCPU(os.Getpid())
 	res, err := pc.run(ctx, newClock(), d, drain)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream reference: %w", err)
+	}
+	if res.Consumed > 0 {
+		res.CPUPerMsg = (procCPU(os.Getpid()) - cpu0) / float64(res.Consumed)
 	}
 	return res, nil
 }

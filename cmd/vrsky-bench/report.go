@@ -76,6 +76,10 @@ func (r *report) print(w io.Writer) {
 		win := l.Elapsed().Seconds()
 		fmt.Fprintf(w, "  %-14s vrsky serve %.2f cores, bench (clients + sink) %.2f, other processes %.2f (of %d)\n",
 			"cpu", v.CPUVrsky/win, v.CPUBench/win, max(v.CPUMachine-v.CPUVrsky-v.CPUBench, 0)/win, r.cores)
+		if v.WindowAccepted > 0 {
+			fmt.Fprintf(w, "  %-14s vrsky serve %s per message, bench %s (window and drain, over the window's %s messages)\n",
+				"cpu/msg", us(v.CPUVrskyDrained/float64(v.WindowAccepted)), us(v.CPUBenchDrained/float64(v.WindowAccepted)), num(v.WindowAccepted))
+		}
 		if c.verbose || v.Lost > 0 {
 			fmt.Fprintf(w, "  %-14s %s\n", "server", v.Status)
 		}
@@ -110,6 +114,9 @@ func (r *report) print(w io.Writer) {
 	if j := r.js; j != nil {
 		fmt.Fprintf(w, "  %-26s %s msg/s consumed+acked (%s of %s published at %s/s, %d publish errors)   vrsky delivered = %s of it\n",
 			"jetstream pub+consume", num(int64(j.ConsumeRate)), num(j.Consumed), num(j.Published), num(int64(j.PubRate)), j.PubErrors, pct(delivered, j.ConsumeRate))
+		if j.CPUPerMsg > 0 {
+			fmt.Fprintf(w, "  %-26s %s per message (publisher, consumer and server in one process)%s\n", "", us(j.CPUPerMsg), cpuRatio(r.vrsky, j.CPUPerMsg))
+		}
 		if j.ErrSample != "" {
 			fmt.Fprintf(w, "  %-26s %s\n", "  publish error", j.ErrSample)
 		}
@@ -118,6 +125,9 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "  %-26s %s req/s  p50 %s  p99 %s (%s rejected, %s errors)   vrsky delivered = %s of it\n",
 			"http hop (net/http, 202)", num(int64(h.Rate())), ms(h.latency.Quantile(.5)), ms(h.latency.Quantile(.99)),
 			num(h.Rejected()), num(h.transportErrs), pct(delivered, h.Rate()))
+		if h.cpuPerReq > 0 {
+			fmt.Fprintf(w, "  %-26s %s per request (clients and handler in one process)\n", "", us(h.cpuPerReq))
+		}
 	}
 
 	if v := r.vrsky; v != nil {
@@ -127,8 +137,11 @@ func (r *report) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\n%s  delivered %s msg/s  ingest p50 %s p99 %s  lost %s dup %d",
 			summaryName(c), num(int64(v.DeliveredRate)), ms(v.Load.latency.Quantile(.5)), ms(v.Load.latency.Quantile(.99)), lost, v.Duplicates)
+		if v.WindowAccepted > 0 {
+			fmt.Fprintf(w, "  cpu %s/msg", us(v.CPUVrskyDrained/float64(v.WindowAccepted)))
+		}
 		if r.js != nil {
-			fmt.Fprintf(w, "  | jetstream %s msg/s", num(int64(r.js.ConsumeRate)))
+			fmt.Fprintf(w, "  | jetstream %s msg/s %s/msg", num(int64(r.js.ConsumeRate)), us(r.js.CPUPerMsg))
 		}
 		if r.hop != nil {
 			fmt.Fprintf(w, "  | http hop %s req/s", num(int64(r.hop.Rate())))
@@ -172,6 +185,10 @@ type jsonReport struct {
 	CPUVrsky          float64  `json:"cpu_vrsky_cores"`
 	CPUBench          float64  `json:"cpu_bench_cores"`
 	CPUOthers         float64  `json:"cpu_other_cores"`
+	CPUVrskyPerMsgUs  float64  `json:"cpu_vrsky_us_per_msg,omitempty"`
+	CPUBenchPerMsgUs  float64  `json:"cpu_bench_us_per_msg,omitempty"`
+	RefJetStreamCPUUs float64  `json:"ref_jetstream_cpu_us_per_msg,omitempty"`
+	RefHTTPHopCPUUs   float64  `json:"ref_http_hop_cpu_us_per_req,omitempty"`
 	RefJetStreamRate  float64  `json:"ref_jetstream_rate,omitempty"`
 	RefHTTPHopRate    float64  `json:"ref_http_hop_rate,omitempty"`
 	RefHTTPHopP99Ms   float64  `json:"ref_http_hop_p99_ms,omitempty"`
@@ -196,12 +213,18 @@ func (r *report) printJSON(w io.Writer) {
 		j.Lost, j.Duplicates, j.Interrupted = v.Lost, v.Duplicates, v.Interrupted
 		j.CPUVrsky, j.CPUBench = v.CPUVrsky/win, v.CPUBench/win
 		j.CPUOthers = max(v.CPUMachine-v.CPUVrsky-v.CPUBench, 0) / win
+		if v.WindowAccepted > 0 {
+			j.CPUVrskyPerMsgUs = 1e6 * v.CPUVrskyDrained / float64(v.WindowAccepted)
+			j.CPUBenchPerMsgUs = 1e6 * v.CPUBenchDrained / float64(v.WindowAccepted)
+		}
 	}
 	if r.js != nil {
 		j.RefJetStreamRate = r.js.ConsumeRate
+		j.RefJetStreamCPUUs = 1e6 * r.js.CPUPerMsg
 	}
 	if r.hop != nil {
 		j.RefHTTPHopRate, j.RefHTTPHopP99Ms = r.hop.Rate(), msf(r.hop.latency.Quantile(.99))
+		j.RefHTTPHopCPUUs = 1e6 * r.hop.cpuPerReq
 	}
 	b, _ := json.Marshal(j)
 	fmt.Fprintf(w, "%s\n", b)
@@ -236,6 +259,18 @@ func ms(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
+}
+
+// us formats CPU seconds as microseconds.
+func us(sec float64) string { return fmt.Sprintf("%.1fµs", 1e6*sec) }
+
+// cpuRatio says how many times the reference's CPU per message vrsky
+// serve spent, or nothing without a vrsky figure.
+func cpuRatio(v *vrskyResult, ref float64) string {
+	if v == nil || v.WindowAccepted == 0 || ref <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; vrsky serve spent %.2f× that", v.CPUVrskyDrained/float64(v.WindowAccepted)/ref)
 }
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
