@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vrsky/vrsky/platform/tenancy"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The dead-letter queue of a tenant is the stream VRSKY_DLQ_<tenant>, one
@@ -41,7 +42,11 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage,
 	}
 	p.track(msg.ID, stage, StageRecord{Status: StatusFailed, Attempt: attempt, Error: clip(err.Error())})
 	if !IsPermanent(err) && attempt < p.spec.Retry.MaxAttempts {
-		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
+		wait := p.spec.Retry.Backoff(attempt)
+		// One line per failed attempt: this one, or the dead letter's.
+		p.log.Warn("attempt failed; retrying", "stage", stage.String(), "msg_id", msg.ID, "trace_id", traceIDOf(msg.Header),
+			"attempt", attempt, "of", p.spec.Retry.MaxAttempts, "in", wait, "err", err)
+		_ = m.NakWithDelay(wait)
 		return
 	}
 	// The dead letter's dedup id names the input's stream sequence: a
@@ -54,7 +59,8 @@ func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage,
 	}
 	if dlErr := p.publishDeadLetter(msg, attempt, err, stage, seq); dlErr != nil {
 		// Not in the DLQ: keep it in the stream and try again later.
-		p.log.Error("dead-letter write failed; redelivering", "stage", stage.String(), "err", dlErr)
+		p.log.Error("dead-letter write failed; redelivering", "stage", stage.String(), "msg_id", msg.ID, "trace_id", traceIDOf(msg.Header),
+			"attempt", attempt, "err", fmt.Errorf("%w (after the attempt failed with: %s)", dlErr, clip(err.Error())))
 		_ = m.NakWithDelay(p.spec.Retry.Backoff(attempt))
 		return
 	}
@@ -87,7 +93,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	}
 	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
 	p.track(msg.ID, stage, StageRecord{Status: StatusDeadLettered, Attempt: attempts, Error: clip(cause.Error())})
-	p.log.Warn("message dead-lettered", "msg_id", msg.ID, "stage", stage.String(), "attempts", attempts, "err", cause)
+	p.log.Warn("message dead-lettered", "msg_id", msg.ID, "trace_id", traceIDOf(msg.Header), "stage", stage.String(), "attempts", attempts, "err", cause)
 	return nil
 }
 
@@ -390,14 +396,23 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 	}
 	// A fixed dedup id: two replays racing within the dedup window store one message.
 	h.Set(HeaderNatsMsgID, "replay:"+tenant+":"+strconv.FormatUint(m.Sequence, 10))
+	// The message keeps its traceparent: a replay is one more span in its
+	// trace, and the stages it runs again add theirs.
+	sp := span{}
+	if e.tracer != nil {
+		sp = startStageSpan(e.tracer, h, tenant, spec.Name, h.Get(HeaderMsgID), "replay", 0, trace.SpanKindProducer)
+	}
 	conn, err := e.tenants.Conn(ctx, tenant)
 	if err != nil {
+		sp.end(err)
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	if _, err := conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
+		sp.end(err)
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
-	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed})
+	sp.end(nil)
+	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed, TraceID: traceIDOf(h)})
 	return e.removeEntry(ctx, tenant, m)
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vrsky/vrsky/platform/tenancy"
 )
@@ -22,12 +23,14 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 		_, err := p.emitDirect(ctx, []*Message{msg})
 		return err
 	}
-	nm, err := p.prepare(ctx, msg)
+	nm, sp, err := p.prepare(ctx, msg)
 	if err != nil {
 		return err
 	}
 	_, err = p.conn.JS.PublishMsg(ctx, nm)
-	return p.accepted(msg, err)
+	err = p.accepted(msg, err)
+	sp.end(err)
+	return err
 }
 
 // EmitBatch implements Emitter: every publish is in flight at once and
@@ -38,25 +41,40 @@ func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
 		return err
 	}
 	futs := make([]jetstream.PubAckFuture, 0, len(msgs)) // futs[i] is msgs[i]'s
+	var spans []span                                     // spans[i] is msgs[i]'s ingest span; nil when tracing is off
 	var first error
-	for _, msg := range msgs {
-		nm, err := p.prepare(ctx, msg)
+	for i, msg := range msgs {
+		nm, sp, err := p.prepare(ctx, msg)
+		if sp.s != nil {
+			if spans == nil {
+				spans = make([]span, len(msgs))
+			}
+			spans[i] = sp
+		}
 		var f jetstream.PubAckFuture
 		if err == nil {
 			f, err = p.conn.JS.PublishMsgAsync(nm)
 		}
 		if err != nil {
 			first = p.accepted(msg, err)
+			sp.end(first)
 			break
 		}
 		futs = append(futs, f)
 	}
-	if err := awaitAcks(ctx, futs, func(i int, err error) bool {
+	err := awaitAcks(ctx, futs, func(i int, err error) bool {
 		if err = p.accepted(msgs[i], err); err != nil && first == nil {
 			first = err
 		}
+		if spans != nil {
+			spans[i].end(err)
+		}
 		return true
-	}); err != nil {
+	})
+	for _, sp := range spans {
+		sp.end(err) // those whose acknowledgement was not awaited
+	}
+	if err != nil {
 		return err
 	}
 	return first
@@ -109,13 +127,23 @@ func (p *pipeline) direct() bool { return len(p.spec.Steps) == 0 }
 // an emit retried after a partial failure stores each copy once. It
 // returns each message's routing status (passed or filtered) once
 // JetStream has acknowledged every copy.
-func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, error) {
+func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string, err error) {
 	var futs []jetstream.PubAckFuture
 	var owner []int // futs[k] is a copy of msgs[owner[k]]
 	routes := make([][]string, len(msgs))
+	var spans []span // per message its ingest and route spans; nil when tracing is off
+	defer func() {
+		for _, sp := range spans {
+			sp.end(err)
+		}
+	}()
 	for i, msg := range msgs {
-		if _, err := p.prepare(ctx, msg); err != nil {
+		_, sp, err := p.prepare(ctx, msg)
+		if err != nil {
 			return nil, p.accepted(msg, err)
+		}
+		if sp.s != nil {
+			spans = append(spans, sp, p.stageSpan(msg.Header, msg.ID, stageRoute, 0, trace.SpanKindProducer))
 		}
 		targets, err := p.route(msg)
 		if err != nil {
@@ -162,7 +190,7 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 		if len(routes[i]) == 0 {
 			statuses[i] = StatusFiltered
 		}
-		p.track(msg.ID, stageRoute, StageRecord{Status: statuses[i], Outputs: routes[i]})
+		p.track(msg.ID, stageRoute, StageRecord{Status: statuses[i], Outputs: routes[i], TraceID: traceIDOf(msg.Header)})
 	}
 	return statuses, nil
 }
@@ -171,16 +199,18 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) ([]string, e
 // not passed on to sinks.
 const headerReply = "Vrsky-Reply"
 
-// prepare stamps msg's headers and claim-checks a large payload.
-func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error) {
+// prepare stamps msg's headers (its trace context too: trace.go) and
+// claim-checks a large payload. The ingest span it returns, zero when
+// tracing is off, is the caller's to end once msg is durable or refused.
+func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, span, error) {
 	if err := p.backpressure(); err != nil {
-		return nil, err
+		return nil, span{}, err
 	}
 	if p.e.isPaused(p.tenant) {
-		return nil, ErrMoving
+		return nil, span{}, ErrMoving
 	}
 	if err := p.admit(ctx, 1); err != nil {
-		return nil, err
+		return nil, span{}, err
 	}
 	if msg.ID == "" {
 		msg.ID = NewID()
@@ -192,13 +222,15 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 	v := []string{msg.ID, p.tenant, p.spec.Name}
 	msg.Header[HeaderNatsMsgID], msg.Header[HeaderMsgID] = v[0:1:1], v[0:1:1]
 	msg.Header[HeaderTenant], msg.Header[HeaderIntegration] = v[1:2:2], v[2:3:3]
+	sp := p.ingest(ctx, msg)
 	if err := p.e.claims.checkIn(ctx, p.tenant, p.spec.Name, msg); err != nil {
-		return nil, err
+		sp.end(err)
+		return nil, span{}, err
 	}
 	if p.direct() {
-		return nil, nil // emitDirect publishes outMsg copies instead
+		return nil, sp, nil // emitDirect publishes outMsg copies instead
 	}
-	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, nil
+	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, sp, nil
 }
 
 // accepted counts and tracks msg once its publish succeeded, and turns a
@@ -222,7 +254,7 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 		return fmt.Errorf("make message durable: %w", err)
 	}
 	p.countIngested()
-	p.track(msg.ID, stageAccepted, StageRecord{Status: StatusAccepted})
+	p.track(msg.ID, stageAccepted, StageRecord{Status: StatusAccepted, TraceID: traceIDOf(msg.Header)})
 	return nil
 }
 

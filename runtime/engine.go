@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vrsky/vrsky/platform/blob"
 	"github.com/vrsky/vrsky/platform/egress"
@@ -83,6 +84,10 @@ type Config struct {
 	// steps' kv_* functions); zero means DefaultStepKVMaxBytes. A tenant
 	// with a MaxStorageBytes quota has its account's bound instead.
 	StepKVMaxBytes int64
+	// Tracing, when set, receives a span for each stage of each message
+	// (trace.go); nil records none, and messages only carry their trace
+	// context in their headers.
+	Tracing trace.TracerProvider
 }
 
 // Tenancy hands out each tenant's NATS connections, as users of the
@@ -120,8 +125,9 @@ type Engine struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	interval time.Duration
-	tracker  *tracker // nil when tracking is off
-	claims   *claims  // nil without an object store
+	tracker  *tracker     // nil when tracking is off
+	tracer   trace.Tracer // nil when tracing is off
+	claims   *claims      // nil without an object store
 	egress   egress.Policy
 	limits   struct{ maxMsgs, maxBytes, stepKVBytes int64 }
 	state    jetstream.KeyValue // connector checkpoints
@@ -177,6 +183,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.metrics == nil {
 		e.metrics = NewMetrics(nil)
+	}
+	if cfg.Tracing != nil {
+		e.tracer = cfg.Tracing.Tracer(tracerName)
 	}
 	e.metrics.queues.bind(e)
 	if e.log == nil {

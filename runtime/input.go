@@ -8,6 +8,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The input stage: batches from the input subject run through the steps,
@@ -41,6 +42,7 @@ type item struct {
 	routes    []string   // where the outputs went: sink, or <output id>@<sink>
 	claimRefs []string   // claim-checked payloads the steps took as input
 	reply     string     // where EmitWait waits for the outcome
+	route     span       // the route stage's span (tracing on)
 }
 
 // processIn runs a batch from the input subject through the steps and
@@ -60,6 +62,9 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 	for _, it := range items {
 		if it.err != nil {
 			continue
+		}
+		if p.e.tracer != nil {
+			it.route = p.stageSpan(Header(it.src.Headers()), it.id, stageRoute, attemptOf(it.src), trace.SpanKindProducer)
 		}
 		for _, out := range it.msgs {
 			targets, err := p.route(out)
@@ -115,7 +120,8 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			if len(it.routes) == 0 {
 				status = StatusFiltered
 			}
-			p.track(it.id, stageRoute, StageRecord{Status: status, Outputs: it.routes})
+			it.route.end(nil)
+			p.track(it.id, stageRoute, StageRecord{Status: status, Outputs: it.routes, TraceID: traceIDOf(Header(it.src.Headers()))})
 			p.dropInputObjects(it)
 			p.reply(it, Outcome{Status: status})
 		default:
@@ -126,6 +132,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 			if it.step != "" {
 				stage = stepStage(it.step)
 			}
+			it.route.end(it.err)
 			p.reply(it, Outcome{Status: StatusFailed, Stage: stage.String(), Error: clip(it.err.Error())})
 			p.retryOrDeadLetter(it.src, p.toMessage(it.src), stage, it.err, nil)
 		}
@@ -167,9 +174,24 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 	if len(in) == 0 {
 		return
 	}
+	var spans []span // spans[i] is in[i]'s; nil when tracing is off
+	if p.e.tracer != nil {
+		spans = make([]span, len(in))
+		for i, m := range in {
+			spans[i] = p.stageSpan(m.Header, m.ID, stepStage(name), attemptOf(owner[i].src), trace.SpanKindInternal)
+		}
+	}
 	res, err := step.Process(p.ctx, in)
 	if err == nil && len(res) != len(in) {
 		err = fmt.Errorf("step returned %d results for %d messages", len(res), len(in))
+	}
+	for i, sp := range spans {
+		switch {
+		case err != nil:
+			sp.end(err)
+		default:
+			sp.end(res[i].Err)
+		}
 	}
 	for i, it := range owner {
 		if it.err != nil {

@@ -10,6 +10,7 @@ const (
 	HeaderIntegration   = connector.HeaderIntegration
 	HeaderContentType   = connector.HeaderContentType
 	HeaderTraceparent   = connector.HeaderTraceparent
+	HeaderTracestate    = connector.HeaderTracestate
 	HeaderPayloadRef    = connector.HeaderPayloadRef
 	HeaderPayloadSize   = connector.HeaderPayloadSize
 	HeaderPayloadSHA256 = connector.HeaderPayloadSHA256

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The sink stages: one durable consumer per sink feeds its Sink (or its
@@ -77,6 +78,15 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 	for i, m := range batch {
 		msgs[i] = p.toMessage(m)
 	}
+	var spans []span // spans[i] is msgs[i]'s attempt; nil when tracing is off
+	var prev [][]string
+	if p.e.tracer != nil {
+		spans, prev = make([]span, len(msgs)), make([][]string, len(msgs))
+		for i, m := range msgs {
+			spans[i] = p.stageSpan(m.Header, m.ID, sinkStage(r.spec.Name), attemptOf(batch[i]), trace.SpanKindClient)
+			prev[i] = spans[i].inject(m.Header)
+		}
+	}
 	start := time.Now()
 	errs := bs.DeliverBatch(context.WithoutCancel(p.ctx), msgs)
 	took := time.Since(start)
@@ -85,6 +95,14 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 		errs = make([]error, len(msgs))
 		for i := range errs {
 			errs[i] = err
+		}
+	}
+	for i, sp := range spans {
+		sp.restore(msgs[i].Header, prev[i])
+		if errs == nil {
+			sp.end(nil)
+		} else {
+			sp.end(errs[i])
 		}
 	}
 	p.e.metrics.observeBatch(p.tenant, p.spec.Name, sinkStage(r.spec.Name), took, errs, len(batch))
@@ -100,7 +118,6 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 			}
 			continue
 		}
-		p.log.Debug("sink delivery failed", "sink", r.spec.Name, "msg_id", msgs[i].ID, "err", errs[i])
 		p.retryOrDeadLetter(m, msgs[i], sinkStage(r.spec.Name), errs[i], r)
 	}
 	wg.Wait()
@@ -144,9 +161,16 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 func (r *sinkRunner) handle(m jetstream.Msg) {
 	p := r.p
 	msg := p.toMessage(m)
+	var sp span
+	if p.e.tracer != nil {
+		sp = p.stageSpan(msg.Header, msg.ID, sinkStage(r.spec.Name), attemptOf(m), trace.SpanKindClient)
+	}
+	prev := sp.inject(msg.Header) // the sink's request names the attempt's span as its parent
 	start := time.Now()
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
 	p.e.metrics.observeDelivery(p.tenant, p.spec.Name, sinkStage(r.spec.Name), time.Since(start), err)
+	sp.restore(msg.Header, prev)
+	sp.end(err)
 	if err == nil {
 		if msg.Header.Get(HeaderPayloadRef) == "" {
 			r.ack(m, msg) // does not wait
@@ -157,7 +181,6 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 		r.acks.Go(func() { r.ack(m, msg) })
 		return
 	}
-	p.log.Debug("sink delivery failed", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 	p.retryOrDeadLetter(m, msg, sinkStage(r.spec.Name), err, r)
 }
 

@@ -77,6 +77,10 @@ type StageRecord struct {
 	Attempt int       `json:"attempt,omitempty"`
 	Error   string    `json:"error,omitempty"`
 	Outputs []string  `json:"outputs,omitempty"`
+	// TraceID is the message's trace id, on the records that start a
+	// message's life (accepted, route, replayed); Trace lifts it into
+	// MessageTrace.TraceID.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 type tracker struct {
@@ -289,6 +293,10 @@ func (r *StageRecord) appendJSON(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
+	if r.TraceID != "" {
+		b = append(b, `,"trace_id":`...)
+		b = jsonenc.AppendString(b, r.TraceID)
+	}
 	return append(b, '}')
 }
 
@@ -308,8 +316,12 @@ type MessageTrace struct {
 	Integration string `json:"integration"`
 	// State sums it up: accepted (in flight), delivered (every sink that
 	// took it has it), filtered, dead_lettered, or partial.
-	State  string        `json:"state"`
-	Stages []StageRecord `json:"stages"`
+	State string `json:"state"`
+	// TraceID is the W3C trace id the message carries in its traceparent
+	// header (32 hex digits): the trace its spans are in, and the one
+	// its HTTP sinks' requests join.
+	TraceID string        `json:"trace_id,omitempty"`
+	Stages  []StageRecord `json:"stages"`
 }
 
 var (
@@ -394,6 +406,12 @@ func (e *Engine) Trace(ctx context.Context, tenant, integration, id string) (*Me
 	recs = withAccepted(recs)
 	tr := &MessageTrace{ID: id, Integration: integration, Stages: recs}
 	tr.State = summarize(recs)
+	for i := range recs {
+		if tr.TraceID == "" {
+			tr.TraceID = recs[i].TraceID
+		}
+		recs[i].TraceID = ""
+	}
 	return tr, nil
 }
 

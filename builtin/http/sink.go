@@ -143,8 +143,13 @@ func (s *sink) Deliver(ctx context.Context, msg *connector.Message) error {
 		"Idempotency-Key":     v[1:2:2],
 		connector.HeaderMsgID: v[1:2:2],
 	}
-	if tp := msg.Header.Get("Traceparent"); tp != "" {
-		base.Set("Traceparent", tp)
+	// The message's trace context, its parent the delivery attempt's span
+	// when tracing is on: the receiver joins the message's trace.
+	if tp := msg.Header.Get(connector.HeaderTraceparent); tp != "" {
+		base[connector.HeaderTraceparent] = []string{tp}
+		if ts := msg.Header.Get(connector.HeaderTracestate); ts != "" {
+			base[connector.HeaderTracestate] = []string{ts}
+		}
 	}
 	if inline {
 		return s.send(ctx, target, base, cfgHdr, vars.Payload, nil)

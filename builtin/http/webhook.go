@@ -171,8 +171,13 @@ func (w *webhook) serve(ctx context.Context, emit connector.Emitter, req *connec
 	if ct != "" {
 		h.Set("Content-Type", ct)
 	}
-	if tp := req.Header.Get("Traceparent"); tp != "" {
-		h.Set("Traceparent", tp)
+	// The caller's trace context: the pipeline checks it, and starts a
+	// new trace in place of one that is missing or malformed.
+	if tp := req.Header.Get(connector.HeaderTraceparent); tp != "" {
+		h.Set(connector.HeaderTraceparent, tp)
+		if ts := req.Header.Get(connector.HeaderTracestate); ts != "" {
+			h.Set(connector.HeaderTracestate, ts)
+		}
 	}
 	msg := &connector.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
 	if body != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vrsky/vrsky/api"
 	fileconn "github.com/vrsky/vrsky/builtin/file"
@@ -40,6 +41,7 @@ import (
 	"github.com/vrsky/vrsky/platform/store"
 	"github.com/vrsky/vrsky/platform/store/pgstore"
 	"github.com/vrsky/vrsky/platform/tenancy"
+	"github.com/vrsky/vrsky/platform/tracing"
 	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
 	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
@@ -77,6 +79,7 @@ type serveFlags struct {
 	filesRoot      string
 	secretPrefix   string
 	maxPayload     int
+	otlpEndpoint   string
 
 	registry registryServeFlags // connector registry (openRegistry)
 }
@@ -128,6 +131,7 @@ func newServeCmd() *cobra.Command {
 	fl.IntVar(&f.maxPayload, "max-payload", api.DefaultHookBodyLimit, "largest webhook payload accepted, in bytes (413 above)")
 	fl.DurationVar(&f.wasmCompileTimeout, "wasm-compile-timeout", host.DefaultCompileTimeout, "uploaded Wasm modules compile in a child process, stopped after this long (the upload answers 422)")
 	fl.IntVar(&f.wasmCompileMemory, "wasm-compile-memory", host.DefaultCompileMemory>>20, "memory bound of that child process, in MiB (the upload answers 422 above it)")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector's OTLP/HTTP URL (http://host:4318; /v1/traces is added to a URL without a path): a span per stage of each message is exported there (default: off, no spans)")
 	addRegistryFlags(fl, &f.registry)
 	return cmd
 }
@@ -361,11 +365,28 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer connReg.Close(context.Background())
+	var spans trace.TracerProvider // nil: no spans
+	if f.otlpEndpoint != "" {
+		tp, err := tracing.New(ctx, tracing.Config{Endpoint: f.otlpEndpoint, ServiceVersion: currentBuild().Version})
+		if err != nil {
+			return fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		defer func() {
+			shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(shCtx); err != nil { // sends the spans still batched
+				log.Warn("trace export at shutdown", "err", err)
+			}
+		}()
+		spans = tp
+		log.Info("tracing: exporting spans over OTLP/HTTP", "endpoint", f.otlpEndpoint)
+	}
 	eng, err := runtime.NewEngine(runtime.Config{
 		Conn: conn, Tenancy: tenants, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
 		SecretEnvPrefix: f.secretPrefix, Egress: policy,
 		DedicatedAboveRate: f.aboveRate, DedicatedAboveBytes: f.aboveBytes,
+		Tracing: spans,
 	})
 	if err != nil {
 		return err

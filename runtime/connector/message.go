@@ -26,6 +26,7 @@ const (
 	HeaderIntegration   = "Vrsky-Integration"
 	HeaderContentType   = "Content-Type"
 	HeaderTraceparent   = "Traceparent"
+	HeaderTracestate    = "Tracestate"
 	HeaderPayloadRef    = "Vrsky-Payload-Ref"
 	HeaderPayloadSize   = "Vrsky-Payload-Size"
 	HeaderPayloadSHA256 = "Vrsky-Payload-Sha256"
