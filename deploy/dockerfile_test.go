@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -192,5 +194,28 @@ func checkPinned(t *testing.T, where string, line int, image string) {
 	_, tag, ok := strings.Cut(last, ":")
 	if !ok || tag == "" || tag == "latest" || strings.Contains(tag, "$") {
 		t.Errorf("%s:%d: image %q is not pinned by a tag (and never latest)", where, line, image)
+	}
+}
+
+// TestOneUser: the image's USER is the uid the chart's pods and the
+// Compose nodes run as, so the data volume the image prepares is theirs.
+func TestOneUser(t *testing.T) {
+	var user string
+	for _, in := range parseDockerfile(t, "docker/Dockerfile") {
+		if in.cmd == "USER" {
+			user = in.args
+		}
+	}
+	r := mustRender(t, baseValues, false)
+	ps := get[*appsv1.Deployment](t, r, "Deployment/"+fullname).Spec.Template.Spec.SecurityContext
+	chart := strconv.FormatInt(*ps.RunAsUser, 10) + ":" + strconv.FormatInt(*ps.RunAsGroup, 10)
+	if chart != user {
+		t.Errorf("the chart runs as %s, the image as %s", chart, user)
+	}
+	f := readCompose(t)
+	for _, name := range sortedKeys(f.Services) {
+		if s := f.Services[name]; strings.HasPrefix(s.Image, "vrsky:") && s.User != user {
+			t.Errorf("compose service %s runs as %q, the image as %s", name, s.User, user)
+		}
 	}
 }
