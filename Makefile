@@ -14,7 +14,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint docs clean
+.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint docs clean image
 
 all: build
 
@@ -74,6 +74,15 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 docs: ## regenerate docs/api.md from api/openapi.json (a test fails when it is stale)
 	@echo "==> writing docs/api.md from api/openapi.json (internal/apidoc)"
 	@$(GO) test -count=1 -run '^TestAPIReference$$' ./internal/apidoc -update
+
+IMAGE ?= vrsky:$(VERSION)
+image: ## build the container image (deploy/docker/Dockerfile) with docker, podman or buildah
+	@b=""; for c in docker podman buildah; do \
+		if command -v $$c >/dev/null 2>&1 && $$c info >/dev/null 2>&1; then b=$$c; break; fi; done; \
+	if [ -z "$$b" ]; then echo "make image: no working container builder (docker with a daemon, podman or buildah); install one, or build deploy/docker/Dockerfile elsewhere"; exit 1; fi; \
+	echo "==> $$b build $(IMAGE) (deploy/docker/Dockerfile)"; \
+	if [ "$$b" = buildah ]; then sub=bud; else sub=build; fi; \
+	$$b $$sub -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 lint: ## go vet, gofmt, staticcheck
 	@$(GO) vet ./...
