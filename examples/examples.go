@@ -265,45 +265,6 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// Coerce turns --set style strings into the parameters' types by their
-// schema: numbers, integers and booleans are parsed, arrays and objects
-// read as JSON; anything else stays a string. An unknown parameter is a
-// *ParamError.
-func (t *Template) Coerce(set map[string]string) (map[string]any, error) {
-	out := make(map[string]any, len(set))
-	for name, s := range set {
-		p, ok := t.props[name]
-		if !ok {
-			return nil, &ParamError{Field: "parameters." + name,
-				Reason: fmt.Sprintf("unknown parameter (template %s takes %s)", t.Name, strings.Join(t.ParameterNames(), ", "))}
-		}
-		typ, _ := p.Type.(string)
-		switch typ {
-		case "integer", "number":
-			n := json.Number(strings.TrimSpace(s))
-			if _, err := n.Float64(); err != nil {
-				return nil, &ParamError{Field: "parameters." + name, Reason: fmt.Sprintf("%q is not a number", s)}
-			}
-			out[name] = n
-		case "boolean":
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				return nil, &ParamError{Field: "parameters." + name, Reason: fmt.Sprintf("%q is not true or false", s)}
-			}
-			out[name] = b
-		case "array", "object":
-			var v any
-			if err := json.Unmarshal([]byte(s), &v); err != nil {
-				return nil, &ParamError{Field: "parameters." + name, Reason: fmt.Sprintf("want JSON: %v", err)}
-			}
-			out[name] = v
-		default:
-			out[name] = s
-		}
-	}
-	return out, nil
-}
-
 // substitute replaces the placeholders in n's scalar values.
 func substitute(n *yaml3.Node, vals map[string]any) error {
 	subComments(n, vals)

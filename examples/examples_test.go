@@ -137,20 +137,3 @@ func TestRenderKeepsStructure(t *testing.T) {
 		t.Fatalf("the value changed the spec:\n%s", out)
 	}
 }
-
-func TestCoerce(t *testing.T) {
-	tpl, _ := Get("orders")
-	got, err := tpl.Coerce(map[string]string{"big_order": "12.5", "max_attempts": "4", "dsn_env": "PG"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tpl.Render(got); err == nil || !strings.Contains(err.Error(), "slack_url_env") {
-		t.Fatalf("render without slack_url_env: %v", err)
-	}
-	if _, err := tpl.Coerce(map[string]string{"max_attempts": "many"}); err == nil || !strings.Contains(err.Error(), "parameters.max_attempts") {
-		t.Errorf("coerce many: %v", err)
-	}
-	if _, err := tpl.Coerce(map[string]string{"nope": "1"}); err == nil || !strings.Contains(err.Error(), "parameters.nope") {
-		t.Errorf("coerce nope: %v", err)
-	}
-}
