@@ -21,6 +21,7 @@ type Code string
 const (
 	CodeBadRequest          Code = "bad_request"
 	CodeInvalidSpec         Code = "invalid_spec"
+	CodeInvalidParameters   Code = "invalid_parameters"
 	CodeUnauthorized        Code = "unauthorized"
 	CodeForbidden           Code = "forbidden"
 	CodeNotFound            Code = "not_found"
@@ -51,6 +52,7 @@ var Codes = []struct {
 }{
 	{CodeBadRequest, http.StatusBadRequest, "the request is malformed; field names what to fix"},
 	{CodeInvalidSpec, http.StatusBadRequest, "the integration spec is invalid; field names what to fix"},
+	{CodeInvalidParameters, http.StatusBadRequest, "a template parameter is missing or invalid; field names it (parameters.NAME)"},
 	{CodeUnauthorized, http.StatusUnauthorized, "the API key is missing, malformed, unknown or revoked"},
 	{CodeForbidden, http.StatusForbidden, "the route needs the admin key"},
 	{CodeNotFound, http.StatusNotFound, "no such route, or no such thing in the caller's tenant"},

@@ -294,6 +294,8 @@ func (s *Server) routes() {
 
 	// The connector catalogue and registry (connectors.go).
 	s.connectorRoutes(v1)
+	// Integration templates (templates.go).
+	s.templateRoutes(v1)
 }
 
 // limitBody enforces the API body limit on the routes that take a JSON

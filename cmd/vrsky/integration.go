@@ -99,7 +99,7 @@ func integrationPath(name string) string { return "/api/v1/integrations/" + url.
 func newIntegrationCmd() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "integration", Aliases: []string{"integrations", "int"}, Short: "Manage integrations through the REST API"})
 	opts := addClientFlags(cmd)
-	cmd.AddCommand(newApplyCmd(opts), newValidateCmd())
+	cmd.AddCommand(newApplyCmd(opts), newValidateCmd(), newIntegrationNewCmd(opts), newTemplatesCmd(opts))
 
 	list := &cobra.Command{Use: "list", Short: "List integrations", Args: cobra.NoArgs}
 	listOut := addOutputFlag(list)
@@ -246,59 +246,7 @@ func newApplyCmd(opts *clientOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var probe struct {
-			Name string `json:"name"`
-		}
-		if err := yaml.Unmarshal(doc, &probe); err != nil || probe.Name == "" {
-			return fmt.Errorf("%s: no integration name in the spec (want a top-level name: field)", file)
-		}
-		path := integrationPath(probe.Name)
-		var cur integrationView
-		exists := true
-		if err := c.do(http.MethodGet, path, "", nil, &cur); err != nil {
-			if httpStatus(err) != http.StatusNotFound {
-				return err
-			}
-			exists = false
-		}
-		method, target, result := http.MethodPut, path, applyUpdated
-		if !exists {
-			method, target, result = http.MethodPost, "/api/v1/integrations", applyCreated
-		}
-		if dryRun {
-			target += "?dry_run=true"
-		}
-		var raw json.RawMessage
-		if err := c.do(method, target, ct, doc, &raw); err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		var got integrationView
-		if err := json.Unmarshal(raw, &got); err != nil {
-			return fmt.Errorf("integration: %w", err)
-		}
-		if exists && jsonEqual(got.Spec, cur.Spec) {
-			result = applyUnchanged // the server wrote nothing
-		}
-		started := false
-		if !noStart && got.Desired != "running" {
-			started = true
-			if !dryRun {
-				if err := c.do(http.MethodPost, integrationPath(got.Name)+"/start", "", nil, &raw); err != nil {
-					return err
-				}
-			}
-		}
-		suffix := ""
-		if dryRun {
-			suffix = " (dry run)"
-		}
-		return out.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
-			fmt.Fprintf(w, "integration/%s %s%s\n", got.Name, result, suffix)
-			if started {
-				fmt.Fprintf(w, "integration/%s started%s\n", got.Name, suffix)
-			}
-			return nil
-		})
+		return applySpec(cmd, c, file, doc, ct, noStart, dryRun, out)
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (.yaml, .yml or .json; - for stdin)")
 	cmd.Flags().BoolVar(&noStart, "no-start", false, "store the integration without starting it")
@@ -306,6 +254,64 @@ func newApplyCmd(opts *clientOptions) *cobra.Command {
 	_ = cmd.MarkFlagRequired("file")
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml", "json")
 	return cmd
+}
+
+// applySpec creates or updates the integration doc describes and starts
+// it (unless noStart); file names the spec in errors.
+func applySpec(cmd *cobra.Command, c *client, file string, doc []byte, ct string, noStart, dryRun bool, out *outputFormat) error {
+	var probe struct {
+		Name string `json:"name"`
+	}
+	if err := yaml.Unmarshal(doc, &probe); err != nil || probe.Name == "" {
+		return fmt.Errorf("%s: no integration name in the spec (want a top-level name: field)", file)
+	}
+	path := integrationPath(probe.Name)
+	var cur integrationView
+	exists := true
+	if err := c.do(http.MethodGet, path, "", nil, &cur); err != nil {
+		if httpStatus(err) != http.StatusNotFound {
+			return err
+		}
+		exists = false
+	}
+	method, target, result := http.MethodPut, path, applyUpdated
+	if !exists {
+		method, target, result = http.MethodPost, "/api/v1/integrations", applyCreated
+	}
+	if dryRun {
+		target += "?dry_run=true"
+	}
+	var raw json.RawMessage
+	if err := c.do(method, target, ct, doc, &raw); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	var got integrationView
+	if err := json.Unmarshal(raw, &got); err != nil {
+		return fmt.Errorf("integration: %w", err)
+	}
+	if exists && jsonEqual(got.Spec, cur.Spec) {
+		result = applyUnchanged // the server wrote nothing
+	}
+	started := false
+	if !noStart && got.Desired != "running" {
+		started = true
+		if !dryRun {
+			if err := c.do(http.MethodPost, integrationPath(got.Name)+"/start", "", nil, &raw); err != nil {
+				return err
+			}
+		}
+	}
+	suffix := ""
+	if dryRun {
+		suffix = " (dry run)"
+	}
+	return out.print(cmd.OutOrStdout(), raw, func(w io.Writer) error {
+		fmt.Fprintf(w, "integration/%s %s%s\n", got.Name, result, suffix)
+		if started {
+			fmt.Fprintf(w, "integration/%s started%s\n", got.Name, suffix)
+		}
+		return nil
+	})
 }
 
 // newValidateCmd is `vrsky integration validate -f FILE`: the spec checked
