@@ -55,6 +55,7 @@ type serveFlags struct {
 	adminKey    string
 	natsURL     string
 	natsKeys    string
+	natsReplica int
 	natsListen  string
 	dedicated   string
 	dedicatedNS string
@@ -108,6 +109,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.debugAddr, "debug-listen", "", "address of Go's /debug/pprof profiles (default: off; keep it on loopback)")
 	fl.StringVar(&f.adminKey, "admin-key", "", "admin API key (default: generated on first start, kept in DATA/admin.key)")
 	fl.StringVar(&f.natsURL, "nats-url", "", "external NATS cluster URL, or another node's --nats-listen address (default: embedded server); a user and password go in the URL")
+	fl.IntVar(&f.natsReplica, "nats-replicas", 0, "replicas of the streams and buckets VRSky creates on --nats-url (0: the cluster's size as its servers advertise it, at most 3; 1 outside a cluster)")
 	fl.StringVar(&f.natsKeys, "nats-keys", "", "operator keys file the servers at --nats-url trust (required with it): for another node's embedded server, a copy of its DATA/"+natsx.KeysFile+"; for an external cluster, the file `vrsky nats keys` wrote")
 	fl.StringVar(&f.dedicated, "dedicated-nats", "local", "how tenants moved to placement dedicated get a NATS instance of their own: local (a nats-server child process per tenant, data in DATA/tenant-nats), kubernetes (a StatefulSet per tenant, in-cluster credentials), or off")
 	fl.IntVar(&f.aboveRate, "dedicated-above-rate", 0, "move a shared tenant to a dedicated NATS instance once this node ingests more than this many of its messages per second (0: never by itself)")
@@ -309,7 +311,7 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	conn, err := natsx.Connect(ctx, natsx.Options{
 		URL: f.natsURL, KeysFile: f.natsKeys, DataDir: f.data, Listen: f.natsListen,
-		SyncAlways: f.natsSync == "always", Name: "vrsky", Logger: log,
+		SyncAlways: f.natsSync == "always", Name: "vrsky", Logger: log, Replicas: f.natsReplica,
 	})
 	if err != nil {
 		return err
@@ -321,6 +323,8 @@ func serve(ctx context.Context, f serveFlags) error {
 			"url", conn.ClientURL(), "keys", conn.KeysPath(), "sync", f.natsSync)
 	case conn.Embedded():
 		log.Info("embedded NATS running, in-process only (no network listener)", "sync", f.natsSync)
+	default:
+		log.Info("connected to NATS", "cluster", conn.NC.ConnectedClusterName(), "replicas", conn.Replicas)
 	}
 	st, bs, closeStores, err := openStores(ctx, f, conn, log)
 	if err != nil {
@@ -448,6 +452,10 @@ func checkNATSFlags(f serveFlags) error {
 		return errors.New("--nats-keys signs in to --nats-url; the embedded server keeps its own keys in DATA/" + natsx.KeysFile)
 	case f.natsURL != "" && f.natsKeys == "":
 		return errors.New("--nats-url needs --nats-keys: VRSky runs NATS in operator mode, an account per tenant (see docs/tenancy.md; `vrsky nats keys` makes the file)")
+	case f.natsReplica < 0 || f.natsReplica > 5:
+		return fmt.Errorf("--nats-replicas %d: want 0 (the cluster's size) to 5", f.natsReplica)
+	case f.natsURL == "" && f.natsReplica > 1:
+		return errors.New("--nats-replicas needs --nats-url: the embedded server is one server, its streams have one replica")
 	}
 	return nil
 }

@@ -61,7 +61,9 @@ type Options struct {
 	// before acknowledging it, instead of on an interval.
 	SyncAlways bool
 	// Replicas is the stream replication factor platform streams ask for:
-	// 1 for the embedded server, 3 for a production cluster. Zero means 1.
+	// 1 for the embedded server, 3 for a production cluster. Zero means 1
+	// for the embedded server and, for URL, the size of the cluster the
+	// server belongs to (ClusterReplicas): 1 outside a cluster, at most 3.
 	Replicas int
 	// Name identifies this process to NATS (connection name).
 	Name string
@@ -131,7 +133,25 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		return nil, err
 	}
 	d.keys, d.account = keys, keys.Platform
-	return d.connect(ctx, opts.Name)
+	c, err := d.connect(ctx, opts.Name)
+	if err != nil || opts.Replicas > 0 {
+		return c, err
+	}
+	c.Replicas = ClusterReplicas(c.NC)
+	c.d.replicas = c.Replicas // and the connections Dial and DialAs open
+	return c, nil
+}
+
+// ClusterReplicas is the replication factor for the cluster nc is
+// connected to: the number of its servers nc knows (the URLs it was given
+// and those the servers advertise), at most 3; 1 for a server outside a
+// cluster. A cluster whose servers do not advertise their client URLs
+// (no_advertise) counts only the URLs given.
+func ClusterReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return min(3, max(len(nc.Servers()), 1))
 }
 
 // Dial opens another connection to the same NATS as the same account, as

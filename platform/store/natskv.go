@@ -30,6 +30,9 @@ const defaultOpTimeout = 5 * time.Second
 // openBucketTimeout bounds opening (creating, when missing) one bucket.
 const openBucketTimeout = 30 * time.Second
 
+// openBucketAttempt bounds one attempt at it (see openBucket).
+const openBucketAttempt = 8 * time.Second
+
 // NATSStore keeps the control plane in six NATS KV buckets:
 //
 //	vrsky_tenants           <tenant>                   → Tenant (JSON)
@@ -110,13 +113,30 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 }
 
 // openBucket binds to an existing bucket without touching its config, or
-// creates it; two processes creating it together both succeed.
+// creates it; two processes creating it together both succeed. An attempt
+// that times out, or finds no peers to place the bucket on (a cluster just
+// formed), is made again until openBucketTimeout: with nats-server 2.15.2, one node's create and another's update (consistentReads) of one
+// replicated stream at once can leave both requests unanswered, although
+// the stream ends up as asked (TestNATSOpenConcurrentR3).
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	// Longer than one operation's timeout: creating a replicated bucket
 	// waits for its stream's replicas to elect a leader, which on a cluster
 	// just formed, or on busy machines, takes more than a few seconds.
 	ctx, cancel := context.WithTimeout(ctx, openBucketTimeout)
 	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, openBucketAttempt)
+		kv, err := openBucketOnce(actx, js, cfg)
+		again := actx.Err() != nil || noPeers(err)
+		acancel()
+		if err == nil || !again || ctx.Err() != nil {
+			return kv, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func openBucketOnce(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if err == nil {
 		return kv, nil
@@ -817,4 +837,12 @@ func checkName(what, name string) error {
 		return fmt.Errorf("store: %s is empty", what)
 	}
 	return nil
+}
+
+// noPeers reports JetStream's "no suitable peers for placement" (10005):
+// a replicated stream asked for while a peer of a cluster just formed is
+// not online yet at the meta leader, which passes.
+func noPeers(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == 10005
 }
