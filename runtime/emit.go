@@ -195,6 +195,7 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, error)
 	if err := p.e.claims.checkIn(ctx, p.tenant, p.spec.Name, msg); err != nil {
 		return nil, err
 	}
+	p.m.countClaim(msg)
 	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, nil
 }
 
@@ -225,5 +226,5 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 
 func (p *pipeline) countIngested() {
 	p.ingested.Add(1)
-	p.e.metrics.ingested.WithLabelValues(p.tenant, p.spec.Name).Inc()
+	p.m.ingested.Inc()
 }

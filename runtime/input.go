@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/nats-io/nats.go/jetstream"
@@ -167,7 +168,11 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 	if len(in) == 0 {
 		return
 	}
+	sm := &p.m.steps[si]
+	sm.in.Add(float64(len(in)))
+	start := time.Now()
 	res, err := step.Process(p.ctx, in)
+	sm.took.Observe(time.Since(start).Seconds())
 	if err == nil && len(res) != len(in) {
 		err = fmt.Errorf("step returned %d results for %d messages", len(res), len(in))
 	}
@@ -183,7 +188,7 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 		default:
 			outs := res[i].Out
 			if len(outs) == 0 {
-				p.e.metrics.dropped.WithLabelValues(p.tenant, p.spec.Name, stepStage(name).String()).Inc()
+				sm.dropped.Inc()
 			}
 			for k, o := range outs {
 				if o.ID == "" {
@@ -207,6 +212,7 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 			}
 			if it.err == nil {
 				it.msgs = append(it.msgs, outs...)
+				sm.out.Add(float64(len(outs)))
 			}
 		}
 	}

@@ -32,6 +32,7 @@ type pipeline struct {
 	spec   *Spec
 	rev    uint64
 	log    *slog.Logger
+	m      *pipelineMetrics // its series, taken once
 
 	ctx       context.Context // the work context, cancelled once the stages are drained
 	cancel    context.CancelFunc
@@ -76,6 +77,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	p := &pipeline{
 		e: e, tenant: tenant, spec: spec, rev: rev,
 		log:    e.log.With("tenant", tenant, "integration", spec.Name),
+		m:      e.metrics.pipeline(tenant, spec),
 		ctx:    ctx,
 		cancel: cancel,
 		srcCtx: srcCtx, srcCancel: srcCancel,
@@ -111,7 +113,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sk.Name, err)
 		}
-		r := &sinkRunner{p: p, spec: sk, sink: s}
+		r := &sinkRunner{p: p, spec: sk, sink: s, m: e.metrics.sink(tenant, spec.Name, sk.Name)}
 		p.sinks = append(p.sinks, r)
 		if err := r.start(setup); err != nil {
 			return nil, err

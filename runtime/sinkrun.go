@@ -25,6 +25,7 @@ type sinkRunner struct {
 	p       *pipeline
 	spec    SinkSpec
 	sink    Sink
+	m       sinkMetrics
 	consume jetstream.ConsumeContext
 	wg      sync.WaitGroup
 	acks    sync.WaitGroup // double acks in flight
@@ -77,7 +78,7 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 			errs[i] = err
 		}
 	}
-	p.e.metrics.observeBatch(p.tenant, p.spec.Name, sinkStage(r.spec.Name), took, errs, len(batch))
+	r.m.observeBatch(took, errs, len(batch))
 	// Acks run side by side: each double ack is a round trip.
 	var wg sync.WaitGroup
 	for i, m := range batch {
@@ -104,7 +105,7 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 		p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 	}
 	r.delivered.Add(1)
-	p.e.metrics.delivered.WithLabelValues(p.tenant, p.spec.Name, sinkStage(r.spec.Name).String()).Inc()
+	r.m.delivered.Inc()
 	if ref := msg.Header.Get(HeaderPayloadRef); ref != "" {
 		if err := p.e.claims.release(ctx, ref, r.spec.Name); err != nil {
 			p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
@@ -119,7 +120,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	msg := p.toMessage(m)
 	start := time.Now()
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
-	p.e.metrics.observeDelivery(p.tenant, p.spec.Name, sinkStage(r.spec.Name), time.Since(start), err)
+	r.m.observeDelivery(time.Since(start), err)
 	if err == nil {
 		// The double ack's round trip runs beside the next delivery; the
 		// consumer's MaxAckPending bounds how many are in flight.
