@@ -44,12 +44,12 @@ func TestObservability(t *testing.T) {
 	key := tenant.APIKey
 	// A tenant on a dedicated NATS instance, for the tenant-instance panels.
 	in.call("POST", "/api/v1/tenants", adminKey, "application/json", `{"name":"big"}`, http.StatusCreated, nil)
-	in.call("PATCH", "/api/v1/tenants/big", adminKey, "application/json", `{"placement":"dedicated"}`, http.StatusOK, nil)
+	in.call("PATCH", "/api/v1/tenants/big", adminKey, "application/json", `{"placement":"dedicated"}`, http.StatusAccepted, nil)
 
 	// An uploaded (untrusted) Wasm step: "upper:x" succeeds, "drop" is
 	// filtered, "loop" spins until its call's deadline.
 	probe := hosttest.Build(t, "host/testdata/probe")
-	if status, e := in.upload(key, "name: probe\nversion: 1.0.0\nkind: step\nabi: 1\ndescription: The host's test probe.\ncapabilities: {}\nconfig_schema: {type: object}\n", probe); status != http.StatusCreated {
+	if status, e := in.upload(key, "name: probe\nversion: 1.0.0\nkind: step\nabi: 1\ndescription: The host's test probe.\ncapabilities: {nats: true, objects: true, kv: true, http_hosts: [example.com]}\nconfig_schema: {type: object}\n", probe); status != http.StatusCreated {
 		t.Fatalf("upload probe: %d %+v", status, e)
 	}
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
