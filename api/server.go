@@ -103,6 +103,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Gatherer is what /metrics exposes; nil uses prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
+	// HTTPMetrics receives the request series (metrics.go); nil records
+	// none.
+	HTTPMetrics *HTTPMetrics
 	// BodyLimit caps request bodies on /api routes, in bytes (default 1 MiB).
 	BodyLimit int
 	// HookBodyLimit caps webhook bodies on /hooks, in bytes (default 64 MiB).
@@ -131,19 +134,22 @@ type Config struct {
 // Server is the REST API. Create it with New; serve it with Listen or
 // ListenOn, or use App directly (e.g. app.Test in tests).
 type Server struct {
-	store     store.Store
-	eng       Engine
-	nats      Pinger
-	tenancy   Tenancy
-	log       *slog.Logger
-	gatherer  prometheus.Gatherer
-	adminHash [sha256.Size]byte
-	bodyLimit int
-	hookLimit int
-	hookWait  time.Duration
-	version   string
-	registry  Registry
-	app       *fiber.App
+	store    store.Store
+	eng      Engine
+	nats     Pinger
+	tenancy  Tenancy
+	log      *slog.Logger
+	gatherer prometheus.Gatherer
+	// httpMetrics and routeKnown: the request series (metrics.go).
+	httpMetrics *HTTPMetrics
+	routeKnown  map[string]bool
+	adminHash   [sha256.Size]byte
+	bodyLimit   int
+	hookLimit   int
+	hookWait    time.Duration
+	version     string
+	registry    Registry
+	app         *fiber.App
 
 	// Failed authentications per client address and per key id (throttle.go).
 	addrFails, idFails *failLimiter
@@ -174,20 +180,21 @@ func New(cfg Config) (*Server, error) {
 	refill := cmp.Or(cfg.AuthFailureRefill, DefaultAuthFailureRefill)
 	track := cmp.Or(cfg.AuthFailureTrack, DefaultAuthFailureTrack)
 	s := &Server{
-		store:     cfg.Store,
-		eng:       cfg.Engine,
-		nats:      cfg.NATS,
-		tenancy:   cfg.Tenancy,
-		log:       cfg.Logger,
-		gatherer:  cfg.Gatherer,
-		adminHash: sha256.Sum256([]byte(cfg.AdminKey)),
-		bodyLimit: cmp.Or(cfg.BodyLimit, DefaultBodyLimit),
-		hookLimit: cmp.Or(cfg.HookBodyLimit, DefaultHookBodyLimit),
-		hookWait:  cmp.Or(cfg.HookTimeout, DefaultHookTimeout),
-		version:   cfg.Version,
-		registry:  cfg.Registry,
-		addrFails: newFailLimiter(burst, refill, track),
-		idFails:   newFailLimiter(burst, refill, track),
+		store:       cfg.Store,
+		eng:         cfg.Engine,
+		nats:        cfg.NATS,
+		tenancy:     cfg.Tenancy,
+		log:         cfg.Logger,
+		gatherer:    cfg.Gatherer,
+		httpMetrics: cfg.HTTPMetrics,
+		adminHash:   sha256.Sum256([]byte(cfg.AdminKey)),
+		bodyLimit:   cmp.Or(cfg.BodyLimit, DefaultBodyLimit),
+		hookLimit:   cmp.Or(cfg.HookBodyLimit, DefaultHookBodyLimit),
+		hookWait:    cmp.Or(cfg.HookTimeout, DefaultHookTimeout),
+		version:     cfg.Version,
+		registry:    cfg.Registry,
+		addrFails:   newFailLimiter(burst, refill, track),
+		idFails:     newFailLimiter(burst, refill, track),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -214,8 +221,12 @@ func New(cfg Config) (*Server, error) {
 		CaseSensitive: true,
 		IdleTimeout:   2 * time.Minute,
 	})
+	if s.httpMetrics != nil {
+		s.app.Use(s.measure)
+	}
 	s.app.Use(s.logRequests, recover.New(), s.bufferBody)
 	s.routes()
+	s.routeKnown = knownRoutes(s.app)
 	return s, nil
 }
 

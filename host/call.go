@@ -456,13 +456,13 @@ func (i *abiInstance) close(ctx context.Context) { i.mod.Close(ctx) }
 // callError names why a guest call failed.
 func callError(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("guest deadline exceeded: %w", err)
+		return fmt.Errorf("%w: %w", errDeadline, err)
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
-			return fmt.Errorf("guest deadline exceeded: %w", err)
+			return fmt.Errorf("%w: %w", errDeadline, err)
 		case sys.ExitCodeContextCanceled:
 			return fmt.Errorf("guest call canceled: %w", err)
 		}

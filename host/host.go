@@ -62,6 +62,9 @@ type Config struct {
 	// ModuleLimits bound every module's structure, checked before it is
 	// compiled. The zero value means wasmcheck.DefaultLimits (ABI v1's).
 	ModuleLimits wasmcheck.Limits
+	// Observer receives call and compilation measurements. Nil discards
+	// them.
+	Observer Observer
 }
 
 // Runtime compiles and runs modules. It holds two wazero runtimes: a
@@ -71,6 +74,7 @@ type Config struct {
 type Runtime struct {
 	cfg       Config
 	log       *slog.Logger
+	obs       Observer
 	cacheDir  string // the compilation cache's directory
 	tempCache bool   // cacheDir is New's own, removed by Close
 	cache     wazero.CompilationCache
@@ -81,6 +85,7 @@ type Runtime struct {
 	mu       sync.Mutex
 	compiled map[moduleKey]*compiledEntry
 	plugins  map[*extismModule]bool
+	pools    map[*Pool]struct{} // the open pools, for PoolStats
 	closed   bool
 }
 
@@ -108,7 +113,11 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	r := &Runtime{cfg: cfg, log: log, cacheDir: cfg.CacheDir, compiled: map[moduleKey]*compiledEntry{}, plugins: map[*extismModule]bool{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
+	r := &Runtime{cfg: cfg, log: log, obs: cfg.Observer, cacheDir: cfg.CacheDir, compiled: map[moduleKey]*compiledEntry{},
+		plugins: map[*extismModule]bool{}, pools: map[*Pool]struct{}{}, http: newHTTPClient(cfg.AllowPrivateNetworks)}
+	if r.obs == nil {
+		r.obs = nopObserver{}
+	}
 	// The cache is always on disk: the compile sandbox (sandbox.go) writes
 	// its result there for this process to read.
 	if r.cacheDir == "" {
@@ -181,7 +190,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	plugins := r.plugins
-	r.plugins, r.compiled = nil, nil
+	r.plugins, r.compiled, r.pools = nil, nil, nil
 	r.mu.Unlock()
 	var errs []error
 	for x := range plugins {
@@ -349,10 +358,14 @@ func (r *Runtime) compile(ctx context.Context, key moduleKey, wz wazero.Runtime,
 	// crafted, compiles here unbounded (sandbox.go).
 	var code wazero.CompiledModule
 	var err error
+	start := time.Now()
 	if key.trusted {
 		code, err = wz.CompileModule(ctx, wasm)
 	} else {
 		code, err = r.compileUntrusted(ctx, key, wz, wasm)
+	}
+	if err == nil {
+		r.obs.Compiled(key.trusted, time.Since(start))
 	}
 	var ce *CompileError
 	if err != nil && !errors.As(err, &ce) && ctx.Err() == nil {

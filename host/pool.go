@@ -174,6 +174,7 @@ type Pool struct {
 	cfg    PoolConfig
 	limits Limits
 	log    *slog.Logger
+	obs    CallObserver
 
 	sem  chan struct{}
 	stop chan struct{}
@@ -230,6 +231,12 @@ func (m *Module) NewPool(cfg PoolConfig) (*Pool, error) {
 	}
 	p.live = 1
 	p.idle = append(p.idle, &pooled{inst: inst, lastUsed: time.Now()})
+	p.obs = m.rt.obs.Pool(m.label())
+	m.rt.mu.Lock()
+	if m.rt.pools != nil {
+		m.rt.pools[p] = struct{}{}
+	}
+	m.rt.mu.Unlock()
 	go p.reclaimLoop()
 	return p, nil
 }
@@ -312,7 +319,9 @@ func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error
 	}
 	st := inst.inst.state()
 	st.begin(msgs, results)
+	start := time.Now()
 	err = inst.inst.run(ctx, st)
+	took := time.Since(start)
 	p.calls.Add(1)
 	p.messages.Add(int64(len(msgs)))
 	broken := err != nil
@@ -323,6 +332,7 @@ func (p *Pool) call(ctx context.Context, msgs []Message, results []Result) error
 		broken = true
 		p.log.Warn("instance discarded: memory above limit", "pages", pages, "limit", p.limits.MaxMemoryPages)
 	}
+	p.obs.Call(len(msgs), took, callOutcome(err, broken))
 	deferred := st.finish()
 	p.release(inst, broken)
 	if len(deferred) == 0 || len(deferred) == len(msgs) {
@@ -450,6 +460,9 @@ func (p *Pool) Close() error {
 	p.idle = nil
 	p.live -= len(idle)
 	p.mu.Unlock()
+	p.mod.rt.mu.Lock()
+	delete(p.mod.rt.pools, p)
+	p.mod.rt.mu.Unlock()
 	close(p.stop)
 	<-p.done
 	for _, pi := range idle {

@@ -314,6 +314,7 @@ func (p *pipeline) claimOutput(out *Message, targets []*sinkRunner) error {
 		if !out.Claimed() {
 			return nil
 		}
+		p.m.countClaim(out)
 	}
 	names := make([]string, len(targets))
 	for i, r := range targets {

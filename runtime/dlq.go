@@ -36,7 +36,7 @@ var (
 // r is the sink that failed, or nil for a step.
 func (p *pipeline) retryOrDeadLetter(m jetstream.Msg, msg *Message, stage Stage, err error, r *sinkRunner) {
 	attempt := attemptOf(m)
-	p.e.metrics.failures.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
+	p.e.metrics.stageFailed(p.tenant, p.spec.Name, stage)
 	if r != nil {
 		r.failures.Add(1)
 	}
@@ -91,7 +91,7 @@ func (p *pipeline) publishDeadLetter(msg *Message, attempts int, cause error, st
 	if err != nil {
 		return err
 	}
-	p.e.metrics.deadLettered.WithLabelValues(p.tenant, p.spec.Name, stage.String()).Inc()
+	p.e.metrics.stageDeadLettered(p.tenant, p.spec.Name, stage)
 	p.track(msg.ID, stage, StageRecord{Status: StatusDeadLettered, Attempt: attempts, Error: clip(cause.Error())})
 	p.log.Warn("message dead-lettered", "msg_id", msg.ID, "trace_id", traceIDOf(msg.Header), "stage", stage.String(), "attempts", attempts, "err", cause)
 	return nil

@@ -227,6 +227,7 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, span, 
 		sp.end(err)
 		return nil, span{}, err
 	}
+	p.m.countClaim(msg)
 	if p.direct() {
 		return nil, sp, nil // emitDirect publishes outMsg copies instead
 	}
@@ -260,5 +261,5 @@ func (p *pipeline) accepted(msg *Message, err error) error {
 
 func (p *pipeline) countIngested() {
 	p.ingested.Add(1)
-	p.ingestedCtr.Inc()
+	p.m.ingested.Inc()
 }

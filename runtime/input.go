@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/nats-io/nats.go/jetstream"
@@ -181,7 +182,11 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 			spans[i] = p.stageSpan(m.Header, m.ID, stepStage(name), attemptOf(owner[i].src), trace.SpanKindInternal)
 		}
 	}
+	sm := &p.m.steps[si]
+	sm.in.Add(float64(len(in)))
+	start := time.Now()
 	res, err := step.Process(p.ctx, in)
+	sm.took.Observe(time.Since(start).Seconds())
 	if err == nil && len(res) != len(in) {
 		err = fmt.Errorf("step returned %d results for %d messages", len(res), len(in))
 	}
@@ -205,7 +210,7 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 		default:
 			outs := res[i].Out
 			if len(outs) == 0 {
-				p.e.metrics.dropped.WithLabelValues(p.tenant, p.spec.Name, stepStage(name).String()).Inc()
+				sm.dropped.Inc()
 			}
 			for k, o := range outs {
 				if o.ID == "" {
@@ -229,6 +234,7 @@ func (p *pipeline) runStep(si int, step Step, items []*item) {
 			}
 			if it.err == nil {
 				it.msgs = append(it.msgs, outs...)
+				sm.out.Add(float64(len(outs)))
 			}
 		}
 	}

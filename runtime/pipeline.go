@@ -12,7 +12,6 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vrsky/vrsky/platform/natsx"
 )
@@ -33,6 +32,7 @@ type pipeline struct {
 	spec   *Spec
 	rev    uint64
 	log    *slog.Logger
+	m      *pipelineMetrics // its series, taken once
 
 	ctx       context.Context // the work context, cancelled once the stages are drained
 	cancel    context.CancelFunc
@@ -53,13 +53,12 @@ type pipeline struct {
 	stopped   bool          // stop has begun: build nothing, start nothing
 	stopping  chan struct{} // closed when stop begins
 
-	ingested    atomic.Uint64
-	ingestedCtr prometheus.Counter // the ingested metric's child, looked up once
-	srcErr      atomic.Pointer[string]
-	inErr       atomic.Pointer[string] // the input stage could not start
-	full        atomic.Int32           // a fullness: near the stream's bounds or the tenant's storage quota, new messages are refused
-	leading     atomic.Bool            // the source runs on this node (always, unless Singleton)
-	push        bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
+	ingested atomic.Uint64
+	srcErr   atomic.Pointer[string]
+	inErr    atomic.Pointer[string] // the input stage could not start
+	full     atomic.Int32           // a fullness: near the stream's bounds or the tenant's storage quota, new messages are refused
+	leading  atomic.Bool            // the source runs on this node (always, unless Singleton)
+	push     bool                   // the source is pushed to (a webhook): over a rate quota it is refused, not slowed
 
 	// The step builder's progress, for Status: stepsReady once the input
 	// stage runs; stepsErr is the last failed attempt (nil after success);
@@ -78,12 +77,12 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 	p := &pipeline{
 		e: e, tenant: tenant, spec: spec, rev: rev,
 		log:    e.log.With("tenant", tenant, "integration", spec.Name),
+		m:      e.metrics.pipeline(tenant, spec),
 		ctx:    ctx,
 		cancel: cancel,
 		srcCtx: srcCtx, srcCancel: srcCancel,
 		stopping: make(chan struct{}),
 	}
-	p.ingestedCtr = e.metrics.ingested.WithLabelValues(tenant, spec.Name)
 	defer func() {
 		if err != nil {
 			p.stop()
@@ -114,7 +113,7 @@ func (e *Engine) startPipeline(tenant string, spec *Spec, rev uint64) (_ *pipeli
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sk.Name, err)
 		}
-		r := &sinkRunner{p: p, spec: sk, sink: s}
+		r := &sinkRunner{p: p, spec: sk, sink: s, m: e.metrics.sink(tenant, spec.Name, sk.Name)}
 		p.sinks = append(p.sinks, r)
 		if err := r.start(setup); err != nil {
 			return nil, err

@@ -18,13 +18,15 @@ import (
 )
 
 // The queue gauges: what the DLQ holds and what waits for each stage, read
-// from JetStream when Prometheus scrapes, not counted. A collection asks
+// from JetStream when Prometheus scrapes, not counted; and the tenants'
+// usage of their quotas, read from the store and JetStream alike. A collection asks
 // the engine for every integration in the store (stopped ones too: their
 // dead letters and queued messages are still there), within
 // queueStatsTimeout, and is reused for queueStatsTTL, so a burst of
 // scrapes costs JetStream one round of look-ups: per tenant, one stream
 // info with per-subject counts of its DLQ; per integration, one consumer
-// listing of its stream.
+// listing of its stream; per tenant with a storage quota, one account
+// info.
 
 const (
 	// queueStatsTTL is how long a collection answers scrapes.
@@ -42,9 +44,11 @@ const (
 
 // queueCollector is the prometheus.Collector of the queue gauges.
 type queueCollector struct {
-	engine atomic.Pointer[Engine] // set by NewEngine: the first engine wins
+	engine       atomic.Pointer[Engine] // set by NewEngine: the first engine wins
+	tenantLabels bool                   // false: sum over tenants and integrations
 
-	depth, pending, errs *prometheus.Desc
+	depth, pending, numPending, ackPending, redelivered, errs *prometheus.Desc
+	quotaLimit, quotaUsage, quotaRatio                        *prometheus.Desc
 
 	mu      sync.Mutex // held through a collection: concurrent scrapes wait for it
 	at      time.Time
@@ -53,13 +57,27 @@ type queueCollector struct {
 
 var _ prometheus.Collector = (*queueCollector)(nil)
 
-func newQueueCollector() *queueCollector {
+func newQueueCollector(tenantLabels bool) *queueCollector {
 	tis := []string{"tenant", "integration", "stage"}
+	tq := []string{"tenant", "quota"}
 	return &queueCollector{
+		tenantLabels: tenantLabels,
 		depth: prometheus.NewDesc("vrsky_dlq_depth",
 			"Dead letters the DLQ holds now, by the stage that failed (cluster-wide; replay and delete lower it).", tis, nil),
 		pending: prometheus.NewDesc("vrsky_messages_pending",
 			"Messages waiting for a stage or handed to it and not yet acknowledged (cluster-wide; the input consumer's are labelled with the first step, or route without steps).", tis, nil),
+		numPending: prometheus.NewDesc("vrsky_consumer_num_pending",
+			"Messages a stage's consumer has not been handed yet (the lag; cluster-wide).", tis, nil),
+		ackPending: prometheus.NewDesc("vrsky_consumer_ack_pending",
+			"Messages handed to a stage's consumer and not yet acknowledged (cluster-wide).", tis, nil),
+		redelivered: prometheus.NewDesc("vrsky_consumer_redelivered",
+			"Messages a stage's consumer has handed out more than once and that are not yet acknowledged (retries waiting or running; cluster-wide).", tis, nil),
+		quotaLimit: prometheus.NewDesc("vrsky_tenant_quota_limit",
+			"A tenant's quota, by name: integrations, storage_bytes, messages_per_second (only quotas that are set; absent with --metrics-tenant-labels=false).", tq, nil),
+		quotaUsage: prometheus.NewDesc("vrsky_tenant_quota_usage",
+			"What a tenant uses of a quota now: integrations defined, storage_bytes its JetStream account holds (messages_per_second: use rate(vrsky_messages_ingested_total); absent with --metrics-tenant-labels=false).", tq, nil),
+		quotaRatio: prometheus.NewDesc("vrsky_tenant_quota_used_ratio",
+			"Usage over limit of a tenant's quota (integrations, storage_bytes); with --metrics-tenant-labels=false the highest ratio of any tenant, tenant empty.", tq, nil),
 		errs: prometheus.NewDesc("vrsky_queue_stats_errors",
 			"Look-ups that failed or ran out of time in the last collection of the queue gauges (their series are missing).", nil, nil),
 	}
@@ -70,9 +88,9 @@ func (c *queueCollector) bind(e *Engine) { c.engine.CompareAndSwap(nil, e) }
 
 // Describe implements prometheus.Collector.
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.depth
-	ch <- c.pending
-	ch <- c.errs
+	for _, d := range []*prometheus.Desc{c.depth, c.pending, c.numPending, c.ackPending, c.redelivered, c.errs, c.quotaLimit, c.quotaUsage, c.quotaRatio} {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -87,12 +105,21 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		qs := e.queueStats(ctx)
 		cancel()
 		c.samples = c.samples[:0]
-		for _, s := range qs.depth {
-			c.samples = append(c.samples, prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.n), s.tenant, s.integration, s.stage))
+		stageGauge := func(d *prometheus.Desc, counts []stageCount, n func(stageCount) uint64) {
+			if !c.tenantLabels {
+				counts = sumByStage(counts, n)
+				n = func(s stageCount) uint64 { return s.n }
+			}
+			for _, s := range counts {
+				c.samples = append(c.samples, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n(s)), s.tenant, s.integration, s.stage))
+			}
 		}
-		for _, s := range qs.pending {
-			c.samples = append(c.samples, prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.n), s.tenant, s.integration, s.stage))
-		}
+		stageGauge(c.depth, qs.depth, func(s stageCount) uint64 { return s.n })
+		stageGauge(c.pending, qs.pending, func(s stageCount) uint64 { return s.n + s.ack })
+		stageGauge(c.numPending, qs.pending, func(s stageCount) uint64 { return s.n })
+		stageGauge(c.ackPending, qs.pending, func(s stageCount) uint64 { return s.ack })
+		stageGauge(c.redelivered, qs.pending, func(s stageCount) uint64 { return s.redelivered })
+		c.samples = append(c.samples, c.quotaSamples(qs.quotas)...)
 		c.samples = append(c.samples, prometheus.MustNewConstMetric(c.errs, prometheus.GaugeValue, float64(qs.failed)))
 		c.at = time.Now()
 		if qs.failed > 0 {
@@ -106,15 +133,73 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// stageCount is one gauge sample.
+// stageCount is one gauge sample: n (a DLQ's depth, a consumer's
+// NumPending) and, for consumers, ack pending and redelivered.
 type stageCount struct {
 	tenant, integration, stage string
-	n                          uint64
+	n, ack, redelivered        uint64
+}
+
+// sumByStage sums n over tenants and integrations, by stage, sorted by
+// stage: the samples without tenant labels.
+func sumByStage(counts []stageCount, n func(stageCount) uint64) []stageCount {
+	sums := map[string]uint64{}
+	for _, s := range counts {
+		sums[s.stage] += n(s)
+	}
+	out := make([]stageCount, 0, len(sums))
+	for stage, v := range sums {
+		out = append(out, stageCount{stage: stage, n: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].stage < out[j].stage })
+	return out
+}
+
+// quotaUse is a tenant's use of one quota (usage < 0: not measured).
+type quotaUse struct {
+	tenant, quota string
+	limit, usage  float64
+}
+
+// The quota label values.
+const (
+	quotaIntegrations = "integrations"
+	quotaStorage      = "storage_bytes"
+	quotaRate         = "messages_per_second"
+)
+
+// quotaSamples are the quota gauges: limit, usage and ratio per tenant,
+// or only the highest ratio of each quota without tenant labels.
+func (c *queueCollector) quotaSamples(qs []quotaUse) []prometheus.Metric {
+	var out []prometheus.Metric
+	worst := map[string]float64{}
+	for _, q := range qs {
+		if c.tenantLabels {
+			out = append(out, prometheus.MustNewConstMetric(c.quotaLimit, prometheus.GaugeValue, q.limit, q.tenant, q.quota))
+		}
+		if q.usage < 0 {
+			continue
+		}
+		ratio := q.usage / q.limit
+		if c.tenantLabels {
+			out = append(out, prometheus.MustNewConstMetric(c.quotaUsage, prometheus.GaugeValue, q.usage, q.tenant, q.quota),
+				prometheus.MustNewConstMetric(c.quotaRatio, prometheus.GaugeValue, ratio, q.tenant, q.quota))
+		} else if w, ok := worst[q.quota]; !ok || ratio > w {
+			worst[q.quota] = ratio
+		}
+	}
+	for _, quota := range []string{quotaIntegrations, quotaStorage} {
+		if w, ok := worst[quota]; ok {
+			out = append(out, prometheus.MustNewConstMetric(c.quotaRatio, prometheus.GaugeValue, w, "", quota))
+		}
+	}
+	return out
 }
 
 // queueStats is one collection.
 type queueStats struct {
 	depth, pending []stageCount
+	quotas         []quotaUse
 	failed         int
 	firstErr       error
 }
@@ -145,6 +230,10 @@ func (e *Engine) queueStats(ctx context.Context) queueStats {
 			continue
 		}
 		byTenant[in.Tenant] = append(byTenant[in.Tenant], spec)
+	}
+	tenants, err := e.store.ListTenants(ctx)
+	if err != nil {
+		fail(fmt.Errorf("list tenants: %w", err))
 	}
 	jobs := make(chan func())
 	var wg sync.WaitGroup
@@ -183,9 +272,48 @@ func (e *Engine) queueStats(ctx context.Context) queueStats {
 			}
 		}
 	}
+	for _, t := range tenants {
+		q := t.Quotas
+		if n := q.MaxIntegrations; n > 0 {
+			qs.quotas = append(qs.quotas, quotaUse{t.Name, quotaIntegrations, float64(n), float64(len(byTenant[t.Name]))})
+		}
+		if n := q.MaxMessagesPerSecond; n > 0 {
+			qs.quotas = append(qs.quotas, quotaUse{t.Name, quotaRate, float64(n), -1})
+		}
+		if n := q.MaxStorageBytes; n > 0 {
+			jobs <- func() {
+				u := quotaUse{t.Name, quotaStorage, float64(n), -1}
+				if used, err := e.storageUsed(ctx, t.Name); err != nil {
+					fail(err)
+				} else {
+					u.usage = float64(used)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				qs.quotas = append(qs.quotas, u)
+			}
+		}
+	}
 	close(jobs)
 	wg.Wait()
+	sort.Slice(qs.quotas, func(i, j int) bool {
+		a, b := qs.quotas[i], qs.quotas[j]
+		return a.tenant < b.tenant || a.tenant == b.tenant && a.quota < b.quota
+	})
 	return qs
+}
+
+// storageUsed is the JetStream storage tenant's account holds.
+func (e *Engine) storageUsed(ctx context.Context, tenant string) (uint64, error) {
+	conn, err := e.tenants.Conn(ctx, tenant)
+	if err != nil {
+		return 0, fmt.Errorf("storage of %s: %w", tenant, err)
+	}
+	ai, err := conn.JS.AccountInfo(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("storage of %s: %w", tenant, err)
+	}
+	return ai.Store, nil
 }
 
 // statsSpec decodes a stored spec for its stage names (it was validated
@@ -251,7 +379,7 @@ func depthSamples(tenant string, spec *Spec, counts map[string]uint64) []stageCo
 			stage = stageUnknown
 		}
 		if !seen[stage] { // step names may repeat; a series may not
-			out = append(out, stageCount{tenant, spec.Name, stage, n})
+			out = append(out, stageCount{tenant: tenant, integration: spec.Name, stage: stage, n: n})
 			seen[stage] = true
 		}
 	}
@@ -272,12 +400,12 @@ func depthSamples(tenant string, spec *Spec, counts map[string]uint64) []stageCo
 	return out
 }
 
-// pendingCounts are an integration's vrsky_messages_pending samples: per
-// sink, and for the input consumer, NumPending + NumAckPending, from one
-// consumer listing of its stream. A stage without a consumer (not
+// pendingCounts are an integration's consumer samples: per sink, and for
+// the input consumer, NumPending, NumAckPending and NumRedelivered, from
+// one consumer listing of its stream. A stage without a consumer (not
 // started yet) has none pending.
 func (e *Engine) pendingCounts(ctx context.Context, tenant string, spec *Spec) ([]stageCount, error) {
-	byConsumer := map[string]uint64{}
+	byConsumer := map[string]stageCount{}
 	conn, err := e.tenants.Conn(ctx, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("stream of %s/%s: %w", tenant, spec.Name, err)
@@ -290,15 +418,20 @@ func (e *Engine) pendingCounts(ctx context.Context, tenant string, spec *Spec) (
 	default:
 		l := s.ListConsumers(ctx)
 		for ci := range l.Info() {
-			byConsumer[ci.Name] = ci.NumPending + uint64(ci.NumAckPending)
+			byConsumer[ci.Name] = stageCount{n: ci.NumPending, ack: uint64(ci.NumAckPending), redelivered: uint64(ci.NumRedelivered)}
 		}
 		if err := l.Err(); err != nil {
 			return nil, fmt.Errorf("consumers of %s/%s: %w", tenant, spec.Name, err)
 		}
 	}
-	out := []stageCount{{tenant, spec.Name, inputStage(spec).String(), byConsumer[inConsumerName]}}
+	at := func(stage Stage, consumer string) stageCount {
+		c := byConsumer[consumer]
+		c.tenant, c.integration, c.stage = tenant, spec.Name, stage.String()
+		return c
+	}
+	out := []stageCount{at(inputStage(spec), inConsumerName)}
 	for _, sk := range spec.Sinks {
-		out = append(out, stageCount{tenant, spec.Name, sinkStage(sk.Name).String(), byConsumer[sinkConsumerName(sk.Name)]})
+		out = append(out, at(sinkStage(sk.Name), sinkConsumerName(sk.Name)))
 	}
 	return out, nil
 }

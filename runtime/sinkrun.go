@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -27,15 +26,15 @@ type sinkRunner struct {
 	p       *pipeline
 	spec    SinkSpec
 	sink    Sink
+	m       sinkMetrics
 	consume jetstream.ConsumeContext
 	wg      sync.WaitGroup
 	acks    sync.WaitGroup // double acks in flight
 
 	// Made once at start, not per message: the sink's subject, its
 	// stage's wire form and its delivered counter.
-	subject      string
-	stage        string
-	deliveredCtr prometheus.Counter
+	subject string
+	stage   string
 
 	delivered    atomic.Uint64
 	failures     atomic.Uint64
@@ -46,7 +45,6 @@ type sinkRunner struct {
 func (r *sinkRunner) start(ctx context.Context) error {
 	r.subject = SubjectOut(r.p.tenant, r.p.spec.Name, r.spec.Name)
 	r.stage = sinkStage(r.spec.Name).String()
-	r.deliveredCtr = r.p.e.metrics.delivered.WithLabelValues(r.p.tenant, r.p.spec.Name, r.stage)
 	conc, handle := defaultSinkConc, func(ch <-chan jetstream.Msg) {
 		for m := range ch {
 			r.handle(m)
@@ -105,7 +103,7 @@ func (r *sinkRunner) deliverBatch(bs BatchSink, batch []jetstream.Msg) {
 			sp.end(errs[i])
 		}
 	}
-	p.e.metrics.observeBatch(p.tenant, p.spec.Name, sinkStage(r.spec.Name), took, errs, len(batch))
+	r.m.observeBatch(took, errs, len(batch))
 	// Double acks (claim-checked payloads) run side by side: each is a
 	// round trip. Plain acks do not wait.
 	var wg sync.WaitGroup
@@ -139,7 +137,7 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 			p.log.Warn("ack after delivery failed; the message may be delivered again", "sink", r.spec.Name, "msg_id", msg.ID, "err", err)
 		}
 		r.delivered.Add(1)
-		r.deliveredCtr.Inc()
+		r.m.delivered.Inc()
 		p.trackAt(msg.ID, r.stage, StageRecord{Status: StatusDelivered, Attempt: attemptOf(m)})
 		return
 	}
@@ -153,7 +151,7 @@ func (r *sinkRunner) ack(m jetstream.Msg, msg *Message) {
 		p.log.Warn("release claim-checked payload", "ref", ref, "err", err)
 	}
 	r.delivered.Add(1)
-	r.deliveredCtr.Inc()
+	r.m.delivered.Inc()
 	p.trackAt(msg.ID, r.stage, StageRecord{Status: StatusDelivered, Attempt: attempt})
 }
 
@@ -168,7 +166,7 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 	prev := sp.inject(msg.Header) // the sink's request names the attempt's span as its parent
 	start := time.Now()
 	err := r.sink.Deliver(context.WithoutCancel(p.ctx), msg)
-	p.e.metrics.observeDelivery(p.tenant, p.spec.Name, sinkStage(r.spec.Name), time.Since(start), err)
+	r.m.observeDelivery(time.Since(start), err)
 	sp.restore(msg.Header, prev)
 	sp.end(err)
 	if err == nil {

@@ -4,6 +4,8 @@
 #     initdb is found neither in PATH nor in /usr/lib/postgresql/*/bin;
 #   - curl and jq, with apt-get, only when missing: the test that runs the
 #     README's getting started (cmd/vrsky) pastes its commands into bash;
+#   - Prometheus and promtool (Debian's prometheus package), with apt-get,
+#     only when missing: the observability test (cmd/vrsky) runs them;
 #   - Versity's S3 gateway, built with `go install` into the user's cache
 #     (outside the checkout), only when that binary is missing.
 # It is idempotent and returns at once when everything is there.
@@ -71,6 +73,21 @@ else
 		command -v "$tool" >/dev/null 2>&1 || { say "$tool installed but still not found" >&2; exit 1; }
 	done
 	say "curl and jq: installed"
+fi
+
+# Debian's prometheus package (it ships promtool too): the observability
+# test (cmd/vrsky) scrapes vrsky serve with it and runs the rules' tests.
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+	say "prometheus and promtool: present"
+else
+	say "prometheus or promtool missing: installing the prometheus package with apt-get"
+	apt_install "Prometheus (prometheus, promtool)" prometheus
+	# The package's own service is not needed: the test starts its own.
+	if command -v systemctl >/dev/null 2>&1; then
+		$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+	fi
+	command -v promtool >/dev/null 2>&1 || { say "prometheus installed but promtool still not found" >&2; exit 1; }
+	say "prometheus and promtool: installed"
 fi
 
 if [ -x "$VERSITYGW_BIN" ]; then

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -81,6 +82,9 @@ type serveFlags struct {
 	secretPrefix   string
 	maxPayload     int
 	otlpEndpoint   string
+	// metricsTenantLabels: the data-plane series carry tenant and
+	// integration labels (false for very large installations).
+	metricsTenantLabels bool
 
 	registry registryServeFlags // connector registry (openRegistry)
 }
@@ -134,6 +138,7 @@ func newServeCmd() *cobra.Command {
 	fl.DurationVar(&f.wasmCompileTimeout, "wasm-compile-timeout", host.DefaultCompileTimeout, "uploaded Wasm modules compile in a child process, stopped after this long (the upload answers 422)")
 	fl.IntVar(&f.wasmCompileMemory, "wasm-compile-memory", host.DefaultCompileMemory>>20, "memory bound of that child process, in MiB (the upload answers 422 above it)")
 	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector's OTLP/HTTP URL (http://host:4318; /v1/traces is added to a URL without a path): a span per stage of each message is exported there (default: off, no spans)")
+	fl.BoolVar(&f.metricsTenantLabels, "metrics-tenant-labels", true, "label the /metrics series with tenant and integration; false sums them by stage, so the series count stays bounded on installations with very many tenants or integrations (docs/metrics.md)")
 	addRegistryFlags(fl, &f.registry)
 	return cmd
 }
@@ -333,7 +338,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer closeStores()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := registerMetrics(reg, f)
 	filesRoot := f.filesRoot
 	if filesRoot == "" {
 		filesRoot = filepath.Join(f.data, "files")
@@ -343,6 +348,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	wasmRT, err := host.New(ctx, host.Config{
 		CacheDir: filepath.Join(f.data, "wasm-cache"), Logger: log.With("component", "wasm"),
 		CompileTimeout: f.wasmCompileTimeout, CompileMemory: int64(f.wasmCompileMemory) << 20, ModuleLimits: limits,
+		Observer: metrics.WasmObserver(),
 	})
 	if err != nil {
 		return fmt.Errorf("wasm host: %w", err)
@@ -360,6 +366,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	defer closeProv()
 	reg.MustRegister(tenants) // the dedicated instances' health
+	reg.MustRegister(runtime.WasmPoolCollector(wasmRT.PoolStats), natsCollector(conn, tenants, f.metricsTenantLabels))
 	cat, err := newCatalog(ctx, filesRoot, wasmRT, stepEnv, log)
 	if err != nil {
 		return err
@@ -386,7 +393,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		log.Info("tracing: exporting spans over OTLP/HTTP", "endpoint", f.otlpEndpoint)
 	}
 	eng, err := runtime.NewEngine(runtime.Config{
-		Conn: conn, Tenancy: tenants, Store: st, Catalog: cat, Metrics: runtime.NewMetrics(reg), Logger: log,
+		Conn: conn, Tenancy: tenants, Store: st, Catalog: cat, Metrics: metrics, Logger: log,
 		Blobs: bs, ClaimThreshold: f.claimThreshold, DisableTracking: !f.tracking,
 		SecretEnvPrefix: f.secretPrefix, Egress: policy,
 		DedicatedAboveRate: f.aboveRate, DedicatedAboveBytes: f.aboveBytes,
@@ -397,7 +404,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: adminKey,
-		Logger: log, Gatherer: reg, Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
+		Logger: log, Gatherer: reg, HTTPMetrics: api.NewHTTPMetrics(reg), Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
 		Registry: connReg,
 	})
 	if err != nil {
@@ -505,6 +512,43 @@ func registerWasmSteps(ctx context.Context, cat *runtime.Catalog, rt *host.Runti
 		}
 	}
 	return nil
+}
+
+// ---- metrics ----------------------------------------------------------------
+
+// registerMetrics registers the process's own series (Go runtime, process,
+// build info) and returns the data plane's, all in reg (docs/metrics.md).
+func registerMetrics(reg *prometheus.Registry, f serveFlags) *runtime.Metrics {
+	b := currentBuild()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vrsky_build_info", Help: "Always 1: the running binary's version, commit and Go version, as labels.",
+			ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
+		}, func() float64 { return 1 }))
+	return runtime.NewMetricsWith(reg, runtime.MetricsOptions{NoTenantLabels: !f.metricsTenantLabels})
+}
+
+// natsCollector reads the monitoring data of the embedded NATS server (none
+// with --nats-url) and of every tenant's dedicated instance.
+func natsCollector(conn *natsx.Conn, tenants *tenancy.Manager, tenantLabels bool) prometheus.Collector {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	platform := conn.Monitor()
+	return natsx.NewCollector(func(ctx context.Context) []natsx.Monitored {
+		var out []natsx.Monitored
+		if platform != nil {
+			out = append(out, natsx.Monitored{Read: platform})
+		}
+		hs, _ := tenants.Health(ctx) // a failed listing: no tenant instances this scrape
+		for _, h := range hs {
+			read := natsx.HTTPMonitor(hc, h.Monitor)
+			if h.Monitor == "" || !h.Ready {
+				why := cmp.Or(h.Err, "no monitoring address")
+				read = func(context.Context) (natsx.Snapshot, error) { return natsx.Snapshot{}, errors.New(why) }
+			}
+			out = append(out, natsx.Monitored{Tenant: h.Tenant, Read: read})
+		}
+		return out
+	}, tenantLabels)
 }
 
 // ---- connector registry ---------------------------------------------------

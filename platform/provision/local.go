@@ -592,7 +592,7 @@ func (l *Local) Health() []Health {
 
 func (l *Local) health(in *instance) Health {
 	in.mu.Lock()
-	h := Health{Tenant: in.tenant, URL: in.url, Restarts: in.restarts}
+	h := Health{Tenant: in.tenant, URL: in.url, Monitor: strings.TrimSuffix(in.health, healthPath), Restarts: in.restarts}
 	pid, why := in.pid, in.why
 	in.mu.Unlock()
 	if pid == 0 {

@@ -40,6 +40,9 @@ type Instance struct {
 type Health struct {
 	Tenant string `json:"tenant"`
 	URL    string `json:"url"`
+	// Monitor is the base URL of the instance's monitoring endpoints
+	// (http://host:port; /varz, /jsz), for VRSky's NATS metrics.
+	Monitor string `json:"monitor,omitempty"`
 	// Ready: the server answers its health check with JetStream up.
 	Ready bool `json:"ready"`
 	// Restarts counts the times the instance was restarted after it died.

@@ -54,6 +54,7 @@ func (p *Provisioner) Health(ctx context.Context) ([]provision.Health, error) {
 		h := provision.Health{
 			Tenant:   tenant,
 			URL:      p.url(tenant),
+			Monitor:  fmt.Sprintf("http://%s.%s.svc:%d", objectName(tenant), p.cfg.Namespace, MonitorPort),
 			Ready:    want >= 1 && sts.Status.ReadyReplicas == want,
 			Restarts: restarts(tenantPods),
 		}
