@@ -42,6 +42,7 @@ import (
 	"github.com/vrsky/vrsky/platform/tenancy"
 	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/ui"
 	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
 )
 
@@ -373,7 +374,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: adminKey,
 		Logger: log, Gatherer: reg, Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
-		Registry: connReg,
+		Registry: connReg, UI: ui.Bundle(),
 	})
 	if err != nil {
 		return err
