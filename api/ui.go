@@ -34,7 +34,6 @@ func (s *Server) uiRoutes() {
 		return
 	}
 	s.app.Get("/", func(c *fiber.Ctx) error { return c.Redirect("/ui/", fiber.StatusFound) })
-	s.app.Get("/ui", func(c *fiber.Ctx) error { return c.Redirect("/ui/", fiber.StatusMovedPermanently) })
 	s.app.Get("/ui/*", s.serveUI)
 }
 
@@ -42,6 +41,9 @@ func (s *Server) uiRoutes() {
 // Hashed assets (assets/*) are cached for a year; everything else is
 // revalidated, so a new binary's UI is picked up at once.
 func (s *Server) serveUI(c *fiber.Ctx) error {
+	if c.Path() == "/ui" { // the route matches it too (non-strict routing)
+		return c.Redirect("/ui/", fiber.StatusMovedPermanently)
+	}
 	name := strings.TrimPrefix(path.Clean("/"+c.Params("*")), "/")
 	if name == "" || name == "." {
 		name = "index.html"

@@ -4,6 +4,8 @@
 #     initdb is found neither in PATH nor in /usr/lib/postgresql/*/bin;
 #   - curl and jq, with apt-get, only when missing: the test that runs the
 #     README's getting started (cmd/vrsky) pastes its commands into bash;
+#   - chromium, with apt-get, only when missing: the web UI's tests
+#     (cmd/vrsky/ui_test.go) drive it headless;
 #   - Versity's S3 gateway, built with `go install` into the user's cache
 #     (outside the checkout), only when that binary is missing.
 # It is idempotent and returns at once when everything is there.
@@ -71,6 +73,15 @@ else
 		command -v "$tool" >/dev/null 2>&1 || { say "$tool installed but still not found" >&2; exit 1; }
 	done
 	say "curl and jq: installed"
+fi
+
+if command -v chromium >/dev/null 2>&1; then
+	say "chromium: present"
+else
+	say "chromium missing: installing it with apt-get (the web UI's tests drive it)"
+	apt_install "chromium" chromium
+	command -v chromium >/dev/null 2>&1 || { say "chromium installed but still not found" >&2; exit 1; }
+	say "chromium: installed"
 fi
 
 if [ -x "$VERSITYGW_BIN" ]; then

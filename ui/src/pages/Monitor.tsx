@@ -232,7 +232,7 @@ function DLQ({ client, it, base, tick, onChange, depth }: { client: Client; it: 
   const [note, setNote] = useState("");
   const [del, setDel] = useState<DeadLetter | null>(null);
 
-  const stages = [...(it.spec.steps ?? []).map((s, i) => `step:${s.name || `${s.connector}-${i}`}`), ...it.spec.sinks.map((s) => `sink:${s.name}`), ...it.spec.sinks.map((s) => `route:${s.name}`), "route"];
+  const stages = [...(it.spec.steps ?? []).map((s, i) => `step:${s.name || `step-${i + 1}`}`), ...it.spec.sinks.map((s) => `sink:${s.name}`), ...it.spec.sinks.map((s) => `route:${s.name}`), "route"];
 
   const load = useCallback(
     async (before = "") => {
