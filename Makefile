@@ -14,7 +14,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build wasm fixtures run run-prod-like test test-deps bench lint docs clean image
+.PHONY: all build ui wasm fixtures run run-prod-like test test-deps bench lint docs clean image
 
 all: build
 
@@ -26,7 +26,11 @@ fixtures: ## write the registry's hand-assembled test modules (registry/testdata
 	@echo "==> writing the registry's test modules (go run ./registry/testdata/mkfixtures)"
 	@$(GO) run ./registry/testdata/mkfixtures
 
-build: wasm ## build bin/vrsky
+ui: ## build the web UI bundle that ships inside the binary (ui/build.sh; Node.js from apt when missing)
+	@echo "==> building the web UI (ui/build.sh)"
+	@sh ui/build.sh
+
+build: ui wasm ## build bin/vrsky
 	@echo "==> go build $(BIN)"
 	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vrsky
 
@@ -42,7 +46,7 @@ run-prod-like: build test-deps ## vrsky serve against a local PostgreSQL and S3 
 test-deps: ## install what the tests start: PostgreSQL and the S3 server
 	@bash scripts/test-deps.sh
 
-test: test-deps wasm fixtures ## everything CI runs
+test: test-deps ui wasm fixtures ## everything CI runs
 	@echo "==> go vet"
 	@$(GO) vet ./...
 	@echo "==> go test -race (core packages, one package at a time: several start 3-node NATS clusters)"

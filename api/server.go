@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strings"
@@ -129,6 +130,9 @@ type Config struct {
 	// ids, the throttle remembers (default 65,536 each); the least recently
 	// failing are forgotten first.
 	AuthFailureTrack int
+	// UI is the web UI's built bundle (ui.Bundle()), served at /ui/
+	// (ui.go); nil serves no UI.
+	UI fs.FS
 }
 
 // Server is the REST API. Create it with New; serve it with Listen or
@@ -149,6 +153,7 @@ type Server struct {
 	hookWait    time.Duration
 	version     string
 	registry    Registry
+	ui          fs.FS
 	app         *fiber.App
 
 	// Failed authentications per client address and per key id (throttle.go).
@@ -193,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 		hookWait:    cmp.Or(cfg.HookTimeout, DefaultHookTimeout),
 		version:     cfg.Version,
 		registry:    cfg.Registry,
+		ui:          cfg.UI,
 		addrFails:   newFailLimiter(burst, refill, track),
 		idFails:     newFailLimiter(burst, refill, track),
 	}
@@ -307,6 +313,9 @@ func (s *Server) routes() {
 	s.connectorRoutes(v1)
 	// Integration templates (templates.go).
 	s.templateRoutes(v1)
+
+	// The web UI's assets (ui.go), when Config.UI is set.
+	s.uiRoutes()
 }
 
 // limitBody enforces the API body limit on the routes that take a JSON

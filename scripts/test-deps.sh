@@ -6,6 +6,8 @@
 #     README's getting started (cmd/vrsky) pastes its commands into bash;
 #   - Prometheus and promtool (Debian's prometheus package), with apt-get,
 #     only when missing: the observability test (cmd/vrsky) runs them;
+#   - chromium, with apt-get, only when missing: the web UI's tests
+#     (cmd/vrsky/ui_test.go) drive it headless;
 #   - Versity's S3 gateway, built with `go install` into the user's cache
 #     (outside the checkout), only when that binary is missing.
 # It is idempotent and returns at once when everything is there.
@@ -88,6 +90,16 @@ else
 	fi
 	command -v promtool >/dev/null 2>&1 || { say "prometheus installed but promtool still not found" >&2; exit 1; }
 	say "prometheus and promtool: installed"
+fi
+
+# Debian's chromium: the web UI's tests (cmd/vrsky/ui_test.go) drive it headless.
+if command -v chromium >/dev/null 2>&1; then
+	say "chromium: present"
+else
+	say "chromium missing: installing it with apt-get (the web UI's tests drive it)"
+	apt_install "chromium" chromium
+	command -v chromium >/dev/null 2>&1 || { say "chromium installed but still not found" >&2; exit 1; }
+	say "chromium: installed"
 fi
 
 if [ -x "$VERSITYGW_BIN" ]; then

@@ -45,6 +45,7 @@ import (
 	"github.com/vrsky/vrsky/platform/tracing"
 	"github.com/vrsky/vrsky/registry"
 	"github.com/vrsky/vrsky/runtime"
+	"github.com/vrsky/vrsky/ui"
 	wasmconnectors "github.com/vrsky/vrsky/wasm-connectors"
 )
 
@@ -405,7 +406,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	srv, err := api.New(api.Config{
 		Store: st, Engine: eng, NATS: conn, Tenancy: tenants, AdminKey: adminKey,
 		Logger: log, Gatherer: reg, HTTPMetrics: api.NewHTTPMetrics(reg), Version: currentBuild().Version, HookBodyLimit: f.maxPayload,
-		Registry: connReg,
+		Registry: connReg, UI: ui.Bundle(),
 	})
 	if err != nil {
 		return err
