@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -131,6 +132,10 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string,
 	var futs []jetstream.PubAckFuture
 	var owner []int // futs[k] is a copy of msgs[owner[k]]
 	routes := make([][]string, len(msgs))
+	// The route record's time is the publish's, not the acknowledgement's:
+	// a sink may deliver a copy before every acknowledgement is awaited, and
+	// Trace orders stages by time.
+	routedAt := time.Now().UTC()
 	var spans []span // per message its ingest and route spans; nil when tracing is off
 	defer func() {
 		for _, sp := range spans {
@@ -190,7 +195,7 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string,
 		if len(routes[i]) == 0 {
 			statuses[i] = StatusFiltered
 		}
-		p.track(msg.ID, stageRoute, StageRecord{Status: statuses[i], Outputs: routes[i], TraceID: traceIDOf(msg.Header)})
+		p.track(msg.ID, stageRoute, StageRecord{Status: statuses[i], At: routedAt, Outputs: routes[i], TraceID: traceIDOf(msg.Header)})
 	}
 	return statuses, nil
 }
