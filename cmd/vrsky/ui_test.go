@@ -117,7 +117,18 @@ func (b *browser) waitJS(what, expr string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))); err != nil {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0)))
+		if err == nil {
+			return
+		}
+		// A navigation (the app's own redirects too) destroys the page's
+		// JavaScript context under a running poll: poll again in the new one.
+		if ctx.Err() == nil && (strings.Contains(err.Error(), "Cannot find context with specified id") ||
+			strings.Contains(err.Error(), "Execution context was destroyed")) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		b.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
 	}
 }
