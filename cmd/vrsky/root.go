@@ -21,7 +21,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate(b.String() + "\n")
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newVersionCmd(), newContextCmd(),
 		newIntegrationCmd(), newTenantCmd(), newKeyCmd(), newDLQCmd(), newMessageCmd(), newConnectorCmd(),
-		newNATSCmd(), newDevSinkCmd(), newHealthcheckCmd())
+		newNATSCmd(), newDevSinkCmd(), newDemoCmd(), newHealthcheckCmd())
 	// Cobra adds its completion command when it runs; added now, it is a
 	// group like the others (vrsky completion bsh fails).
 	root.InitDefaultCompletionCmd()
