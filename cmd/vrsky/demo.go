@@ -111,11 +111,11 @@ type demo struct {
 	serve *exec.Cmd
 	// serveExited is closed once serve has exited (Wait returned).
 	serveExited chan struct{}
-	log   string // serve's output file
-	base  string // http://addr of vrsky serve
-	admin string
-	c     *client // tenant demo's client
-	hooks *http.Client
+	log         string // serve's output file
+	base        string // http://addr of vrsky serve
+	admin       string
+	c           *client // tenant demo's client
+	hooks       *http.Client
 
 	slack, api *receiver
 	pg         *pgtest.Cluster
@@ -338,7 +338,7 @@ var demoTables = map[string]string{
 	"csv-postgres": `CREATE TABLE customers (id integer PRIMARY KEY, name text, email text, country text)`,
 	"cdc-http": `CREATE TABLE orders (id serial PRIMARY KEY, customer text, total numeric(10,2), status text);
 		ALTER TABLE orders REPLICA IDENTITY FULL`, // a delete carries the whole row, not only its key
-	"orders":       `CREATE TABLE orders (id integer PRIMARY KEY, customer text, total numeric, items integer)`,
+	"orders": `CREATE TABLE orders (id integer PRIMARY KEY, customer text, total numeric, items integer)`,
 }
 
 // prepare creates what the integration expects to exist: its table, its folder.
