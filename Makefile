@@ -14,7 +14,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 RACE_PKGS := ./runtime/... ./platform/... ./builtin/... ./api/... ./host/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build ui wasm fixtures run run-prod-like test test-deps bench lint docs clean image
+.PHONY: all build ui wasm fixtures run run-prod-like demo test test-deps bench lint docs clean image
 
 all: build
 
@@ -42,6 +42,10 @@ run: build ## start vrsky serve on the embedded defaults
 run-prod-like: build test-deps ## vrsky serve against a local PostgreSQL and S3 server (the production shape)
 	@echo "==> starting PostgreSQL and versitygw (data in $(DATA)-prodlike), then VRSky on http://$(LISTEN)"
 	@$(GO) run ./internal/testenv/cmd/vrsky-prodlike -dir $(DATA)-prodlike -- ./$(BIN) serve --data $(DATA)-prodlike/vrsky --listen $(LISTEN)
+
+demo: build test-deps ## run a demo against local stand-ins: make demo NAME=github-slack|csv-postgres|cdc-http|orders [ARGS=--once]
+	@if [ -z "$(NAME)" ]; then echo "make demo NAME=...: one of github-slack, csv-postgres, cdc-http, orders (docs/demos.md)"; exit 2; fi
+	@./$(BIN) demo $(NAME) $(ARGS)
 
 test-deps: ## install what the tests start: PostgreSQL and the S3 server
 	@bash scripts/test-deps.sh
@@ -74,6 +78,8 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@echo "==> PostgreSQL CDC -> HTTP sink: a burst of 200,000 changes, then 100,000 paced at 5,000/s"
 	@$(GO) run ./cmd/vrsky-bench -cdc-changes 200000
 	@$(GO) run ./cmd/vrsky-bench -cdc-changes 100000 -cdc-rate 5000
+	@echo "==> the four demos under load, each against its stand-ins (vrsky demo NAME --once --load 20000): msgs/s and lost"
+	@for d in github-slack csv-postgres cdc-http orders; do ./$(BIN) demo $$d --once --load 20000 || exit 1; done
 
 docs: ## regenerate docs/api.md from api/openapi.json (a test fails when it is stale)
 	@echo "==> writing docs/api.md from api/openapi.json (internal/apidoc)"
