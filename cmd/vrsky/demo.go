@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,7 @@ lost (make bench runs it).`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: demoNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !contains(demoNames, args[0]) {
+			if !slices.Contains(demoNames, args[0]) {
 				return fmt.Errorf("no demo %q: the demos are %s", args[0], strings.Join(demoNames, ", "))
 			}
 			if f.load < 0 || f.concurrency < 1 {
@@ -91,15 +92,6 @@ lost (make bench runs it).`,
 	fl.BoolVar(&f.keep, "keep", false, "keep the temporary dir (vrsky's data and log, PostgreSQL's) at exit")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "how long to wait for each thing the demo expects to arrive")
 	return cmd
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // demo is one running demo: the stand-ins, the server and the tenant.
@@ -392,7 +384,8 @@ func (d *demo) apply(ctx context.Context) error {
 	for k, v := range d.params() {
 		pj = append(pj, fmt.Sprintf("%s=%v", k, v))
 	}
-	d.say("rendered template %s (%s)", d.name, strings.Join(sortedCopy(pj), " "))
+	slices.Sort(pj)
+	d.say("rendered template %s (%s)", d.name, strings.Join(pj, " "))
 	if err := d.c.do(http.MethodPost, "/api/v1/integrations", "application/yaml", []byte(r.YAML), nil); err != nil {
 		return fmt.Errorf("create integration %s: %w", d.name, err)
 	}
@@ -424,18 +417,6 @@ func (d *demo) apply(ctx context.Context) error {
 	}
 	d.say("integration %s created and running", d.name)
 	return nil
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // waitFor polls cond until it holds, fails, or --timeout passes.
@@ -533,7 +514,7 @@ func (d *demo) sampleGitHub(ctx context.Context) error {
 	}
 	want := "octocat pushed 2 commit(s) to acme/widgets main: Fix it"
 	if got := d.slack.messages(); len(got) != 1 || got[0] != want {
-		return fmt.Errorf("Slack got %q, want [%q]", got, want)
+		return fmt.Errorf("the Slack stand-in got %q, want [%q]", got, want)
 	}
 	return nil
 }
@@ -681,7 +662,7 @@ func (d *demo) sampleOrders(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "  dlq      ← %s, after %d attempts: %s\n", dl[0].Stage, dl[0].Attempts, oneLine(dl[0].Error, 120))
 	if n := d.slack.count(); n != 0 {
-		return fmt.Errorf("Slack took %d messages while down", n)
+		return fmt.Errorf("the Slack stand-in took %d messages while down", n)
 	}
 	d.say("Slack is back; replaying the dead letters (POST %s/replay)", dlqPath(d.name))
 	d.slack.down.Store(false)
@@ -699,7 +680,7 @@ func (d *demo) sampleOrders(ctx context.Context) error {
 	}
 	want := ":moneybag: Big order 7 from Ada: 1200 (1 items)"
 	if got := d.slack.messages(); len(got) != 1 || got[0] != want {
-		return fmt.Errorf("Slack got %q, want [%q]", got, want)
+		return fmt.Errorf("the Slack stand-in got %q, want [%q]", got, want)
 	}
 	return d.waitFor(ctx, "an empty DLQ", func() (bool, error) {
 		var page struct {

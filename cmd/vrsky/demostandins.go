@@ -30,8 +30,7 @@ type receiver struct {
 	mu       sync.Mutex
 	got      []string        // what arrived: Slack texts, API bodies
 	distinct map[string]bool // a redelivery is not a second message
-	refused  int
-	notify   chan struct{} // closed and replaced on each arrival
+	notify   chan struct{}   // closed and replaced on each arrival
 }
 
 // startReceiver listens on a free loopback port and serves until close.
@@ -75,13 +74,6 @@ func (r *receiver) count() int {
 	return len(r.distinct)
 }
 
-// refusals is how many posts were answered 503 while down.
-func (r *receiver) refusals() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.refused
-}
-
 // waitCount waits until n distinct messages arrived or ctx ends.
 func (r *receiver) waitCount(ctx context.Context, n int) error {
 	for {
@@ -110,9 +102,6 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if r.down.Load() {
-		r.mu.Lock()
-		r.refused++
-		r.mu.Unlock()
 		if !r.quiet.Load() {
 			fmt.Fprintf(r.out, "  %-5s ✗ down: answered 503 to a post\n", r.kind)
 		}
