@@ -718,7 +718,8 @@ func (d *demo) loadRun(ctx context.Context) error {
 	n := d.f.load
 	for _, r := range []*receiver{d.slack, d.api} {
 		if r != nil {
-			r.quiet.Store(true)
+			r.quiet.Store(true) // no line per message under load
+			defer r.quiet.Store(false)
 		}
 	}
 	d.say("load: %d messages (%d in flight)", n, d.f.concurrency)
