@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/runtime/internal/claimref"
 )
 
@@ -73,7 +74,8 @@ func (p *pipeline) ensureStreams(ctx context.Context) error {
 // differ. An unchanged stream is left alone: every node starting an
 // integration would otherwise update its stream while another creates a
 // consumer on it, which nats-server 2.15.2 does not do safely (a data race
-// between the filestore's UpdateConfig and ConsumerStore).
+// between the filestore's UpdateConfig and ConsumerStore). natsx.Ensure
+// tries again when another node creates it at the same moment.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	if s, err := js.Stream(ctx, cfg.Name); err == nil {
 		have, want := s.CachedInfo().Config, cfg
@@ -97,7 +99,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 			return nil
 		}
 	}
-	_, err := js.CreateOrUpdateStream(ctx, cfg)
+	_, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, cfg)
+	})
 	return err
 }
 
