@@ -67,6 +67,8 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@$(GO) run ./cmd/vrsky-bench -payload-mib 10
 	@echo "==> raw JetStream through the platform account vs tenant accounts (one embedded operator-mode server, 3 alternating rounds)"
 	@$(GO) run ./cmd/vrsky-bench -accounts
+	@echo "==> scale-out: delivered msgs/s with 1, 2 and 3 vrsky serve nodes on one 3-node NATS cluster, ratios to one node"
+	@$(GO) run ./cmd/vrsky-bench -nodes 3 -duration 20s
 	@echo "==> connector benchmarks (real PostgreSQL, HTTP servers and files)"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 1 ./builtin/... ./registry/...
 	@echo "==> CSV file (1M rows) -> PostgreSQL, against PostgreSQL's own COPY"

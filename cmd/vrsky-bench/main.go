@@ -19,10 +19,14 @@
 //	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-nats-sync interval|always]
 //	    [-vrsky bin/vrsky] [-serve-flag=--flag=value] [-json] [-skip-reference] [-v]
 //	go run ./cmd/vrsky-bench -accounts [-account-rounds 3] [-account-tenants 10] [-ref-duration 5s]
+//	go run ./cmd/vrsky-bench -nodes 3 [-duration 20s] [-clients 64]
 //
 // -accounts measures, instead, what an account per tenant costs per
 // message: the raw JetStream reference's work through the platform
 // account's connection and through tenant accounts' (accounts.go).
+//
+// -nodes measures scale-out: the delivered rate with 1, 2, … N vrsky serve
+// nodes on one 3-node NATS cluster, and its ratio to one node (nodes.go).
 //
 // The figures are not pass/fail; the exit status is 1 when the run failed or
 // lost an accepted message, 2 when the integration could not be created
@@ -66,6 +70,7 @@ type config struct {
 	accounts       bool
 	accountRounds  int
 	accountTenants int
+	nodes          int
 }
 
 // multiFlag is a repeatable string flag.
@@ -99,6 +104,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.accounts, "accounts", false, "instead of the load test, measure raw JetStream publish+consume on one embedded operator-mode server through the platform account's connection vs tenant accounts' (each measurement -ref-duration long)")
 	fs.IntVar(&c.accountRounds, "account-rounds", 3, "with -accounts: alternating rounds of each way (medians are reported)")
 	fs.IntVar(&c.accountTenants, "account-tenants", 10, "with -accounts: tenants publishing at once in the many-tenants shape")
+	fs.IntVar(&c.nodes, "nodes", 0, "instead of the load test, measure the delivered rate with 1, 2, … this many vrsky serve nodes on one 3-node NATS cluster (each round -duration long)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -119,6 +125,10 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-account-rounds and -account-tenants must be at least 1")
 	case c.accounts && (c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
 		return nil, errors.New("-accounts is a separate run")
+	case c.nodes < 0 || c.nodes > 5:
+		return nil, errors.New("-nodes must be between 1 and 5")
+	case c.nodes > 0 && (c.accounts || c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
+		return nil, errors.New("-nodes is a separate run")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -171,6 +181,15 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 		return 1
+	}
+	if cfg.nodes > 0 {
+		ctx, cancel := context.WithTimeout(sigCtx, time.Duration(cfg.nodes)*(cfg.warmup+cfg.duration+cfg.drain+2*time.Minute))
+		defer cancel()
+		if err := benchNodes(ctx, cfg, bin, tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			return 1
+		}
+		return 0
 	}
 	// Nothing may hang: a watchdog bounds the run (the build above aside).
 	budget := cfg.warmup + cfg.duration + cfg.drain + 2*cfg.refDuration + 45*time.Second

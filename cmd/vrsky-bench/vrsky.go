@@ -301,13 +301,18 @@ func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps
 // setupSpec creates the bench tenant, creates and starts the integration
 // named name from spec, waits until it runs and returns the tenant's client.
 func setupSpec(ctx context.Context, base, adminKey, name string, spec []byte) (*apiClient, error) {
+	return setupTenantSpec(ctx, base, adminKey, benchTenant, name, spec)
+}
+
+// setupTenantSpec is setupSpec for the tenant named tenantName.
+func setupTenantSpec(ctx context.Context, base, adminKey, tenantName, name string, spec []byte) (*apiClient, error) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	admin := &apiClient{base: base, key: adminKey, hc: hc}
 	var tenant struct {
 		Name   string `json:"name"`
 		APIKey string `json:"api_key"`
 	}
-	body, _ := json.Marshal(map[string]string{"name": benchTenant})
+	body, _ := json.Marshal(map[string]string{"name": tenantName})
 	if err := admin.do(ctx, http.MethodPost, "/api/v1/tenants", "application/json", body, &tenant); err != nil {
 		return nil, fmt.Errorf("create tenant: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 // runs): its stores go under dir, and Shutdown stops it. On an error the
 // servers started are shut down.
 func NewCluster(dir string, n int) (c *Cluster, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	keys, err := natsx.GenerateKeys()
 	if err != nil {
 		return nil, err
