@@ -31,8 +31,10 @@ const ensurePause = 200 * time.Millisecond
 // unanswered although the stream ends up as asked; a create can find the
 // stream another node just made ("stream name already in use", or the
 // bucket exists); and a cluster just formed can have no peers to place
-// the replicas on, or no meta leader yet. Each is answered by trying
-// again: the next attempt finds the stream and opens or updates it.
+// the replicas on, or no meta leader yet; and a stream another node's
+// create placed can answer "not found" until its replicas have it. Each
+// is answered by trying again: the next attempt finds the stream and
+// opens or updates it.
 // Every other error is returned at once.
 func Ensure[T any](ctx context.Context, open func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, EnsureTimeout)
@@ -56,10 +58,14 @@ func Ensure[T any](ctx context.Context, open func(context.Context) (T, error)) (
 // EnsureRetryable reports the errors Ensure tries again after: a
 // timeout, no peers for placement (10005), JetStream temporarily
 // unavailable (10008), a stream or bucket another node created at the
-// same moment (10058, ErrBucketExists).
+// same moment (10058, ErrBucketExists), and "stream not found" (10059):
+// the stream another node's create placed, whose info is asked before
+// its replicas have it, so that opening it after a create that found it
+// existing fails once (TestNATSOpenConcurrentR3 in platform/store).
 func EnsureRetryable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) {
 		return true
 	}
 	var ae *jetstream.APIError

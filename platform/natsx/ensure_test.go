@@ -81,6 +81,7 @@ func TestEnsureRetriesOnlyWhatARaceExplains(t *testing.T) {
 		{"attempt timed out", []error{context.DeadlineExceeded}, 2, nil},
 		{"name in use, then bucket exists", []error{jetstream.ErrStreamNameAlreadyInUse, jetstream.ErrBucketExists}, 3, nil},
 		{"no peers for placement", []error{&jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "no suitable peers for placement"}}, 2, nil},
+		{"stream placed, not there yet", []error{jetstream.ErrStreamNotFound, fmt.Errorf("open bucket: %w", &jetstream.APIError{Code: 404, ErrorCode: 10059, Description: "stream not found"})}, 3, nil},
 		{"in use with a different configuration", []error{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamNameInUse}}, 2, nil},
 		{"other error", []error{errBad}, 1, errBad},
 		{"invalid bucket name", []error{jetstream.ErrInvalidBucketName}, 1, jetstream.ErrInvalidBucketName},
