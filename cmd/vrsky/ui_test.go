@@ -323,7 +323,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatal("dead letter shows no message id")
 	}
 	sink.setOpen(true)
-	b.click(`[role=dialog] button:last-child`)
+	b.do(chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Replay"]`)))
 	b.waitJS("two delivered", `document.querySelector("[data-testid=stat-delivered]")?.textContent === "2"`)
 	b.waitJS("the DLQ empty", `document.querySelector("[data-testid=stat-dlq]")?.textContent === "0"`)
 	waitFor(t, 30*time.Second, "the sink to get the replayed message", func() bool { return sink.count() == 2 })
