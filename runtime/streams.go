@@ -164,14 +164,17 @@ const headerTraceWire = "Vrsky-Traceparent"
 
 // wireHeader is h as published to a pipeline subject, with room for
 // extra more keys: the same value slices (the publish only reads them),
-// the trace context under headerTraceWire.
+// the trace context under headerTraceWire. A header of that name that a
+// step set is dropped: the name is the pipeline's.
 func wireHeader(h Header, extra int) nats.Header {
 	w := make(nats.Header, len(h)+extra)
 	for k, v := range h {
-		if k == HeaderTraceparent {
-			k = headerTraceWire
+		if k != HeaderTraceparent && k != headerTraceWire {
+			w[k] = v
 		}
-		w[k] = v
+	}
+	if tp, ok := h[HeaderTraceparent]; ok {
+		w[headerTraceWire] = tp
 	}
 	return w
 }
