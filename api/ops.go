@@ -27,7 +27,9 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok", "version": s.version})
 }
 
-// readyBody is /readyz's answer: each check "ok" or why it failed.
+// readyBody is /readyz's answer: each check "ok" or why it failed. Status
+// is ready, degraded (the store fails: the API does, messages still flow)
+// or unavailable (NATS fails: 503).
 type readyBody struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`
@@ -53,12 +55,20 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
 		err := p.Ping(ctx)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+			body.Checks[name] = "ok"
+		case name == "store":
+			// The store alone does not make the node unready: webhooks and
+			// pipelines run without it (the API answers 503 meanwhile), and
+			// an outage of a database every node shares would otherwise take
+			// every node out of its load balancer at once.
+			body.Checks[name] = err.Error()
+			body.Status = "degraded"
+		default:
 			body.Checks[name] = err.Error()
 			failed = append(failed, name)
-			continue
 		}
-		body.Checks[name] = "ok"
 	}
 	if s.tenancy != nil {
 		ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)

@@ -422,14 +422,19 @@ func checkNATSChart(t *testing.T, r *rendered) {
 		t.Errorf("VRSKY_NATS_URL %q, want the NATS chart's Service nats://prod-nats:4222", cm.Data["VRSKY_NATS_URL"])
 	}
 	natsPod := endpoint{name: "the NATS chart's server", ns: namespace, nsLabels: nsLabels(namespace),
-		labels: map[string]string{"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": release}}
+		labels: map[string]string{"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": release, "app.kubernetes.io/component": "nats"}}
 	natsPeer := natsPod
 	natsPeer.name = "another NATS server of the chart"
+	// The chart's nats-box shares name and instance; it is no NATS server.
+	natsBox := natsPod
+	natsBox.name = "the NATS chart's nats-box"
+	natsBox.labels = map[string]string{"app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": release, "app.kubernetes.io/component": "nats-box"}
 	checkFlows(t, r, []flow{
 		{from: vrskyPod(r), to: natsPod, port: 4222, want: true},
 		{from: natsPeer, to: natsPod, port: 6222, want: true},
 		{from: natsPod, to: kubeDNS, proto: corev1.ProtocolUDP, port: 53, want: true},
 		{from: otherPod, to: natsPod, port: 4222, want: false},
+		{from: natsBox, to: natsPod, port: 6222, want: false},
 		{from: vrskyPod(r), to: natsPod, port: 6222, want: false},
 		{from: prometheus, to: natsPod, port: 8222, want: true},
 		{from: natsPod, to: internet, port: 443, want: false},

@@ -407,12 +407,16 @@ func (e *Engine) ReplayDeadLetter(ctx context.Context, tenant string, spec *Spec
 		sp.end(err)
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
+	// The replay's record takes the publish's time: the stage it goes back
+	// to may record its delivery before PublishMsg returns, and Trace orders
+	// records by time.
+	replayedAt := time.Now().UTC()
 	if _, err := conn.JS.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: m.Data}); err != nil {
 		sp.end(err)
 		return fmt.Errorf("replay dead letter %s: %w", id, err)
 	}
 	sp.end(nil)
-	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed, TraceID: traceIDOf(h)})
+	e.tracker.record(tenant, spec.Name, h.Get(HeaderMsgID), StageRecord{Stage: stage.String(), Status: StatusReplayed, At: replayedAt, TraceID: traceIDOf(h)})
 	return e.removeEntry(ctx, tenant, m)
 }
 

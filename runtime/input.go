@@ -60,6 +60,10 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 	}
 	var futs []jetstream.PubAckFuture
 	var owner []*item // futs[k] is an output of owner[k]
+	// The route records take the publishes' time, not the acknowledgements':
+	// a sink may deliver an output before every acknowledgement is awaited,
+	// and Trace orders records by time.
+	routedAt := time.Now().UTC()
 	for _, it := range items {
 		if it.err != nil {
 			continue
@@ -122,7 +126,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 				status = StatusFiltered
 			}
 			it.route.end(nil)
-			p.track(it.id, stageRoute, StageRecord{Status: status, Outputs: it.routes, TraceID: traceIDOf(Header(it.src.Headers()))})
+			p.track(it.id, stageRoute, StageRecord{Status: status, At: routedAt, Outputs: it.routes, TraceID: traceIDOf(Header(it.src.Headers()))})
 			p.dropInputObjects(it)
 			p.reply(it, Outcome{Status: status})
 		default:

@@ -383,7 +383,16 @@ func (t *tracker) read(ctx context.Context, filter string) ([]StageRecord, error
 			recs = append(recs, entry...)
 		}
 	}
-	sort.SliceStable(recs, func(i, j int) bool { return recs[i].At.Before(recs[j].At) })
+	// By time, except that a message's acceptance comes first: it is
+	// recorded once its publish is acknowledged, and a stage on another
+	// goroutine (or node, with its own clock) may record its turn before.
+	sort.SliceStable(recs, func(i, j int) bool {
+		ai, aj := recs[i].Stage == stageAccepted.String(), recs[j].Stage == stageAccepted.String()
+		if ai != aj {
+			return ai
+		}
+		return recs[i].At.Before(recs[j].At)
+	})
 	return recs, nil
 }
 

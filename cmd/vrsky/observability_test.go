@@ -76,7 +76,10 @@ retry: {max_attempts: %d, initial_backoff: 100ms, max_backoff: 200ms}
 	integration("failing", "", bad.URL, 2)
 	integration("slow", probeStep, good.URL, 1)
 
-	prom := promtest.Start(t, []string{strings.TrimPrefix(in.url, "http://")})
+	// Prometheus loads the shipped rules with their for: durations cut to
+	// zero (promtool's unit tests below check the durations), so an alert
+	// fires as soon as its condition holds.
+	prom := promtest.Start(t, []string{strings.TrimPrefix(in.url, "http://")}, immediateRules(t, "../../deploy/prometheus/vrsky.rules.yml"))
 	post := func(integration, body string) {
 		in.call("POST", "/hooks/acme/"+integration, "", "text/plain", body, http.StatusAccepted, nil)
 	}
@@ -164,20 +167,19 @@ retry: {max_attempts: %d, initial_backoff: 100ms, max_backoff: 200ms}
 	}
 	checkRuleTests(t, rulesDir, tests)
 
-	// The alerts' expressions, evaluated by this Prometheus on this
-	// server's series (their for: durations are promtool's to test).
-	rules := alertRules(t, filepath.Join(rulesDir, "vrsky.rules.yml"))
+	// The alerts fire, in this Prometheus, for the failing integration and
+	// never for the healthy one.
 	for _, alert := range []string{"VRSkySinkFailing", "VRSkyDLQGrowing"} {
-		expr := rules[alert]
-		waitFor(t, 2*time.Minute, alert+" to hold for the failing integration", func() bool {
-			res, err := prom.Query(ctx, expr)
+		q := `ALERTS{alertname="` + alert + `",alertstate="firing"}`
+		waitFor(t, 2*time.Minute, alert+" to fire for the failing integration", func() bool {
+			res, err := prom.Query(ctx, q)
 			if err != nil {
 				t.Fatalf("%s: %v", alert, err)
 			}
 			failing := false
 			for _, s := range res {
 				if s.Metric["integration"] == "healthy" {
-					t.Fatalf("%s holds for the healthy integration: %v", alert, s.Metric)
+					t.Fatalf("%s fires for the healthy integration: %v", alert, s.Metric)
 				}
 				failing = failing || s.Metric["integration"] == "failing" && s.Metric["stage"] == "sink:api"
 			}
@@ -318,6 +320,25 @@ func alertRules(t *testing.T, path string) map[string]string {
 		}
 	}
 	return out
+}
+
+// immediateRules writes a copy of the rule file at path whose alerts have
+// no for: duration, and returns the copy's path.
+func immediateRules(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^(\s+)for: \S+$`)
+	if len(re.FindAll(b, -1)) == 0 {
+		t.Fatalf("%s: no for: durations found", path)
+	}
+	dst := filepath.Join(t.TempDir(), "vrsky.rules.yml")
+	if err := os.WriteFile(dst, re.ReplaceAll(b, []byte("${1}for: 0s")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 // checkRuleTests fails when an alert of the rule file has no promtool

@@ -127,6 +127,16 @@ func TestPostgresOutageAnswers503AndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.call("GET", "/api/v1/integrations/orders", key, "", "", http.StatusServiceUnavailable, nil)
+	// The node stays ready, degraded: a database every node shares must
+	// not take them all out of the load balancer.
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	in.call("GET", "/readyz", "", "", "", http.StatusOK, &ready)
+	if ready.Status != "degraded" || ready.Checks["store"] == "ok" || ready.Checks["nats"] != "ok" {
+		t.Fatalf("/readyz with PostgreSQL down: %+v, want degraded, the store failing and NATS ok", ready)
+	}
 	// The data plane does not need the control plane to move messages.
 	in.post(`{"n": 2}`)
 	waitFor(t, 15*time.Second, "delivery while PostgreSQL is down", func() bool { return sink.count() == 2 })
@@ -144,6 +154,10 @@ func TestPostgresOutageAnswers503AndRecovers(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	in.call("GET", "/readyz", "", "", "", http.StatusOK, &ready)
+	if ready.Status != "ready" || ready.Checks["store"] != "ok" {
+		t.Fatalf("/readyz with PostgreSQL back: %+v", ready)
+	}
 }
 
 func TestTwoNodesMigrateOneDatabase(t *testing.T) {

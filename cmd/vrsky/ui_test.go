@@ -117,7 +117,18 @@ func (b *browser) waitJS(what, expr string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0)))
+		if err == nil {
+			return
+		}
+		// A navigation (the app's own redirects too) destroys the page's
+		// JavaScript context under a running poll: poll again in the new one.
+		if ctx.Err() == nil && (strings.Contains(err.Error(), "Cannot find context with specified id") ||
+			strings.Contains(err.Error(), "Execution context was destroyed")) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		b.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
 	}
 }
@@ -145,6 +156,19 @@ func (b *browser) click(sel string) {
 func (b *browser) typeInto(sel, text string) {
 	b.t.Helper()
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// clear empties the input sel so that React sees it (chromedp.Clear sets
+// the DOM value behind the back of React's state, and the next keys
+// append to the old text).
+func (b *browser) clear(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	js := fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		const proto = el instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+		Object.getOwnPropertyDescriptor(proto, "value").set.call(el, "");
+		el.dispatchEvent(new Event("input", {bubbles: true})); return el.value === ""; })()`, sel)
+	b.waitJS(sel+" empty", js)
 }
 
 // choose picks the option value of the select sel, as a user does (a
@@ -270,7 +294,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatalf("validation error names field %q, want sinks[0].config.url", f)
 	}
 	b.waitJS("the url input highlighted", `document.querySelector("#f-sinks-0-config-url").getAttribute("aria-invalid") === "true"`)
-	b.do(chromedp.Clear(chromedp.CSS("#f-sinks-0-config-url")))
+	b.clear("#f-sinks-0-config-url")
 	b.typeInto("#f-sinks-0-config-url", sink.srv.URL+"/in")
 	b.waitJS("the url in the form", fmt.Sprintf(`document.querySelector("[data-testid=yaml]").value.includes(%q)`, sink.srv.URL+"/in"))
 	b.clickText("Create integration")
@@ -299,7 +323,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatal("dead letter shows no message id")
 	}
 	sink.setOpen(true)
-	b.click(`[role=dialog] button:last-child`)
+	b.do(chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Replay"]`)))
 	b.waitJS("two delivered", `document.querySelector("[data-testid=stat-delivered]")?.textContent === "2"`)
 	b.waitJS("the DLQ empty", `document.querySelector("[data-testid=stat-dlq]")?.textContent === "0"`)
 	waitFor(t, 30*time.Second, "the sink to get the replayed message", func() bool { return sink.count() == 2 })
@@ -311,7 +335,7 @@ func TestUIWalkthrough(t *testing.T) {
 	b.typeInto("#trace-id", second)
 	b.clickText("Trace")
 	b.waitJS("the trace delivered", `document.querySelector("[data-testid=trace-state]")?.textContent === "delivered"`)
-	b.do(chromedp.Clear(chromedp.CSS("#trace-id")))
+	b.clear("#trace-id")
 	b.typeInto("#trace-id", first)
 	b.clickText("Trace")
 	b.waitJS("the first trace", fmt.Sprintf(`document.querySelector("[data-testid=trace]")?.textContent.includes(%q)`, first))

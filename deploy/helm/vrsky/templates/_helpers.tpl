@@ -63,6 +63,7 @@ app.kubernetes.io/component: tenant-nats
 {{- define "vrsky.natsPodLabels" -}}
 app.kubernetes.io/name: nats
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: nats
 {{- end -}}
 
 {{/* NetworkPolicy ports: each of .ports with .protocol (TCP by default). */}}
