@@ -61,6 +61,8 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/... ./platform/tenancy/
 	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s
+	@echo "==> the same with the sink sending JSON-array batches of up to 100"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -sink-batch 100 -skip-reference
 	@echo "==> end-to-end load with the Wasm jq and filter steps"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
 	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/natsx"
@@ -156,12 +157,46 @@ func (p *pipeline) consume(ctx context.Context, durable, subject string, workers
 	return cc, nil
 }
 
+// headerTraceWire is the name a message's Traceparent travels under in
+// the pipeline's streams. nats-server reads every published message's
+// headers into a map, a string per header, when one of them is a
+// sampled traceparent (its own message tracing, which VRSky does not
+// use), and every VRSky message carries one: 15 allocations and a tenth
+// of the garbage per message on each publish. Stages see Traceparent, as
+// it came: toMessage renames it back.
+const headerTraceWire = "Vrsky-Traceparent"
+
+// wireHeader is h as published to a pipeline subject, with room for
+// extra more keys: the same value slices (the publish only reads them),
+// the trace context under headerTraceWire. A header of that name that a
+// step set is dropped: the name is the pipeline's.
+func wireHeader(h Header, extra int) nats.Header {
+	w := make(nats.Header, len(h)+extra)
+	for k, v := range h {
+		if k != HeaderTraceparent && k != headerTraceWire {
+			w[k] = v
+		}
+	}
+	if tp, ok := h[HeaderTraceparent]; ok {
+		w[headerTraceWire] = tp
+	}
+	return w
+}
+
 // toMessage is a stage's view of m: its headers, its id and its payload,
-// readable through Body when it is claim-checked.
+// readable through Body when it is claim-checked. The trace context is
+// renamed back from its wire name in m's own header map, so later reads
+// of m.Headers() see Traceparent too; a message stored without the wire
+// name (by an older version, or replayed from a dead letter) keeps its
+// Traceparent.
 func (p *pipeline) toMessage(m jetstream.Msg) *Message {
 	h := Header(m.Headers())
 	if h == nil {
 		h = Header{}
+	}
+	if tp, ok := h[headerTraceWire]; ok {
+		delete(h, headerTraceWire)
+		h[HeaderTraceparent] = tp
 	}
 	id := h.Get(HeaderMsgID)
 	if id == "" {

@@ -29,6 +29,9 @@ type loadTarget struct {
 	// wantID makes the clients read the accepted message's id (the
 	// Vrsky-Msg-Id header, else the JSON body's "id") and keep it.
 	wantID bool
+	// namedIDs makes each request carry Idempotency-Key o-<order_id>, so
+	// that a batch sink, which sees payloads only, knows the ids.
+	namedIDs bool
 	// rate, when positive, caps the requests per second of all clients
 	// together: request k is not sent before start + k/rate.
 	rate float64
@@ -224,12 +227,18 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
 	body := make([]byte, 0, bodySize)
+	var key []byte
 	for ctx.Err() == nil && clk.now() < deadline {
 		if !pc.wait(ctx, clk, deadline) {
 			break
 		}
-		body = appendOrder(body[:0], seq.Add(1))
+		n := seq.Add(1)
+		body = appendOrder(body[:0], n)
 		req.SetBody(body)
+		if target.namedIDs {
+			key = strconv.AppendInt(append(key[:0], "o-"...), n, 10)
+			req.Header.SetBytesV("Idempotency-Key", key)
+		}
 		t0 := time.Now()
 		err := hc.DoTimeout(req, resp, target.timeout)
 		lat := time.Since(t0)

@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-nats-sync interval|always]
+//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-sink-batch N] [-nats-sync interval|always]
 //	    [-vrsky bin/vrsky] [-serve-flag=--flag=value] [-json] [-skip-reference] [-v]
 //	go run ./cmd/vrsky-bench -accounts [-account-rounds 3] [-account-tenants 10] [-ref-duration 5s]
 //	go run ./cmd/vrsky-bench -nodes 3 [-duration 20s] [-clients 64]
@@ -55,6 +55,7 @@ type config struct {
 	clients        int
 	rate           float64
 	steps          bool
+	sinkBatch      int
 	natsSync       string
 	vrsky          string
 	jsonOut        bool
@@ -88,6 +89,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.refDuration, "ref-duration", 5*time.Second, "length of each reference measurement")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
 	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
+	fs.IntVar(&c.sinkBatch, "sink-batch", 0, "give the integration's http sink batch.max_messages N (JSON arrays of up to N payloads a request); the clients then name each message by an Idempotency-Key the bench sink finds again in the array's order_id fields")
 	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration (with -payload-mib: the csv converter, reading the payload by reference)")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
@@ -129,6 +131,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-nodes must be between 1 and 5")
 	case c.nodes > 0 && (c.accounts || c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
 		return nil, errors.New("-nodes is a separate run")
+	case c.sinkBatch < 0 || c.sinkBatch > 10000:
+		return nil, errors.New("-sink-batch must be between 0 (no batching) and 10000")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":

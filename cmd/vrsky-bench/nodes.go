@@ -100,7 +100,7 @@ func nodesRun(ctx context.Context, cfg *config, bin, tmp string, cluster *natsxt
 		}
 	}
 	tenant := fmt.Sprintf("nodes%d", k)
-	tc, err := setupTenantSpec(ctx, procs[0].base, adminKey, tenant, benchIntegration, integrationSpec(snk.URL(), cfg.steps))
+	tc, err := setupTenantSpec(ctx, procs[0].base, adminKey, tenant, benchIntegration, integrationSpec(snk.URL(), cfg.steps, cfg.sinkBatch))
 	if err != nil {
 		return r, err
 	}

@@ -261,7 +261,8 @@ const (
 )
 
 // integrationSpec is the bench's integration as JSON.
-func integrationSpec(sinkURL string, steps bool) []byte {
+// With batch > 0 the sink sends JSON arrays of up to batch payloads.
+func integrationSpec(sinkURL string, steps bool, batch int) []byte {
 	type conn struct {
 		Name      string         `json:"name,omitempty"`
 		Connector string         `json:"connector"`
@@ -278,6 +279,9 @@ func integrationSpec(sinkURL string, steps bool) []byte {
 		Steps:  []conn{},
 		Sinks:  []conn{{Name: "sink", Connector: "http", Config: map[string]any{"url": sinkURL}}},
 	}
+	if batch > 0 {
+		spec.Sinks[0].Config["batch"] = map[string]any{"max_messages": batch, "max_wait": "20ms"}
+	}
 	if steps {
 		spec.Steps = []conn{
 			{Connector: "jq", Config: map[string]any{"query": jqQuery}},
@@ -290,8 +294,8 @@ func integrationSpec(sinkURL string, steps bool) []byte {
 
 // setupIntegration creates the bench tenant and its integration, starts it,
 // and returns the webhook URL and the tenant's client.
-func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool) (string, *apiClient, error) {
-	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps))
+func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool, batch int) (string, *apiClient, error) {
+	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps, batch))
 	if err != nil {
 		return "", nil, err
 	}

@@ -21,9 +21,10 @@ import (
 
 // NewClient returns a client whose transport keeps up to conns idle
 // connections to each host, so conns concurrent requests reuse them
-// instead of dialling; timeout bounds each request, and policy the
-// addresses it may connect to (through a proxy from the environment,
-// that is the proxy's).
+// instead of dialling; timeout bounds each request (0: the caller's
+// context does), and policy the addresses it may connect to (through a
+// proxy from the environment, that is the proxy's). Responses are not
+// asked for gzip: sinks read no more than an error's first bytes.
 func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Client {
 	if conns <= 0 {
 		conns = 64
@@ -38,6 +39,7 @@ func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Cli
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
