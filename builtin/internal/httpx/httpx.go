@@ -46,8 +46,14 @@ func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Cli
 
 // DoError is the error of a request that got no response: permanent when
 // the egress policy refused the address (retrying cannot help), else
-// retryable.
+// retryable. what names the request (with its URL redacted); net/http's
+// own *url.Error is dropped for its cause, since it prints the whole URL,
+// query string and credentials included, into logs and dead letters.
 func DoError(what string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	err = fmt.Errorf("%s: %w", what, err)
 	if errors.Is(err, egress.ErrDenied) {
 		return connector.Permanent(err)
