@@ -65,12 +65,16 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/... ./platform/tenancy/
 	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s
+	@echo "==> the same with the sink sending JSON-array batches of up to 100"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -sink-batch 100 -skip-reference
 	@echo "==> end-to-end load with the Wasm jq and filter steps"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
 	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"
 	@$(GO) run ./cmd/vrsky-bench -payload-mib 10
 	@echo "==> raw JetStream through the platform account vs tenant accounts (one embedded operator-mode server, 3 alternating rounds)"
 	@$(GO) run ./cmd/vrsky-bench -accounts
+	@echo "==> scale-out: delivered msgs/s with 1, 2 and 3 vrsky serve nodes on one 3-node NATS cluster, ratios to one node"
+	@$(GO) run ./cmd/vrsky-bench -nodes 3 -duration 20s
 	@echo "==> connector benchmarks (real PostgreSQL, HTTP servers and files)"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 1 ./builtin/... ./registry/...
 	@echo "==> CSV file (1M rows) -> PostgreSQL, against PostgreSQL's own COPY"

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/natsx"
 	"github.com/vrsky/vrsky/runtime/connector"
 	"github.com/vrsky/vrsky/runtime/internal/claimref"
 )
@@ -50,12 +51,14 @@ type claims struct {
 }
 
 func newClaims(ctx context.Context, js jetstream.JetStream, replicas int, blobs blob.Store, threshold int) (*claims, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      claimBucket,
-		Description: "VRSky claim-check markers: which sinks still need a payload object",
-		TTL:         DLQRetention + 24*time.Hour,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+	kv, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      claimBucket,
+			Description: "VRSky claim-check markers: which sinks still need a payload object",
+			TTL:         DLQRetention + 24*time.Hour,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim-check bucket: %w", err)

@@ -236,7 +236,7 @@ func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, span, 
 	if p.direct() {
 		return nil, sp, nil // emitDirect publishes outMsg copies instead
 	}
-	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: nats.Header(msg.Header), Data: msg.Data}, sp, nil
+	return &nats.Msg{Subject: SubjectIn(p.tenant, p.spec.Name), Header: wireHeader(msg.Header, 0), Data: msg.Data}, sp, nil
 }
 
 // accepted counts and tracks msg once its publish succeeded, and turns a

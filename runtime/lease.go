@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // Singleton sources run on the node that holds the integration's lease: a
@@ -23,13 +25,15 @@ const leaseBucket = "vrsky_leases"
 const DefaultLeaseTTL = 15 * time.Second
 
 func newLeaseBucket(ctx context.Context, js jetstream.JetStream, replicas int, leaseTTL time.Duration) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      leaseBucket,
-		Description: "VRSky singleton-source leases",
-		History:     1,
-		TTL:         leaseTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+	kv, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      leaseBucket,
+			Description: "VRSky singleton-source leases",
+			History:     1,
+			TTL:         leaseTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)

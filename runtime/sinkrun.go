@@ -183,16 +183,13 @@ func (r *sinkRunner) handle(m jetstream.Msg) {
 }
 
 // outMsg is m as published to r's subject: deduplicated per sink
-// (<id>:<sink>), without EmitWait's reply subject. The header shares m's
-// value slices (the publish only reads them) and adds its two ids in one
-// allocation: a Clone cost a slice per header.
+// (<id>:<sink>), without EmitWait's reply subject, its trace context under
+// its wire name (wireHeader). The header shares m's value slices (the
+// publish only reads them) and adds its two ids in one allocation: a
+// Clone cost a slice per header.
 func (r *sinkRunner) outMsg(m *Message) *nats.Msg {
-	h := make(nats.Header, len(m.Header)+2)
-	for k, v := range m.Header {
-		if k != headerReply {
-			h[k] = v
-		}
-	}
+	h := wireHeader(m.Header, 2)
+	delete(h, headerReply)
 	ids := []string{m.ID, m.ID + ":" + r.spec.Name}
 	h[HeaderMsgID], h[HeaderNatsMsgID] = ids[0:1:1], ids[1:2:2]
 	return &nats.Msg{Subject: r.subject, Header: h, Data: m.Data}

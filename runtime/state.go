@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // Connector state lives in the KV bucket vrsky_state, keyed
@@ -22,12 +24,14 @@ type kvState struct {
 }
 
 func newStateBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      stateBucket,
-		Description: "VRSky connector checkpoints",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+	kv, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      stateBucket,
+			Description: "VRSky connector checkpoints",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state bucket: %w", err)

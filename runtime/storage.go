@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/platform/blob"
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // What an integration stores besides its stream, and how it goes with it.
@@ -68,14 +69,16 @@ func (s *stepStorage) KV(ctx context.Context) (jetstream.KeyValue, error) {
 	if p.storageQuota(ctx) > 0 {
 		maxBytes = -1 // the tenant's account bounds it (see ensureStreams)
 	}
-	kv, err := p.conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       stepKVBucket(p.tenant, p.spec.Name),
-		Description:  "VRSky step KV of " + p.tenant + "/" + p.spec.Name,
-		History:      1,
-		MaxValueSize: StepKVMaxValue,
-		MaxBytes:     maxBytes,
-		Storage:      jetstream.FileStorage,
-		Replicas:     p.conn.Replicas,
+	kv, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return p.conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       stepKVBucket(p.tenant, p.spec.Name),
+			Description:  "VRSky step KV of " + p.tenant + "/" + p.spec.Name,
+			History:      1,
+			MaxValueSize: StepKVMaxValue,
+			MaxBytes:     maxBytes,
+			Storage:      jetstream.FileStorage,
+			Replicas:     p.conn.Replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("step KV bucket of %s/%s: %w", p.tenant, p.spec.Name, err)

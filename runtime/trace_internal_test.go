@@ -130,3 +130,38 @@ func BenchmarkTraceOff(b *testing.B) {
 		}
 	})
 }
+
+// TestWireHeader: the published form renames Traceparent and nothing else,
+// shares the value slices, and leaves no Vrsky-Traceparent of a step's
+// beside the message's own.
+func TestWireHeader(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		name string
+		in   Header
+		want map[string]string
+	}{
+		{"with a trace context", Header{HeaderTraceparent: {tp}, HeaderMsgID: {"m1"}},
+			map[string]string{headerTraceWire: tp, HeaderMsgID: "m1"}},
+		{"without", Header{HeaderMsgID: {"m1"}}, map[string]string{HeaderMsgID: "m1"}},
+		{"a step's Vrsky-Traceparent beside the message's", Header{HeaderTraceparent: {tp}, headerTraceWire: {"forged"}},
+			map[string]string{headerTraceWire: tp}},
+		{"a step's Vrsky-Traceparent alone", Header{headerTraceWire: {"forged"}, HeaderMsgID: {"m1"}},
+			map[string]string{HeaderMsgID: "m1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := wireHeader(tc.in, 2)
+			if len(w) != len(tc.want) {
+				t.Fatalf("wireHeader = %v, want %v", w, tc.want)
+			}
+			for k, v := range tc.want {
+				if got := w[k]; len(got) != 1 || got[0] != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			if id, ok := w[HeaderMsgID]; ok && &id[0] != &tc.in[HeaderMsgID][0] {
+				t.Error("the value slice was copied, not shared")
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vrsky/vrsky/internal/jsonenc"
+	"github.com/vrsky/vrsky/platform/natsx"
 
 	"github.com/vrsky/vrsky/runtime/connector"
 )
@@ -100,13 +101,15 @@ type trackEvent struct {
 }
 
 func newTracker(ctx context.Context, js jetstream.JetStream, replicas int) (*tracker, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      trackBucket,
-		Description: "VRSky message tracking",
-		TTL:         DLQRetention,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+	kv, err := natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      trackBucket,
+			Description: "VRSky message tracking",
+			TTL:         DLQRetention,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tracking bucket: %w", err)

@@ -76,6 +76,12 @@ type sink struct {
 	client *http.Client
 	limit  httpx.Limit
 	log    *slog.Logger
+	// timeout bounds one request, its response's body included (a
+	// context per send: the client's own Timeout cost ten allocations a
+	// request more).
+	timeout time.Duration
+	// what names the requests of a static URL in errors, made once.
+	what string
 	// templated: the URL or a header refers to the message; needPayload:
 	// to a payload field, so a claim-checked payload is read into memory.
 	templated, needPayload bool
@@ -99,10 +105,11 @@ func newSink(c *compiled, env connector.Env) *sink {
 		conns = 4 // the pipeline's batch workers
 	}
 	s := &sink{
-		c:      c,
-		client: httpx.NewClient(time.Duration(c.Timeout), conns, env.Egress),
-		limit:  httpx.NewLimit(c.MaxConcurrency),
-		log:    log,
+		c:       c,
+		client:  httpx.NewClient(0, conns, env.Egress),
+		limit:   httpx.NewLimit(c.MaxConcurrency),
+		log:     log,
+		timeout: time.Duration(c.Timeout),
 	}
 	tmpls := []*msgtmpl.Template{c.url}
 	for _, h := range c.headers {
@@ -112,7 +119,19 @@ func newSink(c *compiled, env connector.Env) *sink {
 		s.templated = s.templated || !t.Static()
 		s.needPayload = s.needPayload || t.NeedsPayload()
 	}
+	if c.url.Static() {
+		s.what = s.describe(c.URL)
+	}
 	return s
+}
+
+// describe names a request to target in errors: the method and the URL
+// without its query or password.
+func (s *sink) describe(target string) string {
+	if s.what != "" {
+		return s.what
+	}
+	return s.c.Method + " " + httpx.Redact(target)
 }
 
 // Deliver sends msg. It carries the message id as Idempotency-Key so an
@@ -199,7 +218,7 @@ func escapeURL(v string, afterQuery bool) string {
 // base (per message or batch), the config's (cfgHdr when rendered, else
 // as written), then auth.
 func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header, body []byte, streamed *connector.Message) error {
-	what := s.c.Method + " " + httpx.Redact(target)
+	what := s.describe(target)
 	var sig string
 	if s.c.secret != nil {
 		mac := hmac.New(sha256.New, s.c.secret)
@@ -214,6 +233,8 @@ func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header
 		return fmt.Errorf("%s: wait for a free request slot: %w", what, err)
 	}
 	defer s.limit.Release()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel() // after the response's body is read (Check)
 	var rd io.Reader
 	size := int64(len(body))
 	if streamed == nil {
@@ -231,9 +252,7 @@ func (s *sink) send(ctx context.Context, target string, base, cfgHdr http.Header
 		return connector.Permanent(fmt.Errorf("%s: build request: %w", what, err))
 	}
 	req.ContentLength = size
-	for k, v := range base {
-		req.Header[k] = v
-	}
+	req.Header = base // made for this request: no copy
 	if cfgHdr != nil {
 		for k, v := range cfgHdr {
 			req.Header[k] = v

@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -105,6 +106,46 @@ func TestSinkErrorSummarisesTheBody(t *testing.T) {
 			}
 			if n := len(err.Error()) - len(srv.URL); n > 300 {
 				t.Errorf("error is %d bytes long beyond its URL", n)
+			}
+		})
+	}
+}
+
+// TestSinkTimeout: the config's timeout bounds the whole exchange — a
+// receiver that never answers, and one that sends a 503's headers and then
+// stalls in its body — and the failure is retryable, naming the request.
+// (A 2xx whose body stalls is a delivery: the status is the answer.)
+func TestSinkTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall func(w http.ResponseWriter) // before the receiver hangs
+	}{
+		{"no answer", func(http.ResponseWriter) {}},
+		{"stalled body", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hang := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				tc.stall(w)
+				<-hang
+			}))
+			t.Cleanup(srv.Close)
+			t.Cleanup(func() { close(hang) }) // runs first
+			sk := newSink(t, `{"url":"`+srv.URL+`/in","timeout":"200ms"}`)
+			err := sk.Deliver(context.Background(), message("m1", `{"a":1}`))
+			switch {
+			case err == nil:
+				t.Fatal("Deliver succeeded against a receiver that never finished answering")
+			case runtime.IsPermanent(err):
+				t.Errorf("a timeout is permanent, want retryable: %v", err)
+			case !strings.HasPrefix(err.Error(), "POST "+srv.URL+"/in: "):
+				t.Errorf("error %q should name the request", err)
 			}
 		})
 	}

@@ -20,12 +20,18 @@ const bodySize = 200
 
 // loadTarget is where the load clients POST.
 type loadTarget struct {
-	url     string // full URL
+	url string // full URL
+	// urls, when set, are several nodes' URLs (-nodes): client i posts
+	// to urls[i%len(urls)], url is then unused.
+	urls    []string
 	clients int
 	timeout time.Duration // per request
 	// wantID makes the clients read the accepted message's id (the
 	// Vrsky-Msg-Id header, else the JSON body's "id") and keep it.
 	wantID bool
+	// namedIDs makes each request carry Idempotency-Key o-<order_id>, so
+	// that a batch sink, which sees payloads only, knows the ids.
+	namedIDs bool
 	// rate, when positive, caps the requests per second of all clients
 	// together: request k is not sent before start + k/rate.
 	rate float64
@@ -123,6 +129,9 @@ func newHostClient(target loadTarget) (*fasthttp.HostClient, error) {
 	if u.Scheme != "http" {
 		return nil, fmt.Errorf("load target %q: only http is supported", target.url)
 	}
+	if len(target.urls) > 0 { // each node's client has its share of the clients
+		target.clients = (target.clients + len(target.urls) - 1) / len(target.urls)
+	}
 	return &fasthttp.HostClient{
 		Addr:                          u.Host,
 		Name:                          "vrsky-bench",
@@ -141,11 +150,21 @@ func newHostClient(target loadTarget) (*fasthttp.HostClient, error) {
 // and sends the next (paced by target.rate when set). seq numbers the
 // orders across calls.
 func runLoad(ctx context.Context, clk *clock, target loadTarget, d time.Duration, seq *atomic.Int64) (*loadResult, error) {
-	hc, err := newHostClient(target)
-	if err != nil {
-		return nil, err
+	urls := target.urls
+	if len(urls) == 0 {
+		urls = []string{target.url}
 	}
-	defer hc.CloseIdleConnections()
+	hcs := make([]*fasthttp.HostClient, len(urls))
+	for i, u := range urls {
+		t := target
+		t.url = u
+		hc, err := newHostClient(t)
+		if err != nil {
+			return nil, err
+		}
+		defer hc.CloseIdleConnections()
+		hcs[i] = hc
+	}
 
 	res := &loadResult{rejected: map[int]int64{}, start: clk.now()}
 	deadline := res.start + int64(d)
@@ -155,11 +174,13 @@ func runLoad(ctx context.Context, clk *clock, target loadTarget, d time.Duration
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range target.clients {
+	for i := range target.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := runClient(ctx, clk, hc, target, deadline, seq, pc)
+			t := target
+			t.url = urls[i%len(urls)]
+			w := runClient(ctx, clk, hcs[i%len(hcs)], t, deadline, seq, pc)
 			mu.Lock()
 			defer mu.Unlock()
 			res.merge(w)
@@ -206,12 +227,18 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
 	body := make([]byte, 0, bodySize)
+	var key []byte
 	for ctx.Err() == nil && clk.now() < deadline {
 		if !pc.wait(ctx, clk, deadline) {
 			break
 		}
-		body = appendOrder(body[:0], seq.Add(1))
+		n := seq.Add(1)
+		body = appendOrder(body[:0], n)
 		req.SetBody(body)
+		if target.namedIDs {
+			key = strconv.AppendInt(append(key[:0], "o-"...), n, 10)
+			req.Header.SetBytesV("Idempotency-Key", key)
+		}
 		t0 := time.Now()
 		err := hc.DoTimeout(req, resp, target.timeout)
 		lat := time.Since(t0)

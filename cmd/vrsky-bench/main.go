@@ -16,13 +16,17 @@
 //
 // Usage:
 //
-//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-nats-sync interval|always]
+//	go run ./cmd/vrsky-bench [-duration 30s] [-clients 64] [-rate N] [-steps] [-sink-batch N] [-nats-sync interval|always]
 //	    [-vrsky bin/vrsky] [-serve-flag=--flag=value] [-json] [-skip-reference] [-v]
 //	go run ./cmd/vrsky-bench -accounts [-account-rounds 3] [-account-tenants 10] [-ref-duration 5s]
+//	go run ./cmd/vrsky-bench -nodes 3 [-duration 20s] [-clients 64]
 //
 // -accounts measures, instead, what an account per tenant costs per
 // message: the raw JetStream reference's work through the platform
 // account's connection and through tenant accounts' (accounts.go).
+//
+// -nodes measures scale-out: the delivered rate with 1, 2, … N vrsky serve
+// nodes on one 3-node NATS cluster, and its ratio to one node (nodes.go).
 //
 // The figures are not pass/fail; the exit status is 1 when the run failed or
 // lost an accepted message, 2 when the integration could not be created
@@ -51,6 +55,7 @@ type config struct {
 	clients        int
 	rate           float64
 	steps          bool
+	sinkBatch      int
 	natsSync       string
 	vrsky          string
 	jsonOut        bool
@@ -66,6 +71,7 @@ type config struct {
 	accounts       bool
 	accountRounds  int
 	accountTenants int
+	nodes          int
 }
 
 // multiFlag is a repeatable string flag.
@@ -83,6 +89,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.refDuration, "ref-duration", 5*time.Second, "length of each reference measurement")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
 	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
+	fs.IntVar(&c.sinkBatch, "sink-batch", 0, "give the integration's http sink batch.max_messages N (JSON arrays of up to N payloads a request); the clients then name each message by an Idempotency-Key the bench sink finds again in the array's order_id fields")
 	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration (with -payload-mib: the csv converter, reading the payload by reference)")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
@@ -99,6 +106,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.accounts, "accounts", false, "instead of the load test, measure raw JetStream publish+consume on one embedded operator-mode server through the platform account's connection vs tenant accounts' (each measurement -ref-duration long)")
 	fs.IntVar(&c.accountRounds, "account-rounds", 3, "with -accounts: alternating rounds of each way (medians are reported)")
 	fs.IntVar(&c.accountTenants, "account-tenants", 10, "with -accounts: tenants publishing at once in the many-tenants shape")
+	fs.IntVar(&c.nodes, "nodes", 0, "instead of the load test, measure the delivered rate with 1, 2, … this many vrsky serve nodes on one 3-node NATS cluster (each round -duration long)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -119,6 +127,12 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-account-rounds and -account-tenants must be at least 1")
 	case c.accounts && (c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
 		return nil, errors.New("-accounts is a separate run")
+	case c.nodes < 0 || c.nodes > 5:
+		return nil, errors.New("-nodes must be between 1 and 5")
+	case c.nodes > 0 && (c.accounts || c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0):
+		return nil, errors.New("-nodes is a separate run")
+	case c.sinkBatch < 0 || c.sinkBatch > 10000:
+		return nil, errors.New("-sink-batch must be between 0 (no batching) and 10000")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -171,6 +185,15 @@ func run(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
 		return 1
+	}
+	if cfg.nodes > 0 {
+		ctx, cancel := context.WithTimeout(sigCtx, time.Duration(cfg.nodes)*(cfg.warmup+cfg.duration+cfg.drain+2*time.Minute))
+		defer cancel()
+		if err := benchNodes(ctx, cfg, bin, tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+			return 1
+		}
+		return 0
 	}
 	// Nothing may hang: a watchdog bounds the run (the build above aside).
 	budget := cfg.warmup + cfg.duration + cfg.drain + 2*cfg.refDuration + 45*time.Second

@@ -35,6 +35,9 @@ func (r *report) print(w io.Writer) {
 	if c.steps {
 		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
 	}
+	if c.sinkBatch > 0 {
+		steps += fmt.Sprintf(" (JSON-array batches of up to %d)", c.sinkBatch)
+	}
 	fmt.Fprintf(w, "\nVRSky end-to-end bench: %s\n", steps)
 	offered := "as fast as they go"
 	if c.rate > 0 {
@@ -151,10 +154,14 @@ func (r *report) print(w io.Writer) {
 }
 
 func summaryName(c *config) string {
+	name := "vrsky webhook→http"
 	if c.steps {
-		return "vrsky webhook→jq→filter→http"
+		name = "vrsky webhook→jq→filter→http"
 	}
-	return "vrsky webhook→http"
+	if c.sinkBatch > 0 {
+		name += "[batch]"
+	}
+	return name
 }
 
 // jsonReport is the -json line.

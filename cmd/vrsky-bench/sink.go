@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +68,22 @@ func (s *sink) URL() string { return "http://" + s.ln.Addr().String() + "/" }
 
 func (s *sink) handle(ctx *fasthttp.RequestCtx) {
 	now := s.clock.now()
+	if len(ctx.Request.Header.Peek("Vrsky-Batch-Size")) > 0 {
+		// A JSON array of payloads (-sink-batch): each message's id is
+		// o-<order_id>, the Idempotency-Key its client sent.
+		var orders []struct {
+			OrderID int64 `json:"order_id"`
+		}
+		if err := json.Unmarshal(ctx.Request.Body(), &orders); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			return
+		}
+		for _, o := range orders {
+			s.record("o-"+strconv.FormatInt(o.OrderID, 10), now)
+		}
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
 	id := ctx.Request.Header.Peek("Idempotency-Key")
 	if len(id) == 0 {
 		id = ctx.Request.Header.Peek("Vrsky-Msg-Id")
@@ -75,7 +93,13 @@ func (s *sink) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
-	key := string(id)
+	s.record(string(id), now)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+}
+
+// record counts a receipt of message key at now: its first, or a
+// duplicate.
+func (s *sink) record(key string, now int64) {
 	sh := &s.shards[maphash.String(s.seed, key)%sinkShards]
 	sh.mu.Lock()
 	_, dup := sh.seen[key]
@@ -94,7 +118,6 @@ func (s *sink) handle(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
 }
 
 // Unique is the number of distinct ids received so far.

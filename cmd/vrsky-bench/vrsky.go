@@ -261,7 +261,8 @@ const (
 )
 
 // integrationSpec is the bench's integration as JSON.
-func integrationSpec(sinkURL string, steps bool) []byte {
+// With batch > 0 the sink sends JSON arrays of up to batch payloads.
+func integrationSpec(sinkURL string, steps bool, batch int) []byte {
 	type conn struct {
 		Name      string         `json:"name,omitempty"`
 		Connector string         `json:"connector"`
@@ -278,6 +279,9 @@ func integrationSpec(sinkURL string, steps bool) []byte {
 		Steps:  []conn{},
 		Sinks:  []conn{{Name: "sink", Connector: "http", Config: map[string]any{"url": sinkURL}}},
 	}
+	if batch > 0 {
+		spec.Sinks[0].Config["batch"] = map[string]any{"max_messages": batch, "max_wait": "20ms"}
+	}
 	if steps {
 		spec.Steps = []conn{
 			{Connector: "jq", Config: map[string]any{"query": jqQuery}},
@@ -290,8 +294,8 @@ func integrationSpec(sinkURL string, steps bool) []byte {
 
 // setupIntegration creates the bench tenant and its integration, starts it,
 // and returns the webhook URL and the tenant's client.
-func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool) (string, *apiClient, error) {
-	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps))
+func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool, batch int) (string, *apiClient, error) {
+	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps, batch))
 	if err != nil {
 		return "", nil, err
 	}
@@ -301,13 +305,18 @@ func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps
 // setupSpec creates the bench tenant, creates and starts the integration
 // named name from spec, waits until it runs and returns the tenant's client.
 func setupSpec(ctx context.Context, base, adminKey, name string, spec []byte) (*apiClient, error) {
+	return setupTenantSpec(ctx, base, adminKey, benchTenant, name, spec)
+}
+
+// setupTenantSpec is setupSpec for the tenant named tenantName.
+func setupTenantSpec(ctx context.Context, base, adminKey, tenantName, name string, spec []byte) (*apiClient, error) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	admin := &apiClient{base: base, key: adminKey, hc: hc}
 	var tenant struct {
 		Name   string `json:"name"`
 		APIKey string `json:"api_key"`
 	}
-	body, _ := json.Marshal(map[string]string{"name": benchTenant})
+	body, _ := json.Marshal(map[string]string{"name": tenantName})
 	if err := admin.do(ctx, http.MethodPost, "/api/v1/tenants", "application/json", body, &tenant); err != nil {
 		return nil, fmt.Errorf("create tenant: %w", err)
 	}

@@ -158,6 +158,19 @@ func (b *browser) typeInto(sel, text string) {
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
+// clear empties the input sel so that React sees it (chromedp.Clear sets
+// the DOM value behind the back of React's state, and the next keys
+// append to the old text).
+func (b *browser) clear(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	js := fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		const proto = el instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+		Object.getOwnPropertyDescriptor(proto, "value").set.call(el, "");
+		el.dispatchEvent(new Event("input", {bubbles: true})); return el.value === ""; })()`, sel)
+	b.waitJS(sel+" empty", js)
+}
+
 // choose picks the option value of the select sel, as a user does (a
 // change event React sees).
 func (b *browser) choose(sel, value string) {
@@ -281,7 +294,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatalf("validation error names field %q, want sinks[0].config.url", f)
 	}
 	b.waitJS("the url input highlighted", `document.querySelector("#f-sinks-0-config-url").getAttribute("aria-invalid") === "true"`)
-	b.do(chromedp.Clear(chromedp.CSS("#f-sinks-0-config-url")))
+	b.clear("#f-sinks-0-config-url")
 	b.typeInto("#f-sinks-0-config-url", sink.srv.URL+"/in")
 	b.waitJS("the url in the form", fmt.Sprintf(`document.querySelector("[data-testid=yaml]").value.includes(%q)`, sink.srv.URL+"/in"))
 	b.clickText("Create integration")
@@ -310,7 +323,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatal("dead letter shows no message id")
 	}
 	sink.setOpen(true)
-	b.click(`[role=dialog] button:last-child`)
+	b.do(chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Replay"]`)))
 	b.waitJS("two delivered", `document.querySelector("[data-testid=stat-delivered]")?.textContent === "2"`)
 	b.waitJS("the DLQ empty", `document.querySelector("[data-testid=stat-dlq]")?.textContent === "0"`)
 	waitFor(t, 30*time.Second, "the sink to get the replayed message", func() bool { return sink.count() == 2 })
@@ -322,7 +335,7 @@ func TestUIWalkthrough(t *testing.T) {
 	b.typeInto("#trace-id", second)
 	b.clickText("Trace")
 	b.waitJS("the trace delivered", `document.querySelector("[data-testid=trace-state]")?.textContent === "delivered"`)
-	b.do(chromedp.Clear(chromedp.CSS("#trace-id")))
+	b.clear("#trace-id")
 	b.typeInto("#trace-id", first)
 	b.clickText("Trace")
 	b.waitJS("the first trace", fmt.Sprintf(`document.querySelector("[data-testid=trace]")?.textContent.includes(%q)`, first))

@@ -16,17 +16,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // defaultOpTimeout bounds metadata operations (Stat, Delete, opening a Get)
 // when the caller's context has no deadline.
 const defaultOpTimeout = 10 * time.Second
-
-// openTimeout bounds opening (creating, when missing) the bucket.
-const openTimeout = 30 * time.Second
-
-// openAttempt bounds one attempt at it (see NewNATS).
-const openAttempt = 8 * time.Second
 
 // NATSStore keeps objects in one NATS Object Store bucket. Objects are
 // streamed in 128 KiB chunks both ways; NATS computes the SHA-256 digest on
@@ -45,32 +41,17 @@ var _ Store = (*NATSStore)(nil)
 // NewNATS opens the object-store bucket on js, creating it with the given
 // replication factor (0 means 1) if it is missing.
 //
-// Each attempt has openAttempt; one that times out, or finds no peers to
-// place the bucket on (a cluster just formed), is made again until
-// openTimeout. Nodes that start together on a fresh cluster race to create
-// the bucket and to turn its direct gets off (consistentReads), and with
-// nats-server 2.15.2 a create and an update of one replicated stream at
-// once can leave both requests unanswered, although the stream ends up as
-// asked: the next attempt finds it so (TestNATSOpenConcurrentR3).
+// Nodes that start together on a fresh cluster race to create the bucket
+// and to turn its direct gets off (consistentReads): natsx.Ensure tries
+// again after what such a race answers (TestNATSOpenConcurrentR3).
 func NewNATS(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*NATSStore, error) {
-	// Longer than one operation's timeout: creating a replicated bucket
-	// waits for its stream's replicas to elect a leader, which on a cluster
-	// just formed, or on a busy machine, takes more than a few seconds.
-	octx, cancel := context.WithTimeout(ctx, openTimeout)
-	defer cancel()
-	for {
-		actx, acancel := context.WithTimeout(octx, openAttempt)
-		s, err := openNATS(actx, js, bucket, replicas)
-		again := actx.Err() != nil || noPeers(err)
-		acancel()
-		if err == nil || !again || octx.Err() != nil {
-			if err != nil {
-				return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(octx, err))
-			}
-			return s, nil
-		}
-		time.Sleep(200 * time.Millisecond)
+	s, err := natsx.Ensure(ctx, func(ctx context.Context) (*NATSStore, error) {
+		return openNATS(ctx, js, bucket, replicas)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blob: open NATS object store %q: %w", bucket, mapErr(ctx, err))
 	}
+	return s, nil
 }
 
 func openNATS(octx context.Context, js jetstream.JetStream, bucket string, replicas int) (*NATSStore, error) {
@@ -437,12 +418,4 @@ func opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, defaultOpTimeout)
-}
-
-// noPeers reports JetStream's "no suitable peers for placement" (10005):
-// a replicated stream asked for while a peer of a cluster just formed is
-// not online yet at the meta leader, which passes.
-func noPeers(err error) bool {
-	var ae *jetstream.APIError
-	return errors.As(err, &ae) && ae.ErrorCode == 10005
 }

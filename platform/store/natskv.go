@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vrsky/vrsky/platform/natsx"
 )
 
 // Bucket names of the NATS KV store.
@@ -26,12 +28,6 @@ const (
 // no deadline, so a lost NATS connection surfaces as ErrUnavailable instead
 // of a hang.
 const defaultOpTimeout = 5 * time.Second
-
-// openBucketTimeout bounds opening (creating, when missing) one bucket.
-const openBucketTimeout = 30 * time.Second
-
-// openBucketAttempt bounds one attempt at it (see openBucket).
-const openBucketAttempt = 8 * time.Second
 
 // NATSStore keeps the control plane in six NATS KV buckets:
 //
@@ -113,27 +109,12 @@ func NewNATS(ctx context.Context, js jetstream.JetStream, replicas int) (*NATSSt
 }
 
 // openBucket binds to an existing bucket without touching its config, or
-// creates it; two processes creating it together both succeed. An attempt
-// that times out, or finds no peers to place the bucket on (a cluster just
-// formed), is made again until openBucketTimeout: with nats-server 2.15.2, one node's create and another's update (consistentReads) of one
-// replicated stream at once can leave both requests unanswered, although
-// the stream ends up as asked (TestNATSOpenConcurrentR3).
+// creates it; two processes creating it together both succeed: natsx.Ensure
+// tries again after what such a race answers (TestNATSOpenConcurrentR3).
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	// Longer than one operation's timeout: creating a replicated bucket
-	// waits for its stream's replicas to elect a leader, which on a cluster
-	// just formed, or on busy machines, takes more than a few seconds.
-	ctx, cancel := context.WithTimeout(ctx, openBucketTimeout)
-	defer cancel()
-	for {
-		actx, acancel := context.WithTimeout(ctx, openBucketAttempt)
-		kv, err := openBucketOnce(actx, js, cfg)
-		again := actx.Err() != nil || noPeers(err)
-		acancel()
-		if err == nil || !again || ctx.Err() != nil {
-			return kv, err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return natsx.Ensure(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return openBucketOnce(ctx, js, cfg)
+	})
 }
 
 func openBucketOnce(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
@@ -837,12 +818,4 @@ func checkName(what, name string) error {
 		return fmt.Errorf("store: %s is empty", what)
 	}
 	return nil
-}
-
-// noPeers reports JetStream's "no suitable peers for placement" (10005):
-// a replicated stream asked for while a peer of a cluster just formed is
-// not online yet at the meta leader, which passes.
-func noPeers(err error) bool {
-	var ae *jetstream.APIError
-	return errors.As(err, &ae) && ae.ErrorCode == 10005
 }

@@ -21,9 +21,10 @@ import (
 
 // NewClient returns a client whose transport keeps up to conns idle
 // connections to each host, so conns concurrent requests reuse them
-// instead of dialling; timeout bounds each request, and policy the
-// addresses it may connect to (through a proxy from the environment,
-// that is the proxy's).
+// instead of dialling; timeout bounds each request (0: the caller's
+// context does), and policy the addresses it may connect to (through a
+// proxy from the environment, that is the proxy's). Responses are not
+// asked for gzip: sinks read no more than an error's first bytes.
 func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Client {
 	if conns <= 0 {
 		conns = 64
@@ -38,14 +39,21 @@ func NewClient(timeout time.Duration, conns int, policy egress.Policy) *http.Cli
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // DoError is the error of a request that got no response: permanent when
 // the egress policy refused the address (retrying cannot help), else
-// retryable.
+// retryable. what names the request (with its URL redacted); net/http's
+// own *url.Error is dropped for its cause, since it prints the whole URL,
+// query string and credentials included, into logs and dead letters.
 func DoError(what string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	err = fmt.Errorf("%s: %w", what, err)
 	if errors.Is(err, egress.ErrDenied) {
 		return connector.Permanent(err)

@@ -138,3 +138,25 @@ func TestClientEgress(t *testing.T) {
 		}
 	}
 }
+
+// A request that gets no response names it by its redacted URL only: the
+// query string and the password of the URL it was sent to stay out of the
+// error (which goes to logs and dead letters).
+func TestDoErrorHidesTheURL(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	target := strings.Replace(down.URL, "http://", "http://user:pw-secret@", 1) + "/in?api_key=key-secret"
+	down.Close()
+	_, err := httpx.NewClient(5*time.Second, 1, egress.All).Post(target, "application/json", strings.NewReader("{}"))
+	if err == nil {
+		t.Fatal("a closed server answered")
+	}
+	err = httpx.DoError("POST "+httpx.Redact(target), err)
+	for _, secret := range []string{"key-secret", "pw-secret", "api_key"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("the error shows %q: %v", secret, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "POST ") || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("the error lost its request or cause: %v", err)
+	}
+}

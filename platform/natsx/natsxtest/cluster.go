@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,27 +30,51 @@ type Cluster struct {
 
 // StartCluster runs an n-node JetStream cluster on free loopback ports,
 // each node with its own store under t.TempDir(), and waits until it has
-// a JetStream meta leader.
+// a JetStream meta leader. t.Cleanup shuts it down.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	dir := t.TempDir()
-	keys, err := natsx.GenerateKeys()
+	c, err := NewCluster(t.TempDir(), n)
+	if c != nil {
+		t.Cleanup(c.Shutdown)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// NewCluster is StartCluster for a program (the load driver's -nodes
+// runs): its stores go under dir, and Shutdown stops it. On an error the
+// servers started are shut down.
+func NewCluster(dir string, n int) (c *Cluster, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	keys, err := natsx.GenerateKeys()
+	if err != nil {
+		return nil, err
+	}
 	keysFile := filepath.Join(dir, natsx.KeysFile)
 	if err := keys.Save(keysFile); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ports := make([]int, n)
 	for i := range ports {
-		ports[i] = freePort(t)
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	var routes []*url.URL
 	for _, p := range ports {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	c := &Cluster{Keys: keys, KeysFile: keysFile}
+	c = &Cluster{Keys: keys, KeysFile: keysFile}
+	defer func() {
+		if err != nil {
+			c.Shutdown()
+			c = nil
+		}
+	}()
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -66,19 +91,18 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			Routes: routes,
 		}
 		if err := natsx.TrustOptions(opts, keys, filepath.Join(dir, fmt.Sprintf("n%d-accounts", i+1))); err != nil {
-			t.Fatal(err)
+			return c, err
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
-			t.Fatalf("cluster node %d: %v", i+1, err)
+			return c, fmt.Errorf("cluster node %d: %w", i+1, err)
 		}
 		go s.Start()
 		c.Servers = append(c.Servers, s)
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	}
 	for _, s := range c.Servers {
 		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("cluster node %s not ready", s.Name())
+			return c, fmt.Errorf("cluster node %s not ready", s.Name())
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -90,12 +114,20 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		// The meta leader must see every peer online with stats, or stream
 		// placement fails with "no suitable peers".
 		if l := c.leader(); ready && l != nil && len(l.JetStreamClusterPeers()) == n && c.placesReplicas(n) {
-			return c
+			return c, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cluster not formed after 30s: %d nodes, want every peer online at the meta leader", n)
+			return c, fmt.Errorf("cluster not formed after 30s: %d nodes, want every peer online at the meta leader", n)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Shutdown stops every server that still runs and waits for them.
+func (c *Cluster) Shutdown() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+		s.WaitForShutdown()
 	}
 }
 
@@ -145,14 +177,13 @@ func (c *Cluster) URL() string {
 	return strings.Join(urls, ",")
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Connect dials the cluster (failing over between its nodes) with R3
