@@ -21,7 +21,7 @@ import (
 // position: every change arrives, exactly once after dedup.
 func TestServerRestart(t *testing.T) {
 	c := pgtest.Start(t)
-	dsn := c.NewDatabase(t)
+	dsn := pgtest.NewDatabase(t, c)
 	t.Setenv("CDC_TEST_DSN", dsn)
 	ctx := context.Background()
 	connect := func() *db {

@@ -18,7 +18,7 @@ import (
 // the tables again. A private cluster, since the setting is server-wide.
 func TestLostSlot(t *testing.T) {
 	c := pgtest.Start(t)
-	dsn := c.NewDatabase(t)
+	dsn := pgtest.NewDatabase(t, c)
 	t.Setenv("CDC_TEST_DSN", dsn)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)

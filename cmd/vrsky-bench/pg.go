@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/valyala/fasthttp"
 
-	"github.com/vrsky/vrsky/internal/testenv/pgtest"
+	"github.com/vrsky/vrsky/internal/testenv/pgcluster"
 )
 
 // The PostgreSQL modes run vrsky serve against a throwaway PostgreSQL
@@ -41,7 +41,7 @@ const pgDSNEnv = "VRSKY_SECRET_BENCH__PG_DSN"
 // pgBench is a running cluster, vrsky serve with the DSN in its
 // environment, and the bench tenant's client.
 type pgBench struct {
-	cluster *pgtest.Cluster
+	cluster *pgcluster.Cluster
 	dsn     string
 	proc    *vrskyProc
 	db      *pgx.Conn
@@ -49,7 +49,7 @@ type pgBench struct {
 
 func startPGBench(ctx context.Context, cfg *config, bin, tmp string) (*pgBench, error) {
 	logf("vrsky-bench: starting a throwaway PostgreSQL cluster")
-	c, err := pgtest.StartCluster()
+	c, err := pgcluster.StartCluster()
 	if err != nil {
 		return nil, err
 	}

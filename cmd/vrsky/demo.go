@@ -27,7 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/vrsky/vrsky/internal/testenv/pgtest"
+	"github.com/vrsky/vrsky/internal/testenv/pgcluster"
 )
 
 // demoFlags are `vrsky demo`'s settings.
@@ -110,7 +110,7 @@ type demo struct {
 	hooks       *http.Client
 
 	slack, api *receiver
-	pg         *pgtest.Cluster
+	pg         *pgcluster.Cluster
 	dsn        string
 	db         *pgxpool.Pool
 	secret     string // demo 1's webhook secret
@@ -226,7 +226,7 @@ func (d *demo) startStandIns() (err error) {
 	}
 	if d.needs("postgres") {
 		d.say("starting a throwaway PostgreSQL (wal_level=logical)")
-		if d.pg, err = pgtest.StartClusterWith(pgtest.ClusterOptions{}); err != nil {
+		if d.pg, err = pgcluster.StartClusterWith(pgcluster.ClusterOptions{}); err != nil {
 			return fmt.Errorf("PostgreSQL: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

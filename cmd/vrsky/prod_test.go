@@ -116,7 +116,7 @@ func TestBadS3CredentialsFailAtStart(t *testing.T) {
 
 func TestPostgresOutageAnswers503AndRecovers(t *testing.T) {
 	pg := pgtest.Start(t)
-	be := backends{databaseURL: pg.NewDatabase(t)}
+	be := backends{databaseURL: pgtest.NewDatabase(t, pg)}
 	sink := newGatedSink(t, true)
 	in := startServe(t, t.TempDir(), freeAddr(t), be)
 	key := in.setup(sink.srv.URL)

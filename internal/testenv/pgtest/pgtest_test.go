@@ -63,7 +63,7 @@ func TestStopStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := pgtest.Start(t)
-	dsn := c.NewDatabase(t)
+	dsn := pgtest.NewDatabase(t, c)
 	conn := connect(ctx, t, dsn)
 	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('yes')"); err != nil {
 		t.Fatalf("setup: %v", err)

@@ -195,7 +195,7 @@ func TestOpenErrors(t *testing.T) {
 // ErrUnavailable, and once the server is back the same Store works again.
 func TestServerRestart(t *testing.T) {
 	cluster := pgtest.Start(t)
-	s := open(t, cluster.NewDatabase(t), pgstore.WithQueryTimeout(3*time.Second))
+	s := open(t, pgtest.NewDatabase(t, cluster), pgstore.WithQueryTimeout(3*time.Second))
 	ctx := context.Background()
 	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
 		t.Fatalf("CreateTenant: %v", err)
@@ -284,7 +284,7 @@ func TestQueryDeadline(t *testing.T) {
 // into 503), and once the server is back every call succeeds again.
 func TestRestartUnderLoad(t *testing.T) {
 	cluster := pgtest.Start(t)
-	s := open(t, cluster.NewDatabase(t), pgstore.WithQueryTimeout(2*time.Second))
+	s := open(t, pgtest.NewDatabase(t, cluster), pgstore.WithQueryTimeout(2*time.Second))
 	ctx := context.Background()
 	if _, err := s.CreateTenant(ctx, store.Tenant{Name: "acme"}); err != nil {
 		t.Fatalf("CreateTenant: %v", err)

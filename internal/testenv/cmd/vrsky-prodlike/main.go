@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vrsky/vrsky/internal/testenv/pgtest"
+	"github.com/vrsky/vrsky/internal/testenv/pgcluster"
 	"github.com/vrsky/vrsky/internal/testenv/s3test"
 )
 
@@ -53,14 +53,14 @@ func run() (int, error) {
 	}
 	flag.Parse()
 
-	pgOpts, s3Opts := pgtest.ClusterOptions{Port: *pgPort}, s3test.ServerOptions{Port: *s3Port}
+	pgOpts, s3Opts := pgcluster.ClusterOptions{Port: *pgPort}, s3test.ServerOptions{Port: *s3Port}
 	if *dir != "" {
 		pgOpts.Dir, s3Opts.Dir = filepath.Join(*dir, "postgres"), filepath.Join(*dir, "s3")
 		s3Opts.AccessKey, s3Opts.SecretKey = "vrsky-prodlike", "vrsky-prodlike-secret"
 	}
 
 	slog.Info("starting PostgreSQL")
-	pg, err := pgtest.StartClusterWith(pgOpts)
+	pg, err := pgcluster.StartClusterWith(pgOpts)
 	if err != nil {
 		return 1, err
 	}
