@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // The web UI's acceptance tests: Debian's chromium, headless, drives the
@@ -74,13 +75,30 @@ func newBrowser(t *testing.T, in *instance) *browser {
 			t.Errorf("browser console: %s", e)
 		}
 		if t.Failed() {
-			b.screenshot(filepath.Join(t.TempDir(), "failure.png"))
+			b.failureScreenshot()
 		}
 		cancel()
 		cancelAlloc()
 	})
 	b.do(chromedp.Navigate(in.url + "/ui/"))
 	return b
+}
+
+// failureScreenshot saves the page as failure.png in a folder of its own
+// under the system's temp dir, named after the test, that outlives the test
+// (t.TempDir is removed when the test ends), and logs where it is.
+func (b *browser) failureScreenshot() {
+	dir, err := os.MkdirTemp("", "vrsky-"+strings.ReplaceAll(b.t.Name(), "/", "_")+"-")
+	if err != nil {
+		b.t.Logf("screenshot: %v", err)
+		return
+	}
+	b.screenshot(filepath.Join(dir, "failure.png"))
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); err == nil {
+		b.t.Logf("the page's text:\n%s", text)
+	}
 }
 
 // screenshot saves the page as a PNG at path.
@@ -117,7 +135,17 @@ func (b *browser) waitJS(what, expr string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))); err != nil {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0)))
+		if err == nil {
+			return
+		}
+		// A navigation (a reload, a new hash route's load) destroys the
+		// page's JavaScript context under a running poll: poll again in
+		// the new one.
+		if ctx.Err() == nil && (strings.Contains(err.Error(), "Cannot find context") || strings.Contains(err.Error(), "context was destroyed")) {
+			continue
+		}
 		b.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
 	}
 }
@@ -145,6 +173,18 @@ func (b *browser) click(sel string) {
 func (b *browser) typeInto(sel, text string) {
 	b.t.Helper()
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
+}
+
+// retype replaces the text of the input sel as a user does: select it all,
+// Backspace, type. (chromedp.Clear sets the value behind React's back, and
+// React puts the old one back.)
+func (b *browser) retype(sel, text string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
+		chromedp.KeyEvent(kb.Backspace))
+	b.waitJS(sel+" empty", fmt.Sprintf(`document.querySelector(%q).value === ""`, sel))
+	b.typeInto(sel, text)
 }
 
 // choose picks the option value of the select sel, as a user does (a
@@ -270,8 +310,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatalf("validation error names field %q, want sinks[0].config.url", f)
 	}
 	b.waitJS("the url input highlighted", `document.querySelector("#f-sinks-0-config-url").getAttribute("aria-invalid") === "true"`)
-	b.do(chromedp.Clear(chromedp.CSS("#f-sinks-0-config-url")))
-	b.typeInto("#f-sinks-0-config-url", sink.srv.URL+"/in")
+	b.retype("#f-sinks-0-config-url", sink.srv.URL+"/in")
 	b.waitJS("the url in the form", fmt.Sprintf(`document.querySelector("[data-testid=yaml]").value.includes(%q)`, sink.srv.URL+"/in"))
 	b.clickText("Create integration")
 	b.waitJS("the monitoring view", `location.hash === "#/integrations/orders"`)
@@ -299,7 +338,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatal("dead letter shows no message id")
 	}
 	sink.setOpen(true)
-	b.click(`[role=dialog] button:last-child`)
+	b.clickText("Replay")
 	b.waitJS("two delivered", `document.querySelector("[data-testid=stat-delivered]")?.textContent === "2"`)
 	b.waitJS("the DLQ empty", `document.querySelector("[data-testid=stat-dlq]")?.textContent === "0"`)
 	waitFor(t, 30*time.Second, "the sink to get the replayed message", func() bool { return sink.count() == 2 })
@@ -311,8 +350,7 @@ func TestUIWalkthrough(t *testing.T) {
 	b.typeInto("#trace-id", second)
 	b.clickText("Trace")
 	b.waitJS("the trace delivered", `document.querySelector("[data-testid=trace-state]")?.textContent === "delivered"`)
-	b.do(chromedp.Clear(chromedp.CSS("#trace-id")))
-	b.typeInto("#trace-id", first)
+	b.retype("#trace-id", first)
 	b.clickText("Trace")
 	b.waitJS("the first trace", fmt.Sprintf(`document.querySelector("[data-testid=trace]")?.textContent.includes(%q)`, first))
 
