@@ -425,3 +425,142 @@ func httpGet(url string) (getResult, error) {
 	return getResult{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"),
 		cache: resp.Header.Get("Cache-Control"), body: string(b)}, err
 }
+
+// key sends the key (kb.Enter, kb.Escape, kb.Tab...) to the focused element.
+func (b *browser) key(k string, opts ...chromedp.KeyOption) {
+	b.t.Helper()
+	b.do(chromedp.KeyEvent(k, opts...))
+}
+
+// tabTo presses Tab until the element sel has the focus, as a keyboard
+// user reaches a control; it fails when sel is not reachable that way.
+func (b *browser) tabTo(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	for range 60 {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		on, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)))
+		cancel()
+		if err != nil {
+			b.t.Fatalf("focus of %s: %v", sel, err)
+		}
+		if on {
+			return
+		}
+		b.key(kb.Tab)
+	}
+	b.t.Fatalf("%s is not reachable with Tab", sel)
+}
+
+// focusedIn reports whether the focus is inside the element sel.
+func (b *browser) focusedIn(sel string) bool {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	in, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!document.querySelector(%q)?.contains(document.activeElement)`, sel)))
+	if err != nil {
+		b.t.Fatalf("focus: %v", err)
+	}
+	return in
+}
+
+// TestUITenantsByKeyboard: an admin manages a tenant from the keyboard
+// alone (sign in, create, quotas, a second key), the dialogs keep the
+// focus and close on Escape; revoking a key and deleting the tenant ask
+// first, and Cancel leaves them be.
+func TestUITenantsByKeyboard(t *testing.T) {
+	in := startServe(t, t.TempDir(), freeAddr(t))
+	b := newBrowser(t, in)
+	b.waitJS("the sign-in form", `!!document.querySelector("#signin-key")`)
+
+	// Sign in: Tab to the key, type it, Enter.
+	b.tabTo("#signin-key")
+	b.do(chromedp.SendKeys(chromedp.CSS("#signin-key"), adminKey))
+	b.key(kb.Enter)
+	b.waitJS("signed in", `!!document.querySelector("nav[aria-label=Main]")`)
+
+	// The New tenant dialog: focus goes in, Tab and Shift+Tab stay in it,
+	// Escape closes it and gives the focus back.
+	b.tabTo(`[data-testid=new-tenant]`)
+	b.key(kb.Enter)
+	b.waitJS("the dialog's first field focused", `document.activeElement?.id === "tenant-name"`)
+	for i := range 8 {
+		if i < 5 {
+			b.key(kb.Tab)
+		} else {
+			b.key(kb.Tab, chromedp.KeyModifiers(kb.ModifierShift))
+		}
+		if !b.focusedIn("[role=dialog]") {
+			t.Fatalf("Tab %d left the dialog", i+1)
+		}
+	}
+	b.key(kb.Escape)
+	b.waitJS("the dialog closed", `!document.querySelector("[role=dialog]")`)
+	b.waitJS("the focus back on New tenant", `document.activeElement?.dataset.testid === "new-tenant"`)
+
+	// Create beta: type, Enter submits; the key dialog closes on Escape.
+	b.key(kb.Enter)
+	b.waitJS("the dialog", `document.activeElement?.id === "tenant-name"`)
+	b.do(chromedp.SendKeys(chromedp.CSS("#tenant-name"), "beta"))
+	b.key(kb.Enter)
+	key := strings.TrimSpace(b.text(`[data-testid=new-key]`))
+	b.key(kb.Escape)
+	b.waitJS("the key dialog closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusOK, nil)
+	if got := b.text(`[data-testid=usage-integrations]`); got != "0" {
+		t.Fatalf("integrations used %q, want 0", got)
+	}
+
+	// Quotas: Tab to the field, type, Enter saves; usage shows the limit.
+	b.tabTo("#quota-max_integrations")
+	b.do(chromedp.SendKeys(chromedp.CSS("#quota-max_integrations"), "3"))
+	b.key(kb.Enter)
+	b.waitJS("usage against the quota", `document.querySelector("[data-testid=usage-integrations]")?.textContent === "0 / 3"`)
+	var tenant struct {
+		Quotas struct {
+			MaxIntegrations int `json:"max_integrations"`
+		} `json:"quotas"`
+	}
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusOK, &tenant)
+	if tenant.Quotas.MaxIntegrations != 3 {
+		t.Fatalf("stored quota %+v, want max_integrations 3", tenant.Quotas)
+	}
+
+	// A second key, issued from the keyboard; it authenticates.
+	b.tabTo("#key-name")
+	b.do(chromedp.SendKeys(chromedp.CSS("#key-name"), "ci"))
+	b.key(kb.Enter)
+	second := strings.TrimSpace(b.text(`[data-testid=new-key]`))
+	if !strings.HasPrefix(second, "vrsk_") || second == key {
+		t.Fatalf("second key %q", second)
+	}
+	b.key(kb.Escape)
+	b.waitJS("two keys", `document.querySelectorAll("[data-key]").length === 2`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusOK, nil)
+
+	// Revoke it: Escape on the confirmation keeps it; Revoke revokes it.
+	id, _, _ := strings.Cut(strings.TrimPrefix(second, "vrsk_"), "_")
+	revoke := fmt.Sprintf(`button[aria-label="Revoke key %s"]`, id)
+	b.click(revoke)
+	b.waitJS("the confirmation", `!!document.querySelector("[role=dialog]")`)
+	b.key(kb.Escape)
+	b.waitJS("the confirmation closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusOK, nil)
+	b.click(revoke)
+	sel := chromedp.Search(`//*[@role="dialog"]//button[normalize-space()="Revoke"]`)
+	b.do(chromedp.WaitVisible(sel), chromedp.Click(sel))
+	b.waitJS("one key left", `document.querySelectorAll("[data-key]").length === 1`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusUnauthorized, nil)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusOK, nil)
+
+	// Delete the tenant: Cancel keeps it, Delete tenant deletes it.
+	b.clickText("Delete")
+	b.clickText("Cancel")
+	b.waitJS("the confirmation closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusOK, nil)
+	b.clickText("Delete")
+	b.clickText("Delete tenant")
+	b.waitJS("beta gone from the list", `!document.querySelector("[data-testid=tenant-list] a[href$='/beta']")`)
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusNotFound, nil)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusUnauthorized, nil)
+}
