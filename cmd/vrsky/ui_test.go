@@ -254,7 +254,8 @@ func TestUIServesBundle(t *testing.T) {
 // TestUIWalkthrough is the issue's acceptance: admin creates a tenant and
 // copies its key; the tenant builds webhook → jq → http with the wizard,
 // meets a validation error on its field, starts it, watches the counters,
-// replays a dead letter once the sink is back, traces a message, and
+// replays a dead letter once the sink is back, traces a message, edits
+// the integration in the wizard, and
 // searches and uploads in the marketplace.
 func TestUIWalkthrough(t *testing.T) {
 	in := startServe(t, t.TempDir(), freeAddr(t))
@@ -357,6 +358,25 @@ func TestUIWalkthrough(t *testing.T) {
 	// The integrations list shows the counters too.
 	b.do(chromedp.Navigate(in.url + "/ui/#/integrations"))
 	b.waitJS("the list's counters", `document.querySelector("[data-integration=orders] [data-testid=delivered]")?.textContent === "2"`)
+
+	// Edit it: the wizard opens on the stored spec; a changed step is stored.
+	b.do(chromedp.Navigate(in.url + "/ui/#/integrations/orders"))
+	b.clickText("Edit")
+	b.waitJS("the stored query in the form", `document.querySelector("#f-steps-0-config-query")?.value === "{order: .id, total: .amount}"`)
+	b.retype("#f-steps-0-config-query", "{order: .id}")
+	b.clickText("Save changes")
+	b.waitJS("back on the monitoring view", `location.hash === "#/integrations/orders" && !!document.querySelector("[data-testid=stat-in]")`)
+	var stored struct {
+		Spec struct {
+			Steps []struct {
+				Config map[string]any `json:"config"`
+			} `json:"steps"`
+		} `json:"spec"`
+	}
+	in.call("GET", "/api/v1/integrations/orders", key, "", "", http.StatusOK, &stored)
+	if len(stored.Spec.Steps) != 1 || stored.Spec.Steps[0].Config["query"] != "{order: .id}" {
+		t.Fatalf("edited spec stored as %+v", stored.Spec)
+	}
 
 	// Marketplace: search, then upload; a broken module is refused with the
 	// registry's reason.
