@@ -36,8 +36,10 @@ apt_install() {
 		SUDO=sudo
 	fi
 	export DEBIAN_FRONTEND=noninteractive
-	$SUDO apt-get update -qq
-	$SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	# ui/build.sh may be installing Node.js at the same time (make -j):
+	# wait for dpkg's lock rather than fail on it.
+	$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+	$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 have_initdb() {

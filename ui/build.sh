@@ -30,8 +30,10 @@ if ! command -v npm >/dev/null 2>&1; then
 	SUDO=
 	[ "$(id -u)" -ne 0 ] && SUDO=sudo
 	export DEBIAN_FRONTEND=noninteractive
-	$SUDO apt-get update -qq
-	$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	# scripts/test-deps.sh may be installing at the same time (make -j):
+	# wait for dpkg's lock rather than fail on it.
+	$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+	$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.vrsky-lock; then
@@ -40,8 +42,15 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 	cp package-lock.json node_modules/.vrsky-lock
 fi
 
+# Vite writes into .dist-new, and the finished bundle replaces dist with two
+# renames: a go build, vet or test running meanwhile (ui/embed.go embeds
+# dist) sees the old bundle or the new one, never a half-written one.
 say "building the bundle (vite build)"
-find dist -mindepth 1 ! -name .keep -delete 2>/dev/null || true
-npm run --silent build
-printf '%s\n' "$want" > dist/build-hash.txt
+rm -rf .dist-new .dist-old
+npm run --silent build -- --outDir .dist-new
+: > .dist-new/.keep
+printf '%s\n' "$want" > .dist-new/build-hash.txt
+[ -d dist ] && mv dist .dist-old
+mv .dist-new dist
+rm -rf .dist-old
 say "bundle built ($want)"

@@ -10,7 +10,7 @@ export default defineConfig({
   build: {
     outDir: "dist",
     // dist/.keep is committed so that go:embed compiles on a fresh clone;
-    // build.sh empties the rest.
+    // build.sh builds into a fresh folder and swaps it in.
     emptyOutDir: false,
     chunkSizeWarningLimit: 1024,
   },

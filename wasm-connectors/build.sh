@@ -25,8 +25,11 @@ for dir in wasm-connectors/*/; do
 		continue
 	fi
 	echo "wasm-connectors: building $name"
-	GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -trimpath -o "$out/$name.wasm.tmp" "./$dir"
-	mv "$out/$name.wasm.tmp" "$out/$name.wasm"
+	# The temporary file's name starts with a dot: package wasmconnectors
+	# embeds build/ (go:embed skips dot files), so a go build, vet or test
+	# running meanwhile never lists a file this rename takes away.
+	GOOS=wasip1 GOARCH=wasm "$GO" build -buildmode=c-shared -trimpath -o "$out/.tmp-$name.wasm" "./$dir"
+	mv "$out/.tmp-$name.wasm" "$out/$name.wasm"
 	echo "$sum" > "$stamp"
 	built=$((built + 1))
 done

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // The web UI's acceptance tests: Debian's chromium, headless, drives the
@@ -74,13 +75,30 @@ func newBrowser(t *testing.T, in *instance) *browser {
 			t.Errorf("browser console: %s", e)
 		}
 		if t.Failed() {
-			b.screenshot(filepath.Join(t.TempDir(), "failure.png"))
+			b.failureScreenshot()
 		}
 		cancel()
 		cancelAlloc()
 	})
 	b.do(chromedp.Navigate(in.url + "/ui/"))
 	return b
+}
+
+// failureScreenshot saves the page as failure.png in a folder of its own
+// under the system's temp dir, named after the test, that outlives the test
+// (t.TempDir is removed when the test ends), and logs where it is.
+func (b *browser) failureScreenshot() {
+	dir, err := os.MkdirTemp("", "vrsky-"+strings.ReplaceAll(b.t.Name(), "/", "_")+"-")
+	if err != nil {
+		b.t.Logf("screenshot: %v", err)
+		return
+	}
+	b.screenshot(filepath.Join(dir, "failure.png"))
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`)); err == nil {
+		b.t.Logf("the page's text:\n%s", text)
+	}
 }
 
 // screenshot saves the page as a PNG at path.
@@ -122,11 +140,10 @@ func (b *browser) waitJS(what, expr string) {
 		if err == nil {
 			return
 		}
-		// A navigation (the app's own redirects too) destroys the page's
-		// JavaScript context under a running poll: poll again in the new one.
-		if ctx.Err() == nil && (strings.Contains(err.Error(), "Cannot find context with specified id") ||
-			strings.Contains(err.Error(), "Execution context was destroyed")) {
-			time.Sleep(100 * time.Millisecond)
+		// A navigation (a reload, a new hash route's load) destroys the
+		// page's JavaScript context under a running poll: poll again in
+		// the new one.
+		if ctx.Err() == nil && (strings.Contains(err.Error(), "Cannot find context") || strings.Contains(err.Error(), "context was destroyed")) {
 			continue
 		}
 		b.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
@@ -158,17 +175,16 @@ func (b *browser) typeInto(sel, text string) {
 	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
-// clear empties the input sel so that React sees it (chromedp.Clear sets
-// the DOM value behind the back of React's state, and the next keys
-// append to the old text).
-func (b *browser) clear(sel string) {
+// retype replaces the text of the input sel as a user does: select it all,
+// Backspace, type. (chromedp.Clear sets the value behind React's back, and
+// React puts the old one back.)
+func (b *browser) retype(sel, text string) {
 	b.t.Helper()
-	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
-	js := fmt.Sprintf(`(() => { const el = document.querySelector(%q);
-		const proto = el instanceof HTMLTextAreaElement ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
-		Object.getOwnPropertyDescriptor(proto, "value").set.call(el, "");
-		el.dispatchEvent(new Event("input", {bubbles: true})); return el.value === ""; })()`, sel)
-	b.waitJS(sel+" empty", js)
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
+		chromedp.KeyEvent(kb.Backspace))
+	b.waitJS(sel+" empty", fmt.Sprintf(`document.querySelector(%q).value === ""`, sel))
+	b.typeInto(sel, text)
 }
 
 // choose picks the option value of the select sel, as a user does (a
@@ -238,7 +254,8 @@ func TestUIServesBundle(t *testing.T) {
 // TestUIWalkthrough is the issue's acceptance: admin creates a tenant and
 // copies its key; the tenant builds webhook → jq → http with the wizard,
 // meets a validation error on its field, starts it, watches the counters,
-// replays a dead letter once the sink is back, traces a message, and
+// replays a dead letter once the sink is back, traces a message, edits
+// the integration in the wizard, and
 // searches and uploads in the marketplace.
 func TestUIWalkthrough(t *testing.T) {
 	in := startServe(t, t.TempDir(), freeAddr(t))
@@ -294,8 +311,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatalf("validation error names field %q, want sinks[0].config.url", f)
 	}
 	b.waitJS("the url input highlighted", `document.querySelector("#f-sinks-0-config-url").getAttribute("aria-invalid") === "true"`)
-	b.clear("#f-sinks-0-config-url")
-	b.typeInto("#f-sinks-0-config-url", sink.srv.URL+"/in")
+	b.retype("#f-sinks-0-config-url", sink.srv.URL+"/in")
 	b.waitJS("the url in the form", fmt.Sprintf(`document.querySelector("[data-testid=yaml]").value.includes(%q)`, sink.srv.URL+"/in"))
 	b.clickText("Create integration")
 	b.waitJS("the monitoring view", `location.hash === "#/integrations/orders"`)
@@ -323,7 +339,7 @@ func TestUIWalkthrough(t *testing.T) {
 		t.Fatal("dead letter shows no message id")
 	}
 	sink.setOpen(true)
-	b.do(chromedp.Click(chromedp.Search(`//div[@role="dialog"]//button[normalize-space()="Replay"]`)))
+	b.clickText("Replay")
 	b.waitJS("two delivered", `document.querySelector("[data-testid=stat-delivered]")?.textContent === "2"`)
 	b.waitJS("the DLQ empty", `document.querySelector("[data-testid=stat-dlq]")?.textContent === "0"`)
 	waitFor(t, 30*time.Second, "the sink to get the replayed message", func() bool { return sink.count() == 2 })
@@ -335,14 +351,32 @@ func TestUIWalkthrough(t *testing.T) {
 	b.typeInto("#trace-id", second)
 	b.clickText("Trace")
 	b.waitJS("the trace delivered", `document.querySelector("[data-testid=trace-state]")?.textContent === "delivered"`)
-	b.clear("#trace-id")
-	b.typeInto("#trace-id", first)
+	b.retype("#trace-id", first)
 	b.clickText("Trace")
 	b.waitJS("the first trace", fmt.Sprintf(`document.querySelector("[data-testid=trace]")?.textContent.includes(%q)`, first))
 
 	// The integrations list shows the counters too.
 	b.do(chromedp.Navigate(in.url + "/ui/#/integrations"))
 	b.waitJS("the list's counters", `document.querySelector("[data-integration=orders] [data-testid=delivered]")?.textContent === "2"`)
+
+	// Edit it: the wizard opens on the stored spec; a changed step is stored.
+	b.do(chromedp.Navigate(in.url + "/ui/#/integrations/orders"))
+	b.clickText("Edit")
+	b.waitJS("the stored query in the form", `document.querySelector("#f-steps-0-config-query")?.value === "{order: .id, total: .amount}"`)
+	b.retype("#f-steps-0-config-query", "{order: .id}")
+	b.clickText("Save changes")
+	b.waitJS("back on the monitoring view", `location.hash === "#/integrations/orders" && !!document.querySelector("[data-testid=stat-in]")`)
+	var stored struct {
+		Spec struct {
+			Steps []struct {
+				Config map[string]any `json:"config"`
+			} `json:"steps"`
+		} `json:"spec"`
+	}
+	in.call("GET", "/api/v1/integrations/orders", key, "", "", http.StatusOK, &stored)
+	if len(stored.Spec.Steps) != 1 || stored.Spec.Steps[0].Config["query"] != "{order: .id}" {
+		t.Fatalf("edited spec stored as %+v", stored.Spec)
+	}
 
 	// Marketplace: search, then upload; a broken module is refused with the
 	// registry's reason.
@@ -410,4 +444,143 @@ func httpGet(url string) (getResult, error) {
 	b, err := io.ReadAll(resp.Body)
 	return getResult{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"),
 		cache: resp.Header.Get("Cache-Control"), body: string(b)}, err
+}
+
+// key sends the key (kb.Enter, kb.Escape, kb.Tab...) to the focused element.
+func (b *browser) key(k string, opts ...chromedp.KeyOption) {
+	b.t.Helper()
+	b.do(chromedp.KeyEvent(k, opts...))
+}
+
+// tabTo presses Tab until the element sel has the focus, as a keyboard
+// user reaches a control; it fails when sel is not reachable that way.
+func (b *browser) tabTo(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	for range 60 {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		on, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)))
+		cancel()
+		if err != nil {
+			b.t.Fatalf("focus of %s: %v", sel, err)
+		}
+		if on {
+			return
+		}
+		b.key(kb.Tab)
+	}
+	b.t.Fatalf("%s is not reachable with Tab", sel)
+}
+
+// focusedIn reports whether the focus is inside the element sel.
+func (b *browser) focusedIn(sel string) bool {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	in, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`!!document.querySelector(%q)?.contains(document.activeElement)`, sel)))
+	if err != nil {
+		b.t.Fatalf("focus: %v", err)
+	}
+	return in
+}
+
+// TestUITenantsByKeyboard: an admin manages a tenant from the keyboard
+// alone (sign in, create, quotas, a second key), the dialogs keep the
+// focus and close on Escape; revoking a key and deleting the tenant ask
+// first, and Cancel leaves them be.
+func TestUITenantsByKeyboard(t *testing.T) {
+	in := startServe(t, t.TempDir(), freeAddr(t))
+	b := newBrowser(t, in)
+	b.waitJS("the sign-in form", `!!document.querySelector("#signin-key")`)
+
+	// Sign in: Tab to the key, type it, Enter.
+	b.tabTo("#signin-key")
+	b.do(chromedp.SendKeys(chromedp.CSS("#signin-key"), adminKey))
+	b.key(kb.Enter)
+	b.waitJS("signed in", `!!document.querySelector("nav[aria-label=Main]")`)
+
+	// The New tenant dialog: focus goes in, Tab and Shift+Tab stay in it,
+	// Escape closes it and gives the focus back.
+	b.tabTo(`[data-testid=new-tenant]`)
+	b.key(kb.Enter)
+	b.waitJS("the dialog's first field focused", `document.activeElement?.id === "tenant-name"`)
+	for i := range 8 {
+		if i < 5 {
+			b.key(kb.Tab)
+		} else {
+			b.key(kb.Tab, chromedp.KeyModifiers(kb.ModifierShift))
+		}
+		if !b.focusedIn("[role=dialog]") {
+			t.Fatalf("Tab %d left the dialog", i+1)
+		}
+	}
+	b.key(kb.Escape)
+	b.waitJS("the dialog closed", `!document.querySelector("[role=dialog]")`)
+	b.waitJS("the focus back on New tenant", `document.activeElement?.dataset.testid === "new-tenant"`)
+
+	// Create beta: type, Enter submits; the key dialog closes on Escape.
+	b.key(kb.Enter)
+	b.waitJS("the dialog", `document.activeElement?.id === "tenant-name"`)
+	b.do(chromedp.SendKeys(chromedp.CSS("#tenant-name"), "beta"))
+	b.key(kb.Enter)
+	key := strings.TrimSpace(b.text(`[data-testid=new-key]`))
+	b.key(kb.Escape)
+	b.waitJS("the key dialog closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusOK, nil)
+	if got := b.text(`[data-testid=usage-integrations]`); got != "0" {
+		t.Fatalf("integrations used %q, want 0", got)
+	}
+
+	// Quotas: Tab to the field, type, Enter saves; usage shows the limit.
+	b.tabTo("#quota-max_integrations")
+	b.do(chromedp.SendKeys(chromedp.CSS("#quota-max_integrations"), "3"))
+	b.key(kb.Enter)
+	b.waitJS("usage against the quota", `document.querySelector("[data-testid=usage-integrations]")?.textContent === "0 / 3"`)
+	var tenant struct {
+		Quotas struct {
+			MaxIntegrations int `json:"max_integrations"`
+		} `json:"quotas"`
+	}
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusOK, &tenant)
+	if tenant.Quotas.MaxIntegrations != 3 {
+		t.Fatalf("stored quota %+v, want max_integrations 3", tenant.Quotas)
+	}
+
+	// A second key, issued from the keyboard; it authenticates.
+	b.tabTo("#key-name")
+	b.do(chromedp.SendKeys(chromedp.CSS("#key-name"), "ci"))
+	b.key(kb.Enter)
+	second := strings.TrimSpace(b.text(`[data-testid=new-key]`))
+	if !strings.HasPrefix(second, "vrsk_") || second == key {
+		t.Fatalf("second key %q", second)
+	}
+	b.key(kb.Escape)
+	b.waitJS("two keys", `document.querySelectorAll("[data-key]").length === 2`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusOK, nil)
+
+	// Revoke it: Escape on the confirmation keeps it; Revoke revokes it.
+	id, _, _ := strings.Cut(strings.TrimPrefix(second, "vrsk_"), "_")
+	revoke := fmt.Sprintf(`button[aria-label="Revoke key %s"]`, id)
+	b.click(revoke)
+	b.waitJS("the confirmation", `!!document.querySelector("[role=dialog]")`)
+	b.key(kb.Escape)
+	b.waitJS("the confirmation closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusOK, nil)
+	b.click(revoke)
+	sel := chromedp.Search(`//*[@role="dialog"]//button[normalize-space()="Revoke"]`)
+	b.do(chromedp.WaitVisible(sel), chromedp.Click(sel))
+	b.waitJS("one key left", `document.querySelectorAll("[data-key]").length === 1`)
+	in.call("GET", "/api/v1/integrations", second, "", "", http.StatusUnauthorized, nil)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusOK, nil)
+
+	// Delete the tenant: Cancel keeps it, Delete tenant deletes it.
+	b.clickText("Delete")
+	b.clickText("Cancel")
+	b.waitJS("the confirmation closed", `!document.querySelector("[role=dialog]")`)
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusOK, nil)
+	b.clickText("Delete")
+	b.clickText("Delete tenant")
+	b.waitJS("beta gone from the list", `!document.querySelector("[data-testid=tenant-list] a[href$='/beta']")`)
+	in.call("GET", "/api/v1/tenants/beta", adminKey, "", "", http.StatusNotFound, nil)
+	in.call("GET", "/api/v1/integrations", key, "", "", http.StatusUnauthorized, nil)
 }

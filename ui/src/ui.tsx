@@ -78,15 +78,39 @@ export function CopyButton({ text, label = "Copy" }: { text: string; label?: str
   );
 }
 
-// Modal is a dialog that takes focus and closes on Escape.
+const focusable = "a[href], input:not([disabled]), select:not([disabled]), textarea:not([disabled]), button:not([disabled]), summary, [tabindex]:not([tabindex='-1'])";
+
+// Modal is a dialog that takes focus, keeps it (Tab and Shift+Tab cycle
+// through its controls), closes on Escape and gives focus back on close.
+// Only the topmost dialog answers the keys, so a confirmation over a
+// dialog closes alone.
 export function Modal({ title, onClose, children }: { title: string; onClose: () => void; children: ReactNode }) {
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const prev = document.activeElement as HTMLElement | null;
-    const first = ref.current?.querySelector<HTMLElement>("input, select, textarea, button");
+    const controls = () => [...(ref.current?.querySelectorAll<HTMLElement>(focusable) ?? [])];
+    // The first form control, else the first control past the Close button.
+    const first = ref.current?.querySelector<HTMLElement>("input, select, textarea") ?? controls()[1] ?? controls()[0];
     first?.focus();
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape") onClose();
+      const dialogs = document.querySelectorAll("[role=dialog]");
+      if (dialogs[dialogs.length - 1] !== ref.current) return;
+      if (e.key === "Escape") {
+        e.preventDefault();
+        onClose();
+        return;
+      }
+      if (e.key !== "Tab") return;
+      const c = controls();
+      if (c.length === 0) return;
+      const i = c.indexOf(document.activeElement as HTMLElement);
+      if (e.shiftKey && i <= 0) {
+        e.preventDefault();
+        c[c.length - 1].focus();
+      } else if (!e.shiftKey && (i === -1 || i === c.length - 1)) {
+        e.preventDefault();
+        c[0].focus();
+      }
     };
     document.addEventListener("keydown", onKey);
     return () => {

@@ -31,7 +31,7 @@ export default function Tenants({ client, selected }: { client: Client; selected
     <div className="grid gap-4 md:grid-cols-[16rem_1fr]">
       {admin && (
         <div>
-          <Card title="Tenants" actions={<Button variant="primary" onClick={() => setCreating(true)}>New tenant</Button>}>
+          <Card title="Tenants" actions={<Button variant="primary" data-testid="new-tenant" onClick={() => setCreating(true)}>New tenant</Button>}>
             <ErrorBox error={err} />
             {tenants.length === 0 && <p className="text-sm text-slate-600">No tenants yet.</p>}
             <ul className="divide-y divide-slate-100" data-testid="tenant-list">
@@ -218,7 +218,7 @@ function TenantDetail({ client, name, onSecret, onDeleted, onSaved }: { client: 
       >
         <ErrorBox error={err} />
         <dl className="mb-4 grid grid-cols-2 gap-2 text-sm sm:grid-cols-4">
-          <Stat label="Integrations" value={`${u?.integrations ?? "?"}${tenant.quotas.max_integrations ? " / " + tenant.quotas.max_integrations : ""}`} />
+          <Stat label="Integrations" testid="usage-integrations" value={`${u?.integrations ?? "?"}${tenant.quotas.max_integrations ? " / " + tenant.quotas.max_integrations : ""}`} />
           <Stat label="Storage" value={`${fmtBytes(u?.storage_bytes)}${tenant.quotas.max_storage_bytes ? " / " + fmtBytes(tenant.quotas.max_storage_bytes) : ""}`} />
           <Stat label="Streams" value={String(u?.streams ?? "?")} />
           <Stat label="Placement" value={tenant.placement || "shared"} />
@@ -263,7 +263,7 @@ function TenantDetail({ client, name, onSecret, onDeleted, onSaved }: { client: 
           </thead>
           <tbody>
             {keys.map((k) => (
-              <tr key={k.id} className="border-b border-slate-100">
+              <tr key={k.id} className="border-b border-slate-100" data-key={k.id}>
                 <td className="py-1 font-mono text-xs">{k.id}</td>
                 <td>{k.name}</td>
                 <td className="hidden sm:table-cell">{fmtTime(k.created_at)}</td>
@@ -305,7 +305,7 @@ function TenantDetail({ client, name, onSecret, onDeleted, onSaved }: { client: 
         >
           <label className="text-sm">
             <span className="mb-1 block font-medium">Key name (optional)</span>
-            <input className={inputCls} value={keyName} onChange={(e) => setKeyName(e.target.value)} />
+            <input id="key-name" className={inputCls} value={keyName} onChange={(e) => setKeyName(e.target.value)} />
           </label>
           <Button type="submit" variant="primary">
             Issue key
