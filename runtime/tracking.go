@@ -389,8 +389,9 @@ func (t *tracker) read(ctx context.Context, filter string) ([]StageRecord, error
 	// By time, except that a message's acceptance comes first: it is
 	// recorded once its publish is acknowledged, and a stage on another
 	// goroutine (or node, with its own clock) may record its turn before.
+	accepted := stageAccepted.String()
 	sort.SliceStable(recs, func(i, j int) bool {
-		ai, aj := recs[i].Stage == stageAccepted.String(), recs[j].Stage == stageAccepted.String()
+		ai, aj := recs[i].Stage == accepted, recs[j].Stage == accepted
 		if ai != aj {
 			return ai
 		}
