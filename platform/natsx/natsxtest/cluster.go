@@ -2,6 +2,7 @@ package natsxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -46,7 +47,26 @@ func StartCluster(t testing.TB, n int) *Cluster {
 // NewCluster is StartCluster for a program (the load driver's -nodes
 // runs): its stores go under dir, and Shutdown stops it. On an error the
 // servers started are shut down.
-func NewCluster(dir string, n int) (c *Cluster, err error) {
+//
+// The route ports are picked free and then bound by the servers, so another
+// process can take one in between; a cluster whose listeners do not come up
+// is started again on new ports, up to three times.
+func NewCluster(dir string, n int) (*Cluster, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var c *Cluster
+		c, err = newCluster(filepath.Join(dir, fmt.Sprintf("try%d", attempt)), n)
+		if !errors.Is(err, errListen) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+// errListen marks a node whose listeners did not come up.
+var errListen = errors.New("listeners not up")
+
+func newCluster(dir string, n int) (c *Cluster, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -102,7 +122,7 @@ func NewCluster(dir string, n int) (c *Cluster, err error) {
 	}
 	for _, s := range c.Servers {
 		if !s.ReadyForConnections(30 * time.Second) {
-			return c, fmt.Errorf("cluster node %s not ready", s.Name())
+			return c, fmt.Errorf("cluster node %s not ready after 30s: %w (a route port taken since it was picked?)", s.Name(), errListen)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
