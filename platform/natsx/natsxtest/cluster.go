@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +96,7 @@ func newCluster(dir string, n int) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
+	var fatals []*fatalLog
 	for i := range n {
 		opts := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -117,12 +119,20 @@ func newCluster(dir string, n int) (c *Cluster, err error) {
 		if err != nil {
 			return c, fmt.Errorf("cluster node %d: %w", i+1, err)
 		}
+		fatal := &fatalLog{}
+		s.SetLogger(fatal, false, false)
+		fatals = append(fatals, fatal)
 		go s.Start()
 		c.Servers = append(c.Servers, s)
 	}
-	for _, s := range c.Servers {
-		if !s.ReadyForConnections(30 * time.Second) {
-			return c, fmt.Errorf("cluster node %s not ready after 30s: %w (a route port taken since it was picked?)", s.Name(), errListen)
+	listenBy := time.Now().Add(30 * time.Second)
+	for i, s := range c.Servers {
+		// A listener that cannot bind logs a fatal error at once: give up
+		// on these ports then rather than at the deadline.
+		for !s.ReadyForConnections(100 * time.Millisecond) {
+			if fatals[i].failed() || time.Now().After(listenBy) {
+				return c, fmt.Errorf("cluster node %s not ready (%s): %w", s.Name(), fatals[i].last(), errListen)
+			}
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -142,6 +152,41 @@ func newCluster(dir string, n int) (c *Cluster, err error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// fatalLog is a nats-server logger that keeps only the last fatal error
+// (a listener that could not bind), for the error that says a node did
+// not come up.
+type fatalLog struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (l *fatalLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msg = fmt.Sprintf(format, v...)
+}
+
+func (l *fatalLog) failed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg != ""
+}
+
+func (l *fatalLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msg == "" {
+		return "no error logged"
+	}
+	return l.msg
+}
+
+func (*fatalLog) Noticef(string, ...any) {}
+func (*fatalLog) Warnf(string, ...any)   {}
+func (*fatalLog) Errorf(string, ...any)  {}
+func (*fatalLog) Debugf(string, ...any)  {}
+func (*fatalLog) Tracef(string, ...any)  {}
 
 // Shutdown stops every server that still runs and waits for them.
 func (c *Cluster) Shutdown() {
