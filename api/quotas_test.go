@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,4 +381,52 @@ func testStorageQuota(t *testing.T, quota int64, size int, paced bool, first []i
 		down.waitDelivered(t, 30*time.Second, "acme, after recovery", []string{again})
 	})
 	up.waitDelivered(t, 30*time.Second, "globex", globex)
+}
+
+// TestRateQuotaRefusesABatchWhole: a webhook batch takes its messages
+// from acme's rate quota at once: one that fits is accepted, the next,
+// over what is left, is refused with 429 naming the quota and stores
+// none of its messages; a batch over the whole quota says so.
+//
+// Checked against the feature: with the quota admitted per message (as
+// before batches), the second batch stored the messages that fitted and
+// the sink got more than the first batch's.
+func TestRateQuotaRefusesABatchWhole(t *testing.T) {
+	e := newQuotaEnv(t)
+	sink := newHookSink(t)
+	key := e.createTenant("acme")
+	const perSecond = 5
+	e.must(http.StatusOK, req{method: "PATCH", path: "/api/v1/tenants/acme", key: testAdminKey,
+		body: map[string]any{"quotas": map[string]any{"max_messages_per_second": perSecond}}})
+	e.createIntegration(key, strings.Replace(webhookSpec("orders", "orders", sink.URL), "{path: orders}", "{path: orders, batch: {format: ndjson}}", 1))
+	e.must(http.StatusOK, req{method: "POST", path: "/api/v1/integrations/orders/start", key: key})
+	post := func(n int) resp {
+		return e.do(req{method: "POST", path: "/hooks/acme/orders", body: []byte(strings.Repeat("{\"order\":1}\n", n)), contentType: "application/x-ndjson"})
+	}
+
+	first := post(perSecond - 1)
+	if first.status != http.StatusAccepted {
+		t.Fatalf("a batch within the quota answered %d\n%s", first.status, first.raw)
+	}
+	conforms(t, "HookBatchAccepted", first.raw)
+	var ids struct{ IDs []string }
+	if err := json.Unmarshal(first.raw, &ids); err != nil || len(ids.IDs) != perSecond-1 {
+		t.Fatalf("answer %s: %v", first.raw, err)
+	}
+	second := post(perSecond) // one token is left; the refill in between is far from five
+	refusedFor(t, second, runtime.QuotaMessagesPerSecond, http.StatusTooManyRequests)
+	whole := post(perSecond + 1)
+	refusedFor(t, whole, runtime.QuotaMessagesPerSecond, http.StatusTooManyRequests)
+	if !strings.Contains(string(whole.raw), "batch of 6 messages") {
+		t.Errorf("a batch over the whole quota: %s, want it named", whole.raw)
+	}
+
+	sink.waitDelivered(t, 30*time.Second, "acme", ids.IDs)
+	time.Sleep(time.Second) // anything the refused batches stored would arrive by now
+	sink.mu.Lock()
+	n := len(sink.got)
+	sink.mu.Unlock()
+	if n != perSecond-1 {
+		t.Fatalf("the sink got %d messages, want only the %d of the accepted batch", n, perSecond-1)
+	}
 }

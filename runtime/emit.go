@@ -24,6 +24,9 @@ func (p *pipeline) Emit(ctx context.Context, msg *Message) error {
 		_, err := p.emitDirect(ctx, []*Message{msg})
 		return err
 	}
+	if err := p.admitted(ctx, 1); err != nil {
+		return err
+	}
 	nm, sp, err := p.prepare(ctx, msg)
 	if err != nil {
 		return err
@@ -41,6 +44,9 @@ func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
 		_, err := p.emitDirect(ctx, msgs)
 		return err
 	}
+	if err := p.admitted(ctx, len(msgs)); err != nil {
+		return err
+	}
 	futs := make([]jetstream.PubAckFuture, 0, len(msgs)) // futs[i] is msgs[i]'s
 	var spans []span                                     // spans[i] is msgs[i]'s ingest span; nil when tracing is off
 	var first error
@@ -54,7 +60,7 @@ func (p *pipeline) EmitBatch(ctx context.Context, msgs []*Message) error {
 		}
 		var f jetstream.PubAckFuture
 		if err == nil {
-			f, err = p.conn.JS.PublishMsgAsync(nm)
+			f, err = publishAsync(ctx, p.conn.JS, nm)
 		}
 		if err != nil {
 			first = p.accepted(msg, err)
@@ -142,6 +148,9 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string,
 			sp.end(err)
 		}
 	}()
+	if err := p.admitted(ctx, len(msgs)); err != nil {
+		return nil, err
+	}
 	for i, msg := range msgs {
 		_, sp, err := p.prepare(ctx, msg)
 		if err != nil {
@@ -164,7 +173,7 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string,
 			}
 		}
 		for _, r := range targets {
-			f, err := p.conn.JS.PublishMsgAsync(r.outMsg(msg))
+			f, err := publishAsync(ctx, p.conn.JS, r.outMsg(msg))
 			if err != nil {
 				return nil, p.accepted(msg, err)
 			}
@@ -200,6 +209,20 @@ func (p *pipeline) emitDirect(ctx context.Context, msgs []*Message) (_ []string,
 	return statuses, nil
 }
 
+// admitted checks what an emit of n messages must pass before any is
+// published: the integration's room (backpressure), the tenant not
+// moving, and its rate quota. A batch passes or is refused whole, so a
+// refused request has stored nothing.
+func (p *pipeline) admitted(ctx context.Context, n int) error {
+	if err := p.backpressure(); err != nil {
+		return err
+	}
+	if p.e.isPaused(p.tenant) {
+		return ErrMoving
+	}
+	return p.admit(ctx, n)
+}
+
 // headerReply carries EmitWait's reply subject to the input stage; it is
 // not passed on to sinks.
 const headerReply = "Vrsky-Reply"
@@ -208,15 +231,6 @@ const headerReply = "Vrsky-Reply"
 // claim-checks a large payload. The ingest span it returns, zero when
 // tracing is off, is the caller's to end once msg is durable or refused.
 func (p *pipeline) prepare(ctx context.Context, msg *Message) (*nats.Msg, span, error) {
-	if err := p.backpressure(); err != nil {
-		return nil, span{}, err
-	}
-	if p.e.isPaused(p.tenant) {
-		return nil, span{}, ErrMoving
-	}
-	if err := p.admit(ctx, 1); err != nil {
-		return nil, span{}, err
-	}
 	if msg.ID == "" {
 		msg.ID = NewID()
 	}

@@ -85,7 +85,7 @@ func (p *pipeline) processIn(batch []jetstream.Msg) {
 				break
 			}
 			for _, r := range targets {
-				f, err := p.conn.JS.PublishMsgAsync(r.outMsg(out))
+				f, err := publishAsync(p.ctx, p.conn.JS, r.outMsg(out))
 				if err != nil {
 					it.err = err
 					break

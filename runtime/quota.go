@@ -89,19 +89,23 @@ func (e *Engine) limiter(ctx context.Context, tenant string) *rate.Limiter {
 	return tr.lim
 }
 
-// admit applies the tenant's rate quota to n messages a source emits: a
-// push source (push) is refused with a QuotaError when the rate is
-// exceeded, any other waits for its turn.
+// admit applies the tenant's rate quota to n messages a source emits at
+// once: a push source (push) is refused with a QuotaError when the rate
+// is exceeded, for all n or none, any other waits for its turn.
 func (p *pipeline) admit(ctx context.Context, n int) error {
 	lim := p.e.limiter(ctx, p.tenant)
 	if lim == nil {
 		return nil
 	}
 	if !p.push {
-		if n > lim.Burst() {
-			n = lim.Burst()
+		for n > 0 { // a batch over the burst waits its turn in bursts
+			k := min(n, lim.Burst())
+			if err := lim.WaitN(ctx, k); err != nil {
+				return err
+			}
+			n -= k
 		}
-		return lim.WaitN(ctx, n)
+		return nil
 	}
 	res := lim.ReserveN(time.Now(), n)
 	if !res.OK() || res.Delay() > 0 {
@@ -110,9 +114,13 @@ func (p *pipeline) admit(ctx context.Context, n int) error {
 			retry = res.Delay()
 			res.Cancel()
 		}
+		reason := fmt.Sprintf("tenant %s is over its quota of %d messages per second", p.tenant, lim.Burst())
+		if n > lim.Burst() {
+			reason = fmt.Sprintf("a batch of %d messages is more than tenant %s's quota of %d messages per second lets through at once; send smaller batches", n, p.tenant, lim.Burst())
+		}
 		return &QuotaError{
 			Quota:      QuotaMessagesPerSecond,
-			Reason:     fmt.Sprintf("tenant %s is over its quota of %d messages per second", p.tenant, lim.Burst()),
+			Reason:     reason,
 			RetryAfter: time.Duration(math.Ceil(retry.Seconds())) * time.Second,
 		}
 	}

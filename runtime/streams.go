@@ -209,6 +209,22 @@ func (p *pipeline) toMessage(m jetstream.Msg) *Message {
 	return msg
 }
 
+// publishAsync publishes m without waiting for its acknowledgement. When
+// the connection already has nats.go's most acknowledgements pending
+// (4,000), it waits for room until ctx's deadline, or stallWait without
+// one, instead of nats.go's 200 ms: a burst of batches (a webhook's, a
+// stage's outputs) is slowed by the window, not failed by it.
+func publishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (jetstream.PubAckFuture, error) {
+	wait := stallWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(dl), time.Millisecond)
+	}
+	return js.PublishMsgAsync(m, jetstream.WithStallWait(wait))
+}
+
+// stallWait bounds publishAsync's wait for room without a deadline.
+const stallWait = 10 * time.Second
+
 // awaitAcks waits for the acknowledgements of futs, in order, and calls
 // acked(i, err) for each as it comes: err is nil once JetStream has stored
 // futs[i]'s message, else the publish's error. acked returns false to

@@ -7,7 +7,9 @@
 // Idempotency-Key as the message id, 429 on back-pressure. By default it
 // answers 202 once the message is durable; in sync mode it waits for the
 // steps and answers with what they made of the message (200 passed or
-// filtered, 422 failed, 202 pending).
+// filtered, 422 failed, 202 pending). With `batch` a request carries
+// many messages, NDJSON or a JSON array, stored with one wait and answered
+// with their ids.
 //
 // The http sink (Sink) delivers each message as a request, or, with
 // `batch`, a batch as one JSON array (then it is a runtime.BatchSink). The

@@ -72,7 +72,36 @@ type WebhookConfig struct {
 	// SyncTimeout bounds that wait; default 10s. The API's hook timeout
 	// (30s by default) bounds it too.
 	SyncTimeout connector.Duration `json:"sync_timeout,omitempty"`
+	// Batch, when set, makes each request carry many messages (see
+	// WebhookBatch).
+	Batch *WebhookBatch `json:"batch,omitempty"`
 }
+
+// WebhookBatch lets one request carry many messages: the body is split
+// into one message per JSON value, all stored with one wait for
+// JetStream, and the 202 lists their ids in order.
+type WebhookBatch struct {
+	// Format is how the body holds the messages: "ndjson" (one JSON
+	// value per line) or "json-array" (a JSON array of them).
+	Format string `json:"format"`
+	// MaxMessages refuses requests with more messages (413); default and
+	// most 1000.
+	MaxMessages int `json:"max_messages,omitempty"`
+}
+
+// Batch formats.
+const (
+	BatchNDJSON    = "ndjson"
+	BatchJSONArray = "json-array"
+)
+
+// maxBatchMessages bounds a batch request: its publishes are in flight at
+// once, within the NATS client's window of pending acknowledgements.
+const maxBatchMessages = 1000
+
+// defaultBatchBodyBytes bounds a batch body, held in memory to be split,
+// when max_body_bytes does not.
+const defaultBatchBodyBytes = 8 << 20
 
 type webhook struct {
 	cfg    WebhookConfig
@@ -92,6 +121,19 @@ func newWebhook(c WebhookConfig, env connector.Env) (*webhook, error) {
 	}
 	if c.SyncTimeout == 0 {
 		c.SyncTimeout = connector.Duration(10 * time.Second)
+	}
+	if b := c.Batch; b != nil {
+		switch {
+		case b.Format != BatchNDJSON && b.Format != BatchJSONArray:
+			return nil, &connector.SpecError{Field: "batch.format", Reason: fmt.Sprintf("%q is not a batch format; want %s or %s", b.Format, BatchNDJSON, BatchJSONArray)}
+		case b.MaxMessages < 0 || b.MaxMessages > maxBatchMessages:
+			return nil, &connector.SpecError{Field: "batch.max_messages", Reason: fmt.Sprintf("must be between 1 and %d", maxBatchMessages)}
+		case c.Sync:
+			return nil, &connector.SpecError{Field: "batch", Reason: "cannot be combined with sync: a sync answer is one message's outcome"}
+		}
+		if b.MaxMessages == 0 {
+			b.MaxMessages = maxBatchMessages
+		}
 	}
 	w := &webhook{cfg: c, env: env}
 	if c.SecretEnv != "" {
@@ -178,6 +220,9 @@ func (w *webhook) serve(ctx context.Context, emit connector.Emitter, req *connec
 		if ts := req.Header.Get(connector.HeaderTracestate); ts != "" {
 			h.Set(connector.HeaderTracestate, ts)
 		}
+	}
+	if w.cfg.Batch != nil {
+		return w.serveBatch(ctx, emit, req, body, h)
 	}
 	msg := &connector.Message{ID: idempotencyKey(req.Header.Get("Idempotency-Key")), Header: h, Data: req.Body}
 	if body != nil {

@@ -140,11 +140,11 @@ func benchVrsky(ctx context.Context, cfg *config, bin, tmp string, rep *report) 
 	if err := proc.waitReady(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	hookURL, tc, err := setupIntegration(ctx, proc.base, adminKey, snk.URL(), cfg.steps, cfg.sinkBatch)
+	hookURL, tc, err := setupIntegration(ctx, proc.base, adminKey, snk.URL(), cfg.steps, cfg.sinkBatch, cfg.ingestBatch)
 	if err != nil {
 		return err
 	}
-	target := loadTarget{url: hookURL, clients: cfg.clients, timeout: 10 * time.Second, wantID: true, rate: cfg.rate, namedIDs: cfg.sinkBatch > 0}
+	target := loadTarget{url: hookURL, clients: cfg.clients, timeout: 10 * time.Second, wantID: true, rate: cfg.rate, namedIDs: cfg.sinkBatch > 0, batch: cfg.ingestBatch}
 	var seq atomic.Int64
 
 	// Warm up, then let the sink catch up so the window starts clean.

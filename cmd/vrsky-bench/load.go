@@ -35,6 +35,11 @@ type loadTarget struct {
 	// rate, when positive, caps the requests per second of all clients
 	// together: request k is not sent before start + k/rate.
 	rate float64
+	// batch, when positive, makes each request carry this many orders as
+	// NDJSON (a webhook with batch.format ndjson); accepted counts
+	// messages, and their ids come from the answer's "ids", or are
+	// o-<order_id> with namedIDs (what a batch sink finds again).
+	batch int
 }
 
 // pacer hands out send times at a fixed rate; a nil pacer never waits.
@@ -226,16 +231,23 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 	req.SetRequestURI(target.url)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
-	body := make([]byte, 0, bodySize)
+	per := max(1, target.batch)
+	body := make([]byte, 0, per*(bodySize+1))
 	var key []byte
 	for ctx.Err() == nil && clk.now() < deadline {
 		if !pc.wait(ctx, clk, deadline) {
 			break
 		}
-		n := seq.Add(1)
-		body = appendOrder(body[:0], n)
+		n := seq.Add(int64(per)) - int64(per) + 1 // this request's first order
+		body = body[:0]
+		for k := range int64(per) {
+			body = appendOrder(body, n+k)
+			if target.batch > 0 {
+				body = append(body, '\n')
+			}
+		}
 		req.SetBody(body)
-		if target.namedIDs {
+		if target.namedIDs && target.batch == 0 {
 			key = strconv.AppendInt(append(key[:0], "o-"...), n, 10)
 			req.Header.SetBytesV("Idempotency-Key", key)
 		}
@@ -259,9 +271,13 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 			continue
 		}
 		at := clk.now()
-		w.accepted++
+		w.accepted += int64(per)
 		w.latency.Record(lat)
 		if !target.wantID {
+			continue
+		}
+		if target.batch > 0 {
+			w.acceptBatch(resp.Body(), n, per, target.namedIDs, at)
 			continue
 		}
 		id := string(resp.Header.Peek("Vrsky-Msg-Id"))
@@ -279,6 +295,29 @@ func runClient(ctx context.Context, clk *clock, hc *fasthttp.HostClient, target 
 		w.accepts = append(w.accepts, acceptance{id: id, at: at})
 	}
 	return w
+}
+
+// acceptBatch records the per messages of an accepted batch whose first
+// order is first: as o-<order_id> with named (a batch sink's key), else
+// by the ids of the answer body, {"ids":[…]}.
+func (w *loadResult) acceptBatch(body []byte, first int64, per int, named bool, at int64) {
+	if named {
+		for k := range int64(per) {
+			w.accepts = append(w.accepts, acceptance{id: "o-" + strconv.FormatInt(first+k, 10), at: at})
+		}
+		return
+	}
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	_ = json.Unmarshal(body, &out)
+	if len(out.IDs) != per {
+		w.noID += int64(per)
+		return
+	}
+	for _, id := range out.IDs {
+		w.accepts = append(w.accepts, acceptance{id: id, at: at})
+	}
 }
 
 func pause(ctx context.Context, d time.Duration) {

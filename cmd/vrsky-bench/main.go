@@ -56,6 +56,7 @@ type config struct {
 	rate           float64
 	steps          bool
 	sinkBatch      int
+	ingestBatch    int
 	natsSync       string
 	vrsky          string
 	jsonOut        bool
@@ -90,6 +91,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive load clients")
 	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
 	fs.IntVar(&c.sinkBatch, "sink-batch", 0, "give the integration's http sink batch.max_messages N (JSON arrays of up to N payloads a request); the clients then name each message by an Idempotency-Key the bench sink finds again in the array's order_id fields")
+	fs.IntVar(&c.ingestBatch, "ingest-batch", 0, "give the integration's webhook batch {format: ndjson, max_messages: N} and have each client request carry N orders, one per line; rates count messages, the ingest latency is the request's")
 	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration (with -payload-mib: the csv converter, reading the payload by reference)")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
@@ -133,6 +135,10 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-nodes is a separate run")
 	case c.sinkBatch < 0 || c.sinkBatch > 10000:
 		return nil, errors.New("-sink-batch must be between 0 (no batching) and 10000")
+	case c.ingestBatch < 0 || c.ingestBatch > 1000:
+		return nil, errors.New("-ingest-batch must be between 0 (one message a request) and 1000 (the webhook's most)")
+	case c.ingestBatch > 0 && (c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0 || c.accounts):
+		return nil, errors.New("-ingest-batch applies to the webhook load test and -nodes")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":

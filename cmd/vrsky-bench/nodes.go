@@ -100,7 +100,7 @@ func nodesRun(ctx context.Context, cfg *config, bin, tmp string, cluster *natsxt
 		}
 	}
 	tenant := fmt.Sprintf("nodes%d", k)
-	tc, err := setupTenantSpec(ctx, procs[0].base, adminKey, tenant, benchIntegration, integrationSpec(snk.URL(), cfg.steps, cfg.sinkBatch))
+	tc, err := setupTenantSpec(ctx, procs[0].base, adminKey, tenant, benchIntegration, integrationSpec(snk.URL(), cfg.steps, cfg.sinkBatch, cfg.ingestBatch))
 	if err != nil {
 		return r, err
 	}
@@ -109,7 +109,7 @@ func nodesRun(ctx context.Context, cfg *config, bin, tmp string, cluster *natsxt
 	}()
 	// The other nodes start it at their next reconcile.
 	clients := make([]*apiClient, k)
-	target := loadTarget{clients: cfg.clients, timeout: 10 * time.Second, wantID: true, rate: cfg.rate}
+	target := loadTarget{clients: cfg.clients, timeout: 10 * time.Second, wantID: true, rate: cfg.rate, namedIDs: cfg.sinkBatch > 0, batch: cfg.ingestBatch}
 	for i, p := range procs {
 		clients[i] = &apiClient{base: p.base, key: tc.key, hc: tc.hc}
 		target.urls = append(target.urls, p.base+"/hooks/"+tenant+"/"+benchHookPath)

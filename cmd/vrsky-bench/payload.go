@@ -55,7 +55,7 @@ func benchPayload(ctx context.Context, cfg *config, bin, tmp string) error {
 		return err
 	}
 	sinkURL := "http://" + ln.Addr().String() + "/"
-	spec, makeBody, shape := integrationSpec(sinkURL, false, 0), jsonString, "webhook → claim-check → http sink"
+	spec, makeBody, shape := integrationSpec(sinkURL, false, 0, 0), jsonString, "webhook → claim-check → http sink"
 	if cfg.steps {
 		spec, makeBody, shape = csvIntegrationSpec(sinkURL), csvFile, "webhook → csv step (by reference) → http sink"
 	}

@@ -35,6 +35,9 @@ func (r *report) print(w io.Writer) {
 	if c.steps {
 		steps = "webhook → JetStream → Wasm jq → Wasm filter → http sink"
 	}
+	if c.ingestBatch > 0 {
+		steps += fmt.Sprintf(" (NDJSON requests of %d messages)", c.ingestBatch)
+	}
 	if c.sinkBatch > 0 {
 		steps += fmt.Sprintf(" (JSON-array batches of up to %d)", c.sinkBatch)
 	}
@@ -157,6 +160,9 @@ func summaryName(c *config) string {
 	name := "vrsky webhook→http"
 	if c.steps {
 		name = "vrsky webhook→jq→filter→http"
+	}
+	if c.ingestBatch > 0 {
+		name += fmt.Sprintf("[ingest %d]", c.ingestBatch)
 	}
 	if c.sinkBatch > 0 {
 		name += "[batch]"

@@ -262,7 +262,7 @@ const (
 
 // integrationSpec is the bench's integration as JSON.
 // With batch > 0 the sink sends JSON arrays of up to batch payloads.
-func integrationSpec(sinkURL string, steps bool, batch int) []byte {
+func integrationSpec(sinkURL string, steps bool, batch, ingestBatch int) []byte {
 	type conn struct {
 		Name      string         `json:"name,omitempty"`
 		Connector string         `json:"connector"`
@@ -279,6 +279,9 @@ func integrationSpec(sinkURL string, steps bool, batch int) []byte {
 		Steps:  []conn{},
 		Sinks:  []conn{{Name: "sink", Connector: "http", Config: map[string]any{"url": sinkURL}}},
 	}
+	if ingestBatch > 0 {
+		spec.Source.Config["batch"] = map[string]any{"format": "ndjson", "max_messages": ingestBatch}
+	}
 	if batch > 0 {
 		spec.Sinks[0].Config["batch"] = map[string]any{"max_messages": batch, "max_wait": "20ms"}
 	}
@@ -294,8 +297,8 @@ func integrationSpec(sinkURL string, steps bool, batch int) []byte {
 
 // setupIntegration creates the bench tenant and its integration, starts it,
 // and returns the webhook URL and the tenant's client.
-func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool, batch int) (string, *apiClient, error) {
-	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps, batch))
+func setupIntegration(ctx context.Context, base, adminKey, sinkURL string, steps bool, batch, ingestBatch int) (string, *apiClient, error) {
+	tc, err := setupSpec(ctx, base, adminKey, benchIntegration, integrationSpec(sinkURL, steps, batch, ingestBatch))
 	if err != nil {
 		return "", nil, err
 	}
