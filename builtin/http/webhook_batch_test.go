@@ -86,7 +86,9 @@ func TestWebhookBatch(t *testing.T) {
 				t.Fatalf("emitted %q, want %q", got, tc.want)
 			}
 			if tc.status != 202 {
-				var e struct{ Error struct{ Field, Message string } }
+				var e struct {
+					Error struct{ Field, Message string }
+				}
 				if json.Unmarshal(resp.Body, &e) != nil || e.Error.Field == "" || !strings.Contains(e.Error.Message, tc.reason) {
 					t.Fatalf("refusal %s: want a field and %q in the message", resp.Body, tc.reason)
 				}
