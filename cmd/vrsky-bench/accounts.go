@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,14 +178,7 @@ func median(ms []acctMeasure, f func(acctMeasure) float64) float64 {
 	for i, m := range ms {
 		v[i] = f(m)
 	}
-	slices.Sort(v)
-	if len(v) == 0 {
-		return 0
-	}
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return medianOf(v)
 }
 
 func rate(m acctMeasure) float64 { return m.res.ConsumeRate }

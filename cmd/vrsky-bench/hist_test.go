@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -89,6 +90,26 @@ func TestQuantileMatchesSorted(t *testing.T) {
 		got := h.Quantile(q)
 		if d := float64(got-want) / float64(want); d < -0.03 || d > 0.03 {
 			t.Errorf("Quantile(%v) = %v, want about %v", q, got, want)
+		}
+	}
+}
+
+func TestMedianOf(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		in := slices.Clone(tc.in)
+		if got := medianOf(in); got != tc.want {
+			t.Errorf("medianOf(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+		if !slices.Equal(in, tc.in) {
+			t.Errorf("medianOf reordered its input: %v", in)
 		}
 	}
 }

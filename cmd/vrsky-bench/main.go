@@ -39,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strings"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type config struct {
 	steps          bool
 	sinkBatch      int
 	ingestBatch    int
+	rounds         int
 	natsSync       string
 	vrsky          string
 	jsonOut        bool
@@ -92,6 +94,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.Float64Var(&c.rate, "rate", 0, "cap the offered load at this many requests/s in all (0: as fast as the clients go); shows whether delivery keeps up at a given rate")
 	fs.IntVar(&c.sinkBatch, "sink-batch", 0, "give the integration's http sink batch.max_messages N (JSON arrays of up to N payloads a request); the clients then name each message by an Idempotency-Key the bench sink finds again in the array's order_id fields")
 	fs.IntVar(&c.ingestBatch, "ingest-batch", 0, "give the integration's webhook batch {format: ndjson, max_messages: N} and have each client request carry N orders, one per line; rates count messages, the ingest latency is the request's")
+	fs.IntVar(&c.rounds, "rounds", 1, "run the load test (and its references) this many times, each on a fresh vrsky serve, and end with the medians")
 	fs.BoolVar(&c.steps, "steps", false, "add the Wasm jq and filter steps of DESIGN.md to the integration (with -payload-mib: the csv converter, reading the payload by reference)")
 	fs.StringVar(&c.natsSync, "nats-sync", "interval", "vrsky serve --nats-sync (interval or always); the JetStream reference uses the same")
 	fs.StringVar(&c.vrsky, "vrsky", "bin/vrsky", "the vrsky binary (built with go build into a temp dir when the default is missing)")
@@ -139,6 +142,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, errors.New("-ingest-batch must be between 0 (one message a request) and 1000 (the webhook's most)")
 	case c.ingestBatch > 0 && (c.csvRows > 0 || c.cdcChanges > 0 || c.payloadMiB > 0 || c.accounts):
 		return nil, errors.New("-ingest-batch applies to the webhook load test and -nodes")
+	case c.rounds < 1 || c.rounds > 9:
+		return nil, errors.New("-rounds must be between 1 and 9")
 	case c.clients < 1:
 		return nil, errors.New("-clients must be at least 1")
 	case c.natsSync != "interval" && c.natsSync != "always":
@@ -209,6 +214,29 @@ func run(args []string) int {
 	logf("vrsky-bench: %s, %d clients, %v (+%v warm-up), steps=%v, nats-sync=%s, serve flags %q, load avg %s",
 		rep.bin, cfg.clients, cfg.duration, cfg.warmup, cfg.steps, cfg.natsSync, cfg.serveFlags, rep.loadBefore)
 
+	if cfg.rounds > 1 && cfg.csvRows == 0 && cfg.cdcChanges == 0 && cfg.payloadMiB == 0 {
+		var reps []*report
+		code := 0
+		for i := range cfg.rounds {
+			logf("vrsky-bench: round %d of %d", i+1, cfg.rounds)
+			dir := filepath.Join(tmp, fmt.Sprintf("round%d", i+1))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				fmt.Fprintln(os.Stderr, "vrsky-bench:", err)
+				return 1
+			}
+			rctx, rcancel := context.WithTimeout(sigCtx, budget)
+			r := &report{cfg: cfg, bin: rep.bin, cores: rep.cores, loadBefore: loadAvg()}
+			code = max(code, loadRound(rctx, cfg, bin, dir, r))
+			rcancel()
+			reps = append(reps, r)
+			if sigCtx.Err() != nil {
+				break
+			}
+		}
+		printMedians(os.Stdout, cfg, reps)
+		return code
+	}
+
 	if cfg.csvRows > 0 || cfg.cdcChanges > 0 {
 		ctx, cancel := context.WithTimeout(sigCtx, 15*time.Minute)
 		defer cancel()
@@ -229,6 +257,12 @@ func run(args []string) int {
 		}
 		return 0
 	}
+	return loadRound(ctx, cfg, bin, tmp, rep)
+}
+
+// loadRound runs the load test and its references once, with data under
+// tmp, prints rep and returns the exit code.
+func loadRound(ctx context.Context, cfg *config, bin, tmp string, rep *report) int {
 	code := 0
 	if err := benchVrsky(ctx, cfg, bin, tmp, rep); err != nil {
 		fmt.Fprintln(os.Stderr, "vrsky-bench:", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -364,4 +365,69 @@ func procCPU(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100
+}
+
+// printMedians ends a -rounds run: each figure's median over the rounds
+// that measured it, with every round's value, and the ratios to the
+// JetStream reference taken round by round (each against its own run).
+func printMedians(w io.Writer, c *config, reps []*report) {
+	var delivered, p99, cpu, jsRate, jsCPU, share, cpuX, benchCores []float64
+	var lost, dups int64
+	for _, r := range reps {
+		v := r.vrsky
+		if v == nil {
+			continue
+		}
+		delivered = append(delivered, v.DeliveredRate)
+		p99 = append(p99, msf(v.Load.latency.Quantile(.99)))
+		lost += v.Lost
+		dups += v.Duplicates
+		if v.WindowAccepted > 0 {
+			cpu = append(cpu, 1e6*v.CPUVrskyDrained/float64(v.WindowAccepted))
+		}
+		if win := v.Load.Elapsed().Seconds(); win > 0 {
+			benchCores = append(benchCores, v.CPUBench/win)
+		}
+		if j := r.js; j != nil && j.ConsumeRate > 0 {
+			jsRate = append(jsRate, j.ConsumeRate)
+			share = append(share, 100*v.DeliveredRate/j.ConsumeRate)
+			if j.CPUPerMsg > 0 && v.WindowAccepted > 0 {
+				jsCPU = append(jsCPU, 1e6*j.CPUPerMsg)
+				cpuX = append(cpuX, v.CPUVrskyDrained/float64(v.WindowAccepted)/j.CPUPerMsg)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n%s  medians of %d rounds (each round's value in brackets)\n", summaryName(c), len(delivered))
+	line := func(name, unit string, vals []float64, format string) {
+		if len(vals) == 0 {
+			return
+		}
+		each := make([]string, len(vals))
+		for i, v := range vals {
+			each[i] = fmt.Sprintf(format, v)
+		}
+		fmt.Fprintf(w, "  %-24s %s%s  [%s]\n", name, fmt.Sprintf(format, medianOf(vals)), unit, strings.Join(each, " / "))
+	}
+	line("delivered", " msg/s", delivered, "%.0f")
+	line("ingest p99", " ms", p99, "%.1f")
+	line("vrsky serve cpu/msg", " µs", cpu, "%.1f")
+	line("bench's own cpu", " cores", benchCores, "%.2f")
+	line("jetstream pub+consume", " msg/s", jsRate, "%.0f")
+	line("jetstream cpu/msg", " µs", jsCPU, "%.1f")
+	line("delivered / jetstream", "%", share, "%.1f")
+	line("cpu/msg / jetstream's", "×", cpuX, "%.2f")
+	fmt.Fprintf(w, "  %-24s %d lost, %d duplicates over all rounds\n", "delivery", lost, dups)
+}
+
+// medianOf is the median of vals, 0 when there are none.
+func medianOf(vals []float64) float64 {
+	vals = slices.Sorted(slices.Values(vals))
+	n := len(vals)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return vals[n/2]
+	}
+	return (vals[n/2-1] + vals[n/2]) / 2
 }
