@@ -63,12 +63,15 @@ test: test-deps ui wasm fixtures ## everything CI runs
 bench: build test-deps fixtures ## performance figures (not pass/fail): Go benchmarks and the load driver
 	@echo "==> Go benchmarks"
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/... ./platform/tenancy/
-	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, with the raw JetStream and HTTP-hop references"
-	@$(GO) run ./cmd/vrsky-bench -duration 30s
-	@echo "==> the same with the sink sending JSON-array batches of up to 100"
-	@$(GO) run ./cmd/vrsky-bench -duration 30s -sink-batch 100 -skip-reference
-	@echo "==> end-to-end load with the Wasm jq and filter steps"
+	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, one message a request, with the raw JetStream and HTTP-hop references (medians of 3)"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3
+	@echo "==> the same with batched edges: NDJSON requests of 100 messages, the sink sending JSON arrays of up to 100 (medians of 3)"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -clients 8 -ingest-batch 100 -sink-batch 100
+	@echo "==> end-to-end load with the Wasm jq and filter steps, one message a request, then batched edges"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -steps -skip-reference -clients 8 -ingest-batch 100 -sink-batch 100
+	@echo "==> --nats-sync always (fsync before every acknowledgement), batched edges, against raw JetStream with fsync (medians of 3)"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -nats-sync always -clients 8 -ingest-batch 100 -sink-batch 100
 	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"
 	@$(GO) run ./cmd/vrsky-bench -payload-mib 10
 	@echo "==> raw JetStream through the platform account vs tenant accounts (one embedded operator-mode server, 3 alternating rounds)"
