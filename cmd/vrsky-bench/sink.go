@@ -70,16 +70,26 @@ func (s *sink) handle(ctx *fasthttp.RequestCtx) {
 	now := s.clock.now()
 	if len(ctx.Request.Header.Peek("Vrsky-Batch-Size")) > 0 {
 		// A JSON array of payloads (-sink-batch): each message's id is
-		// o-<order_id>, the Idempotency-Key its client sent.
+		// o-<order_id>, the Idempotency-Key its client sent. The steps'
+		// jq turns order_id into id.
 		var orders []struct {
-			OrderID int64 `json:"order_id"`
+			OrderID *int64 `json:"order_id"`
+			ID      *int64 `json:"id"`
 		}
 		if err := json.Unmarshal(ctx.Request.Body(), &orders); err != nil {
 			ctx.SetStatusCode(fasthttp.StatusBadRequest)
 			return
 		}
 		for _, o := range orders {
-			s.record("o-"+strconv.FormatInt(o.OrderID, 10), now)
+			n := o.OrderID
+			if n == nil {
+				n = o.ID
+			}
+			if n == nil {
+				s.missingID.Add(1)
+				continue
+			}
+			s.record("o-"+strconv.FormatInt(*n, 10), now)
 		}
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
