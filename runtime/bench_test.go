@@ -23,16 +23,24 @@ import (
 // cpu-µs/msg is the process's user+system CPU per message (getrusage),
 // which depends far less on the machine's other load than ns/op.
 func BenchmarkPipelineDirect(b *testing.B) {
-	benchPipeline(b, "")
+	benchPipeline(b, "", 1)
+}
+
+// BenchmarkPipelineBatch is BenchmarkPipelineDirect with the messages
+// emitted 100 at a time (EmitBatch, as a batch webhook does).
+func BenchmarkPipelineBatch(b *testing.B) {
+	benchPipeline(b, "", 100)
 }
 
 // BenchmarkPipelineStep is BenchmarkPipelineDirect through the input
 // stage: a native step (gate) that passes it on, so every message crosses two subjects.
 func BenchmarkPipelineStep(b *testing.B) {
-	benchPipeline(b, "steps: [{name: gate, connector: gate}]\n")
+	benchPipeline(b, "steps: [{name: gate, connector: gate}]\n", 1)
 }
 
-func benchPipeline(b *testing.B, steps string) {
+// benchPipeline drives the integration with 64 clients, each emitting
+// batch messages at a time (Emit for 1, else EmitBatch).
+func benchPipeline(b *testing.B, steps string, batch int) {
 	h := runtimetest.Start(b, []runtime.Connector{gate}, manual)
 	var delivered atomic.Int64
 	rec := h.Sinks.New(func(string, int) error { delivered.Add(1); return nil })
@@ -47,9 +55,23 @@ func benchPipeline(b *testing.B, steps string) {
 		start := delivered.Load()
 		for range clients {
 			wg.Go(func() {
-				for next.Add(1) <= int64(n) {
-					msg := &runtime.Message{Header: runtime.Header{runtime.HeaderContentType: {"application/json"}}, Data: body}
-					if err := em.Emit(context.Background(), msg); err != nil {
+				for {
+					last := next.Add(int64(batch))
+					k := min(int64(batch), int64(n)-(last-int64(batch)))
+					if k <= 0 {
+						return
+					}
+					msgs := make([]*runtime.Message, k)
+					for i := range msgs {
+						msgs[i] = &runtime.Message{Header: runtime.Header{runtime.HeaderContentType: {"application/json"}}, Data: body}
+					}
+					var err error
+					if batch == 1 {
+						err = em.Emit(context.Background(), msgs[0])
+					} else {
+						err = em.EmitBatch(context.Background(), msgs)
+					}
+					if err != nil {
 						b.Error(err)
 						return
 					}
