@@ -371,7 +371,7 @@ func procCPU(pid int) float64 {
 // that measured it, with every round's value, and the ratios to the
 // JetStream reference taken round by round (each against its own run).
 func printMedians(w io.Writer, c *config, reps []*report) {
-	var delivered, p99, cpu, jsRate, jsCPU, share, cpuX, benchCores []float64
+	var delivered, p99, cpu, jsRate, jsCPU, share, cpuX, benchCores, hop []float64
 	var lost, dups int64
 	for _, r := range reps {
 		v := r.vrsky
@@ -387,6 +387,9 @@ func printMedians(w io.Writer, c *config, reps []*report) {
 		}
 		if win := v.Load.Elapsed().Seconds(); win > 0 {
 			benchCores = append(benchCores, v.CPUBench/win)
+		}
+		if r.hop != nil && r.hop.Rate() > 0 {
+			hop = append(hop, r.hop.Rate())
 		}
 		if j := r.js; j != nil && j.ConsumeRate > 0 {
 			jsRate = append(jsRate, j.ConsumeRate)
@@ -415,6 +418,7 @@ func printMedians(w io.Writer, c *config, reps []*report) {
 	line("jetstream pub+consume", " msg/s", jsRate, "%.0f")
 	line("jetstream cpu/msg", " µs", jsCPU, "%.1f")
 	line("delivered / jetstream", "%", share, "%.1f")
+	line("http hop", " req/s", hop, "%.0f")
 	line("cpu/msg / jetstream's", "×", cpuX, "%.2f")
 	fmt.Fprintf(w, "  %-24s %d lost, %d duplicates over all rounds\n", "delivery", lost, dups)
 }
