@@ -33,7 +33,8 @@ import (
 // routed and delivered within that time costs one KV write, not three. A
 // failure, a dead letter, a filter or a replay is written at once (with
 // whatever is held for that message), so retries and the DLQ never wait
-// for tracking. A crash loses the held records of messages in flight;
+// for tracking; what comes for that message within trackHold after it is
+// written at once too. A crash loses the held records of messages in flight;
 // JetStream redelivers those messages, and their delivery is recorded
 // then.
 
@@ -193,8 +194,15 @@ type trackWriter struct {
 	dropped *atomic.Uint64
 	held    map[string]*heldRecords
 	order   []heldKey // oldest first
-	subj    []byte
-	buf     []byte
+	// early are the messages written before they were complete (a
+	// failure, a dead letter), with when: a record of theirs that comes
+	// within trackHold is written at once too. Their route record can
+	// come after the sink's failure (it is made once the publish is
+	// acknowledged, the sink may fail first), and a trace read then must
+	// not lack it for the hold.
+	early map[string]time.Time
+	subj  []byte
+	buf   []byte
 }
 
 type heldKey struct {
@@ -210,6 +218,10 @@ func (w *trackWriter) add(ev trackEvent) {
 		w.order = append(w.order, heldKey{ev.key, h})
 	}
 	h.recs = append(h.recs, ev.rec)
+	if _, ok := w.early[ev.key]; ok {
+		w.write(ev.key, h)
+		return
+	}
 	switch ev.rec.Status {
 	case StatusDelivered:
 		h.delivered++
@@ -225,12 +237,23 @@ func (w *trackWriter) add(ev trackEvent) {
 			return
 		}
 	}
+	if !h.complete() { // a failure, a dead letter, a filter, a replay
+		if w.early == nil {
+			w.early = map[string]time.Time{}
+		}
+		w.early[ev.key] = time.Now()
+	}
 	w.write(ev.key, h)
 }
 
 // flushOlder writes the records held since before cutoff (all of them for
 // a zero cutoff).
 func (w *trackWriter) flushOlder(cutoff time.Time) {
+	for k, at := range w.early {
+		if cutoff.IsZero() || at.Before(cutoff) {
+			delete(w.early, k)
+		}
+	}
 	n := 0
 	for _, o := range w.order {
 		if w.held[o.key] != o.held {

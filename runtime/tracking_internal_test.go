@@ -109,10 +109,22 @@ func TestTrackWriterCoalesces(t *testing.T) {
 				{Stage: "sink:api", Status: StatusFailed, Attempt: 1, Error: "500"},
 				delivered("api"),
 			},
-			writes: [][]string{{"route:passed", "sink:api:failed"}},
-			// The route record went with the failure: the delivery alone
-			// cannot tell it is the last one, and waits.
-			afterFlush: [][]string{{"sink:api:delivered"}},
+			// The delivery after a failure is written at once too: the
+			// route record went with the failure, so the delivery alone
+			// could not tell it is the last one.
+			writes: [][]string{{"route:passed", "sink:api:failed"}, {"sink:api:delivered"}},
+		},
+		{
+			// The sink failed before the emit's acknowledgements were
+			// awaited and its route record queued: a trace read after
+			// the dead letter must find the route too, not 500 ms later.
+			name: "a route record after its message's dead letter is written at once",
+			recs: []StageRecord{
+				{Stage: "sink:api", Status: StatusFailed, Attempt: 1, Error: "400"},
+				{Stage: "sink:api", Status: StatusDeadLettered, Attempt: 1, Error: "400"},
+				route("api"),
+			},
+			writes: [][]string{{"sink:api:failed"}, {"sink:api:dead_lettered"}, {"route:passed"}},
 		},
 		{
 			name:   "filtered is final",
@@ -158,8 +170,8 @@ func TestTrackWriterCoalesces(t *testing.T) {
 				}
 				seen[s] = true
 			}
-			if len(w.held) != 0 || len(w.order) != 0 {
-				t.Errorf("still held after the flush: %d, order %d", len(w.held), len(w.order))
+			if len(w.held) != 0 || len(w.order) != 0 || len(w.early) != 0 {
+				t.Errorf("still held after the flush: %d, order %d, early %d", len(w.held), len(w.order), len(w.early))
 			}
 		})
 	}
@@ -181,5 +193,24 @@ func TestTrackWriterFlushesByAge(t *testing.T) {
 	}
 	if _, ok := w.held["t.i.new"]; !ok || len(w.order) != 1 {
 		t.Fatalf("the young message is not held alone: %v %v", w.held, w.order)
+	}
+}
+
+// A message written early (a failure) has its later records written at
+// once only for the hold; after it, they are held as any others.
+func TestTrackWriterEarlyExpires(t *testing.T) {
+	var l publishLog
+	w := trackWriter{nc: &l, writer: "w1", dropped: new(atomic.Uint64), held: map[string]*heldRecords{}}
+	w.add(trackEvent{key: "t.i.m", rec: StageRecord{Stage: "sink:a", Status: StatusFailed}})
+	if len(l.entries) != 1 || len(w.early) != 1 {
+		t.Fatalf("after a failure: %d entries, %d early", len(l.entries), len(w.early))
+	}
+	w.flushOlder(time.Now().Add(time.Second)) // the hold has passed
+	if len(w.early) != 0 {
+		t.Fatalf("early %v kept past the hold", w.early)
+	}
+	w.add(trackEvent{key: "t.i.m", rec: StageRecord{Stage: stageRoute.String(), Status: StatusPassed, Outputs: []string{"a"}}})
+	if len(l.entries) != 1 || len(w.held) != 1 {
+		t.Fatalf("a route record after the hold: %d entries, %d held; want it held", len(l.entries), len(w.held))
 	}
 }
