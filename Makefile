@@ -65,11 +65,11 @@ bench: build test-deps fixtures ## performance figures (not pass/fail): Go bench
 	@$(GO) test -run '^$$' -bench . -benchmem -count 3 ./host/... ./wasm-connectors/... ./runtime/... ./platform/tenancy/
 	@echo "==> end-to-end load: webhook -> JetStream -> HTTP sink, one message a request, with the raw JetStream and HTTP-hop references (medians of 3)"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3
-	@echo "==> the same with batched edges: NDJSON requests of 100 messages, the sink sending JSON arrays of up to 100 (medians of 3)"
-	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -clients 8 -ingest-batch 100 -sink-batch 100
+	@echo "==> the same with batched edges: 4 clients sending NDJSON requests of 50 messages, the sink sending JSON arrays of up to 100 (medians of 3)"
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -clients 4 -ingest-batch 50 -sink-batch 100
 	@echo "==> end-to-end load with the Wasm jq and filter steps, one message a request, then batched edges"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -steps -skip-reference
-	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -steps -skip-reference -clients 8 -ingest-batch 100 -sink-batch 100
+	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -steps -skip-reference -clients 4 -ingest-batch 50 -sink-batch 100
 	@echo "==> --nats-sync always (fsync before every acknowledgement), batched edges, against raw JetStream with fsync (medians of 3)"
 	@$(GO) run ./cmd/vrsky-bench -duration 30s -rounds 3 -nats-sync always -clients 8 -ingest-batch 100 -sink-batch 100
 	@echo "==> one 10 MiB payload end to end: peak memory growth of vrsky serve"
