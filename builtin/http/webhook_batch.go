@@ -39,7 +39,11 @@ func (w *webhook) serveBatch(ctx context.Context, emit connector.Emitter, req *c
 		}
 	}
 	if int64(len(data)) > limit {
-		return tooLarge(int64(len(data)), limit), nil
+		size := int64(len(data))
+		if stream != nil {
+			size = -1 // read only up to the limit: its size is unknown
+		}
+		return tooLarge(size, limit), nil
 	}
 	bodies, bad := splitBatch(data, w.cfg.Batch.Format, w.cfg.Batch.MaxMessages)
 	if bad != nil {

@@ -55,6 +55,7 @@ func TestWebhookBatch(t *testing.T) {
 		{name: "over the most a hook takes", cfg: ndjson, body: many, status: 413, reason: "more than 1000 messages"},
 		{name: "at max_messages", cfg: `{"batch":{"format":"ndjson","max_messages":2}}`, body: "1\n2\n", status: 202, want: []string{"1", "2"}},
 		{name: "over max_body_bytes", cfg: `{"max_body_bytes":5,"batch":{"format":"ndjson"}}`, body: "1\n2\n3\n", status: 413, reason: "at most 5"},
+		{name: "streamed over the 8 MiB a batch is held to", cfg: ndjson, body: strings.Repeat("1\n", 4<<20+1), stream: true, status: 413, reason: "limit of 8388608"},
 		{name: "streamed over max_body_bytes", cfg: `{"max_body_bytes":5,"batch":{"format":"ndjson"}}`, body: "1\n2\n3\n", stream: true, status: 413, reason: "limit of 5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
